@@ -1,0 +1,11 @@
+import { defineConfig } from "vitest/config";
+
+// Namespace tests share kernel state (interfaces, the multicast port), so they run one file at a time.
+export default defineConfig({
+  test: {
+    include: ["netns-tests/**/*.test.ts"],
+    fileParallelism: false,
+    testTimeout: 180_000,
+    hookTimeout: 60_000,
+  },
+});

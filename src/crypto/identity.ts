@@ -1,0 +1,77 @@
+// The node's one long-term identity: an ed25519 key pair in Go's 64-byte layout (seed ‖ public key).
+// Everything that needs "who am I" takes an Identity; nothing else holds the private half.
+import { createHash, randomBytes } from "node:crypto";
+import sodium from "sodium-native";
+import { addressForKey, subnetForKey } from "./address.js";
+
+export const KEY_BYTES = 32;
+export const SIG_BYTES = 64;
+
+export class Identity {
+  /** 64 bytes: seed ‖ public key, exactly Go's ed25519.PrivateKey and the config's PrivateKey. */
+  readonly secretKey: Buffer;
+  readonly publicKey: Buffer;
+  readonly seed: Buffer;
+  /** X25519 private key: SHA-512(seed)[0:32], unclamped, as ironwood uses it (spec 6.1). */
+  readonly curvePrivate: Buffer;
+  /** X25519 public key: the Montgomery form of the ed25519 public key. */
+  readonly curvePublic: Buffer;
+  readonly address: Buffer;
+  readonly subnet: Buffer;
+
+  private constructor(seed: Buffer) {
+    this.publicKey = Buffer.alloc(sodium.crypto_sign_PUBLICKEYBYTES);
+    this.secretKey = Buffer.alloc(sodium.crypto_sign_SECRETKEYBYTES);
+    sodium.crypto_sign_seed_keypair(this.publicKey, this.secretKey, seed);
+    this.seed = Buffer.from(seed);
+    this.curvePrivate = createHash("sha512").update(seed).digest().subarray(0, 32);
+    this.curvePublic = curveFromEd(this.publicKey);
+    this.address = addressForKey(this.publicKey);
+    this.subnet = subnetForKey(this.publicKey);
+  }
+
+  static fromSeed(seed: Uint8Array): Identity {
+    if (seed.length !== 32) throw new Error(`seed must be 32 bytes, got ${seed.length}`);
+    return new Identity(Buffer.from(seed));
+  }
+
+  static generate(): Identity {
+    return new Identity(randomBytes(32));
+  }
+
+  /**
+   * Parse the config's PrivateKey (128 hex chars = seed ‖ public key). Go trusts the stored public
+   * half; we recompute it and refuse a key whose halves disagree, since signatures would not verify.
+   */
+  static fromPrivateKeyHex(hex: string): Identity {
+    if (!/^[0-9a-fA-F]*$/.test(hex)) throw new Error("is not hexadecimal");
+    if (hex.length !== 128) throw new Error(`has ${hex.length} hex characters (expected 128: seed ‖ public key)`);
+    const raw = Buffer.from(hex, "hex");
+    const id = new Identity(raw.subarray(0, 32));
+    if (!id.publicKey.equals(raw.subarray(32))) {
+      throw new Error(`public half does not match its seed (seed gives ${id.publicKey.toString("hex")})`);
+    }
+    return id;
+  }
+
+  get privateKeyHex(): string {
+    return this.secretKey.toString("hex");
+  }
+
+  sign(message: Uint8Array): Buffer {
+    const sig = Buffer.alloc(SIG_BYTES);
+    sodium.crypto_sign_detached(sig, message, this.secretKey);
+    return sig;
+  }
+}
+
+export function verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
+  if (publicKey.length !== KEY_BYTES || signature.length !== SIG_BYTES) return false;
+  return sodium.crypto_sign_verify_detached(signature, message, publicKey);
+}
+
+export function curveFromEd(publicKey: Uint8Array): Buffer {
+  const out = Buffer.alloc(32);
+  sodium.crypto_sign_ed25519_pk_to_curve25519(out, publicKey);
+  return out;
+}

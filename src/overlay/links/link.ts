@@ -1,0 +1,32 @@
+// The Link seam: one authenticated connection to one peer key that moves whole frames.
+// TCP, TLS, unix sockets, UDP and in-memory pipes are implementations; nothing above sees a socket.
+
+export interface LinkInfo {
+  /** The peer's ed25519 public key, as claimed in the metadata handshake. */
+  readonly remoteKey: Buffer;
+  /** Negotiated priority (lower is better); max(local, announced by the peer). */
+  readonly priority: number;
+  /** For getPeers: dial URI without query for outbound links, scheme://ip:port for inbound ones. */
+  readonly remote: string;
+  readonly outbound: boolean;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  readonly openedAt: number;
+}
+
+export interface LinkEvents {
+  /** One whole frame: type byte ‖ body (the u16 length prefix already removed). Valid only during the call. */
+  onFrame(frame: Buffer): void;
+  /** The peer announced a priority (dummy frame `p`,prio); `priority` has already been updated. */
+  onPriority?(priority: number): void;
+  onClose(reason: string): void;
+}
+
+export interface Link extends LinkInfo {
+  /** Queue one frame (type byte ‖ body). Frames over 65535 bytes are dropped silently (spec 4.4). */
+  send(frame: Uint8Array): void;
+  /** True when the socket buffer is full; the caller should drop or queue traffic frames. */
+  readonly congested: boolean;
+  close(reason: string): void;
+  setHandler(events: LinkEvents): void;
+}

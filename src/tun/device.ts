@@ -1,0 +1,12 @@
+// The TunDevice seam: a batch of IPv6 packets in, a batch out. The native addon is one
+// implementation; an in-memory one drives the multi-node tests.
+
+export interface TunDevice {
+  readonly name: string;
+  readonly mtu: number;
+  /** Called with every batch of packets read from the device. Buffers are valid only during the call. */
+  onPackets(handler: (packets: Buffer[]) => void): void;
+  /** Write one IPv6 packet to the kernel. */
+  write(packet: Uint8Array): void;
+  close(): void;
+}
