@@ -3,7 +3,8 @@
     {
       "target_name": "planetd_tun",
       "sources": ["src/tun/native/tun.c"],
-      "cflags": ["-O2", "-Wall"]
+      "defines": ["NAPI_VERSION=8"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
     }
   ]
 }

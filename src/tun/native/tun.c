@@ -1,4 +1,468 @@
-/* placeholder replaced by the TUN addon */
+/*
+ * planetd_tun: a Linux TUN device for Node.js (N-API + libuv).
+ *
+ * open(name, mtu, address16, prefixLength, buffer, meta, onBatch) -> handle
+ *   Creates the interface (IFF_TUN | IFF_NO_PI), sets its MTU, adds address/prefixLength and brings it up.
+ *   "auto" (or "") lets the kernel pick tunN. Throws an Error with an operator-readable message.
+ * start(handle)        begin reading: on each readable wakeup up to meta.length/2 packets are read into
+ *                      `buffer`; meta[2i] = offset, meta[2i+1] = length; then onBatch(count, errno) is called
+ *                      once (errno != 0 only for a fatal read error, after which reading stops).
+ * write(handle, bytes) write one packet; returns 0 or a negative errno (EAGAIN = kernel queue full).
+ * name(handle)         the interface name the kernel assigned.
+ * close(handle)        stop reading and close the fd (idempotent); lets the event loop exit.
+ *
+ * Reads never block: the fd is O_NONBLOCK and watched with a level-triggered uv_poll_t.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <node_api.h>
-static napi_value Init(napi_env env, napi_value exports) { return exports; }
+#include <uv.h>
+
+/* Largest packet the kernel can hand us without GSO: IPv6 header + 65535-byte payload. */
+#define MAX_READ 65575
+
+/* Layout of the kernel's struct in6_ifreq (linux/ipv6.h clashes with glibc's netinet/in.h). */
+struct pd_in6_ifreq {
+  struct in6_addr addr;
+  uint32_t prefixlen;
+  int ifindex;
+};
+
+typedef struct {
+  napi_env env;
+  int fd;
+  char name[IFNAMSIZ];
+  uv_poll_t poll;
+  int poll_inited;
+  int polling;
+  int closed;
+  int poll_closed;
+  int finalized;
+  napi_ref cb_ref;
+  napi_ref buf_ref;
+  napi_ref meta_ref;
+  napi_async_context actx;
+  uint8_t *buf;
+  size_t buf_len;
+  int32_t *meta;
+  size_t max_packets;
+} tun_t;
+
+#define CHECK(call)                                                   \
+  do {                                                                \
+    if ((call) != napi_ok) {                                          \
+      napi_throw_error(env, NULL, "TUN: internal N-API call failed"); \
+      return NULL;                                                    \
+    }                                                                 \
+  } while (0)
+
+static const char *errno_code(int e) {
+  switch (e) {
+    case EPERM: return "EPERM";
+    case EACCES: return "EACCES";
+    case ENOENT: return "ENOENT";
+    case ENODEV: return "ENODEV";
+    case ENXIO: return "ENXIO";
+    case EBUSY: return "EBUSY";
+    case EEXIST: return "EEXIST";
+    case EINVAL: return "EINVAL";
+    case EAFNOSUPPORT: return "EAFNOSUPPORT";
+    case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
+    default: return "ETUN";
+  }
+}
+
+static void throw_errno(napi_env env, const char *what, int e) {
+  char msg[512];
+  const char *hint = "";
+  if (e == EPERM || e == EACCES)
+    hint = " (run as root or with CAP_NET_ADMIN, or set IfName: none for router-only mode)";
+  else if (e == ENOENT || e == ENODEV || e == ENXIO)
+    hint = " (load the tun module with `modprobe tun`, or set IfName: none for router-only mode)";
+  else if (e == EBUSY)
+    hint = " (the interface name is in use by another process; pick another IfName or \"auto\")";
+  else if (e == EAFNOSUPPORT)
+    hint = " (IPv6 is disabled in this kernel or namespace)";
+  snprintf(msg, sizeof msg, "TUN: %s: %s%s", what, strerror(e), hint);
+  napi_throw_error(env, errno_code(e), msg);
+}
+
+static tun_t *get_tun(napi_env env, napi_value v) {
+  tun_t *t = NULL;
+  if (napi_get_value_external(env, v, (void **)&t) != napi_ok || t == NULL) {
+    napi_throw_type_error(env, NULL, "TUN: expected a TUN handle");
+    return NULL;
+  }
+  return t;
+}
+
+static void on_poll_closed(uv_handle_t *h) {
+  tun_t *t = (tun_t *)h->data;
+  t->poll_closed = 1;
+  if (t->finalized) free(t);
+}
+
+static void cleanup_hook(void *arg);
+
+/* Stops reading and closes the fd. Safe to call from JS, the finalizer or the env cleanup hook. */
+static void do_close(tun_t *t, int from_cleanup) {
+  if (t->closed) return;
+  t->closed = 1;
+  if (t->polling) {
+    uv_poll_stop(&t->poll);
+    t->polling = 0;
+  }
+  if (t->poll_inited) uv_close((uv_handle_t *)&t->poll, on_poll_closed);
+  if (t->fd >= 0) {
+    close(t->fd);
+    t->fd = -1;
+  }
+  if (!from_cleanup) napi_remove_env_cleanup_hook(t->env, cleanup_hook, t);
+  if (t->cb_ref) napi_delete_reference(t->env, t->cb_ref);
+  if (t->buf_ref) napi_delete_reference(t->env, t->buf_ref);
+  if (t->meta_ref) napi_delete_reference(t->env, t->meta_ref);
+  t->cb_ref = t->buf_ref = t->meta_ref = NULL;
+  if (t->actx) napi_async_destroy(t->env, t->actx);
+  t->actx = NULL;
+  t->buf = NULL;
+  t->meta = NULL;
+}
+
+static void cleanup_hook(void *arg) { do_close((tun_t *)arg, 1); }
+
+static void finalize_tun(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  tun_t *t = (tun_t *)data;
+  t->finalized = 1;
+  do_close(t, 0);
+  if (!t->poll_inited || t->poll_closed) free(t);
+}
+
+static void deliver(tun_t *t, int count, int err) {
+  napi_env env = t->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value cb, recv, argv[2], result;
+  if (t->cb_ref && napi_get_reference_value(env, t->cb_ref, &cb) == napi_ok && cb != NULL) {
+    napi_get_global(env, &recv);
+    napi_create_int32(env, count, &argv[0]);
+    napi_create_int32(env, err, &argv[1]);
+    napi_status st = napi_make_callback(env, t->actx, recv, cb, 2, argv, &result);
+    if (st == napi_pending_exception) {
+      napi_value exc;
+      if (napi_get_and_clear_last_exception(env, &exc) == napi_ok) napi_fatal_exception(env, exc);
+    }
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+static void on_readable(uv_poll_t *h, int status, int events) {
+  (void)events;
+  tun_t *t = (tun_t *)h->data;
+  if (t->closed) return;
+  if (status < 0) {
+    uv_poll_stop(&t->poll);
+    t->polling = 0;
+    deliver(t, 0, -status);
+    return;
+  }
+  size_t off = 0;
+  int count = 0;
+  int fatal = 0;
+  while ((size_t)count < t->max_packets && t->buf_len - off >= MAX_READ) {
+    ssize_t n = read(t->fd, t->buf + off, MAX_READ);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) fatal = errno;
+      break;
+    }
+    if (n == 0) break;
+    t->meta[2 * count] = (int32_t)off;
+    t->meta[2 * count + 1] = (int32_t)n;
+    off += (size_t)n;
+    count++;
+  }
+  if (fatal) {
+    uv_poll_stop(&t->poll);
+    t->polling = 0;
+  }
+  if (count > 0 || fatal) deliver(t, count, fatal);
+}
+
+static int configure(const char *name, int mtu, const uint8_t *addr, int prefix,
+                     const char **step) {
+  int s = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) {
+    *step = "cannot open an IPv6 control socket";
+    return errno;
+  }
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name);
+  ifr.ifr_mtu = mtu;
+  if (ioctl(s, SIOCSIFMTU, &ifr) < 0) {
+    *step = "cannot set the MTU";
+    goto fail;
+  }
+  memset(&ifr, 0, sizeof ifr);
+  snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name);
+  if (ioctl(s, SIOCGIFINDEX, &ifr) < 0) {
+    *step = "cannot find the interface index";
+    goto fail;
+  }
+  struct pd_in6_ifreq r;
+  memset(&r, 0, sizeof r);
+  memcpy(&r.addr, addr, 16);
+  r.prefixlen = (uint32_t)prefix;
+  r.ifindex = ifr.ifr_ifindex;
+  if (ioctl(s, SIOCSIFADDR, &r) < 0 && errno != EEXIST) {
+    *step = "cannot add the IPv6 address";
+    goto fail;
+  }
+  memset(&ifr, 0, sizeof ifr);
+  snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name);
+  if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) {
+    *step = "cannot read the interface flags";
+    goto fail;
+  }
+  ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+  if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) {
+    *step = "cannot bring the interface up";
+    goto fail;
+  }
+  close(s);
+  return 0;
+fail : {
+  int e = errno;
+  close(s);
+  return e;
+}
+}
+
+static napi_value js_open(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 7) {
+    napi_throw_type_error(env, NULL, "TUN: open(name, mtu, address, prefixLength, buffer, meta, onBatch)");
+    return NULL;
+  }
+  char name[64];
+  size_t name_len = 0;
+  if (napi_get_value_string_utf8(env, argv[0], name, sizeof name, &name_len) != napi_ok) {
+    napi_throw_type_error(env, NULL, "TUN: name must be a string");
+    return NULL;
+  }
+  if (strcmp(name, "auto") == 0) name[0] = '\0';
+  if (strlen(name) >= IFNAMSIZ) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "TUN: interface name \"%s\" is longer than %d characters", name, IFNAMSIZ - 1);
+    napi_throw_error(env, "EINVAL", msg);
+    return NULL;
+  }
+  int32_t mtu = 0, prefix = 0;
+  if (napi_get_value_int32(env, argv[1], &mtu) != napi_ok || mtu < 1280 || mtu > 65535) {
+    napi_throw_range_error(env, NULL, "TUN: MTU must be an integer in [1280, 65535]");
+    return NULL;
+  }
+  bool is_buf = false;
+  void *addr = NULL;
+  size_t addr_len = 0;
+  napi_is_buffer(env, argv[2], &is_buf);
+  if (!is_buf || napi_get_buffer_info(env, argv[2], &addr, &addr_len) != napi_ok || addr_len != 16) {
+    napi_throw_type_error(env, NULL, "TUN: address must be a 16-byte Buffer");
+    return NULL;
+  }
+  if (napi_get_value_int32(env, argv[3], &prefix) != napi_ok || prefix < 0 || prefix > 128) {
+    napi_throw_range_error(env, NULL, "TUN: prefixLength must be in [0, 128]");
+    return NULL;
+  }
+  void *buf = NULL;
+  size_t buf_len = 0;
+  napi_is_buffer(env, argv[4], &is_buf);
+  if (!is_buf || napi_get_buffer_info(env, argv[4], &buf, &buf_len) != napi_ok || buf_len < MAX_READ) {
+    napi_throw_type_error(env, NULL, "TUN: read buffer must be a Buffer of at least 65575 bytes");
+    return NULL;
+  }
+  bool is_ta = false;
+  napi_typedarray_type ta_type;
+  size_t meta_len = 0;
+  void *meta = NULL;
+  napi_is_typedarray(env, argv[5], &is_ta);
+  if (!is_ta || napi_get_typedarray_info(env, argv[5], &ta_type, &meta_len, &meta, NULL, NULL) != napi_ok ||
+      ta_type != napi_int32_array || meta_len < 2) {
+    napi_throw_type_error(env, NULL, "TUN: meta must be an Int32Array of at least 2 entries");
+    return NULL;
+  }
+  napi_valuetype cb_type;
+  napi_typeof(env, argv[6], &cb_type);
+  if (cb_type != napi_function) {
+    napi_throw_type_error(env, NULL, "TUN: onBatch must be a function");
+    return NULL;
+  }
+
+  int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    throw_errno(env, "cannot open /dev/net/tun", errno);
+    return NULL;
+  }
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+  snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name);
+  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+    int e = errno;
+    close(fd);
+    char what[96];
+    snprintf(what, sizeof what, "cannot create interface \"%s\"", name[0] ? name : "tun%d");
+    throw_errno(env, what, e);
+    return NULL;
+  }
+  char actual[IFNAMSIZ];
+  memset(actual, 0, sizeof actual);
+  memcpy(actual, ifr.ifr_name, IFNAMSIZ - 1);
+  const char *step = "";
+  int e = configure(actual, mtu, (const uint8_t *)addr, prefix, &step);
+  if (e != 0) {
+    close(fd);
+    char what[128];
+    snprintf(what, sizeof what, "%s: %s", actual, step);
+    throw_errno(env, what, e);
+    return NULL;
+  }
+
+  tun_t *t = (tun_t *)calloc(1, sizeof(tun_t));
+  if (t == NULL) {
+    close(fd);
+    napi_throw_error(env, NULL, "TUN: out of memory");
+    return NULL;
+  }
+  t->env = env;
+  t->fd = fd;
+  memcpy(t->name, actual, IFNAMSIZ);
+  t->buf = (uint8_t *)buf;
+  t->buf_len = buf_len;
+  t->meta = (int32_t *)meta;
+  t->max_packets = meta_len / 2;
+  napi_value resource_name, handle;
+  if (napi_create_reference(env, argv[6], 1, &t->cb_ref) != napi_ok ||
+      napi_create_reference(env, argv[4], 1, &t->buf_ref) != napi_ok ||
+      napi_create_reference(env, argv[5], 1, &t->meta_ref) != napi_ok ||
+      napi_create_string_utf8(env, "planetd:tun", NAPI_AUTO_LENGTH, &resource_name) != napi_ok ||
+      napi_async_init(env, NULL, resource_name, &t->actx) != napi_ok ||
+      napi_create_external(env, t, finalize_tun, NULL, &handle) != napi_ok) {
+    do_close(t, 1);
+    free(t);
+    napi_throw_error(env, NULL, "TUN: internal N-API call failed");
+    return NULL;
+  }
+  napi_add_env_cleanup_hook(env, cleanup_hook, t);
+  return handle;
+}
+
+static napi_value js_start(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  tun_t *t = get_tun(env, argv[0]);
+  if (t == NULL) return NULL;
+  if (t->closed) {
+    napi_throw_error(env, NULL, "TUN: device is closed");
+    return NULL;
+  }
+  if (t->polling) return NULL;
+  if (!t->poll_inited) {
+    uv_loop_t *loop = NULL;
+    CHECK(napi_get_uv_event_loop(env, &loop));
+    int r = uv_poll_init(loop, &t->poll, t->fd);
+    if (r < 0) {
+      throw_errno(env, "cannot watch the TUN fd", -r);
+      return NULL;
+    }
+    t->poll.data = t;
+    t->poll_inited = 1;
+  }
+  int r = uv_poll_start(&t->poll, UV_READABLE, on_readable);
+  if (r < 0) {
+    throw_errno(env, "cannot watch the TUN fd", -r);
+    return NULL;
+  }
+  t->polling = 1;
+  return NULL;
+}
+
+static napi_value js_write(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], out;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  tun_t *t = get_tun(env, argv[0]);
+  if (t == NULL) return NULL;
+  napi_typedarray_type type;
+  size_t len = 0;
+  void *data = NULL;
+  bool is_ta = false;
+  napi_is_typedarray(env, argv[1], &is_ta);
+  if (!is_ta || napi_get_typedarray_info(env, argv[1], &type, &len, &data, NULL, NULL) != napi_ok ||
+      type != napi_uint8_array) {
+    napi_throw_type_error(env, NULL, "TUN: packet must be a Uint8Array");
+    return NULL;
+  }
+  int result = 0;
+  if (t->closed) {
+    result = -EBADF;
+  } else {
+    ssize_t n;
+    do {
+      n = write(t->fd, data, len);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) result = -errno;
+  }
+  CHECK(napi_create_int32(env, result, &out));
+  return out;
+}
+
+static napi_value js_name(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], out;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  tun_t *t = get_tun(env, argv[0]);
+  if (t == NULL) return NULL;
+  CHECK(napi_create_string_utf8(env, t->name, NAPI_AUTO_LENGTH, &out));
+  return out;
+}
+
+static napi_value js_close(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  tun_t *t = get_tun(env, argv[0]);
+  if (t == NULL) return NULL;
+  do_close(t, 0);
+  return NULL;
+}
+
+static napi_value Init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"open", NULL, js_open, NULL, NULL, NULL, napi_default, NULL},
+      {"start", NULL, js_start, NULL, NULL, NULL, napi_default, NULL},
+      {"write", NULL, js_write, NULL, NULL, NULL, napi_default, NULL},
+      {"name", NULL, js_name, NULL, NULL, NULL, napi_default, NULL},
+      {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}
+
 NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)

@@ -1,0 +1,174 @@
+// TunDevice over the planetd_tun N-API addon (src/tun/native/tun.c). The addon reads whole batches
+// into one preallocated buffer; here each batch becomes an array of views into it.
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import type { TunDevice } from "./device.js";
+
+/** Spec 5.9: the largest IPv6 packet a session carries, and IPv6's minimum link MTU. */
+export const TUN_MIN_MTU = 1280;
+export const TUN_MAX_MTU = 53049;
+
+/** Packets per wakeup; the kernel queue holds the rest until the next turn of the event loop. */
+const MAX_BATCH = 64;
+/** Room for the batch; the addon only starts a read while a maximum-size packet still fits. */
+const READ_BUFFER_BYTES = 512 * 1024;
+
+export interface TunOptions {
+  /** "auto" lets the kernel pick tunN; otherwise the interface name (at most 15 characters). */
+  name: string;
+  /** Clamped to [1280, 53049] as Yggdrasil does with IfMTU. */
+  mtu: number;
+  /** The node's 16-byte address, assigned as address/prefixLength. */
+  address: Buffer;
+  /** 7 by default, so that all of 200::/7 routes to the interface. */
+  prefixLength?: number;
+}
+
+export interface TunCounters {
+  packetsRead: number;
+  bytesRead: number;
+  packetsWritten: number;
+  bytesWritten: number;
+  /** Writes the kernel refused (EAGAIN: queue full; EIO: interface down; others). */
+  writeDrops: number;
+}
+
+type Handle = object & { readonly __tunHandle: unique symbol };
+
+interface Addon {
+  open(
+    name: string,
+    mtu: number,
+    address: Buffer,
+    prefixLength: number,
+    buffer: Buffer,
+    meta: Int32Array,
+    onBatch: (count: number, errno: number) => void,
+  ): Handle;
+  start(handle: Handle): void;
+  write(handle: Handle, packet: Uint8Array): number;
+  name(handle: Handle): string;
+  close(handle: Handle): void;
+}
+
+let addon: Addon | undefined;
+
+function loadAddon(): Addon {
+  if (addon) return addon;
+  const require = createRequire(import.meta.url);
+  // src/tun/native.ts in development, dist/src/tun/native.js when built.
+  const candidates = ["../../build/Release/planetd_tun.node", "../../../build/Release/planetd_tun.node"];
+  for (const rel of candidates) {
+    const path = new URL(rel, import.meta.url);
+    if (existsSync(path)) {
+      addon = require(path.pathname) as Addon;
+      return addon;
+    }
+  }
+  throw new Error(
+    "TUN: native addon build/Release/planetd_tun.node is missing (run `npm install` or `npx node-gyp rebuild`)",
+  );
+}
+
+export function clampMtu(mtu: number): number {
+  if (!Number.isFinite(mtu)) return TUN_MAX_MTU;
+  return Math.min(TUN_MAX_MTU, Math.max(TUN_MIN_MTU, Math.floor(mtu)));
+}
+
+export class NativeTun implements TunDevice {
+  readonly name: string;
+  readonly mtu: number;
+  readonly address: Buffer;
+  readonly prefixLength: number;
+  readonly counters: TunCounters = {
+    packetsRead: 0,
+    bytesRead: 0,
+    packetsWritten: 0,
+    bytesWritten: 0,
+    writeDrops: 0,
+  };
+  private readonly lib: Addon;
+  private readonly handle: Handle;
+  private readonly readBuffer: Buffer;
+  private readonly meta: Int32Array;
+  private readonly batch: Buffer[] = [];
+  private packetHandler: ((packets: Buffer[]) => void) | undefined;
+  private errorHandler: ((err: Error) => void) | undefined;
+  private started = false;
+  private closed = false;
+
+  constructor(options: TunOptions) {
+    if (options.address.length !== 16) throw new Error("TUN: address must be 16 bytes");
+    this.lib = loadAddon();
+    this.mtu = clampMtu(options.mtu);
+    this.address = Buffer.from(options.address);
+    this.prefixLength = options.prefixLength ?? 7;
+    this.readBuffer = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES);
+    this.meta = new Int32Array(MAX_BATCH * 2);
+    this.handle = this.lib.open(
+      options.name,
+      this.mtu,
+      this.address,
+      this.prefixLength,
+      this.readBuffer,
+      this.meta,
+      (count, errno) => this.onBatch(count, errno),
+    );
+    this.name = this.lib.name(this.handle);
+  }
+
+  /** Reading starts with the first handler, so the kernel queues packets until someone listens. */
+  onPackets(handler: (packets: Buffer[]) => void): void {
+    this.packetHandler = handler;
+    if (!this.started && !this.closed) {
+      this.started = true;
+      this.lib.start(this.handle);
+    }
+  }
+
+  /** A fatal read error (the interface was deleted under us); reading has stopped. */
+  onError(handler: (err: Error) => void): void {
+    this.errorHandler = handler;
+  }
+
+  write(packet: Uint8Array): void {
+    const r = this.lib.write(this.handle, packet);
+    if (r === 0) {
+      this.counters.packetsWritten++;
+      this.counters.bytesWritten += packet.length;
+    } else {
+      this.counters.writeDrops++;
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.lib.close(this.handle);
+  }
+
+  private onBatch(count: number, errno: number): void {
+    const batch = this.batch;
+    batch.length = count;
+    const meta = this.meta;
+    let bytes = 0;
+    for (let i = 0; i < count; i++) {
+      const off = meta[2 * i]!;
+      const len = meta[2 * i + 1]!;
+      batch[i] = this.readBuffer.subarray(off, off + len);
+      bytes += len;
+    }
+    this.counters.packetsRead += count;
+    this.counters.bytesRead += bytes;
+    if (count > 0 && this.packetHandler) this.packetHandler(batch);
+    if (errno !== 0) {
+      const err = new Error(`TUN: reading ${this.name} failed (errno ${errno}); the interface stopped`);
+      if (this.errorHandler) this.errorHandler(err);
+    }
+  }
+}
+
+/** Create, configure and bring up a TUN interface. Throws an Error with an operator message. */
+export function openTun(options: TunOptions): NativeTun {
+  return new NativeTun(options);
+}
