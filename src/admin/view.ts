@@ -1,0 +1,74 @@
+// What the admin socket reads from and steers in a running node. The daemon (src/overlay/node.ts)
+// implements AdminView; the admin server formats it into 0.4.7's JSON shapes (spec 9.2).
+
+export interface SelfView {
+  key: Buffer;
+  /** Tree coordinates (ports from the root); [] when this node is the root. */
+  coords: number[];
+}
+
+export interface PeerView {
+  key: Buffer;
+  port: number;
+  priority: number;
+  coords: number[];
+  /** Dial URI for outbound links, `tcp://ip:port` / `tls://ip:port` for inbound ones. */
+  remote: string;
+  /** Raw link bytes including framing. */
+  bytesRecvd: number;
+  bytesSent: number;
+  uptimeSeconds: number;
+}
+
+export interface DhtView {
+  key: Buffer;
+  port: number;
+  rest: number;
+}
+
+export interface PathView {
+  key: Buffer;
+  path: number[];
+}
+
+export interface SessionView {
+  key: Buffer;
+  bytesRecvd: number;
+  bytesSent: number;
+  uptimeSeconds: number;
+}
+
+export interface TunView {
+  enabled: boolean;
+  name?: string;
+  mtu?: number;
+}
+
+/** Remote queries over the overlay (src/overlay/proto.ts implements these). */
+export interface RemoteQueries {
+  /** Resolves with the remote node's nodeinfo JSON text; rejects with ProtoTimeoutError. */
+  getNodeInfoRaw(key: Buffer, timeoutMs?: number): Promise<string>;
+  /** Resolves with the remote's debug getSelf JSON text (`{"coords":"[…]","key":"…"}`). */
+  debugGetSelfRaw(key: Buffer, timeoutMs?: number): Promise<string>;
+  debugGetPeers(key: Buffer, timeoutMs?: number): Promise<Buffer[]>;
+  debugGetDHT(key: Buffer, timeoutMs?: number): Promise<Buffer[]>;
+}
+
+export interface AdminView {
+  self(): SelfView;
+  /** Only links that have delivered at least one tree message. */
+  peers(): PeerView[];
+  dht(): DhtView[];
+  paths(): PathView[];
+  sessions(): SessionView[];
+  tun(): TunView;
+  multicastInterfaces(): string[];
+  /**
+   * Adds `uri` to the persistent peer list and dials it asynchronously. Throws
+   * Error("peer already configured") or an Error whose message says what is wrong with the URI.
+   */
+  addPeer(uri: string, iface?: string): void;
+  /** Removes `uri` from the peer list and closes its link; throws Error("peer not configured"). */
+  removePeer(uri: string, iface?: string): void;
+  proto: RemoteQueries;
+}
