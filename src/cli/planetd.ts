@@ -1,0 +1,373 @@
+// The planetd command line. Subcommands (`planetd address --config a.conf`) and Yggdrasil 0.4.7's
+// single-dash flags (`planetd -useconffile a.conf -address`) are two spellings of the same request,
+// so existing scripts and systemd units keep working. Bad input ends with one line on stderr and
+// exit code 2; a failure of the running daemon with exit code 1.
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import type { Readable, Writable } from "node:stream";
+import { formatIPv6, formatSubnet } from "../crypto/address.js";
+import {
+  ConfigError,
+  LOG_LEVELS,
+  type PlanetConfig,
+  decodeConfigBytes,
+  formatConfig,
+  generateConfig,
+  identityFromConfig,
+  loadConfigFile,
+  parseConfig,
+} from "./config.js";
+import { LogDestinationError, type Logger, createLogger } from "./logger.js";
+import { defaultConfigPath } from "./paths.js";
+
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+type Command = "run" | "genconf" | "normaliseconf" | "address" | "subnet" | "publickey" | "version" | "help";
+
+export interface CliOptions {
+  command: Command | undefined;
+  configPath: string | undefined;
+  useStdin: boolean;
+  autoconf: boolean;
+  json: boolean;
+  logLevel: string | undefined;
+  logTo: string;
+}
+
+export interface CliIo {
+  stdout: Writable;
+  stderr: Writable;
+  stdin: Readable;
+}
+
+const COMMAND_WORDS: Record<string, Command> = {
+  run: "run",
+  genconf: "genconf",
+  normaliseconf: "normaliseconf",
+  normalizeconf: "normaliseconf",
+  address: "address",
+  subnet: "subnet",
+  publickey: "publickey",
+  version: "version",
+  help: "help",
+};
+
+const BOOL_FLAGS = new Set(["json", "useconf", "autoconf"]);
+const VALUE_FLAGS: Record<string, "config" | "logLevel" | "logTo"> = {
+  config: "config",
+  c: "config",
+  useconffile: "config",
+  "log-level": "logLevel",
+  loglevel: "logLevel",
+  logto: "logTo",
+  "log-to": "logTo",
+};
+const COMMAND_FLAGS: Record<string, Command> = {
+  genconf: "genconf",
+  normaliseconf: "normaliseconf",
+  normalizeconf: "normaliseconf",
+  address: "address",
+  subnet: "subnet",
+  publickey: "publickey",
+  version: "version",
+  V: "version",
+  help: "help",
+  h: "help",
+};
+
+export const HELP = `planetd: a planetary peer-to-peer IPv6 overlay daemon, wire-compatible with Yggdrasil 0.4.7
+
+Usage: planetd <command> [options]
+
+Commands:
+  run                 run the daemon (the default when a config is given)
+  genconf             print a new config with a fresh key (HJSON; --json for JSON)
+  normaliseconf       print the given config with every default filled in
+  address             print the IPv6 address of the config's key
+  subnet              print the /64 subnet of the config's key
+  publickey           print the public key of the config's key
+  version             print the version
+  help                print this text
+
+Options:
+  --config FILE       read the config from FILE (HJSON or JSON)
+  --stdin             read the config from standard input
+  --autoconf          run with a fresh random key and defaults (a new address every start)
+  --json              genconf/normaliseconf print JSON instead of HJSON
+  --log-level LEVEL   error, warn, info (default), debug or trace
+  --logto DEST        stdout (default) or a file path to append to
+
+Without --config, --stdin or --autoconf, run (and address, subnet, publickey) use
+$PLANETD_STATE_DIR/planetd.conf (default: /var/lib/planetd as root, else
+$XDG_STATE_HOME/planetd or ~/.local/state/planetd); run generates it on first start.
+
+Yggdrasil spellings work too: -genconf, -json, -useconffile FILE, -useconf, -normaliseconf,
+-autoconf, -address, -subnet, -publickey, -version, -loglevel LEVEL, -logto DEST.
+`;
+
+export function parseArgs(argv: string[]): CliOptions {
+  const opts: CliOptions = {
+    command: undefined,
+    configPath: undefined,
+    useStdin: false,
+    autoconf: false,
+    json: false,
+    logLevel: undefined,
+    logTo: "stdout",
+  };
+  const setCommand = (command: Command, spelled: string) => {
+    if (opts.command !== undefined && opts.command !== command) {
+      throw new UsageError(
+        `planetd: ${spelled} cannot be combined with ${opts.command} (see planetd --help)`,
+      );
+    }
+    opts.command = command;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (!arg.startsWith("-") || arg === "-") {
+      const command = COMMAND_WORDS[arg];
+      if (command === undefined || opts.command !== undefined) {
+        throw new UsageError(`planetd: unexpected argument "${arg}" (see planetd --help)`);
+      }
+      setCommand(command, arg);
+      continue;
+    }
+    const eq = arg.indexOf("=");
+    const name = (eq >= 0 ? arg.slice(0, eq) : arg).replace(/^--?/, "");
+    const inline = eq >= 0 ? arg.slice(eq + 1) : undefined;
+    if (name === "stdin") {
+      opts.useStdin = true;
+    } else if (BOOL_FLAGS.has(name)) {
+      let value = true;
+      if (inline !== undefined) {
+        if (inline !== "true" && inline !== "false") {
+          throw new UsageError(`planetd: ${arg} is not true or false`);
+        }
+        value = inline === "true";
+      }
+      if (name === "json") opts.json = value;
+      else if (name === "useconf") opts.useStdin = value;
+      else opts.autoconf = value;
+    } else if (name in VALUE_FLAGS) {
+      let value = inline;
+      if (value === undefined) {
+        value = argv[++i];
+        if (value === undefined) throw new UsageError(`planetd: ${arg} needs a value (see planetd --help)`);
+      }
+      const target = VALUE_FLAGS[name]!;
+      if (target === "config") opts.configPath = value;
+      else if (target === "logLevel") opts.logLevel = value;
+      else opts.logTo = value;
+    } else if (name in COMMAND_FLAGS && inline === undefined) {
+      setCommand(COMMAND_FLAGS[name]!, arg);
+    } else {
+      throw new UsageError(`planetd: unknown flag ${arg} (see planetd --help)`);
+    }
+  }
+  if (opts.logLevel !== undefined && !(LOG_LEVELS as readonly string[]).includes(opts.logLevel)) {
+    throw new UsageError(`planetd: log level "${opts.logLevel}" is not one of ${LOG_LEVELS.join(", ")}`);
+  }
+  const sources = [opts.configPath !== undefined, opts.useStdin, opts.autoconf].filter(Boolean).length;
+  if (sources > 1)
+    throw new UsageError("planetd: give only one of --config FILE, --stdin (-useconf) and --autoconf");
+  // Yggdrasil runs when given a config and nothing else to do.
+  if (opts.command === undefined && sources > 0) opts.command = "run";
+  return opts;
+}
+
+function versionText(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
+      version?: string;
+    };
+    return pkg.version ?? "unknown";
+  } catch {
+    return "unknown";
+  }
+}
+
+async function readAll(stream: Readable): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
+  return decodeConfigBytes(Buffer.concat(chunks));
+}
+
+interface LoadedConfig {
+  config: PlanetConfig;
+  warnings: string[];
+  /** Absolute path of the file it came from; undefined for stdin and autoconf. */
+  path: string | undefined;
+  generatedAt?: string;
+}
+
+async function loadConfig(opts: CliOptions, io: CliIo, createDefault: boolean): Promise<LoadedConfig> {
+  if (opts.autoconf) return { config: generateConfig(), warnings: [], path: undefined };
+  if (opts.useStdin) return { ...parseConfig(await readAll(io.stdin), "stdin"), path: undefined };
+  if (opts.configPath !== undefined) {
+    const path = resolve(opts.configPath);
+    return { ...loadConfigFile(path), path };
+  }
+  const path = defaultConfigPath();
+  if (!createDefault) {
+    try {
+      return { ...loadConfigFile(path), path };
+    } catch (err) {
+      if (err instanceof ConfigError && err.message.endsWith("no such file")) {
+        throw new UsageError(
+          `planetd: ${opts.command} needs a config (--config FILE, --stdin, or ${path} written by a first planetd run)`,
+        );
+      }
+      throw err;
+    }
+  }
+  const config = generateConfig();
+  try {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    // "wx": never overwrite a key another process wrote meanwhile.
+    writeFileSync(path, formatConfig(config, false), { flag: "wx", mode: 0o600 });
+    return { config, warnings: [], path, generatedAt: path };
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "EEXIST") return { ...loadConfigFile(path), path };
+    throw new Error(`cannot write the default config ${path}: ${code ?? (err as Error).message}`);
+  }
+}
+
+function writeWarnings(io: CliIo, warnings: string[]): void {
+  for (const w of warnings) io.stderr.write(`planetd: warning: ${w}\n`);
+}
+
+interface RunningNode {
+  stop(): Promise<void>;
+}
+
+interface NodeModule {
+  Node: {
+    start(opts: {
+      config: PlanetConfig;
+      identity: unknown;
+      logger: Logger;
+      configPath?: string;
+    }): Promise<RunningNode>;
+  };
+}
+
+async function run(opts: CliOptions, io: CliIo): Promise<number> {
+  const loaded = await loadConfig(opts, io, true);
+  const { config } = loaded;
+  const identity = identityFromConfig(config);
+  const logger = createLogger(opts.logLevel ?? config.Planetd.LogLevel, opts.logTo);
+  if (loaded.generatedAt)
+    logger.info({ path: loaded.generatedAt }, `generated a new config at ${loaded.generatedAt}`);
+  else if (loaded.path) logger.info({ path: loaded.path }, `using config ${loaded.path}`);
+  else if (opts.autoconf) logger.info("using a generated config with a random key (--autoconf)");
+  for (const w of loaded.warnings) logger.warn(w);
+  const address = formatIPv6(identity.address);
+  const subnet = formatSubnet(identity.subnet);
+  const publicKey = identity.publicKey.toString("hex");
+  logger.info({ address }, `Your IPv6 address is ${address}`);
+  logger.info({ subnet }, `Your IPv6 subnet is ${subnet}`);
+  logger.info({ publicKey }, `Your public key is ${publicKey}`);
+
+  // A variable specifier keeps the CLI compiling while the daemon core is built alongside it.
+  const nodeModulePath = "../overlay/node.js";
+  let node: RunningNode;
+  try {
+    const { Node } = (await import(nodeModulePath)) as NodeModule;
+    node = await Node.start({ config, identity, logger, configPath: loaded.path });
+  } catch (err) {
+    logger.error({ err }, `startup failed: ${oneLine(err)}`);
+    return 1;
+  }
+
+  return await new Promise<number>((resolveExit) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        logger.warn(`${signal} again while stopping; exiting now`);
+        resolveExit(1);
+        return;
+      }
+      stopping = true;
+      logger.info(`${signal} received, stopping`);
+      node.stop().then(
+        () => {
+          logger.info("stopped");
+          resolveExit(0);
+        },
+        (err: unknown) => {
+          logger.error({ err }, `stop failed: ${oneLine(err)}`);
+          resolveExit(1);
+        },
+      );
+    };
+    process.on("SIGINT", stop);
+    process.on("SIGTERM", stop);
+    process.on("SIGHUP", () => {
+      logger.info("SIGHUP received; config reload is not supported, restart planetd to apply changes");
+    });
+  });
+}
+
+function oneLine(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).split("\n")[0]!;
+}
+
+/** Runs one command and returns its exit code; `main` is this plus the process around it. */
+export async function runCli(argv: string[], io: CliIo): Promise<number> {
+  try {
+    const opts = parseArgs(argv);
+    switch (opts.command) {
+      case undefined:
+      case "help":
+        io.stdout.write(HELP);
+        return 0;
+      case "version":
+        io.stdout.write(`Build name: planetd\nBuild version: ${versionText()}\n`);
+        return 0;
+      case "genconf":
+        io.stdout.write(formatConfig(generateConfig(), opts.json));
+        return 0;
+      case "normaliseconf": {
+        if (!opts.useStdin && opts.configPath === undefined) {
+          throw new UsageError("planetd: normaliseconf needs a config (--config FILE or --stdin)");
+        }
+        const { config, warnings } = await loadConfig(opts, io, false);
+        writeWarnings(io, warnings);
+        io.stdout.write(formatConfig(config, opts.json));
+        return 0;
+      }
+      case "address":
+      case "subnet":
+      case "publickey": {
+        const { config, warnings } = await loadConfig(opts, io, false);
+        writeWarnings(io, warnings);
+        const identity = identityFromConfig(config);
+        if (opts.command === "address") io.stdout.write(`${formatIPv6(identity.address)}\n`);
+        else if (opts.command === "subnet") io.stdout.write(`${formatSubnet(identity.subnet)}\n`);
+        else io.stdout.write(`${identity.publicKey.toString("hex")}\n`);
+        return 0;
+      }
+      case "run":
+        return await run(opts, io);
+    }
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof UsageError || err instanceof LogDestinationError) {
+      const text = oneLine(err);
+      // ConfigError lines already start with "config:" (the DEVELOPERS.md form); the others with "planetd:".
+      io.stderr.write(`${err instanceof LogDestinationError ? `planetd: ${text}` : text}\n`);
+      return 2;
+    }
+    io.stderr.write(`planetd: ${oneLine(err)}\n`);
+    return 1;
+  }
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const code = await runCli(argv, { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin });
+  // Exit explicitly: a stopped daemon may leave handles (timers, sockets being torn down) behind.
+  process.exit(code);
+}
