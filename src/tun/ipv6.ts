@@ -1,0 +1,260 @@
+// The IPv6 adapter (spec 8.1–8.3, yggdrasil's ipv6rwc): between the TUN and the overlay. It checks
+// addresses, maps destinations to keys (learning them from traffic or by signed OOB key lookups) and
+// answers oversize packets with ICMPv6 Packet Too Big. Pure: time comes in as `now`, output goes to
+// the CoreSender and tunWrite callbacks, synchronously.
+import { partialKeyFor, subnetForKey } from "../crypto/address.js";
+import { type Identity, verify } from "../crypto/identity.js";
+import { IPV6_HEADER_BYTES, buildPacketTooBig } from "./icmpv6.js";
+import { type KeyEntry, KeyStore } from "./keystore.js";
+
+export interface CoreSender {
+  /** Send one IPv6 packet to `dest` (the daemon prefixes the core byte 0x01 and encrypts). `packet` is valid only during the call. */
+  sendIPv6(dest: Buffer, packet: Buffer): void;
+  /** Kind-2 (unencrypted) traffic: key lookups and responses. `dest` may be a partial key. */
+  sendOutOfBand(dest: Buffer, payload: Buffer): void;
+}
+
+/** Spec 5.9: the largest IPv6 packet the core carries. */
+export const CORE_IPV6_MTU = 53049;
+export const OOB_KEY_LOOKUP = 0x01;
+export const OOB_KEY_RESPONSE = 0x02;
+const OOB_PAYLOAD_BYTES = 65;
+
+export interface Ipv6Stats {
+  [reason: string]: number;
+  tunPackets: number;
+  tunNotIPv6: number;
+  tunTooShort: number;
+  tunTooLarge: number;
+  tunBadSource: number;
+  tunBadDestination: number;
+  sent: number;
+  pendingStored: number;
+  pendingFlushed: number;
+  pendingExpired: number;
+  lookupsSent: number;
+  netPackets: number;
+  netNotIPv6: number;
+  netTooShort: number;
+  packetTooBigSent: number;
+  netBadDestination: number;
+  netBadSource: number;
+  delivered: number;
+  oobBadLength: number;
+  oobUnknownType: number;
+  lookupsNotOurs: number;
+  lookupsBadSignature: number;
+  lookupsAnswered: number;
+  responsesNotOurs: number;
+  responsesBadSignature: number;
+  responsesAccepted: number;
+  keysExpired: number;
+}
+
+export class Ipv6Adapter {
+  readonly mtu: number;
+  private readonly keys = new KeyStore();
+  private readonly counters: Ipv6Stats = {
+    tunPackets: 0,
+    tunNotIPv6: 0,
+    tunTooShort: 0,
+    tunTooLarge: 0,
+    tunBadSource: 0,
+    tunBadDestination: 0,
+    sent: 0,
+    pendingStored: 0,
+    pendingFlushed: 0,
+    pendingExpired: 0,
+    lookupsSent: 0,
+    netPackets: 0,
+    netNotIPv6: 0,
+    netTooShort: 0,
+    packetTooBigSent: 0,
+    netBadDestination: 0,
+    netBadSource: 0,
+    delivered: 0,
+    oobBadLength: 0,
+    oobUnknownType: 0,
+    lookupsNotOurs: 0,
+    lookupsBadSignature: 0,
+    lookupsAnswered: 0,
+    responsesNotOurs: 0,
+    responsesBadSignature: 0,
+    responsesAccepted: 0,
+    keysExpired: 0,
+  };
+  /** Reused to collect the packets a newly learnt key releases. */
+  private readonly flushed: Buffer[] = [];
+
+  /** `mtu` is the TUN MTU: larger packets from the network are answered with Packet Too Big. */
+  constructor(
+    private readonly identity: Identity,
+    private readonly core: CoreSender,
+    private readonly tunWrite: (packet: Buffer) => void,
+    mtu: number,
+  ) {
+    this.mtu = mtu;
+  }
+
+  /** 8.1: a packet read from the TUN. `packet` is only read during the call (copied if held). */
+  fromTun(packet: Buffer, now: number): void {
+    const c = this.counters;
+    c.tunPackets++;
+    if (packet.length < IPV6_HEADER_BYTES) {
+      c.tunTooShort++;
+      return;
+    }
+    if ((packet[0]! & 0xf0) !== 0x60) {
+      c.tunNotIPv6++;
+      return;
+    }
+    if (packet.length > CORE_IPV6_MTU) {
+      c.tunTooLarge++;
+      return;
+    }
+    const id = this.identity;
+    // Source: our address, or anything in our /64 (workloads behind us).
+    if (packet.compare(id.address, 0, 16, 8, 24) !== 0 && packet.compare(id.subnet, 0, 8, 8, 16) !== 0) {
+      c.tunBadSource++;
+      return;
+    }
+    const kind = packet[24];
+    let entry: KeyEntry | undefined;
+    if (kind === 0x02) entry = this.keys.useAddress(packet, 24, now);
+    else if (kind === 0x03) entry = this.keys.useSubnet(packet, 24, now);
+    else {
+      c.tunBadDestination++;
+      return;
+    }
+    if (entry) {
+      c.sent++;
+      this.core.sendIPv6(entry.key, packet);
+      return;
+    }
+    const isSubnet = kind === 0x03;
+    const pending = this.keys.holdPending(packet, isSubnet, now);
+    c.pendingStored++;
+    if (pending.lookup.length === 0) {
+      // Ed25519 is deterministic: one signature serves every lookup for this destination.
+      pending.partialKey = partialKeyFor(packet.subarray(24, isSubnet ? 32 : 40));
+      pending.lookup = Buffer.concat([Buffer.of(OOB_KEY_LOOKUP), this.identity.sign(pending.partialKey)]);
+    }
+    c.lookupsSent++;
+    this.core.sendOutOfBand(pending.partialKey, pending.lookup);
+  }
+
+  /** 8.3: an IPv6 packet (core byte 0x01 already removed) that arrived from `source`'s session. */
+  fromNetwork(source: Buffer, packet: Buffer, now: number): void {
+    const c = this.counters;
+    c.netPackets++;
+    if (packet.length < IPV6_HEADER_BYTES) {
+      c.netTooShort++;
+      return;
+    }
+    if ((packet[0]! & 0xf0) !== 0x60) {
+      c.netNotIPv6++;
+      return;
+    }
+    if (packet.length > this.mtu) {
+      c.packetTooBigSent++;
+      this.fromTun(buildPacketTooBig(packet, this.mtu), now);
+      return;
+    }
+    const id = this.identity;
+    if (packet.compare(id.address, 0, 16, 24, 40) !== 0 && packet.compare(id.subnet, 0, 8, 24, 32) !== 0) {
+      c.netBadDestination++;
+      return;
+    }
+    const entry = this.learn(source, now);
+    if (
+      packet.compare(entry.address, 0, 16, 8, 24) !== 0 &&
+      packet.compare(entry.subnet, 0, 8, 8, 16) !== 0
+    ) {
+      c.netBadSource++;
+      return;
+    }
+    c.delivered++;
+    this.tunWrite(packet);
+  }
+
+  /** 8.2: kind-2 traffic delivered to us: a key lookup to answer or a response to learn from. */
+  handleOutOfBand(source: Buffer, dest: Buffer, payload: Buffer, now: number): void {
+    const c = this.counters;
+    if (payload.length !== OOB_PAYLOAD_BYTES || source.length !== 32 || dest.length !== 32) {
+      c.oobBadLength++;
+      return;
+    }
+    const sig = payload.subarray(1);
+    switch (payload[0]) {
+      case OOB_KEY_LOOKUP: {
+        // The lookup names a partial key; it is for us if it covers our /64 (hence also our address).
+        if (!subnetForKey(dest).equals(this.identity.subnet)) {
+          c.lookupsNotOurs++;
+          return;
+        }
+        if (!verify(source, dest, sig)) {
+          c.lookupsBadSignature++;
+          return;
+        }
+        c.lookupsAnswered++;
+        const requester = Buffer.from(source);
+        const response = Buffer.concat([Buffer.of(OOB_KEY_RESPONSE), this.identity.sign(requester)]);
+        this.core.sendOutOfBand(requester, response);
+        return;
+      }
+      case OOB_KEY_RESPONSE: {
+        if (!dest.equals(this.identity.publicKey)) {
+          c.responsesNotOurs++;
+          return;
+        }
+        if (!verify(source, dest, sig)) {
+          c.responsesBadSignature++;
+          return;
+        }
+        c.responsesAccepted++;
+        this.learn(source, now);
+        return;
+      }
+      default:
+        c.oobUnknownType++;
+    }
+  }
+
+  /** When handleTimeout next has work (ms since the epoch), or undefined if nothing is stored. */
+  nextTimeout(): number | undefined {
+    return this.keys.nextDeadline();
+  }
+
+  /** Expire key store entries and pending packets (120 s each). */
+  handleTimeout(now: number): void {
+    const gone = this.keys.expire(now);
+    this.counters.keysExpired += gone.keys;
+    this.counters.pendingExpired += gone.pending;
+  }
+
+  stats(): Ipv6Stats {
+    return { ...this.counters };
+  }
+
+  /** Known keys (for getSessions-like admin views). */
+  knownKeys(): { key: Buffer; address: Buffer; subnet: Buffer; expires: number }[] {
+    return this.keys
+      .entries()
+      .map((e) => ({ key: e.key, address: e.address, subnet: e.subnet, expires: e.expires }));
+  }
+
+  /** Record the key and send whatever was waiting for its address or subnet. */
+  private learn(key: Buffer, now: number): KeyEntry {
+    const flushed = this.flushed;
+    const entry = this.keys.learn(key, now, flushed);
+    if (flushed.length > 0) {
+      for (const packet of flushed) {
+        this.counters.pendingFlushed++;
+        this.counters.sent++;
+        this.core.sendIPv6(entry.key, packet);
+      }
+      flushed.length = 0;
+    }
+    return entry;
+  }
+}

@@ -1,0 +1,160 @@
+// The IPv6 adapter's memory (spec 8.1, 8.3): which key owns an address or /64, and the one packet
+// waiting for each unresolved destination. Entries live 120 s after their last use; pending packets
+// 120 s after they were stored. Maps are keyed by latin1 strings of the raw bytes: one short string
+// per lookup is the cheapest hashable form of a Buffer slice in V8.
+import { addressForKey, subnetForKey } from "../crypto/address.js";
+
+export const KEY_STORE_TTL_MS = 120_000;
+export const PENDING_TTL_MS = 120_000;
+
+export interface KeyEntry {
+  readonly key: Buffer;
+  readonly address: Buffer;
+  readonly subnet: Buffer;
+  expires: number;
+}
+
+export interface PendingPacket {
+  packet: Buffer;
+  /** 0x01 ‖ Sign(partialKey): deterministic, so it is signed once per destination and reused. */
+  lookup: Buffer;
+  /** Where the lookup goes: the destination's partial key (spec 3.3). */
+  partialKey: Buffer;
+  expires: number;
+}
+
+export class KeyStore {
+  private readonly byKey = new Map<string, KeyEntry>();
+  private readonly byAddress = new Map<string, KeyEntry>();
+  private readonly bySubnet = new Map<string, KeyEntry>();
+  private readonly pendingByAddress = new Map<string, PendingPacket>();
+  private readonly pendingBySubnet = new Map<string, PendingPacket>();
+  /** Never later than the earliest deadline: deadlines only move later, and new ones are now + TTL. */
+  private earliest: number | undefined;
+
+  get size(): number {
+    return this.byKey.size;
+  }
+
+  get pendingCount(): number {
+    return this.pendingByAddress.size + this.pendingBySubnet.size;
+  }
+
+  /** The entry for the 16-byte address at packet[offset], refreshed; undefined if unknown. */
+  useAddress(packet: Buffer, offset: number, now: number): KeyEntry | undefined {
+    const entry = this.byAddress.get(packet.toString("latin1", offset, offset + 16));
+    if (entry) entry.expires = now + KEY_STORE_TTL_MS;
+    return entry;
+  }
+
+  /** The entry for the /64 at packet[offset], refreshed; undefined if unknown. */
+  useSubnet(packet: Buffer, offset: number, now: number): KeyEntry | undefined {
+    const entry = this.bySubnet.get(packet.toString("latin1", offset, offset + 8));
+    if (entry) entry.expires = now + KEY_STORE_TTL_MS;
+    return entry;
+  }
+
+  /**
+   * Record (or refresh) `key`. For a new key, the packets pending for its address and subnet are
+   * removed and returned so the caller can send them; otherwise the result is empty.
+   */
+  learn(key: Buffer, now: number, flushed: Buffer[]): KeyEntry {
+    const id = key.toString("latin1");
+    let entry = this.byKey.get(id);
+    if (entry) {
+      entry.expires = now + KEY_STORE_TTL_MS;
+      return entry;
+    }
+    const copy = Buffer.from(key);
+    entry = {
+      key: copy,
+      address: addressForKey(copy),
+      subnet: subnetForKey(copy),
+      expires: now + KEY_STORE_TTL_MS,
+    };
+    this.byKey.set(id, entry);
+    const addressId = entry.address.toString("latin1");
+    const subnetId = entry.subnet.toString("latin1");
+    this.byAddress.set(addressId, entry);
+    this.bySubnet.set(subnetId, entry);
+    const a = this.pendingByAddress.get(addressId);
+    if (a) {
+      this.pendingByAddress.delete(addressId);
+      flushed.push(a.packet);
+    }
+    const s = this.pendingBySubnet.get(subnetId);
+    if (s) {
+      this.pendingBySubnet.delete(subnetId);
+      flushed.push(s.packet);
+    }
+    this.noteDeadline(entry.expires);
+    return entry;
+  }
+
+  /**
+   * Keep a copy of `packet` as the single pending packet for the destination at packet[24..24+len]
+   * (16 bytes for an address, 8 for a subnet), replacing any earlier one. A new record has an empty
+   * `lookup` and `partialKey`; the caller fills them in for the next packets to this destination.
+   */
+  holdPending(packet: Buffer, isSubnet: boolean, now: number): PendingPacket {
+    const map = isSubnet ? this.pendingBySubnet : this.pendingByAddress;
+    const id = packet.toString("latin1", 24, isSubnet ? 32 : 40);
+    const expires = now + PENDING_TTL_MS;
+    let pending = map.get(id);
+    if (pending) {
+      pending.packet = Buffer.from(packet);
+      pending.expires = expires;
+    } else {
+      pending = { packet: Buffer.from(packet), lookup: EMPTY, partialKey: EMPTY, expires };
+      map.set(id, pending);
+    }
+    this.noteDeadline(expires);
+    return pending;
+  }
+
+  nextDeadline(): number | undefined {
+    return this.earliest;
+  }
+
+  /** Drop everything expired at `now`; returns how many key entries and pending packets went. */
+  expire(now: number): { keys: number; pending: number } {
+    let keys = 0;
+    let pending = 0;
+    let earliest: number | undefined;
+    for (const [id, entry] of this.byKey) {
+      if (entry.expires <= now) {
+        this.byKey.delete(id);
+        const addressId = entry.address.toString("latin1");
+        const subnetId = entry.subnet.toString("latin1");
+        if (this.byAddress.get(addressId) === entry) this.byAddress.delete(addressId);
+        if (this.bySubnet.get(subnetId) === entry) this.bySubnet.delete(subnetId);
+        keys++;
+      } else if (earliest === undefined || entry.expires < earliest) {
+        earliest = entry.expires;
+      }
+    }
+    for (const map of [this.pendingByAddress, this.pendingBySubnet]) {
+      for (const [id, p] of map) {
+        if (p.expires <= now) {
+          map.delete(id);
+          pending++;
+        } else if (earliest === undefined || p.expires < earliest) {
+          earliest = p.expires;
+        }
+      }
+    }
+    this.earliest = earliest;
+    return { keys, pending };
+  }
+
+  /** Snapshot for the admin API. */
+  entries(): KeyEntry[] {
+    return [...this.byKey.values()];
+  }
+
+  private noteDeadline(deadline: number): void {
+    if (this.earliest === undefined || deadline < this.earliest) this.earliest = deadline;
+  }
+}
+
+const EMPTY = Buffer.alloc(0);

@@ -1,0 +1,98 @@
+import { describe, expect, it } from "vitest";
+import { Identity } from "../src/crypto/identity.js";
+import { buildPacketTooBig } from "../src/tun/icmpv6.js";
+import { type CoreSender, Ipv6Adapter } from "../src/tun/ipv6.js";
+
+const A = Identity.fromSeed(Buffer.alloc(32));
+const B = Identity.fromSeed(Buffer.from(Array.from({ length: 32 }, (_, i) => i + 1)));
+const T0 = 1_700_000_000_000;
+
+function ipv6(src: Uint8Array, dst: Uint8Array, payload: number): Buffer {
+  const p = Buffer.alloc(40 + payload);
+  for (let i = 40; i < p.length; i++) p[i] = (i * 7) & 0xff;
+  p[0] = 0x60;
+  p.writeUInt16BE(payload, 4);
+  p[6] = 17;
+  p[7] = 64;
+  Buffer.from(src).copy(p, 8);
+  Buffer.from(dst).copy(p, 24);
+  return p;
+}
+
+/**
+ * Independent check (RFC 1071 style): summing every 16-bit word of pseudo-header and message,
+ * checksum field included, must give 0xffff.
+ */
+function checksumHolds(packet: Buffer): boolean {
+  const payloadLength = packet.readUInt16BE(4);
+  const pseudo = Buffer.alloc(40);
+  packet.copy(pseudo, 0, 8, 40);
+  pseudo.writeUInt32BE(payloadLength, 32);
+  pseudo[39] = packet[6]!;
+  const all = Buffer.concat([pseudo, packet.subarray(40), Buffer.alloc((packet.length - 40) & 1)]);
+  let sum = 0;
+  for (let i = 0; i < all.length; i += 2) sum += all.readUInt16BE(i);
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return sum === 0xffff;
+}
+
+describe("ICMPv6 Packet Too Big", () => {
+  it("builds the exact layout with a valid checksum", () => {
+    const original = ipv6(B.address, A.address, 1960);
+    const ptb = buildPacketTooBig(original, 1280);
+    expect(ptb.length).toBe(40 + 8 + 512);
+    expect(ptb[0]).toBe(0x60);
+    expect(ptb.readUInt32BE(0)).toBe(0x60000000); // traffic class and flow label zero
+    expect(ptb.readUInt16BE(4)).toBe(520);
+    expect(ptb[6]).toBe(58);
+    expect(ptb[7]).toBe(255);
+    expect(ptb.subarray(8, 24).equals(A.address)).toBe(true);
+    expect(ptb.subarray(24, 40).equals(B.address)).toBe(true);
+    expect(ptb[40]).toBe(2);
+    expect(ptb[41]).toBe(0);
+    expect(ptb.readUInt32BE(44)).toBe(1280);
+    expect(ptb.subarray(48).equals(original.subarray(0, 512))).toBe(true);
+    expect(checksumHolds(ptb)).toBe(true);
+    const corrupted = Buffer.from(ptb);
+    corrupted[100]! ^= 1;
+    expect(checksumHolds(corrupted)).toBe(false);
+  });
+
+  it("quotes a short original whole, odd length included", () => {
+    const original = ipv6(B.address, A.address, 61);
+    const ptb = buildPacketTooBig(original, 1400);
+    expect(ptb.length).toBe(40 + 8 + original.length);
+    expect(ptb.subarray(48).equals(original)).toBe(true);
+    expect(ptb.length % 2).toBe(1);
+    expect(checksumHolds(ptb)).toBe(true);
+  });
+
+  it("an oversize packet from the network goes back to its sender as a PTB, not to the TUN", () => {
+    const sentIPv6: { dest: Buffer; packet: Buffer }[] = [];
+    const sentOob: { dest: Buffer; payload: Buffer }[] = [];
+    const tun: Buffer[] = [];
+    const core: CoreSender = {
+      sendIPv6: (dest, packet) => sentIPv6.push({ dest: Buffer.from(dest), packet: Buffer.from(packet) }),
+      sendOutOfBand: (dest, payload) =>
+        sentOob.push({ dest: Buffer.from(dest), payload: Buffer.from(payload) }),
+    };
+    const a = new Ipv6Adapter(A, core, (p) => tun.push(Buffer.from(p)), 1280);
+    const big = ipv6(B.address, A.address, 1960);
+    a.fromNetwork(B.publicKey, big, T0);
+    expect(tun).toHaveLength(0);
+    expect(a.stats().packetTooBigSent).toBe(1);
+    // As in Go, the PTB check comes before learning the sender, so the PTB waits for a lookup.
+    expect(sentOob).toHaveLength(1);
+    a.handleOutOfBand(B.publicKey, A.publicKey, Buffer.concat([Buffer.of(2), B.sign(A.publicKey)]), T0 + 1);
+    expect(sentIPv6).toHaveLength(1);
+    expect(sentIPv6[0]!.dest.equals(B.publicKey)).toBe(true);
+    const ptb = sentIPv6[0]!.packet;
+    expect(ptb.length).toBe(560); // 561-byte core message with the 0x01 prefix, as observed
+    expect(ptb.equals(buildPacketTooBig(big, 1280))).toBe(true);
+    expect(checksumHolds(ptb)).toBe(true);
+    // Exactly MTU-sized packets are delivered.
+    const fits = ipv6(B.address, A.address, 1240);
+    a.fromNetwork(B.publicKey, fits, T0 + 2);
+    expect(tun.map((p) => p.length)).toEqual([1280]);
+  });
+});
