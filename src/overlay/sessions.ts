@@ -1,0 +1,545 @@
+// End-to-end sessions exactly as ironwood's `encrypted` layer in Yggdrasil 0.4.7 (spec 6):
+// init/ack handshakes, a key ratchet throttled to once a minute, and the three decryption cases.
+// Sans-I/O: time comes in as `now` (ms since the epoch); output goes through SessionOutput.
+import { type BoxBackend, type BoxKeyPair, nonceForCounter } from "../crypto/box.js";
+import { type Identity, curveFromEd } from "../crypto/identity.js";
+import {
+  SessionType,
+  TRAFFIC_MAX_OVERHEAD,
+  TRAFFIC_MIN_BYTES,
+  openInit,
+  putUvarint,
+  readUvarint,
+  sealInit,
+  u64,
+  uvarintResult,
+} from "./sessions/wire.js";
+
+export interface SessionOutput {
+  /** A kind-1 payload for the router; `payload` may be a reused buffer valid only during the call. */
+  sendTraffic(dest: Buffer, payload: Buffer): void;
+  /** A decrypted application message; valid only during the call. */
+  deliver(source: Buffer, message: Buffer): void;
+}
+
+export interface SessionOptions {
+  /** Source of fresh X25519 key pairs (default: the box backend's). */
+  keyPair?: () => BoxKeyPair;
+}
+
+export interface SessionStats {
+  initsSent: number;
+  acksSent: number;
+  initsReceived: number;
+  acksReceived: number;
+  /** init/ack that failed to open or verify */
+  handshakeFailures: number;
+  /** traffic whose box did not open (answered with an init) */
+  decryptFailures: number;
+  /** traffic with a nonce at or below the accepted one */
+  replaysDropped: number;
+  /** traffic whose key sequences matched no case (answered with an init) */
+  keySeqMismatches: number;
+  /** traffic for which no session existed (answered with a throw-away init) */
+  noSession: number;
+  malformed: number;
+  oversizeDropped: number;
+  ratchets: number;
+  sessionsCreated: number;
+  sessionsExpired: number;
+  buffersExpired: number;
+}
+
+export interface SessionSummary {
+  key: Buffer;
+  bytesIn: number;
+  bytesOut: number;
+  since: number;
+}
+
+/** Largest application message (spec 5.9: 53129 - 79). */
+export const SESSION_MTU = 53050;
+export const SESSION_TIMEOUT_MS = 60_000;
+const RATCHET_INTERVAL_MS = 60_000;
+/** Expiry scans run at most this often, so many sessions cost one sweep, not one per expiry. */
+const SWEEP_GRANULARITY_MS = 1000;
+const U64_MAX = (1n << 64n) - 1n;
+const KEY_BYTES = 32;
+const TAG_BYTES = 16;
+
+class Session {
+  readonly key: Buffer;
+  curve: Buffer | undefined;
+  /** highest accepted init/ack seq */
+  seq: bigint;
+  remoteKeySeq = 0n;
+  /** remoteKeySeq + 1 mod 2^64, kept so the receive path only compares */
+  remoteKeySeqNext = 1n;
+  current: Buffer;
+  next: Buffer;
+  localKeySeq = 0n;
+  /** localKeySeq - 1 mod 2^64: the header value that means "to our recv key" */
+  localKeySeqPrev = U64_MAX;
+  recv: BoxKeyPair;
+  send: BoxKeyPair;
+  nextLocal: BoxKeyPair;
+  recvShared!: Buffer;
+  sendShared!: Buffer;
+  // A Go peer keeps sending under our "next" view for up to a minute after a throttled ratchet;
+  // caching these saves a DH per packet. Cleared whenever any key changes (fixShared).
+  nextSendShared: Buffer | undefined;
+  nextRecvShared: Buffer | undefined;
+  recvNonce = 0n;
+  sendNonce = 0n;
+  rotated = Number.NEGATIVE_INFINITY;
+  readonly since: number;
+  rx = 0;
+  tx = 0;
+  expires: number;
+
+  constructor(
+    key: Buffer,
+    init: { current: Buffer; next: Buffer; seq: bigint },
+    fresh: () => BoxKeyPair,
+    now: number,
+  ) {
+    this.key = key;
+    this.seq = u64(init.seq - 1n);
+    this.current = Buffer.from(init.current);
+    this.next = Buffer.from(init.next);
+    this.recv = fresh();
+    this.send = fresh();
+    this.nextLocal = fresh();
+    this.since = now;
+    this.expires = now + SESSION_TIMEOUT_MS;
+  }
+
+  setRemoteKeySeq(v: bigint): void {
+    this.remoteKeySeq = v;
+    this.remoteKeySeqNext = u64(v + 1n);
+  }
+
+  localRotate(fresh: () => BoxKeyPair): void {
+    this.recv = this.send;
+    this.send = this.nextLocal;
+    this.nextLocal = fresh();
+    this.localKeySeq = u64(this.localKeySeq + 1n);
+    this.localKeySeqPrev = u64(this.localKeySeq - 1n);
+  }
+
+  fixShared(box: BoxBackend, recvNonce: bigint, sendNonce: bigint): void {
+    this.recvShared = box.before(this.current, this.recv.secretKey);
+    this.sendShared = box.before(this.current, this.send.secretKey);
+    this.nextSendShared = undefined;
+    this.nextRecvShared = undefined;
+    this.recvNonce = recvNonce;
+    this.sendNonce = sendNonce;
+  }
+}
+
+interface PendingBuffer {
+  data: Buffer;
+  current: BoxKeyPair;
+  next: BoxKeyPair;
+  /** the init, built once per buffer and re-sent on every write (fresh ephemeral each time) */
+  initSeq: bigint;
+  expires: number;
+}
+
+function mapKey(key: Uint8Array): string {
+  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString("latin1");
+}
+
+function unixSeconds(now: number): bigint {
+  return BigInt(Math.floor(now / 1000));
+}
+
+export class Sessions {
+  readonly mtu = SESSION_MTU;
+  private readonly sessions = new Map<string, Session>();
+  private readonly buffers = new Map<string, PendingBuffer>();
+  private readonly fresh: () => BoxKeyPair;
+  private readonly nonce = Buffer.alloc(24);
+  private readonly sendBuf = Buffer.alloc(TRAFFIC_MAX_OVERHEAD + SESSION_MTU);
+  private readonly recvBuf = Buffer.alloc(TRAFFIC_MAX_OVERHEAD + SESSION_MTU);
+  // Output callbacks may call back into us (a reply sent from inside deliver, a session to
+  // ourselves); nested calls then use fresh buffers instead of overwriting the outer one.
+  private sendDepth = 0;
+  private deliverDepth = 0;
+  /** lower bound on the earliest expiry of any session or buffer */
+  private nextSweep = Number.POSITIVE_INFINITY;
+  private readonly counters: SessionStats = {
+    initsSent: 0,
+    acksSent: 0,
+    initsReceived: 0,
+    acksReceived: 0,
+    handshakeFailures: 0,
+    decryptFailures: 0,
+    replaysDropped: 0,
+    keySeqMismatches: 0,
+    noSession: 0,
+    malformed: 0,
+    oversizeDropped: 0,
+    ratchets: 0,
+    sessionsCreated: 0,
+    sessionsExpired: 0,
+    buffersExpired: 0,
+  };
+
+  constructor(
+    private readonly identity: Identity,
+    private readonly out: SessionOutput,
+    private readonly box: BoxBackend,
+    options: SessionOptions = {},
+  ) {
+    this.fresh = options.keyPair ?? (() => box.keyPair());
+  }
+
+  /** Encrypts `message` for `dest`, or buffers it (latest only) and sends an init. False if too large. */
+  send(dest: Buffer, message: Uint8Array, now: number): boolean {
+    if (message.length > SESSION_MTU) {
+      this.counters.oversizeDropped++;
+      return false;
+    }
+    const k = mapKey(dest);
+    const session = this.sessions.get(k);
+    if (session) this.sendOn(session, message, now);
+    else this.bufferAndInit(k, dest, message, now);
+    return true;
+  }
+
+  /** A kind-1 payload that the router delivered to us from `source`. */
+  handle(source: Buffer, payload: Buffer, now: number): void {
+    if (payload.length === 0) return;
+    switch (payload[0]) {
+      case SessionType.Traffic:
+        this.handleTraffic(source, payload, now);
+        return;
+      case SessionType.Init:
+      case SessionType.Ack: {
+        const init = openInit(payload, source, this.identity.curvePrivate, this.box);
+        if (!init) {
+          this.counters.handshakeFailures++;
+          return;
+        }
+        if (payload[0] === SessionType.Init) {
+          this.counters.initsReceived++;
+          this.handleInit(source, init, now);
+        } else {
+          this.counters.acksReceived++;
+          this.handleAck(source, init, now);
+        }
+        return;
+      }
+      default:
+        return; // dummy and unknown types are ignored
+    }
+  }
+
+  nextTimeout(): number | undefined {
+    return this.nextSweep === Number.POSITIVE_INFINITY ? undefined : this.nextSweep;
+  }
+
+  /** Drops sessions and buffers idle for 60 s. */
+  handleTimeout(now: number): void {
+    if (now < this.nextSweep) return;
+    let earliest = Number.POSITIVE_INFINITY;
+    for (const [k, s] of this.sessions) {
+      if (s.expires <= now) {
+        this.sessions.delete(k);
+        this.counters.sessionsExpired++;
+      } else if (s.expires < earliest) earliest = s.expires;
+    }
+    for (const [k, b] of this.buffers) {
+      if (b.expires <= now) {
+        this.buffers.delete(k);
+        this.counters.buffersExpired++;
+      } else if (b.expires < earliest) earliest = b.expires;
+    }
+    this.nextSweep =
+      earliest === Number.POSITIVE_INFINITY ? earliest : Math.max(earliest, now + SWEEP_GRANULARITY_MS);
+  }
+
+  list(): SessionSummary[] {
+    return [...this.sessions.values()].map((s) => ({
+      key: Buffer.from(s.key),
+      bytesIn: s.rx,
+      bytesOut: s.tx,
+      since: s.since,
+    }));
+  }
+
+  has(key: Uint8Array): boolean {
+    return this.sessions.has(mapKey(key));
+  }
+
+  stats(): SessionStats & { sessions: number; buffers: number } {
+    return { ...this.counters, sessions: this.sessions.size, buffers: this.buffers.size };
+  }
+
+  private schedule(expires: number): void {
+    if (expires < this.nextSweep) this.nextSweep = expires;
+  }
+
+  private sendOn(s: Session, message: Uint8Array, now: number): void {
+    s.sendNonce = s.sendNonce === U64_MAX ? 0n : s.sendNonce + 1n;
+    if (s.sendNonce === 0n) {
+      s.localRotate(this.fresh);
+      s.fixShared(this.box, 0n, 0n);
+    }
+    const buf =
+      this.sendDepth === 0 ? this.sendBuf : Buffer.allocUnsafe(TRAFFIC_MAX_OVERHEAD + message.length);
+    buf[0] = SessionType.Traffic;
+    let off = putUvarint(buf, 1, s.localKeySeq);
+    off = putUvarint(buf, off, s.remoteKeySeq);
+    off = putUvarint(buf, off, s.sendNonce);
+    const plainAt = off + TAG_BYTES;
+    const end = plainAt + KEY_BYTES + message.length;
+    s.nextLocal.publicKey.copy(buf, plainAt);
+    buf.set(message, plainAt + KEY_BYTES);
+    this.box.seal(
+      buf.subarray(off, end),
+      buf.subarray(plainAt, end),
+      nonceForCounter(this.nonce, s.sendNonce),
+      s.sendShared,
+    );
+    s.tx += message.length;
+    s.expires = now + SESSION_TIMEOUT_MS;
+    this.sendDepth++;
+    try {
+      this.out.sendTraffic(s.key, buf.subarray(0, end));
+    } finally {
+      this.sendDepth--;
+    }
+  }
+
+  private bufferAndInit(k: string, dest: Buffer, message: Uint8Array, now: number): void {
+    let b = this.buffers.get(k);
+    if (!b) {
+      b = {
+        data: Buffer.alloc(0),
+        current: this.fresh(),
+        next: this.fresh(),
+        initSeq: unixSeconds(now),
+        expires: 0,
+      };
+      this.buffers.set(k, b);
+    }
+    b.data = Buffer.from(message);
+    b.expires = now + SESSION_TIMEOUT_MS;
+    this.schedule(b.expires);
+    this.sendHandshake(SessionType.Init, dest, b.current.publicKey, b.next.publicKey, 0n, b.initSeq);
+  }
+
+  private sendHandshake(
+    type: 1 | 2,
+    dest: Buffer,
+    current: Buffer,
+    next: Buffer,
+    keySeq: bigint,
+    seq: bigint,
+    session?: Session,
+  ): void {
+    let curve = session?.curve;
+    if (!curve) {
+      try {
+        curve = curveFromEd(dest);
+      } catch {
+        return; // not a valid ed25519 point: Go cannot send to it either
+      }
+      if (session) session.curve = curve;
+    }
+    const payload = sealInit(
+      type,
+      { current, next, keySeq, seq },
+      this.identity,
+      dest,
+      this.box,
+      this.fresh(),
+      curve,
+    );
+    if (!payload) return;
+    if (type === SessionType.Init) this.counters.initsSent++;
+    else this.counters.acksSent++;
+    this.sendDepth++;
+    try {
+      this.out.sendTraffic(dest, payload);
+    } finally {
+      this.sendDepth--;
+    }
+  }
+
+  private sendSessionHandshake(type: 1 | 2, s: Session, now: number): void {
+    this.sendHandshake(
+      type,
+      s.key,
+      s.send.publicKey,
+      s.nextLocal.publicKey,
+      s.localKeySeq,
+      unixSeconds(now),
+      s,
+    );
+  }
+
+  /** Finds or creates the session for an init/ack; a new session adopts the keys our buffered init announced. */
+  private sessionForInit(
+    source: Buffer,
+    init: { current: Buffer; next: Buffer; seq: bigint },
+    now: number,
+  ): [Session, PendingBuffer | undefined] {
+    const k = mapKey(source);
+    let s = this.sessions.get(k);
+    if (s) return [s, undefined];
+    s = new Session(Buffer.from(source), init, this.fresh, now);
+    const b = this.buffers.get(k);
+    if (b) {
+      this.buffers.delete(k);
+      s.send = b.current;
+      s.nextLocal = b.next;
+    }
+    s.fixShared(this.box, 0n, 0n);
+    this.sessions.set(k, s);
+    this.counters.sessionsCreated++;
+    this.schedule(s.expires);
+    return [s, b];
+  }
+
+  private handleUpdate(
+    s: Session,
+    init: { current: Buffer; next: Buffer; keySeq: bigint; seq: bigint },
+    now: number,
+  ): void {
+    s.current = Buffer.from(init.current);
+    s.next = Buffer.from(init.next);
+    s.seq = init.seq;
+    s.setRemoteKeySeq(init.keySeq);
+    s.localRotate(this.fresh);
+    // sendNonce is deliberately not rolled back (as in Go)
+    s.fixShared(this.box, 0n, s.sendNonce);
+    s.expires = now + SESSION_TIMEOUT_MS;
+  }
+
+  private handleInit(
+    source: Buffer,
+    init: { current: Buffer; next: Buffer; keySeq: bigint; seq: bigint },
+    now: number,
+  ): void {
+    const [s, b] = this.sessionForInit(source, init, now);
+    if (init.seq > s.seq) {
+      this.handleUpdate(s, init, now);
+      this.sendSessionHandshake(SessionType.Ack, s, now);
+    }
+    if (b) this.sendOn(s, b.data, now);
+  }
+
+  private handleAck(
+    source: Buffer,
+    ack: { current: Buffer; next: Buffer; keySeq: bigint; seq: bigint },
+    now: number,
+  ): void {
+    const existed = this.sessions.has(mapKey(source));
+    const [s, b] = this.sessionForInit(source, ack, now);
+    if (ack.seq > s.seq) {
+      this.handleUpdate(s, ack, now);
+      // A session made from an ack has keys the remote never saw in an init of ours: tell it.
+      if (!existed) this.sendSessionHandshake(SessionType.Ack, s, now);
+    }
+    if (b) this.sendOn(s, b.data, now);
+  }
+
+  private handleTraffic(source: Buffer, payload: Buffer, now: number): void {
+    const s = this.sessions.get(mapKey(source));
+    if (!s) {
+      // Possibly spoofed or replayed: answer with keys we forget, keep no state. If the remote
+      // acks, a session is made from the ack.
+      this.counters.noSession++;
+      const seq = unixSeconds(now);
+      this.sendHandshake(SessionType.Init, source, this.fresh().publicKey, this.fresh().publicKey, 0n, seq);
+      return;
+    }
+    if (payload.length < TRAFFIC_MIN_BYTES) {
+      this.counters.malformed++;
+      return;
+    }
+    let off = readUvarint(payload, 1);
+    const remoteKeySeq = uvarintResult.value;
+    if (off > 0) off = readUvarint(payload, off);
+    const localKeySeq = uvarintResult.value;
+    if (off > 0) off = readUvarint(payload, off);
+    const n = uvarintResult.value;
+    if (off < 0) {
+      this.counters.malformed++;
+      return;
+    }
+
+    // 0: current keys, 1: remote ratcheted (to our send key), 2: remote ratcheted early (to our recv key)
+    let which: 0 | 1 | 2;
+    let shared: Buffer;
+    if (remoteKeySeq === s.remoteKeySeq && localKeySeq === s.localKeySeqPrev) {
+      if (!(s.recvNonce < n)) {
+        this.counters.replaysDropped++;
+        return;
+      }
+      which = 0;
+      shared = s.recvShared;
+    } else if (remoteKeySeq === s.remoteKeySeqNext && localKeySeq === s.localKeySeq) {
+      which = 1;
+      if (!s.nextSendShared) s.nextSendShared = this.box.before(s.next, s.send.secretKey);
+      shared = s.nextSendShared;
+    } else if (remoteKeySeq === s.remoteKeySeqNext && localKeySeq === s.localKeySeqPrev) {
+      which = 2;
+      if (!s.nextRecvShared) s.nextRecvShared = this.box.before(s.next, s.recv.secretKey);
+      shared = s.nextRecvShared;
+    } else {
+      this.counters.keySeqMismatches++;
+      this.sendSessionHandshake(SessionType.Init, s, now);
+      return;
+    }
+
+    const boxed = payload.subarray(off);
+    if (boxed.length < TAG_BYTES) {
+      this.counters.decryptFailures++;
+      this.sendSessionHandshake(SessionType.Init, s, now);
+      return;
+    }
+    const plain =
+      this.deliverDepth === 0
+        ? this.recvBuf.subarray(0, boxed.length - TAG_BYTES)
+        : Buffer.allocUnsafe(boxed.length - TAG_BYTES);
+    if (!this.box.open(plain, boxed, nonceForCounter(this.nonce, n), shared)) {
+      // Keys out of sync (e.g. the remote restarted) or a forged packet: offer a fresh handshake.
+      this.counters.decryptFailures++;
+      this.sendSessionHandshake(SessionType.Init, s, now);
+      return;
+    }
+    if (plain.length < KEY_BYTES) {
+      // Authentic but too short to carry the next key; Go would crash here, we drop it.
+      this.counters.malformed++;
+      return;
+    }
+    // The state changes happen before delivery: in Go delivery is asynchronous, so anything the
+    // application sends in response already sees the updated keys.
+    if (now - s.rotated > RATCHET_INTERVAL_MS) {
+      if (which === 0) {
+        s.recvNonce = n;
+      } else {
+        s.current = s.next;
+        s.next = Buffer.from(plain.subarray(0, KEY_BYTES));
+        s.setRemoteKeySeq(remoteKeySeq);
+        s.localRotate(this.fresh);
+        s.fixShared(this.box, n, 0n);
+        this.counters.ratchets++;
+      }
+      s.rotated = now;
+    }
+    const message = plain.subarray(KEY_BYTES);
+    s.rx += message.length;
+    s.expires = now + SESSION_TIMEOUT_MS;
+    this.deliverDepth++;
+    try {
+      this.out.deliver(s.key, message);
+    } finally {
+      this.deliverDepth--;
+    }
+  }
+}

@@ -1,0 +1,141 @@
+// Byte layouts of the encrypted layer (spec 6.2-6.4): the 193-byte init/ack and the uvarints of
+// the traffic header. Pure functions; the session state machine is in ../sessions.ts.
+import type { BoxBackend, BoxKeyPair } from "../../crypto/box.js";
+import { type Identity, curveFromEd, verify } from "../../crypto/identity.js";
+
+export const SessionType = { Dummy: 0, Init: 1, Ack: 2, Traffic: 3 } as const;
+
+export const INIT_BYTES = 193;
+/** type + three one-byte uvarints + tag + next key: the smallest traffic message (spec 6.2). */
+export const TRAFFIC_MIN_BYTES = 1 + 3 + 16 + 32;
+/** Worst-case traffic overhead: type + three ten-byte uvarints + tag + next key. */
+export const TRAFFIC_MAX_OVERHEAD = 1 + 30 + 16 + 32;
+
+const ZERO_NONCE = new Uint8Array(24);
+const U64_MASK = (1n << 64n) - 1n;
+
+export interface SessionInit {
+  current: Buffer;
+  next: Buffer;
+  keySeq: bigint;
+  seq: bigint;
+}
+
+/** Writes v as Go's PutUvarint at off; returns the offset after it. */
+export function putUvarint(buf: Buffer, off: number, v: bigint): number {
+  if (v < 0x80000000n) {
+    let n = Number(v);
+    while (n >= 0x80) {
+      buf[off++] = (n & 0x7f) | 0x80;
+      n >>>= 7;
+    }
+    buf[off++] = n;
+    return off;
+  }
+  while (v >= 0x80n) {
+    buf[off++] = Number(v & 0x7fn) | 0x80;
+    v >>= 7n;
+  }
+  buf[off++] = Number(v);
+  return off;
+}
+
+/** The value of the last successful readUvarint (kept here so parsing allocates no result objects). */
+export const uvarintResult = { value: 0n };
+
+/**
+ * Reads a uvarint like Go's binary.Uvarint: returns the offset after it, or -1 if the buffer ends
+ * first or the value overflows 64 bits.
+ */
+export function readUvarint(buf: Uint8Array, off: number): number {
+  let small = 0;
+  for (let i = 0; i < 4; i++) {
+    if (off + i >= buf.length) return -1;
+    const b = buf[off + i];
+    small |= (b & 0x7f) << (7 * i);
+    if (b < 0x80) {
+      uvarintResult.value = BigInt(small >>> 0);
+      return off + i + 1;
+    }
+  }
+  let v = BigInt(small >>> 0);
+  for (let i = 4; i < 10; i++) {
+    if (off + i >= buf.length) return -1;
+    const b = buf[off + i];
+    if (i === 9 && b > 1) return -1;
+    v |= BigInt(b & 0x7f) << BigInt(7 * i);
+    if (b < 0x80) {
+      uvarintResult.value = v;
+      return off + i + 1;
+    }
+  }
+  return -1;
+}
+
+export function u64(v: bigint): bigint {
+  return v & U64_MASK;
+}
+
+/**
+ * Builds a 193-byte init (type 1) or ack (type 2) for `recipient` (spec 6.3), with a fresh
+ * ephemeral key unless one is given (tests pass one to get fixed bytes). Returns undefined if the
+ * recipient's ed25519 key has no X25519 form, as Go does not send then either.
+ */
+export function sealInit(
+  type: 1 | 2,
+  init: SessionInit,
+  identity: Identity,
+  recipient: Uint8Array,
+  box: BoxBackend,
+  ephemeral: BoxKeyPair = box.keyPair(),
+  recipientCurve?: Buffer,
+): Buffer | undefined {
+  let curve = recipientCurve;
+  if (!curve) {
+    try {
+      curve = curveFromEd(recipient);
+    } catch {
+      return undefined;
+    }
+  }
+  const out = Buffer.alloc(INIT_BYTES);
+  out[0] = type;
+  ephemeral.publicKey.copy(out, 1);
+  // The signed message E ‖ current ‖ next ‖ keySeq ‖ seq sits in the plaintext right after the
+  // signature, except E, which is sent in the clear before the box.
+  const plain = Buffer.alloc(144);
+  init.current.copy(plain, 64);
+  init.next.copy(plain, 96);
+  plain.writeBigUInt64BE(u64(init.keySeq), 128);
+  plain.writeBigUInt64BE(u64(init.seq), 136);
+  const signed = Buffer.concat([ephemeral.publicKey, plain.subarray(64)]);
+  identity.sign(signed).copy(plain, 0);
+  box.seal(out.subarray(33), plain, ZERO_NONCE, box.before(curve, ephemeral.secretKey));
+  return out;
+}
+
+/**
+ * Opens and checks an init/ack payload from `source` (spec 6.3). Undefined on any failure: wrong
+ * length, bad box, bad signature.
+ */
+export function openInit(
+  payload: Uint8Array,
+  source: Uint8Array,
+  curvePrivate: Uint8Array,
+  box: BoxBackend,
+): SessionInit | undefined {
+  if (payload.length !== INIT_BYTES) return undefined;
+  const ephemeral = payload.subarray(1, 33);
+  const plain = Buffer.alloc(144);
+  if (!box.open(plain, payload.subarray(33), ZERO_NONCE, box.before(ephemeral, curvePrivate))) {
+    return undefined;
+  }
+  const signed = Buffer.concat([ephemeral, plain.subarray(64)]);
+  if (!verify(source, signed, plain.subarray(0, 64))) return undefined;
+  return {
+    current: plain.subarray(64, 96),
+    next: plain.subarray(96, 128),
+    keySeq: plain.readBigUInt64BE(128),
+    seq: plain.readBigUInt64BE(136),
+  };
+}
