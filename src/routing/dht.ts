@@ -1,0 +1,309 @@
+// The DHT (spec 5.4): keyspace paths to each node's predecessor, greedy dhtLookup, and the
+// bootstrap → ack → setup → teardown procedure.
+import {
+  BOOTSTRAP_INTERVAL,
+  DHT_EXPIRY,
+  type DhtEntry,
+  MAX_DHT_PER_PEER,
+  type Peer,
+  type RouterCore,
+  type StoredInfo,
+  dhtMapKey,
+  ordered,
+} from "./state.js";
+import type { Tree } from "./tree.js";
+import type { BootstrapAck, DhtSetup, DhtTeardown, TreeLabel } from "./types.js";
+import {
+  type Signer,
+  encodeBootstrap,
+  encodeBootstrapAck,
+  encodeSetup,
+  encodeTeardown,
+  makeSetup,
+  makeToken,
+  verifyLabel,
+  verifyToken,
+} from "./wire.js";
+
+const U64_MASK = (1n << 64n) - 1n;
+
+function teardownOf(e: DhtEntry): DhtTeardown {
+  return { seq: e.seq, key: e.key, root: e.root, rootSeq: e.rootSeq };
+}
+
+function teardownOfSetup(s: DhtSetup): DhtTeardown {
+  return { seq: s.seq, key: s.token.source, root: s.token.dest.root, rootSeq: s.token.dest.seq };
+}
+
+export class Dht {
+  /** Every path through, from or to us; Map order is expiry order (expiry = creation + 2 h). */
+  readonly entries = new Map<string, DhtEntry>();
+  /** Our own path to our predecessor. */
+  prev: DhtEntry | null = null;
+  /** The path for which we are the destination (our successor's). */
+  next: DhtEntry | null = null;
+  /** Destination key of our current and past prev paths. */
+  private readonly dkeys = new Map<DhtEntry, Buffer>();
+  private seq: bigint;
+  private bwait = false;
+  bootstrapAt: number | undefined;
+  private bootstrapDeferred = false;
+  // dhtLookup scratch (avoids a closure per packet)
+  private best: Buffer = Buffer.alloc(0);
+  private bestPeer: Peer | null = null;
+
+  constructor(
+    private readonly core: RouterCore,
+    private readonly signer: Signer,
+    private readonly tree: Tree,
+    initialSeq: bigint,
+  ) {
+    this.seq = initialSeq & U64_MASK;
+  }
+
+  /**
+   * dhtLookup (spec 5.4.3): the peer to forward toward target, or null when we are the closest.
+   * Bootstraps stop strictly before target (at its predecessor).
+   */
+  lookup(target: Buffer, isBootstrap: boolean): Peer | null {
+    const own = this.core.ownKey;
+    const tree = this.tree;
+    const root = tree.self.info.root;
+    this.best = own;
+    this.bestPeer = null;
+    if ((isBootstrap && target.equals(own)) || (root.compare(target) < 0 && target.compare(own) < 0)) {
+      this.best = root;
+      this.bestPeer = tree.parent;
+    }
+    this.ancestry(tree.self, tree.parent, target, isBootstrap);
+    const peers = this.core.peers;
+    for (const peer of peers.values()) {
+      if (peer.info && !peer.closed) this.ancestry(peer.info, peer, target, isBootstrap);
+    }
+    for (const peer of peers.values()) {
+      if (peer.info && !peer.closed && this.best.equals(peer.key)) this.bestPeer = peer;
+    }
+    for (const e of this.entries.values()) this.candidate(e.key, e.peer, target, isBootstrap);
+    let bestPeer = this.bestPeer;
+    if (bestPeer !== null) {
+      for (const peer of peers.values()) {
+        if (peer.info && !peer.closed && peer.priority < bestPeer.priority && peer.key.equals(bestPeer.key))
+          bestPeer = peer;
+      }
+    }
+    this.bestPeer = null;
+    return bestPeer;
+  }
+
+  private candidate(key: Buffer, peer: Peer | null, target: Buffer, isBootstrap: boolean): void {
+    const best = this.best;
+    const c = key.compare(target);
+    if (c < 0 ? best.compare(key) < 0 : c === 0 && !isBootstrap && !best.equals(target)) {
+      this.best = key;
+      this.bestPeer = peer;
+    }
+  }
+
+  private ancestry(s: StoredInfo, peer: Peer | null, target: Buffer, isBootstrap: boolean): void {
+    this.candidate(s.info.root, peer, target, isBootstrap);
+    for (const hop of s.info.hops) {
+      this.candidate(hop.next, peer, target, isBootstrap);
+      // Same key reachable through an info known for longer: prefer that (more stable) link.
+      const current = this.bestPeer?.info;
+      if (current !== undefined && s.hseq < current.hseq && this.best.equals(hop.next)) {
+        this.bestPeer = peer;
+      }
+    }
+  }
+
+  /** _doBootstrap (spec 5.4.4). */
+  doBootstrap(): void {
+    if (this.bwait) return;
+    const self = this.tree.self.info;
+    const prev = this.prev;
+    if (prev !== null && prev.rootSeq === self.seq && prev.root.equals(self.root)) return;
+    if (!this.tree.isRoot()) {
+      this.handleBootstrap(this.tree.label(), null);
+      this.bwait = true;
+    }
+    this.bootstrapAt = this.core.now + BOOTSTRAP_INTERVAL;
+  }
+
+  /** Bootstrap from a peer (frame = the received frame) or our own (frame = null). */
+  handleBootstrap(label: TreeLabel, frame: Buffer | null): void {
+    const next = this.lookup(label.key, true);
+    if (next !== null) {
+      this.core.sendFrame(next, frame ?? encodeBootstrap(label));
+      return;
+    }
+    if (label.key.equals(this.core.ownKey)) return;
+    if (!verifyLabel(label)) {
+      this.core.drop("bootstrap_bad_signature");
+      return;
+    }
+    const ack: BootstrapAck = {
+      bootstrap: label,
+      token: makeToken(this.signer, label.key, this.tree.label()),
+    };
+    this.handleAck(ack, null);
+  }
+
+  handleAck(ack: BootstrapAck, frame: Buffer | null): void {
+    const next = this.tree.lookup(ack.bootstrap);
+    if (next !== null) {
+      this.core.sendFrame(next, frame ?? encodeBootstrapAck(ack));
+      return;
+    }
+    const own = this.core.ownKey;
+    const token = ack.token;
+    const dest = token.dest.key;
+    const self = this.tree.self.info;
+    if (dest.equals(own) || !ack.bootstrap.key.equals(own) || !token.source.equals(own)) {
+      this.core.drop("ack_not_ours");
+      return;
+    }
+    if (token.dest.seq !== self.seq || !token.dest.root.equals(self.root)) {
+      this.core.drop("ack_stale_root");
+      return;
+    }
+    const prev = this.prev;
+    if (prev !== null) {
+      const prevDest = this.dkeys.get(prev) as Buffer;
+      const better = ordered(prevDest, dest, own);
+      const staleSame = dest.equals(prevDest) && (prev.rootSeq !== self.seq || !prev.root.equals(self.root));
+      if (!better && !staleSame) {
+        this.core.drop("ack_not_better");
+        return;
+      }
+    }
+    if (!verifyToken(token)) {
+      this.core.drop("ack_bad_signature");
+      return;
+    }
+    this.prev = null;
+    for (const e of this.entries.values()) {
+      const d = this.dkeys.get(e);
+      if (d !== undefined && !d.equals(dest)) this.teardown(null, teardownOf(e));
+    }
+    this.seq = (this.seq + 1n) & U64_MASK;
+    this.handleSetup(null, makeSetup(this.signer, this.seq, token), null);
+  }
+
+  /** A (verified) setup from peer `from`, or our own (from = null, frame = null). */
+  handleSetup(from: Peer | null, setup: DhtSetup, frame: Buffer | null): void {
+    const token = setup.token;
+    const own = this.core.ownKey;
+    const next = this.tree.lookup(token.dest);
+    const self = this.tree.self.info;
+    const root = token.dest.root;
+    const rootSeq = token.dest.seq;
+    const mapKey = dhtMapKey(token.source, root, rootSeq);
+    let refuse: string | undefined;
+    if (next === null && !token.dest.key.equals(own)) refuse = "setup_no_route";
+    else if (rootSeq !== self.seq || !root.equals(self.root)) refuse = "setup_foreign_root";
+    else if (this.entries.has(mapKey)) refuse = "setup_duplicate";
+    else if (from !== null && from.dhtCount >= MAX_DHT_PER_PEER) refuse = "setup_peer_cap";
+    if (refuse !== undefined) {
+      this.core.drop(refuse);
+      if (from !== null) this.core.sendFrame(from, encodeTeardown(teardownOfSetup(setup)));
+      return;
+    }
+    const entry: DhtEntry = {
+      seq: setup.seq,
+      key: token.source,
+      peer: from,
+      rest: next,
+      root,
+      rootSeq,
+      expires: this.core.now + DHT_EXPIRY,
+      mapKey,
+    };
+    this.entries.set(mapKey, entry);
+    if (from !== null) from.dhtCount++;
+    else {
+      this.prev = entry;
+      this.dkeys.set(entry, token.dest.key);
+    }
+    if (next !== null) {
+      this.core.sendFrame(next, frame ?? encodeSetup(setup));
+      return;
+    }
+    const current = this.next;
+    if (current === null) {
+      this.next = entry;
+    } else if (entry.key.equals(current.key) || ordered(own, entry.key, current.key)) {
+      this.teardown(null, teardownOf(current));
+      this.next = entry;
+    } else {
+      this.teardown(null, teardownOf(entry));
+    }
+  }
+
+  /** A teardown from peer `from`, or generated here (from = null) (spec 5.4.5). */
+  teardown(from: Peer | null, td: DhtTeardown): void {
+    const entry = this.entries.get(dhtMapKey(td.key, td.root, td.rootSeq));
+    if (entry === undefined || entry.seq !== td.seq) return;
+    let other: Peer | null;
+    if (from === entry.peer) other = entry.rest;
+    else if (from === entry.rest) other = entry.peer;
+    else return;
+    this.remove(entry);
+    if (other !== null) this.core.sendFrame(other, encodeTeardown(td));
+  }
+
+  private remove(entry: DhtEntry): void {
+    this.entries.delete(entry.mapKey);
+    this.dkeys.delete(entry);
+    if (entry.peer !== null) entry.peer.dhtCount--;
+    if (this.next === entry) this.next = null;
+    if (this.prev === entry) {
+      this.prev = null;
+      // Other bad news may be on its way: bootstrap once the current event is done.
+      this.bootstrapDeferred = true;
+    }
+  }
+
+  /** Link loss (spec 5.4.6): as if a teardown for each path through it arrived from it. */
+  removePeer(peer: Peer): void {
+    for (const e of this.entries.values()) {
+      if (e.peer === peer || e.rest === peer) this.teardown(peer, teardownOf(e));
+    }
+  }
+
+  /** Run a bootstrap deferred by a lost prev; the router calls this at the end of each event. */
+  flushDeferred(): void {
+    if (!this.bootstrapDeferred) return;
+    this.bootstrapDeferred = false;
+    this.doBootstrap();
+  }
+
+  onTimeout(now: number): void {
+    if (this.bootstrapAt !== undefined && now >= this.bootstrapAt) {
+      this.bootstrapAt = undefined;
+      this.bwait = false;
+      this.doBootstrap();
+    }
+    for (const e of this.entries.values()) {
+      if (e.expires > now) break;
+      const td = teardownOf(e);
+      if (e.peer !== null) this.core.sendFrame(e.peer, encodeTeardown(td));
+      this.teardown(e.peer, td);
+    }
+  }
+
+  nextTimeout(): number | undefined {
+    let t = this.bootstrapAt;
+    for (const e of this.entries.values()) {
+      if (t === undefined || e.expires < t) t = e.expires;
+      break;
+    }
+    return t;
+  }
+
+  /** For tests and the simulator: our prev path's destination and tree state. */
+  prevInfo(): { dest: Buffer; root: Buffer; rootSeq: bigint } | undefined {
+    const p = this.prev;
+    if (p === null) return undefined;
+    return { dest: this.dkeys.get(p) as Buffer, root: p.root, rootSeq: p.rootSeq };
+  }
+}

@@ -1,0 +1,355 @@
+// The routing core of one node (spec 5.3–5.8): a sans-I/O state machine. Events go in with the
+// current time (peer up/down, frame from a peer, local send, timer due); effects come out through
+// RouterOutput. The driver keeps one timer armed at nextTimeout().
+import { Dht } from "./dht.js";
+import { Pathfinder } from "./pathfinder.js";
+import type { Peer, RouterCore } from "./state.js";
+import { Tree } from "./tree.js";
+import { FrameType, ProtocolError, TrafficKind } from "./types.js";
+import {
+  type Signer,
+  decodeBootstrap,
+  decodeBootstrapAck,
+  decodeLookup,
+  decodeNotify,
+  decodeResponse,
+  decodeSetup,
+  decodeTeardown,
+  decodeTree,
+  encodeDhtTraffic,
+  encodePathTraffic,
+  pathTrafficPopFirst,
+  pathTrafficToDht,
+  verifySetup,
+  verifyTree,
+} from "./wire.js";
+
+export interface RouterOutput {
+  /** frame = type ‖ body; may be a view valid only during the call (the link copies). */
+  send(port: number, frame: Buffer): void;
+  /** Kind-1 traffic addressed to us; payload is a view valid only during the call. */
+  deliver(source: Buffer, payload: Buffer): void;
+  /** Kind-2 traffic stopping here (dest may be a partial key); views valid only during the call. */
+  deliverOutOfBand(source: Buffer, dest: Buffer, payload: Buffer): void;
+  /** Protocol violation on that link: the driver closes it and then calls removePeer(port). */
+  closePeer(port: number, reason: string): void;
+}
+
+const TRAFFIC_HEADER = 1 + 32 + 32 + 1; // type ‖ source ‖ dest ‖ kind
+const FRAME_TYPES = 11;
+
+export class Router implements RouterCore {
+  readonly publicKey: Buffer;
+  readonly ownKey: Buffer;
+  readonly peers = new Map<number, Peer>();
+  now: number;
+  private readonly tree: Tree;
+  private readonly dht: Dht;
+  private readonly pf: Pathfinder;
+  private readonly framesIn = new Array<number>(FRAME_TYPES).fill(0);
+  private readonly framesOut = new Array<number>(FRAME_TYPES).fill(0);
+  private readonly drops = new Map<string, number>();
+  private delivered = 0;
+
+  constructor(
+    private readonly signer: Signer,
+    private readonly out: RouterOutput,
+    now: number,
+    random: () => number = Math.random,
+  ) {
+    this.publicKey = Buffer.from(signer.publicKey);
+    this.ownKey = this.publicKey;
+    this.now = now;
+    this.tree = new Tree(this, signer);
+    // Setup seqs only need to differ between setups, across restarts too: clock mixed with randomness.
+    const rnd = BigInt(Math.floor(random() * 0x1_0000_0000)) << 20n;
+    this.dht = new Dht(this, signer, this.tree, BigInt(Math.floor(now)) * 1_000_000n + rnd);
+    this.pf = new Pathfinder(this, signer, this.tree, this.dht);
+    this.tree.afterFix = () => this.dht.doBootstrap();
+    this.dht.doBootstrap(); // arms the 1 s bootstrap timer, as ironwood's init does
+  }
+
+  /** The port addPeer will assign next (it sends the hello on that port before returning). */
+  nextFreePort(): number {
+    let port = 1;
+    while (this.peers.has(port)) port++;
+    return port;
+  }
+
+  addPeer(key: Buffer, priority: number, now: number): number {
+    this.now = now;
+    const port = this.nextFreePort();
+    const peer: Peer = { port, key: Buffer.from(key), priority, info: undefined, dhtCount: 0, closed: false };
+    this.peers.set(port, peer);
+    this.tree.sendHello(peer);
+    return port;
+  }
+
+  removePeer(port: number, now: number): void {
+    this.now = now;
+    const peer = this.peers.get(port);
+    if (peer === undefined) return;
+    this.peers.delete(port);
+    this.tree.remove(peer);
+    this.dht.removePeer(peer);
+    this.dht.flushDeferred();
+  }
+
+  setPeerPriority(port: number, priority: number): void {
+    const peer = this.peers.get(port);
+    if (peer !== undefined) peer.priority = priority;
+  }
+
+  handleFrame(port: number, frame: Buffer, now: number): void {
+    this.now = now;
+    const peer = this.peers.get(port);
+    if (peer === undefined || peer.closed) {
+      this.drop("frame_from_unknown_port");
+      return;
+    }
+    if (frame.length === 0) {
+      this.violation(peer, "empty frame");
+      return;
+    }
+    const type = frame[0];
+    if (type < FRAME_TYPES) this.framesIn[type]++;
+    try {
+      this.dispatch(peer, type, frame);
+    } catch (err) {
+      if (err instanceof ProtocolError || err instanceof RangeError) {
+        this.violation(peer, `bad type-${type} frame: ${err.message}`);
+      } else {
+        throw err;
+      }
+    }
+    this.dht.flushDeferred();
+  }
+
+  private dispatch(peer: Peer, type: number, frame: Buffer): void {
+    const body = frame.subarray(1);
+    switch (type) {
+      case FrameType.Dummy:
+        return; // keepalives belong to the link
+      case FrameType.Tree: {
+        const info = decodeTree(body);
+        const from = info.hops.length > 1 ? info.hops[info.hops.length - 2].next : info.root;
+        if (!from.equals(peer.key)) {
+          this.violation(peer, "tree info not from this peer");
+          return;
+        }
+        if (!info.hops[info.hops.length - 1].next.equals(this.ownKey)) {
+          this.violation(peer, "tree info not addressed to us");
+          return;
+        }
+        if (!verifyTree(info)) {
+          this.violation(peer, "tree info signature does not verify");
+          return;
+        }
+        this.tree.update(peer, info);
+        return;
+      }
+      case FrameType.DhtBootstrap:
+        this.dht.handleBootstrap(decodeBootstrap(body), frame);
+        return;
+      case FrameType.DhtBootstrapAck:
+        this.dht.handleAck(decodeBootstrapAck(body), frame);
+        return;
+      case FrameType.DhtSetup: {
+        const setup = decodeSetup(body);
+        if (!verifySetup(setup)) {
+          this.violation(peer, "setup signature does not verify");
+          return;
+        }
+        this.dht.handleSetup(peer, setup, frame);
+        return;
+      }
+      case FrameType.DhtTeardown:
+        this.dht.teardown(peer, decodeTeardown(body));
+        return;
+      case FrameType.PathNotify:
+        this.pf.handleNotify(decodeNotify(body), frame);
+        return;
+      case FrameType.PathLookup: {
+        const lookup = decodeLookup(body);
+        lookup.rpath.push(peer.port);
+        this.pf.handleLookup(lookup);
+        return;
+      }
+      case FrameType.PathResponse: {
+        const response = decodeResponse(body);
+        response.rpath.push(peer.port);
+        this.pf.handleResponse(response);
+        return;
+      }
+      case FrameType.DhtTraffic:
+        if (frame.length < TRAFFIC_HEADER) throw new ProtocolError("truncated traffic");
+        this.routeDhtTraffic(frame, false);
+        return;
+      case FrameType.PathTraffic: {
+        const { port, rest } = pathTrafficPopFirst(body);
+        const next = port === 0 ? undefined : this.peers.get(port);
+        if (next !== undefined && !next.closed) {
+          this.sendFrame(next, rest);
+          return;
+        }
+        this.routeDhtTraffic(port === 0 ? rest : pathTrafficToDht(body), true);
+        return;
+      }
+      default:
+        this.violation(peer, `unknown frame type ${type}`);
+    }
+  }
+
+  /**
+   * Greedy keyspace forwarding of a type-9 frame (spec 5.5). viaPath: it came by source route (or
+   * locally), which selects the slow notify throttle when it ends here.
+   */
+  private routeDhtTraffic(frame: Buffer, viaPath: boolean): void {
+    const dest = frame.subarray(33, 65);
+    const next = this.dht.lookup(dest, false);
+    if (next !== null) {
+      this.sendFrame(next, frame);
+      return;
+    }
+    const source = frame.subarray(1, 33);
+    const toUs = dest.equals(this.ownKey);
+    if (toUs) this.pf.doNotify(source, viaPath);
+    const kind = frame[65];
+    if (kind === TrafficKind.Standard && toUs) {
+      this.delivered++;
+      this.out.deliver(source, frame.subarray(TRAFFIC_HEADER));
+    } else if (kind === TrafficKind.OutOfBand) {
+      this.delivered++;
+      this.out.deliverOutOfBand(source, dest, frame.subarray(TRAFFIC_HEADER));
+    } else {
+      this.drop(kind === TrafficKind.Standard ? "traffic_no_route" : "traffic_bad_kind");
+    }
+  }
+
+  /** Local send: by a known source route if the pathfinder has one, else greedy DHT routing. */
+  sendTraffic(dest: Buffer, kind: number, payload: Buffer, now: number): void {
+    this.now = now;
+    const path = this.pf.getPath(dest);
+    const traffic = { source: this.ownKey, dest, kind, payload };
+    if (path !== null && path.length > 0) {
+      const first = path[0];
+      const peer = first === 0 ? undefined : this.peers.get(first);
+      if (peer !== undefined && !peer.closed) {
+        this.sendFrame(peer, encodePathTraffic({ path: path.slice(1), traffic }));
+        this.dht.flushDeferred();
+        return;
+      }
+    }
+    this.routeDhtTraffic(encodeDhtTraffic(traffic), true);
+    this.dht.flushDeferred();
+  }
+
+  nextTimeout(): number | undefined {
+    let t = this.tree.nextTimeout();
+    const d = this.dht.nextTimeout();
+    if (d !== undefined && (t === undefined || d < t)) t = d;
+    const p = this.pf.nextTimeout();
+    if (p !== undefined && (t === undefined || p < t)) t = p;
+    return t;
+  }
+
+  handleTimeout(now: number): void {
+    this.now = now;
+    this.tree.onTimeout(now);
+    this.dht.onTimeout(now);
+    this.pf.onTimeout(now);
+    this.dht.flushDeferred();
+  }
+
+  // RouterCore
+  sendFrame(peer: Peer, frame: Buffer): void {
+    if (this.peers.get(peer.port) !== peer || peer.closed) {
+      this.drop("send_to_gone_peer");
+      return;
+    }
+    const type = frame[0];
+    if (type < FRAME_TYPES) this.framesOut[type]++;
+    this.out.send(peer.port, frame);
+  }
+
+  drop(reason: string): void {
+    this.drops.set(reason, (this.drops.get(reason) ?? 0) + 1);
+  }
+
+  private violation(peer: Peer, reason: string): void {
+    this.drop("peer_closed_protocol_violation");
+    peer.closed = true;
+    this.out.closePeer(peer.port, reason);
+  }
+
+  // Read-only views for the admin API, tests and the simulator.
+  selfInfo(): { key: Buffer; root: Buffer; rootSeq: bigint; coords: number[]; parent: number | undefined } {
+    const self = this.tree.self.info;
+    return {
+      key: this.ownKey,
+      root: self.root,
+      rootSeq: self.seq,
+      coords: [...this.tree.coords()],
+      parent: this.tree.parent?.port,
+    };
+  }
+
+  peerInfos(): Array<{ port: number; key: Buffer; priority: number; coords: number[] | undefined }> {
+    const out: Array<{ port: number; key: Buffer; priority: number; coords: number[] | undefined }> = [];
+    for (const p of this.peers.values()) {
+      out.push({ port: p.port, key: p.key, priority: p.priority, coords: p.info?.ports.slice(0, -1) });
+    }
+    return out;
+  }
+
+  dhtEntries(): Array<{ key: Buffer; port: number; rest: number }> {
+    const out: Array<{ key: Buffer; port: number; rest: number }> = [];
+    for (const e of this.dht.entries.values()) {
+      out.push({ key: e.key, port: e.peer?.port ?? 0, rest: e.rest?.port ?? 0 });
+    }
+    return out;
+  }
+
+  pathEntries(): Array<{ key: Buffer; path: number[] }> {
+    const out: Array<{ key: Buffer; path: number[] }> = [];
+    for (const e of this.pf.paths.values()) out.push({ key: e.key, path: e.path ? [...e.path] : [] });
+    return out;
+  }
+
+  /** Our prev path (to our DHT predecessor) and whether a next path ends here; for tests/simulator. */
+  dhtState(): {
+    prev: { dest: Buffer; root: Buffer; rootSeq: bigint } | undefined;
+    next: Buffer | undefined;
+    holdDown: boolean;
+  } {
+    return { prev: this.dht.prevInfo(), next: this.dht.next?.key, holdDown: this.tree.waiting };
+  }
+
+  stats(): Record<string, number> {
+    const names = [
+      "dummy",
+      "tree",
+      "bootstrap",
+      "bootstrap_ack",
+      "setup",
+      "teardown",
+      "notify",
+      "lookup",
+      "response",
+      "dht_traffic",
+      "path_traffic",
+    ];
+    const s: Record<string, number> = {};
+    for (let i = 0; i < FRAME_TYPES; i++) {
+      s[`in_${names[i]}`] = this.framesIn[i];
+      s[`out_${names[i]}`] = this.framesOut[i];
+    }
+    for (const [reason, n] of this.drops) s[`drop_${reason}`] = n;
+    s.delivered = this.delivered;
+    s.peers = this.peers.size;
+    s.dht_entries = this.dht.entries.size;
+    s.path_entries = this.pf.paths.size;
+    s.expired_roots = this.tree.expired.size;
+    return s;
+  }
+}
