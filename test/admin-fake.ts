@@ -17,9 +17,9 @@ export function protoPair(selfA: Partial<ProtoSelf> = {}, selfB: Partial<ProtoSe
     send(dest: Buffer, message: Uint8Array) {
       const copy = Buffer.from(message);
       sent.push({ from: from.toString("hex"), to: dest.toString("hex"), message: copy });
-      if (dropAll || copy[0] !== 0x02) return;
+      if (dropAll) return;
       const target = protos.get(dest.toString("hex"));
-      if (target) setImmediate(() => target.handle(Buffer.from(from), copy.subarray(1), Date.now()));
+      if (target) setImmediate(() => target.handle(Buffer.from(from), copy, Date.now()));
     },
   });
   const base = (key: Buffer, extra: Partial<ProtoSelf>): ProtoSelf => ({

@@ -29,7 +29,10 @@ export class ProtoTimeoutError extends Error {
 }
 
 export interface ProtoSender {
-  /** Sends one session message (its first byte is the session type, 0x02 here). */
+  /**
+   * Sends one proto message to `dest`; the sender puts the 0x02 session type byte in front (the
+   * mirror of `Proto.handle`, which gets what follows that byte).
+   */
   send(dest: Buffer, message: Uint8Array): void;
   /** Largest message `send` accepts; bounds the debug key lists. */
   readonly mtu?: number;
@@ -39,7 +42,8 @@ export interface ProtoSelf {
   key: Buffer;
   /** The configured NodeInfo object (spec 10); null/undefined means {}. */
   nodeInfo?: Record<string, unknown> | null;
-  nodeInfoPrivacy?: boolean;
+  /** NodeInfoPrivacy: publish the configured NodeInfo without the build keys. */
+  privacy?: boolean;
   coords(): number[];
   peerKeys(): Buffer[];
   dhtKeys(): Buffer[];
@@ -125,7 +129,7 @@ export class Proto implements RemoteQueries {
     options: { timers?: ProtoTimers } = {},
   ) {
     this.timers = options.timers ?? realTimers;
-    this.nodeInfoJson = buildNodeInfo(self.nodeInfo, self.nodeInfoPrivacy ?? false);
+    this.nodeInfoJson = buildNodeInfo(self.nodeInfo, self.privacy ?? false);
     this.nodeInfoBytes = Buffer.from(this.nodeInfoJson);
   }
 
@@ -176,14 +180,13 @@ export class Proto implements RemoteQueries {
   }
 
   private reply(dest: Buffer, header: number[], body: Buffer): void {
-    const message = Buffer.concat([Buffer.from([SESSION_PROTO, ...header]), body]);
-    this.transmit(dest, message);
+    this.transmit(dest, Buffer.concat([Buffer.from(header), body]));
   }
 
   private transmit(dest: Buffer, message: Buffer): void {
     if (dest.equals(this.self.key)) {
       // Talking to ourselves never touches the network (ironwood delivers such packets locally).
-      queueMicrotask(() => this.handle(Buffer.from(this.self.key), message.subarray(1)));
+      queueMicrotask(() => this.handle(Buffer.from(this.self.key), message));
       return;
     }
     try {
@@ -227,7 +230,7 @@ export class Proto implements RemoteQueries {
         },
       };
       waiters.add(waiter);
-      this.transmit(key, Buffer.from([SESSION_PROTO, ...header]));
+      this.transmit(key, Buffer.from(header));
     });
   }
 

@@ -1,0 +1,134 @@
+// Human-readable output for planetctl, in the spirit of yggdrasilctl's tables.
+
+/** Left-aligned columns separated by two spaces, no trailing whitespace. */
+export function renderTable(header: string[] | null, rows: string[][]): string {
+  const all = header ? [header, ...rows] : rows;
+  if (all.length === 0) return "";
+  const columns = Math.max(...all.map((r) => r.length));
+  const widths = Array.from({ length: columns }, (_, c) => Math.max(...all.map((r) => (r[c] ?? "").length)));
+  return all
+    .map((row) =>
+      row
+        .map((cell, c) => cell.padEnd(widths[c]))
+        .join("  ")
+        .trimEnd(),
+    )
+    .map((line) => `${line}\n`)
+    .join("");
+}
+
+/** Go's time.Duration String for whole seconds: 0s, 8s, 1m30s, 2h3m4s. */
+export function formatUptime(seconds: number): string {
+  let s = Math.max(0, Math.floor(seconds));
+  const h = Math.floor(s / 3600);
+  s -= h * 3600;
+  const m = Math.floor(s / 60);
+  s -= m * 60;
+  if (h > 0) return `${h}h${m}m${s}s`;
+  if (m > 0) return `${m}m${s}s`;
+  return `${s}s`;
+}
+
+export function formatBytes(bytes: number): string {
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  if (bytes < 1024) return `${bytes} B`;
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(1)} ${units[unit]}`;
+}
+
+export function formatCoords(coords: unknown): string {
+  return Array.isArray(coords) ? `[${coords.join(" ")}]` : String(coords);
+}
+
+type Json = Record<string, unknown>;
+const str = (v: unknown) => (v === undefined || v === null ? "" : String(v));
+const list = (v: unknown): Json[] => (Array.isArray(v) ? (v as Json[]) : []);
+
+/** The human form of one command's response; commands without a table fall back to JSON. */
+export function formatResponse(command: string, response: unknown): string {
+  const r = (response ?? {}) as Json;
+  switch (command) {
+    case "list":
+      return renderTable(
+        ["Command", "Arguments", "Description"],
+        list(r.list).map((e) => [
+          str(e.command),
+          list(e.fields)
+            .map((f) => `${f}=...`)
+            .join(", "),
+          str(e.description),
+        ]),
+      );
+    case "getself":
+      return renderTable(null, [
+        ["Build name:", str(r.build_name)],
+        ["Build version:", str(r.build_version)],
+        ["IPv6 address:", str(r.address)],
+        ["IPv6 subnet:", str(r.subnet)],
+        ["Coordinates:", formatCoords(r.coords)],
+        ["Public key:", str(r.key)],
+      ]);
+    case "getpeers":
+      return renderTable(
+        ["Port", "Public Key", "IP Address", "Uptime", "RX", "TX", "Pr", "URI"],
+        list(r.peers).map((p) => [
+          str(p.port),
+          str(p.key),
+          str(p.address),
+          formatUptime(Number(p.uptime)),
+          formatBytes(Number(p.bytes_recvd)),
+          formatBytes(Number(p.bytes_sent)),
+          str(p.priority),
+          str(p.remote),
+        ]),
+      );
+    case "getdht":
+      return renderTable(
+        ["Public Key", "IP Address", "Port", "Rest"],
+        list(r.dht).map((d) => [str(d.key), str(d.address), str(d.port), str(d.rest)]),
+      );
+    case "getpaths":
+      return renderTable(
+        ["Public Key", "IP Address", "Path"],
+        list(r.paths).map((p) => [str(p.key), str(p.address), formatCoords(p.path)]),
+      );
+    case "getsessions":
+      return renderTable(
+        ["Public Key", "IP Address", "Uptime", "RX", "TX"],
+        list(r.sessions).map((s) => [
+          str(s.key),
+          str(s.address),
+          formatUptime(Number(s.uptime)),
+          formatBytes(Number(s.bytes_recvd)),
+          formatBytes(Number(s.bytes_sent)),
+        ]),
+      );
+    case "gettun":
+      return renderTable(
+        null,
+        r.enabled
+          ? [
+              ["TUN enabled:", "true"],
+              ["Interface name:", str(r.name)],
+              ["Interface MTU:", str(r.mtu)],
+            ]
+          : [["TUN enabled:", "false"]],
+      );
+    case "getmulticastinterfaces":
+      return renderTable(
+        ["Interface"],
+        (Array.isArray(r.multicast_interfaces) ? r.multicast_interfaces : []).map((i) => [str(i)]),
+      );
+    case "getnodeinfo": {
+      const first = Object.values(r)[0];
+      return `${JSON.stringify(first ?? {}, null, 2)}\n`;
+    }
+    default:
+      return `${JSON.stringify(response, null, 2)}\n`;
+  }
+}

@@ -1,0 +1,212 @@
+// planetctl: yggdrasilctl-style client for the admin socket of planetd (and of Yggdrasil 0.4.7).
+//   planetctl [-endpoint=unix:///…|tcp://host:port] [-json] <command> [key=value …]
+import { existsSync } from "node:fs";
+import net from "node:net";
+import { formatResponse } from "./format.js";
+import { JsonStreamScanner } from "./stream.js";
+import { BUILD_NAME, BUILD_VERSION } from "./version.js";
+
+export const DEFAULT_ENDPOINTS = [
+  "unix:///var/run/planetd/planetd.sock",
+  "unix:///run/planetd/planetd.sock",
+  "unix:///var/run/yggdrasil/yggdrasil.sock",
+];
+
+export interface CtlIo {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  env: Record<string, string | undefined>;
+  /** Whole-request deadline; remote queries take up to 6 s on the daemon side. */
+  timeoutMs?: number;
+}
+
+const USAGE = `Usage: planetctl [options] command [key=value] [key=value] ...
+
+Options (before the command):
+  -endpoint=URI   admin socket: unix:///path, tcp://host:port or host:port
+                  (default: $PLANETD_ADMIN, else the first of ${DEFAULT_ENDPOINTS.join(", ")} that exists)
+  -json           print the raw JSON response
+  -version        print planetctl's version
+
+Commands: use "list" for the list of commands, e.g.
+  planetctl getPeers
+  planetctl getNodeInfo key=<hex public key>
+  planetctl -endpoint=tcp://127.0.0.1:9001 addPeer uri=tls://host:port
+`;
+
+class CtlError extends Error {}
+
+interface Parsed {
+  endpoint?: string;
+  json: boolean;
+  version: boolean;
+  help: boolean;
+  command?: string;
+  args: Record<string, string>;
+}
+
+function parseBool(name: string, value: string): boolean {
+  if (/^(1|t|true)$/i.test(value)) return true;
+  if (/^(0|f|false)$/i.test(value)) return false;
+  throw new CtlError(`invalid boolean value "${value}" for -${name}`);
+}
+
+export function parseArgs(argv: string[]): Parsed {
+  const parsed: Parsed = { json: false, version: false, help: false, args: {} };
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === "--") {
+      i++;
+      break;
+    }
+    if (!arg.startsWith("-") || arg === "-") break;
+    const [rawName, inline] = arg.replace(/^--?/, "").split(/=(.*)/s, 2);
+    const name = rawName.toLowerCase();
+    if (name === "endpoint") {
+      const value = inline ?? argv[++i];
+      if (value === undefined) throw new CtlError("flag needs an argument: -endpoint");
+      parsed.endpoint = value;
+    } else if (name === "json" || name === "version" || name === "v") {
+      const value = inline === undefined ? true : parseBool(name, inline);
+      if (name === "json") parsed.json = value;
+      else parsed.version = value;
+    } else if (name === "h" || name === "help") {
+      parsed.help = true;
+    } else {
+      throw new CtlError(`unknown flag ${arg} (flags go before the command; see planetctl -help)`);
+    }
+  }
+  parsed.command = argv[i];
+  for (const arg of argv.slice(i + 1)) {
+    const eq = arg.indexOf("=");
+    if (eq <= 0) throw new CtlError(`argument "${arg}" is not key=value (e.g. key=<hex public key>)`);
+    parsed.args[arg.slice(0, eq)] = arg.slice(eq + 1);
+  }
+  return parsed;
+}
+
+export function defaultEndpoint(env: Record<string, string | undefined>): string {
+  if (env.PLANETD_ADMIN) return env.PLANETD_ADMIN;
+  return DEFAULT_ENDPOINTS.find((e) => existsSync(e.slice(7))) ?? DEFAULT_ENDPOINTS[0];
+}
+
+function connectOptions(endpoint: string): net.NetConnectOpts {
+  if (/^unix:\/\//i.test(endpoint)) return { path: endpoint.slice(7) };
+  const hostPort = /^tcp:\/\//i.test(endpoint) ? endpoint.slice(6).replace(/\/$/, "") : endpoint;
+  const match = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(hostPort);
+  if (!match) {
+    throw new CtlError(`endpoint "${endpoint}" is not unix:///path, tcp://host:port or host:port`);
+  }
+  return { host: match[1] ?? (match[2] || "localhost"), port: Number(match[3]) };
+}
+
+function connectError(endpoint: string, err: NodeJS.ErrnoException): CtlError {
+  const hint = "is planetd running? (try -endpoint=… or set PLANETD_ADMIN)";
+  switch (err.code) {
+    case "ENOENT":
+      return new CtlError(`cannot connect to ${endpoint}: no such file — ${hint}`);
+    case "ECONNREFUSED":
+      return new CtlError(`cannot connect to ${endpoint}: connection refused — ${hint}`);
+    case "EACCES":
+    case "EPERM":
+      return new CtlError(
+        `cannot connect to ${endpoint}: permission denied (run as root or join the socket's group)`,
+      );
+    default:
+      return new CtlError(`cannot connect to ${endpoint}: ${err.message}`);
+  }
+}
+
+/** Sends one request and resolves with the decoded envelope. */
+export function request(
+  endpoint: string,
+  name: string,
+  args: Record<string, string>,
+  timeoutMs = 15_000,
+): Promise<Record<string, unknown>> {
+  const options = connectOptions(endpoint);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(options);
+    const scanner = new JsonStreamScanner();
+    let settled = false;
+    const done = (err: Error | null, value?: Record<string, unknown>) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      if (err) reject(err);
+      else resolve(value ?? {});
+    };
+    const timer = setTimeout(
+      () => done(new CtlError(`no answer from ${endpoint} within ${timeoutMs / 1000} s`)),
+      timeoutMs,
+    );
+    let connected = false;
+    socket.once("connect", () => {
+      connected = true;
+      socket.write(`${JSON.stringify({ request: name, arguments: args, keepalive: false })}\n`);
+    });
+    const take = (eof: boolean) => {
+      const item = scanner.next(eof);
+      if (item === null) {
+        if (eof) done(new CtlError(`${endpoint} closed the connection without an answer`));
+        return;
+      }
+      if ("error" in item) done(new CtlError(`${endpoint} sent an answer that is not JSON: ${item.error}`));
+      else if (item.value === null || typeof item.value !== "object" || Array.isArray(item.value)) {
+        done(new CtlError(`${endpoint} sent an answer that is not a JSON object`));
+      } else done(null, item.value as Record<string, unknown>);
+    };
+    socket.on("data", (chunk: Buffer) => {
+      scanner.push(chunk);
+      take(false);
+    });
+    socket.on("end", () => take(true));
+    socket.on("error", (err: NodeJS.ErrnoException) =>
+      done(connected ? new CtlError(`${endpoint}: ${err.message}`) : connectError(endpoint, err)),
+    );
+  });
+}
+
+export async function run(argv: string[], io: CtlIo): Promise<number> {
+  try {
+    const parsed = parseArgs(argv);
+    if (parsed.version) {
+      io.stdout(`Build name: ${BUILD_NAME}\nBuild version: ${BUILD_VERSION}\n`);
+      return 0;
+    }
+    if (parsed.help || parsed.command === undefined) {
+      io.stdout(USAGE);
+      return 0;
+    }
+    const endpoint = parsed.endpoint ?? defaultEndpoint(io.env);
+    const reply = await request(endpoint, parsed.command, parsed.args, io.timeoutMs);
+    if (reply.status !== "success") {
+      const error = typeof reply.error === "string" && reply.error !== "" ? reply.error : "unspecified error";
+      io.stderr(`planetctl: ${parsed.command}: ${error}\n`);
+      return 1;
+    }
+    const command = parsed.command.toLowerCase();
+    if (parsed.json) {
+      io.stdout(`${JSON.stringify(reply.response, null, 2)}\n`);
+    } else if (command === "addpeer" || command === "removepeer") {
+      io.stdout(`${command === "addpeer" ? "added" : "removed"} peer ${parsed.args.uri ?? ""}\n`);
+    } else {
+      io.stdout(formatResponse(command, reply.response));
+    }
+    return 0;
+  } catch (err) {
+    if (!(err instanceof CtlError)) throw err;
+    io.stderr(`planetctl: ${err.message}\n`);
+    return 1;
+  }
+}
+
+export async function main(argv: string[]): Promise<void> {
+  process.exitCode = await run(argv, {
+    stdout: (text) => process.stdout.write(text),
+    stderr: (text) => process.stderr.write(text),
+    env: process.env,
+  });
+}
