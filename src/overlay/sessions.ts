@@ -147,7 +147,8 @@ interface PendingBuffer {
 }
 
 function mapKey(key: Uint8Array): string {
-  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString("latin1");
+  const buf = Buffer.isBuffer(key) ? key : Buffer.from(key.buffer, key.byteOffset, key.byteLength);
+  return buf.toString("latin1");
 }
 
 function unixSeconds(now: number): bigint {
