@@ -1,0 +1,497 @@
+// The link manager: listeners, static peers with redial, multicast discovery, and the admission rules
+// of spec 4.2 (dedupe per scheme+interface+remote, pins, AllowedPublicKeys, no self-links).
+import { once } from "node:events";
+import { existsSync, unlinkSync } from "node:fs";
+import net, { type Server, type Socket } from "node:net";
+import os from "node:os";
+import tls, { type SecureContext } from "node:tls";
+import type { Logger } from "pino";
+import { formatIPv6 } from "../../crypto/address.js";
+import { selfSignedCertificate } from "../../crypto/cert.js";
+import type { Identity } from "../../crypto/identity.js";
+import type { Link } from "./link.js";
+import { Multicast, type MulticastInterfaceConfig, parseIPv6 } from "./multicast.js";
+import { type LinkTimeouts, type StreamLink, handshake } from "./stream.js";
+import { type PeerUri, hostPort, isLinkLocal6, parseListenUri, parsePeerUri } from "./uri.js";
+
+export interface LinkManagerConfig {
+  identity: Identity;
+  listen: string[];
+  peers: string[];
+  interfacePeers: Record<string, string[]>;
+  allowedPublicKeys: Buffer[];
+  multicast: MulticastInterfaceConfig[];
+  logger: Logger;
+  /** Spec values by default; tests shorten them. */
+  timeouts?: Partial<LinkTimeouts>;
+  /** Static peer redial backoff: first delay, cap (default 1 s, 60 s). */
+  redial?: { initialMs: number; maxMs: number };
+  dialTimeoutMs?: number;
+  /** UDP port of the multicast group (spec: 9001). */
+  multicastPort?: number;
+}
+
+export interface LinkManagerEvents {
+  /** A link passed the handshake and every admission check. */
+  onLink(link: Link): void;
+}
+
+interface PeerState {
+  uri: string;
+  parsed: PeerUri;
+  iface: string | undefined;
+  link: StreamLink | undefined;
+  attempt: { socket?: Socket } | undefined;
+  timer: NodeJS.Timeout | undefined;
+  backoffMs: number;
+  removed: boolean;
+}
+
+export interface ListenerHandle {
+  /** The bound URI (actual port), e.g. tcp://127.0.0.1:40123. */
+  uri: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+const DIAL_TIMEOUT_MS = 5000;
+
+export class LinkManager {
+  private readonly cfg: LinkManagerConfig;
+  private readonly events: LinkManagerEvents;
+  private readonly log: Logger;
+  private readonly allowed: Set<string>;
+  private readonly redial: { initialMs: number; maxMs: number };
+  private tlsContext: SecureContext | undefined;
+  private readonly listeners: ListenerHandle[] = [];
+  private readonly peers = new Map<string, PeerState>();
+  /** Dedupe ids (spec 4.2) of connections from accept/connect until close. */
+  private readonly ids = new Set<string>();
+  private readonly sockets = new Set<Socket>();
+  private readonly links = new Set<StreamLink>();
+  private readonly multicast: Multicast;
+  private inboundSeq = 0;
+  private started = false;
+  private stopped = false;
+
+  constructor(cfg: LinkManagerConfig, events: LinkManagerEvents) {
+    this.cfg = cfg;
+    this.events = events;
+    this.log = cfg.logger;
+    this.allowed = new Set(cfg.allowedPublicKeys.map((k) => k.toString("hex")));
+    this.redial = cfg.redial ?? { initialMs: 1000, maxMs: 60_000 };
+    for (const uri of cfg.peers) this.addPeerState(uri, undefined);
+    for (const [iface, uris] of Object.entries(cfg.interfacePeers)) {
+      for (const uri of uris) this.addPeerState(uri, iface);
+    }
+    this.multicast = new Multicast({
+      identity: cfg.identity,
+      interfaces: cfg.multicast,
+      logger: cfg.logger,
+      port: cfg.multicastPort,
+      listen: (host, port, iface, priority) =>
+        this.listenOn(`tls://${hostPort(host, port)}?priority=${priority}`, iface),
+      dial: (uri, iface, id) => this.dialOnce(uri, iface, id),
+    });
+  }
+
+  async start(): Promise<void> {
+    if (this.started) throw new Error("link manager already started");
+    this.started = true;
+    try {
+      for (const uri of this.cfg.listen) this.listeners.push(await this.listenOn(uri, undefined));
+    } catch (e) {
+      await this.stop();
+      throw e;
+    }
+    for (const peer of this.peers.values()) this.dialPeer(peer);
+    await this.multicast.start();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const peer of this.peers.values()) this.dropPeer(peer, "stopping");
+    await this.multicast.stop();
+    const sockets = [...this.sockets];
+    const socketsClosed = sockets.map((s) => (s.closed ? undefined : new Promise((r) => s.once("close", r))));
+    for (const link of [...this.links]) link.close("stopping");
+    for (const socket of sockets) socket.destroy();
+    await Promise.all(socketsClosed);
+    await Promise.all(this.listeners.splice(0).map((l) => l.close()));
+  }
+
+  addPeer(uri: string, iface?: string): void {
+    if (this.peers.has(peerKey(uri, iface))) throw new Error("peer already configured");
+    const peer = this.addPeerState(uri, iface);
+    if (this.started && !this.stopped) this.dialPeer(peer);
+  }
+
+  removePeer(uri: string, iface?: string): void {
+    const key = peerKey(uri, iface);
+    const peer = this.peers.get(key);
+    if (!peer) throw new Error("peer not configured");
+    this.peers.delete(key);
+    this.dropPeer(peer, "peer removed");
+  }
+
+  /** Configured static peers as [uri, iface] pairs. */
+  peerList(): Array<{ uri: string; iface: string | undefined; connected: boolean }> {
+    return [...this.peers.values()].map((p) => ({
+      uri: p.uri,
+      iface: p.iface,
+      connected: p.link !== undefined,
+    }));
+  }
+
+  listenAddresses(): string[] {
+    return this.listeners.map((l) => l.uri);
+  }
+
+  multicastInterfaces(): string[] {
+    return this.multicast.interfaces();
+  }
+
+  private addPeerState(uri: string, iface: string | undefined): PeerState {
+    const parsed = parsePeerUri(uri);
+    const peer: PeerState = {
+      uri,
+      parsed,
+      iface,
+      link: undefined,
+      attempt: undefined,
+      timer: undefined,
+      backoffMs: this.redial.initialMs,
+      removed: false,
+    };
+    this.peers.set(peerKey(uri, iface), peer);
+    return peer;
+  }
+
+  private dropPeer(peer: PeerState, reason: string): void {
+    peer.removed = true;
+    clearTimeout(peer.timer);
+    peer.attempt?.socket?.destroy();
+    peer.link?.close(reason);
+  }
+
+  private dialPeer(peer: PeerState): void {
+    peer.timer = undefined;
+    if (peer.removed || this.stopped) return;
+    const attempt: { socket?: Socket } = {};
+    peer.attempt = attempt;
+    this.dial(peer.parsed, peer.iface, undefined, attempt).then(
+      (link) => {
+        peer.attempt = undefined;
+        if (peer.removed || this.stopped) {
+          link.close("peer removed");
+          return;
+        }
+        peer.link = link;
+        peer.backoffMs = this.redial.initialMs;
+        link.onClosed(() => {
+          peer.link = undefined;
+          this.scheduleRedial(peer);
+        });
+        this.admit(link);
+      },
+      (e: Error) => {
+        peer.attempt = undefined;
+        if (peer.removed || this.stopped) return;
+        this.log.warn({ peer: peer.uri, iface: peer.iface }, `link to ${peer.uri} failed: ${e.message}`);
+        this.scheduleRedial(peer);
+        peer.backoffMs = Math.min(this.redial.maxMs, peer.backoffMs * 2);
+      },
+    );
+  }
+
+  private scheduleRedial(peer: PeerState): void {
+    if (peer.removed || this.stopped || peer.timer) return;
+    const jittered = peer.backoffMs * (0.8 + Math.random() * 0.4);
+    peer.timer = setTimeout(() => this.dialPeer(peer), Math.min(this.redial.maxMs, jittered));
+  }
+
+  /** One-shot dial (multicast): no redial; failures are logged. */
+  private dialOnce(uri: string, iface: string, id: string): void {
+    if (this.ids.has(id) || this.stopped) return;
+    let parsed: PeerUri;
+    try {
+      parsed = parsePeerUri(uri);
+    } catch (e) {
+      this.log.warn(`multicast: ${(e as Error).message}`);
+      return;
+    }
+    this.dial(parsed, iface, uri, {}).then(
+      (link) => this.admit(link),
+      (e: Error) => {
+        if (!this.stopped) this.log.info({ peer: uri, iface }, `link to ${uri} failed: ${e.message}`);
+      },
+    );
+  }
+
+  private async dial(
+    parsed: PeerUri,
+    iface: string | undefined,
+    _label: string | undefined,
+    attempt: { socket?: Socket },
+  ): Promise<StreamLink> {
+    if (this.stopped) throw new Error("stopping");
+    const timeoutMs = this.cfg.dialTimeoutMs ?? DIAL_TIMEOUT_MS;
+    let raw: Socket;
+    if (parsed.scheme === "unix") {
+      raw = net.connect({ path: parsed.path });
+    } else {
+      const { host, localAddress } = routeVia(parsed.host, iface);
+      raw = net.connect({ host, port: parsed.port, localAddress });
+    }
+    attempt.socket = raw;
+    raw.on("error", () => {}); // errors surface through the awaited events and "close"
+    this.sockets.add(raw);
+    raw.once("close", () => this.sockets.delete(raw));
+    let id = "";
+    try {
+      await withTimeout(once(raw, "connect"), timeoutMs, raw, "dial timed out");
+      id =
+        parsed.scheme === "unix"
+          ? `unix||${parsed.path}|out`
+          : remoteId(parsed.scheme, iface, raw.remoteAddress ?? "", raw.remotePort ?? 0);
+      if (this.ids.has(id)) throw new Error("already connected to this address");
+      this.ids.add(id);
+      raw.once("close", () => this.ids.delete(id));
+      let stream: Socket = raw;
+      if (parsed.scheme === "tls") {
+        const secured = tls.connect({
+          socket: raw,
+          servername: parsed.sni,
+          rejectUnauthorized: false,
+          minVersion: "TLSv1.3",
+        });
+        stream = secured;
+        await withTimeout(once(secured, "secureConnect"), timeoutMs, raw, "TLS handshake timed out");
+      }
+      const link = await handshake(stream, {
+        localKey: this.cfg.identity.publicKey,
+        outbound: true,
+        remote: parsed.base,
+        priority: parsed.priority,
+        timeouts: this.cfg.timeouts,
+      });
+      if (link.remoteKey.equals(this.cfg.identity.publicKey)) {
+        link.close("connected to ourselves");
+        throw new Error("remote key is our own key");
+      }
+      if (parsed.keys.length > 0 && !parsed.keys.some((k) => k.equals(link.remoteKey))) {
+        link.close("key mismatch");
+        throw new Error(`remote key ${link.remoteKey.toString("hex")} does not match the pinned key`);
+      }
+      return link;
+    } catch (e) {
+      raw.destroy();
+      throw e;
+    }
+  }
+
+  /** Bind one listener; used for Listen URIs and for multicast's link-local TLS listeners. */
+  private async listenOn(uri: string, iface: string | undefined): Promise<ListenerHandle> {
+    let parsed: PeerUri;
+    try {
+      parsed = parseListenUri(uri);
+    } catch (e) {
+      throw new Error(`listen: ${(e as Error).message}`);
+    }
+    const server = net.createServer({ pauseOnConnect: true }, (socket) => this.accept(socket, parsed, iface));
+    if (parsed.scheme === "unix") await clearStaleSocket(parsed.path);
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", (e) =>
+        reject(new Error(`listen ${JSON.stringify(uri)}: cannot bind: ${e.message}`)),
+      );
+      server.once("listening", resolve);
+      if (parsed.scheme === "unix") server.listen(parsed.path);
+      else server.listen({ host: parsed.host, port: parsed.port, ipv6Only: parsed.host.includes(":") });
+    });
+    server.removeAllListeners("error");
+    server.on("error", (e) => this.log.warn(`listener ${uri}: ${e.message}`));
+    const addr = server.address();
+    const port = typeof addr === "object" && addr ? addr.port : 0;
+    const actual =
+      parsed.scheme === "unix"
+        ? `unix://${parsed.path}`
+        : `${parsed.scheme}://${hostPort(parsed.host, port)}`;
+    this.log.info(`listening on ${actual}`);
+    return {
+      uri: actual,
+      port,
+      close: () =>
+        new Promise<void>((resolve) => {
+          server.close(() => resolve());
+        }),
+    };
+  }
+
+  private accept(raw: Socket, parsed: PeerUri, iface: string | undefined): void {
+    if (this.stopped) {
+      raw.destroy();
+      return;
+    }
+    const ip = raw.remoteAddress ?? "";
+    const id =
+      parsed.scheme === "unix"
+        ? `unix||${parsed.path}|in${++this.inboundSeq}`
+        : remoteId(parsed.scheme, iface, ip, raw.remotePort ?? 0);
+    const remote =
+      parsed.scheme === "unix"
+        ? `unix://${parsed.path}`
+        : `${parsed.scheme}://${hostPort(ip, raw.remotePort ?? 0)}`;
+    if (this.ids.has(id)) {
+      raw.destroy();
+      return;
+    }
+    this.ids.add(id);
+    this.sockets.add(raw);
+    raw.once("close", () => {
+      this.ids.delete(id);
+      this.sockets.delete(raw);
+    });
+    raw.on("error", () => raw.destroy());
+    this.acceptAsync(raw, parsed, remote, ip).then(
+      (link) => {
+        if (link) this.admit(link);
+      },
+      (e: Error) => {
+        raw.destroy();
+        if (!this.stopped) this.log.info({ remote }, `inbound link from ${remote} failed: ${e.message}`);
+      },
+    );
+  }
+
+  private async acceptAsync(
+    raw: Socket,
+    parsed: PeerUri,
+    remote: string,
+    ip: string,
+  ): Promise<StreamLink | null> {
+    let stream: Socket = raw;
+    if (parsed.scheme === "tls") {
+      const secured = new tls.TLSSocket(raw, {
+        isServer: true,
+        secureContext: this.serverContext(),
+        requestCert: false,
+      });
+      stream = secured;
+      raw.resume();
+      const timeoutMs = this.cfg.timeouts?.handshakeMs ?? 6000;
+      await withTimeout(once(secured, "secure"), timeoutMs, raw, "TLS handshake timed out");
+    } else {
+      raw.resume();
+    }
+    const link = await handshake(stream, {
+      localKey: this.cfg.identity.publicKey,
+      outbound: false,
+      remote,
+      priority: parsed.priority,
+      timeouts: this.cfg.timeouts,
+    });
+    const keyHex = link.remoteKey.toString("hex");
+    if (link.remoteKey.equals(this.cfg.identity.publicKey)) {
+      link.close("connected to ourselves");
+      throw new Error("remote key is our own key");
+    }
+    if (this.allowed.size > 0 && !this.allowed.has(keyHex) && !isLinkLocal6(ip)) {
+      link.close("key not allowed");
+      throw new Error(`key ${keyHex} is not in AllowedPublicKeys`);
+    }
+    return link;
+  }
+
+  private serverContext(): SecureContext {
+    if (!this.tlsContext) {
+      const { cert, key } = selfSignedCertificate(this.cfg.identity);
+      this.tlsContext = tls.createSecureContext({ cert, key, minVersion: "TLSv1.3" });
+    }
+    return this.tlsContext;
+  }
+
+  private admit(link: StreamLink): void {
+    if (this.stopped) {
+      link.close("stopping");
+      return;
+    }
+    this.links.add(link);
+    const key = link.remoteKey.toString("hex");
+    const dir = link.outbound ? "outbound" : "inbound";
+    this.log.info(
+      { key, remote: link.remote, dir, priority: link.priority },
+      `link up: ${dir} ${link.remote} ${key}`,
+    );
+    link.onClosed((reason) => {
+      this.links.delete(link);
+      if (!this.stopped || reason !== "stopping") {
+        this.log.info(
+          { key, remote: link.remote, dir },
+          `link down: ${dir} ${link.remote} ${key}: ${reason}`,
+        );
+      }
+    });
+    this.events.onLink(link);
+  }
+}
+
+function peerKey(uri: string, iface: string | undefined): string {
+  return `${iface ?? ""}|${uri}`;
+}
+
+/** Spec 4.2: ip:port normally, only the IP for IPv6 link-local remotes. */
+function remoteId(scheme: string, iface: string | undefined, ip: string, port: number): string {
+  const id = isLinkLocal6(ip) ? formatIPv6(parseIPv6(ip.split("%")[0]!)) : hostPort(ip, port);
+  return `${scheme}|${iface ?? ""}|${id}`;
+}
+
+/** For InterfacePeers: add the zone to a link-local target and pick a source address on the interface. */
+function routeVia(host: string, iface: string | undefined): { host: string; localAddress?: string } {
+  if (!iface) return { host };
+  const addrs = os.networkInterfaces()[iface];
+  if (!addrs) throw new Error(`interface ${iface} not found`);
+  const family = net.isIP(host.split("%")[0]!);
+  const linkLocal = isLinkLocal6(host);
+  const target = linkLocal && !host.includes("%") ? `${host}%${iface}` : host;
+  const source = addrs.find(
+    (a) =>
+      (family === 0 || a.family === (family === 6 ? "IPv6" : "IPv4")) &&
+      isLinkLocal6(a.address) === linkLocal,
+  );
+  return { host: target, localAddress: source && !linkLocal ? source.address : undefined };
+}
+
+async function withTimeout<T>(p: Promise<T>, ms: number, socket: Socket, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const closed = once(socket, "close").then(() => {
+    throw new Error("connection closed");
+  });
+  try {
+    return await Promise.race([
+      p,
+      closed,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(message)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    closed.catch(() => {});
+  }
+}
+
+/** A socket file left by a crashed daemon would make listen fail; one that still answers stays. */
+async function clearStaleSocket(path: string): Promise<void> {
+  if (!existsSync(path)) return;
+  const probe = net.connect({ path });
+  const live = await new Promise<boolean>((resolve) => {
+    probe.once("connect", () => resolve(true));
+    probe.once("error", () => resolve(false));
+  });
+  probe.destroy();
+  if (!live) {
+    try {
+      unlinkSync(path);
+    } catch {}
+  }
+}

@@ -1,0 +1,307 @@
+// The stream link: metadata handshake (spec 4.3), u16-BE framing (4.4), keepalive and idle timeout
+// (4.5) and priority negotiation (4.6) over any byte stream — TCP, TLS and unix sockets alike.
+import type { Socket } from "node:net";
+import type { Link, LinkEvents } from "./link.js";
+
+export interface LinkTimeouts {
+  /** Deadline for writing our metadata and reading theirs. */
+  handshakeMs: number;
+  /** Send a keepalive after this long without writing. */
+  keepaliveMs: number;
+  /** Close when no complete frame arrived for this long. */
+  idleMs: number;
+}
+
+export const DEFAULT_TIMEOUTS: LinkTimeouts = { handshakeMs: 6000, keepaliveMs: 4000, idleMs: 6000 };
+export const MAX_FRAME = 65535;
+/** Above this many queued bytes the link reports `congested`. */
+export const CONGESTION_BYTES = 4 * 1024 * 1024;
+
+const META_MAGIC = Buffer.from("meta", "ascii");
+const META_BYTES = 38;
+const VERSION_MAJOR = 0;
+const VERSION_MINOR = 4;
+const KEEPALIVE = Buffer.from([0x00, 0x01, 0x00]);
+const PRIORITY_TAG = 0x70; // 'p'
+const SLAB_BYTES = 64 * 1024;
+
+export function encodeMetadata(publicKey: Buffer): Buffer {
+  const out = Buffer.alloc(META_BYTES);
+  META_MAGIC.copy(out, 0);
+  out[4] = VERSION_MAJOR;
+  out[5] = VERSION_MINOR;
+  publicKey.copy(out, 6);
+  return out;
+}
+
+/** Returns the remote key, or throws an Error whose message is the reason to log. */
+export function decodeMetadata(meta: Buffer): Buffer {
+  if (meta.length !== META_BYTES || !meta.subarray(0, 4).equals(META_MAGIC)) {
+    throw new Error("bad metadata (not a yggdrasil 0.4 peer)");
+  }
+  if (meta[4] !== VERSION_MAJOR || meta[5] !== VERSION_MINOR) {
+    throw new Error(`incompatible version (local 0.4, remote ${meta[4]}.${meta[5]})`);
+  }
+  return Buffer.from(meta.subarray(6, META_BYTES));
+}
+
+export interface HandshakeOptions {
+  localKey: Buffer;
+  outbound: boolean;
+  remote: string;
+  priority: number;
+  timeouts?: Partial<LinkTimeouts>;
+  congestionBytes?: number;
+  now?: () => number;
+}
+
+/**
+ * Exchange metadata on a connected socket. Resolves with a link whose reading is paused until
+ * setHandler; rejects (and destroys the socket) on timeout, bad metadata or close.
+ */
+export function handshake(socket: Socket, opts: HandshakeOptions): Promise<StreamLink> {
+  const timeouts = { ...DEFAULT_TIMEOUTS, ...opts.timeouts };
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let have = 0;
+    const finish = (err: Error | undefined): void => {
+      clearTimeout(timer);
+      socket.off("data", onData);
+      socket.off("close", onClose);
+      socket.off("error", onError);
+      if (err) {
+        socket.destroy();
+        reject(err);
+        return;
+      }
+      socket.pause();
+      const all = Buffer.concat(chunks, have);
+      let remoteKey: Buffer;
+      try {
+        remoteKey = decodeMetadata(all.subarray(0, META_BYTES));
+      } catch (e) {
+        socket.destroy();
+        reject(e as Error);
+        return;
+      }
+      resolve(new StreamLink(socket, remoteKey, all.subarray(META_BYTES), opts, timeouts));
+    };
+    const onData = (chunk: Buffer): void => {
+      chunks.push(chunk);
+      have += chunk.length;
+      if (have >= META_BYTES) finish(undefined);
+    };
+    const onClose = (): void => finish(new Error("connection closed during handshake"));
+    const onError = (e: Error): void => finish(new Error(`handshake failed: ${e.message}`));
+    const timer = setTimeout(() => finish(new Error("handshake timed out")), timeouts.handshakeMs);
+    socket.on("data", onData);
+    socket.on("close", onClose);
+    socket.on("error", onError);
+    socket.write(encodeMetadata(opts.localKey));
+    socket.resume();
+  });
+}
+
+export class StreamLink implements Link {
+  readonly remoteKey: Buffer;
+  readonly remote: string;
+  readonly outbound: boolean;
+  readonly openedAt: number;
+  readonly localPriority: number;
+  priority: number;
+  bytesIn = 0;
+  bytesOut = 0;
+  closed = false;
+  closeReason = "";
+
+  private readonly socket: Socket;
+  private readonly timeouts: LinkTimeouts;
+  private readonly congestionBytes: number;
+  private handler: LinkEvents | undefined;
+  private readonly closeWatchers: Array<(reason: string) => void> = [];
+  private pendingInput: Buffer | undefined;
+  // Receive: a frame split across chunks is assembled here (2-byte header + up to 65535 bytes).
+  private readonly rx = Buffer.allocUnsafe(2 + MAX_FRAME);
+  private rxHave = 0;
+  private rxNeed = 0;
+  // Send: frames are copied into a slab and flushed once per tick as one write.
+  private slab = Buffer.allocUnsafe(SLAB_BYTES);
+  private slabStart = 0;
+  private slabEnd = 0;
+  private flushQueued = false;
+  private keepaliveTimer: NodeJS.Timeout;
+  private idleTimer: NodeJS.Timeout;
+
+  constructor(
+    socket: Socket,
+    remoteKey: Buffer,
+    leftover: Buffer,
+    opts: HandshakeOptions,
+    timeouts: LinkTimeouts,
+  ) {
+    this.socket = socket;
+    this.remoteKey = remoteKey;
+    this.remote = opts.remote;
+    this.outbound = opts.outbound;
+    this.localPriority = opts.priority;
+    this.priority = opts.priority;
+    this.openedAt = (opts.now ?? Date.now)();
+    this.timeouts = timeouts;
+    this.congestionBytes = opts.congestionBytes ?? CONGESTION_BYTES;
+    this.bytesIn = META_BYTES + leftover.length;
+    this.bytesOut = META_BYTES;
+    this.pendingInput = leftover.length > 0 ? leftover : undefined;
+    if (typeof socket.setNoDelay === "function") socket.setNoDelay(true);
+    socket.on("data", (chunk: Buffer) => {
+      this.bytesIn += chunk.length;
+      this.receive(chunk);
+    });
+    socket.on("error", (e: Error) => this.close(e.message));
+    socket.on("close", () => this.close("connection closed by peer"));
+    socket.on("end", () => this.close("connection closed by peer"));
+    this.keepaliveTimer = setTimeout(() => this.keepalive(), timeouts.keepaliveMs);
+    this.idleTimer = setTimeout(
+      () => this.close(`no frame received for ${timeouts.idleMs} ms`),
+      timeouts.idleMs,
+    );
+    if (opts.priority > 0) this.send(Buffer.from([0x00, PRIORITY_TAG, opts.priority]));
+  }
+
+  get congested(): boolean {
+    return this.socket.writableLength > this.congestionBytes;
+  }
+
+  setHandler(events: LinkEvents): void {
+    this.handler = events;
+    if (this.closed) {
+      events.onClose(this.closeReason);
+      return;
+    }
+    const pending = this.pendingInput;
+    this.pendingInput = undefined;
+    if (pending) this.receive(pending);
+    if (!this.closed) this.socket.resume();
+  }
+
+  /** Called once with the close reason (for the link manager; the handler gets onClose as well). */
+  onClosed(watch: (reason: string) => void): void {
+    if (this.closed) watch(this.closeReason);
+    else this.closeWatchers.push(watch);
+  }
+
+  send(frame: Uint8Array): void {
+    if (this.closed || frame.length > MAX_FRAME || frame.length === 0) return;
+    const need = frame.length + 2;
+    if (this.slab.length - this.slabEnd < need) {
+      this.flush();
+      this.slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, need));
+      this.slabStart = 0;
+      this.slabEnd = 0;
+    }
+    this.slab.writeUInt16BE(frame.length, this.slabEnd);
+    this.slab.set(frame, this.slabEnd + 2);
+    this.slabEnd += need;
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      process.nextTick(() => this.flush());
+    }
+  }
+
+  private flush(): void {
+    this.flushQueued = false;
+    if (this.slabEnd === this.slabStart || this.closed) return;
+    // The socket keeps a view of [start, end); later frames go after it in the same slab.
+    const out = this.slab.subarray(this.slabStart, this.slabEnd);
+    this.slabStart = this.slabEnd;
+    this.bytesOut += out.length;
+    this.socket.write(out);
+    this.keepaliveTimer.refresh();
+  }
+
+  private keepalive(): void {
+    if (this.closed) return;
+    this.socket.write(KEEPALIVE);
+    this.bytesOut += KEEPALIVE.length;
+    this.keepaliveTimer.refresh();
+  }
+
+  private receive(chunk: Buffer): void {
+    if (!this.handler) {
+      // Reading is paused until the handler exists; keep anything that still slipped through.
+      this.pendingInput = this.pendingInput ? Buffer.concat([this.pendingInput, chunk]) : chunk;
+      this.socket.pause();
+      return;
+    }
+    let pos = 0;
+    let gotFrame = false;
+    const end = chunk.length;
+    while (pos < end && !this.closed) {
+      if (this.rxHave > 0) {
+        // Continue a frame that started in an earlier chunk.
+        if (this.rxHave < 2) {
+          this.rx[this.rxHave++] = chunk[pos++]!;
+          if (this.rxHave < 2) continue;
+          this.rxNeed = this.rx.readUInt16BE(0);
+          if (this.rxNeed === 0) {
+            this.close("zero-length frame");
+            return;
+          }
+        }
+        const take = Math.min(this.rxNeed + 2 - this.rxHave, end - pos);
+        chunk.copy(this.rx, this.rxHave, pos, pos + take);
+        this.rxHave += take;
+        pos += take;
+        if (this.rxHave === this.rxNeed + 2) {
+          this.rxHave = 0;
+          gotFrame = true;
+          this.deliver(this.rx.subarray(2, 2 + this.rxNeed));
+        }
+        continue;
+      }
+      if (end - pos < 2) {
+        this.rx[0] = chunk[pos++]!;
+        this.rxHave = 1;
+        break;
+      }
+      const len = chunk.readUInt16BE(pos);
+      if (len === 0) {
+        this.close("zero-length frame");
+        return;
+      }
+      if (end - pos - 2 >= len) {
+        gotFrame = true;
+        this.deliver(chunk.subarray(pos + 2, pos + 2 + len));
+        pos += 2 + len;
+      } else {
+        chunk.copy(this.rx, 0, pos, end);
+        this.rxHave = end - pos;
+        this.rxNeed = len;
+        pos = end;
+      }
+    }
+    if (gotFrame && !this.closed) this.idleTimer.refresh();
+  }
+
+  private deliver(frame: Buffer): void {
+    if (frame[0] === 0) {
+      // Dummy frame: keepalive, or a priority announcement (spec 4.6). Never passed up.
+      if (frame.length >= 3 && frame[1] === PRIORITY_TAG) {
+        this.priority = Math.max(this.localPriority, frame[2]!);
+        this.handler!.onPriority?.(this.priority);
+      }
+      return;
+    }
+    this.handler!.onFrame(frame);
+  }
+
+  close(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.closeReason = reason;
+    clearTimeout(this.keepaliveTimer);
+    clearTimeout(this.idleTimer);
+    this.socket.destroy();
+    for (const watch of this.closeWatchers.splice(0)) watch(reason);
+    this.handler?.onClose(reason);
+  }
+}

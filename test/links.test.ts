@@ -1,0 +1,339 @@
+import { randomBytes } from "node:crypto";
+import { rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pino from "pino";
+import { afterEach, describe, expect, it } from "vitest";
+import { Identity } from "../src/crypto/identity.js";
+import type { Link } from "../src/overlay/links/link.js";
+import { LinkManager, type LinkManagerConfig } from "../src/overlay/links/manager.js";
+
+interface Node {
+  id: Identity;
+  mgr: LinkManager;
+  links: Link[];
+  logs: string[];
+  nextLink(): Promise<Link>;
+  nextLog(pattern: RegExp): Promise<string>;
+}
+
+const running: LinkManager[] = [];
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((m) => m.stop()));
+});
+
+const FAST = { handshakeMs: 2000, keepaliveMs: 4000, idleMs: 6000 };
+
+async function node(cfg: Partial<LinkManagerConfig> = {}, id = Identity.generate()): Promise<Node> {
+  const links: Link[] = [];
+  const logs: string[] = [];
+  const linkWaiters: Array<(l: Link) => void> = [];
+  const unclaimed: Link[] = [];
+  const logWaiters: Array<{ re: RegExp; done: (s: string) => void }> = [];
+  const logger = pino(
+    { level: "info" },
+    {
+      write(line: string) {
+        const msg = JSON.parse(line).msg as string;
+        logs.push(msg);
+        for (const w of logWaiters.filter((w) => w.re.test(msg))) {
+          logWaiters.splice(logWaiters.indexOf(w), 1);
+          w.done(msg);
+        }
+      },
+    },
+  );
+  const mgr = new LinkManager(
+    {
+      identity: id,
+      listen: [],
+      peers: [],
+      interfacePeers: {},
+      allowedPublicKeys: [],
+      multicast: [],
+      logger,
+      timeouts: FAST,
+      redial: { initialMs: 50, maxMs: 200 },
+      ...cfg,
+    },
+    {
+      onLink(link) {
+        links.push(link);
+        const w = linkWaiters.shift();
+        if (w) w(link);
+        else unclaimed.push(link);
+      },
+    },
+  );
+  running.push(mgr);
+  await mgr.start();
+  return {
+    id,
+    mgr,
+    links,
+    logs,
+    nextLink: () => {
+      const ready = unclaimed.shift();
+      return ready ? Promise.resolve(ready) : new Promise((resolve) => linkWaiters.push(resolve));
+    },
+    nextLog: (re) => {
+      const found = logs.find((l) => re.test(l));
+      if (found) return Promise.resolve(found);
+      return new Promise((done) => logWaiters.push({ re, done }));
+    },
+  };
+}
+
+/** Collect frames from a link; resolves when `count` have arrived. */
+function collect(
+  link: Link,
+  count: number,
+): { frames: Buffer[]; done: Promise<Buffer[]>; closed: Promise<string> } {
+  const frames: Buffer[] = [];
+  let resolveDone: (f: Buffer[]) => void = () => {};
+  let resolveClosed: (r: string) => void = () => {};
+  const done = new Promise<Buffer[]>((r) => {
+    resolveDone = r;
+  });
+  const closed = new Promise<string>((r) => {
+    resolveClosed = r;
+  });
+  link.setHandler({
+    onFrame(frame) {
+      frames.push(Buffer.from(frame));
+      if (frames.length === count) resolveDone(frames);
+    },
+    onClose: resolveClosed,
+  });
+  return { frames, done, closed };
+}
+
+function randomFrames(n: number, maxSize: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (let i = 0; i < n; i++) {
+    // Mostly packet-sized frames with some up to the maximum.
+    const size = 1 + Math.floor(Math.random() * (Math.random() < 0.05 ? maxSize : Math.min(maxSize, 1500)));
+    const f = randomBytes(size);
+    f[0] = 1 + (i % 10); // never a dummy frame
+    out.push(f);
+  }
+  return out;
+}
+
+/** Same frames in the same order (vitest's deep equality is far too slow for megabytes of Buffers). */
+function sameFrames(got: Buffer[], want: Buffer[]): boolean {
+  return got.length === want.length && got.every((f, i) => f.equals(want[i]!));
+}
+
+async function pair(scheme: "tcp" | "tls" | "unix", peerQuery = "", listenQuery = "") {
+  const sock = join(tmpdir(), `pd-links-${process.pid}-${randomBytes(4).toString("hex")}.sock`);
+  const listenUri = scheme === "unix" ? `unix://${sock}` : `${scheme}://127.0.0.1:0${listenQuery}`;
+  const a = await node({ listen: [listenUri] });
+  const aLink = a.nextLink();
+  const b = await node({ peers: [`${a.mgr.listenAddresses()[0]}${peerQuery}`] });
+  const bLink = b.nextLink();
+  return { a, b, aLink: await aLink, bLink: await bLink, cleanup: () => rmSync(sock, { force: true }) };
+}
+
+describe.each(["tcp", "tls", "unix"] as const)("LinkManager over %s", (scheme) => {
+  it("links two nodes and moves 5,000 random frames each way in order", async () => {
+    const { a, b, aLink, bLink, cleanup } = await pair(scheme);
+    expect(aLink.remoteKey.equals(b.id.publicKey)).toBe(true);
+    expect(bLink.remoteKey.equals(a.id.publicKey)).toBe(true);
+    expect(aLink.outbound).toBe(false);
+    expect(bLink.outbound).toBe(true);
+    const ab = randomFrames(5000, 65535);
+    const ba = randomFrames(5000, 2000);
+    const atA = collect(aLink, ab.length);
+    const atB = collect(bLink, ba.length);
+    for (const f of ab) {
+      bLink.send(f);
+      f.fill(0); // the link must have copied it
+    }
+    for (const f of ba) aLink.send(f);
+    const [gotA, gotB] = await Promise.all([atA.done, atB.done]);
+    expect(sameFrames(gotB, ba)).toBe(true);
+    expect(gotA.map((f) => f.length)).toEqual(ab.map((f) => f.length));
+    expect(bLink.bytesOut).toBeGreaterThan(ab.reduce((s, f) => s + f.length + 2, 0));
+    expect(aLink.bytesIn).toBeGreaterThan(0);
+    cleanup();
+  });
+});
+
+describe("LinkManager", () => {
+  it("delivers frame contents intact (copy on send)", async () => {
+    const { aLink, bLink } = await pair("tcp");
+    const frames = randomFrames(300, 65535);
+    const expected = frames.map((f) => Buffer.from(f));
+    const atA = collect(aLink, frames.length);
+    const reused = Buffer.alloc(65535);
+    for (const f of frames) {
+      f.copy(reused);
+      bLink.send(reused.subarray(0, f.length));
+    }
+    expect(sameFrames(await atA.done, expected)).toBe(true);
+  });
+
+  it("negotiates priority to the max of both ends", async () => {
+    const { a, aLink, bLink } = await pair("tcp", "?priority=3");
+    expect(bLink.priority).toBe(3);
+    const announced = new Promise<number>((resolve) =>
+      aLink.setHandler({ onFrame() {}, onPriority: resolve, onClose() {} }),
+    );
+    expect(await announced).toBe(3);
+    expect(aLink.priority).toBe(3);
+    expect(a.links).toHaveLength(1);
+  });
+
+  it("keeps an idle link alive with keepalives past the idle timeout", async () => {
+    const fast = { handshakeMs: 1000, keepaliveMs: 100, idleMs: 300 };
+    const a = await node({ listen: ["tcp://127.0.0.1:0"], timeouts: fast });
+    const aLink = a.nextLink();
+    const b = await node({ peers: [a.mgr.listenAddresses()[0]!], timeouts: fast });
+    const bLink = await b.nextLink();
+    const atA = collect(await aLink, 1);
+    const atB = collect(bLink, 1);
+    let closed = false;
+    void atA.closed.then(() => {
+      closed = true;
+    });
+    // Wait through several idle periods by watching the keepalive bytes arrive.
+    const start = bLink.bytesIn;
+    await new Promise<void>((resolve) => {
+      const t = setInterval(() => {
+        if (bLink.bytesIn - start >= 3 * 10) {
+          clearInterval(t);
+          resolve();
+        }
+      }, 50);
+    });
+    expect(closed).toBe(false);
+    expect(atB.frames).toHaveLength(0);
+    bLink.send(Buffer.from([5, 1, 2]));
+    expect(await atA.done).toEqual([Buffer.from([5, 1, 2])]);
+  });
+
+  it("closes an outbound link whose key does not match the pin", async () => {
+    const a = await node({ listen: ["tcp://127.0.0.1:0"] });
+    const b = await node({ peers: [`${a.mgr.listenAddresses()[0]}?key=${"ab".repeat(32)}`] });
+    expect(await b.nextLog(/does not match the pinned key/)).toContain(a.id.publicKey.toString("hex"));
+    expect(b.links).toHaveLength(0);
+  });
+
+  it("accepts a pinned key that matches", async () => {
+    const a = await node({ listen: ["tcp://127.0.0.1:0"] });
+    const b = await node({ peers: [`${a.mgr.listenAddresses()[0]}?key=${a.id.publicKey.toString("hex")}`] });
+    expect((await b.nextLink()).remoteKey.equals(a.id.publicKey)).toBe(true);
+  });
+
+  it("rejects inbound keys outside AllowedPublicKeys", async () => {
+    const a = await node({
+      listen: ["tcp://127.0.0.1:0"],
+      allowedPublicKeys: [Identity.generate().publicKey],
+    });
+    const b = await node({ peers: [a.mgr.listenAddresses()[0]!] });
+    expect(await a.nextLog(/is not in AllowedPublicKeys/)).toContain(b.id.publicKey.toString("hex"));
+    expect(a.links).toHaveLength(0);
+  });
+
+  it("admits inbound keys listed in AllowedPublicKeys", async () => {
+    const bId = Identity.generate();
+    const a = await node({ listen: ["tcp://127.0.0.1:0"], allowedPublicKeys: [bId.publicKey] });
+    const aLink = a.nextLink();
+    await node({ peers: [a.mgr.listenAddresses()[0]!] }, bId);
+    expect((await aLink).remoteKey.equals(bId.publicKey)).toBe(true);
+  });
+
+  it("refuses a link to its own key", async () => {
+    const a = await node({ listen: ["tcp://127.0.0.1:0"] });
+    a.mgr.addPeer(a.mgr.listenAddresses()[0]!);
+    expect(await a.nextLog(/our own key/)).toBeTruthy();
+    expect(a.links).toHaveLength(0);
+  });
+
+  it("redials after the remote listener restarts", async () => {
+    const aId = Identity.generate();
+    const a = await node({ listen: ["tcp://127.0.0.1:0"] }, aId);
+    const uri = a.mgr.listenAddresses()[0]!;
+    const b = await node({ peers: [uri] });
+    const first = collect(await b.nextLink(), 1);
+    await a.mgr.stop();
+    expect(await first.closed).toBeTruthy();
+    await b.nextLog(/link down/);
+    const second = b.nextLink();
+    const a2 = await node({ listen: [uri] }, aId);
+    const a2Link = a2.nextLink();
+    const link = await second;
+    expect(link.remoteKey.equals(aId.publicKey)).toBe(true);
+    const atA = collect(await a2Link, 1);
+    link.send(Buffer.from([7, 7]));
+    expect(await atA.done).toEqual([Buffer.from([7, 7])]);
+  });
+
+  it("backs off while a peer is unreachable", async () => {
+    const a = await node({ listen: ["tcp://127.0.0.1:0"] });
+    const uri = a.mgr.listenAddresses()[0]!;
+    await a.mgr.stop();
+    const b = await node({ peers: [uri] });
+    await b.nextLog(/failed/);
+    const t0 = Date.now();
+    for (let i = 0; i < 4; i++) {
+      const n = b.logs.length;
+      await new Promise<void>((resolve) => {
+        const t = setInterval(() => {
+          if (b.logs.length > n) {
+            clearInterval(t);
+            resolve();
+          }
+        }, 10);
+      });
+    }
+    // 50 → 100 → 200 → 200 (cap) ms, each ±20 %: well over 400 ms, under the 2 s a fixed 1 s would take.
+    const elapsed = Date.now() - t0;
+    expect(elapsed).toBeGreaterThan(400);
+    expect(elapsed).toBeLessThan(2000);
+  });
+
+  it("adds and removes peers at run time", async () => {
+    const a = await node({ listen: ["tcp://127.0.0.1:0"] });
+    const uri = a.mgr.listenAddresses()[0]!;
+    const b = await node();
+    const aLink = a.nextLink();
+    b.mgr.addPeer(uri);
+    expect(() => b.mgr.addPeer(uri)).toThrow("peer already configured");
+    expect(() => b.mgr.removePeer("tcp://127.0.0.1:1")).toThrow("peer not configured");
+    const atA = collect(await aLink, 1);
+    await b.nextLink();
+    b.mgr.removePeer(uri);
+    expect(await atA.closed).toBeTruthy();
+    expect(b.mgr.peerList()).toEqual([]);
+  });
+
+  it("fails start() with a clear error when a Listen address is taken", async () => {
+    const a = await node({ listen: ["tcp://127.0.0.1:0"] });
+    const uri = a.mgr.listenAddresses()[0]!;
+    await expect(node({ listen: [uri] })).rejects.toThrow(/cannot bind: .*EADDRINUSE/);
+  });
+
+  it("stop() leaves no sockets or timers behind", async () => {
+    const resources = () =>
+      process
+        .getActiveResourcesInfo()
+        .filter((r) => r !== "TTYWrap")
+        .sort();
+    const before = resources();
+    const a = await node({ listen: ["tcp://127.0.0.1:0", "tls://127.0.0.1:0"] });
+    const b = await node({
+      peers: [a.mgr.listenAddresses()[0]!, a.mgr.listenAddresses()[1]!, "tcp://127.0.0.1:1"],
+    });
+    const link = await b.nextLink();
+    const closed = collect(link, 1).closed;
+    await b.nextLink();
+    await b.mgr.stop();
+    await a.mgr.stop();
+    expect(await closed).toBe("stopping");
+    await new Promise((r) => setImmediate(r));
+    const count = (list: string[]) => list.filter((r) => /^(TCP|Timeout)/.test(r)).length;
+    expect(count(resources())).toBeLessThanOrEqual(count(before));
+  });
+});
