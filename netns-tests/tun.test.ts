@@ -212,6 +212,21 @@ describe.skipIf(skipReason !== "")("native TUN in a namespace", () => {
     expect(code).toBe(0); // and all ten replies, written one by one, arrived
   });
 
+  it("an unprivileged open fails with an operator message", () => {
+    const addon = join(repo, "build/Release/planetd_tun.node");
+    const probe = `const a = require(process.argv[1]);
+      try { a.open("auto", 1280, Buffer.alloc(16), 7, Buffer.alloc(70000), new Int32Array(2), () => {}); console.log("opened"); }
+      catch (e) { console.log(e.code + " " + e.message); }`;
+    const out = execFileSync(
+      "setpriv",
+      ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, "-e", probe, addon],
+      { encoding: "utf8", timeout: 10_000 },
+    );
+    expect(out.trim()).toMatch(
+      /^(EACCES|EPERM) TUN: cannot open \/dev\/net\/tun: (Permission denied|Operation not permitted) \(run as root.*IfName: none for router-only mode\)$/,
+    );
+  });
+
   it("close() releases the device so the child exits on its own", async () => {
     await waitFor((e) => e.event === "ready", "the child to open the TUN", 30_000);
     child!.stdin.end();

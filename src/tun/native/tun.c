@@ -128,15 +128,17 @@ static void do_close(tun_t *t, int from_cleanup) {
     close(t->fd);
     t->fd = -1;
   }
-  if (!from_cleanup) napi_remove_env_cleanup_hook(t->env, cleanup_hook, t);
+  t->buf = NULL;
+  t->meta = NULL;
+  /* During environment teardown the references die with the environment; leave N-API alone. */
+  if (from_cleanup) return;
+  napi_remove_env_cleanup_hook(t->env, cleanup_hook, t);
   if (t->cb_ref) napi_delete_reference(t->env, t->cb_ref);
   if (t->buf_ref) napi_delete_reference(t->env, t->buf_ref);
   if (t->meta_ref) napi_delete_reference(t->env, t->meta_ref);
   t->cb_ref = t->buf_ref = t->meta_ref = NULL;
   if (t->actx) napi_async_destroy(t->env, t->actx);
   t->actx = NULL;
-  t->buf = NULL;
-  t->meta = NULL;
 }
 
 static void cleanup_hook(void *arg) { do_close((tun_t *)arg, 1); }
@@ -363,7 +365,8 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
       napi_create_string_utf8(env, "planetd:tun", NAPI_AUTO_LENGTH, &resource_name) != napi_ok ||
       napi_async_init(env, NULL, resource_name, &t->actx) != napi_ok ||
       napi_create_external(env, t, finalize_tun, NULL, &handle) != napi_ok) {
-    do_close(t, 1);
+    napi_add_env_cleanup_hook(env, cleanup_hook, t); /* so that do_close can remove it */
+    do_close(t, 0);
     free(t);
     napi_throw_error(env, NULL, "TUN: internal N-API call failed");
     return NULL;
