@@ -1,0 +1,280 @@
+// The Node: the one place that owns time and I/O. It builds the link manager, the router, the
+// sessions, the IPv6 adapter, the TUN device and the admin socket from a config, and moves events
+// between them. Everything below it is sans-I/O; everything above it (CLI, admin) reads it.
+import type { Logger } from "pino";
+import type { PlanetConfig } from "../cli/config.js";
+import { type BoxBackend, loadBox } from "../crypto/box.js";
+import type { Identity } from "../crypto/identity.js";
+import { Router, type RouterOutput } from "../routing/router.js";
+import { FrameType, TrafficKind } from "../routing/types.js";
+import type { TunDevice } from "../tun/device.js";
+import { Ipv6Adapter } from "../tun/ipv6.js";
+import type { Link } from "./links/link.js";
+import { LinkManager } from "./links/manager.js";
+import type { PacketConn } from "./packetconn.js";
+import { Proto } from "./proto.js";
+import { Sessions } from "./sessions.js";
+
+/** Largest IPv6 packet the overlay carries (spec 5.9). */
+export const MAX_IFMTU = 53049;
+export const MIN_IFMTU = 1280;
+const TICK_MS = 100;
+const CORE_IPV6 = 1;
+const CORE_PROTO = 2;
+
+export interface NodeOptions {
+  config: PlanetConfig;
+  identity: Identity;
+  logger: Logger;
+  /** Open the TUN device; tests inject an in-memory one. Undefined = decide from config and privileges. */
+  openTun?: (name: string, mtu: number, address: Buffer) => Promise<TunDevice>;
+}
+
+/** Counters the data path bumps as plain numbers; metrics read them. */
+export interface NodeCounters {
+  trafficDroppedCongested: number;
+  trafficDroppedNoLink: number;
+  framesOut: number;
+  framesIn: number;
+}
+
+interface PeerSlot {
+  link: Link;
+  port: number;
+}
+
+export class Node implements PacketConn {
+  readonly identity: Identity;
+  readonly publicKey: Buffer;
+  readonly mtu: number;
+  readonly router: Router;
+  readonly sessions: Sessions;
+  readonly links: LinkManager;
+  readonly proto: Proto;
+  readonly box: BoxBackend;
+  readonly counters: NodeCounters = {
+    trafficDroppedCongested: 0,
+    trafficDroppedNoLink: 0,
+    framesOut: 0,
+    framesIn: 0,
+  };
+  ipv6: Ipv6Adapter | undefined;
+  tun: TunDevice | undefined;
+  private readonly log: Logger;
+  private readonly config: PlanetConfig;
+  private readonly peers = new Map<number, PeerSlot>();
+  private messageHandler: ((source: Buffer, message: Buffer) => void) | undefined;
+  private oobHandler: ((source: Buffer, dest: Buffer, payload: Buffer) => void) | undefined;
+  private ticker: NodeJS.Timeout | undefined;
+  /** Reused to prefix the core type byte without allocating per packet. */
+  private readonly coreBuf = Buffer.alloc(MAX_IFMTU + 1);
+  private stopped = false;
+
+  private constructor(opts: NodeOptions) {
+    this.identity = opts.identity;
+    this.publicKey = opts.identity.publicKey;
+    this.config = opts.config;
+    this.log = opts.logger;
+    this.mtu = Math.min(MAX_IFMTU, Math.max(MIN_IFMTU, opts.config.IfMTU));
+    this.box = loadBox();
+    const now = Date.now();
+    this.router = new Router(this.identity, this.routerOutput(), now);
+    this.sessions = new Sessions(
+      this.identity,
+      {
+        sendTraffic: (dest, payload) =>
+          this.router.sendTraffic(dest, TrafficKind.Standard, payload, Date.now()),
+        deliver: (source, message) => this.deliverCore(source, message),
+      },
+      this.box,
+    );
+    this.proto = new Proto(
+      { send: (dest, message) => this.sendCore(dest, CORE_PROTO, message) },
+      {
+        key: this.publicKey,
+        nodeInfo: opts.config.NodeInfo,
+        privacy: opts.config.NodeInfoPrivacy,
+        coords: () => this.router.selfInfo().coords,
+        peerKeys: () => this.router.peerInfos().map((p) => p.key),
+        dhtKeys: () => this.router.dhtEntries().map((e) => e.key),
+      },
+    );
+    this.links = new LinkManager(
+      {
+        identity: this.identity,
+        listen: opts.config.Listen,
+        peers: opts.config.Peers,
+        interfacePeers: opts.config.InterfacePeers,
+        allowedPublicKeys: opts.config.AllowedPublicKeys.map((k) => Buffer.from(k, "hex")),
+        multicast: opts.config.MulticastInterfaces,
+        logger: this.log,
+      },
+      { onLink: (link) => this.attachLink(link) },
+    );
+  }
+
+  static async start(opts: NodeOptions): Promise<Node> {
+    const node = new Node(opts);
+    await node.startTun(opts);
+    await node.links.start();
+    node.ticker = setInterval(() => node.tick(), TICK_MS);
+    return node;
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.ticker) clearInterval(this.ticker);
+    await this.links.stop();
+    this.tun?.close();
+  }
+
+  // ---- PacketConn ----
+
+  send(dest: Buffer, message: Uint8Array): void {
+    this.sessions.send(dest, message, Date.now());
+  }
+
+  onMessage(handler: (source: Buffer, message: Buffer) => void): void {
+    this.messageHandler = handler;
+  }
+
+  sendOutOfBand(dest: Buffer, payload: Uint8Array): void {
+    this.router.sendTraffic(dest, TrafficKind.OutOfBand, Buffer.from(payload), Date.now());
+  }
+
+  onOutOfBand(handler: (source: Buffer, dest: Buffer, payload: Buffer) => void): void {
+    this.oobHandler = handler;
+  }
+
+  /** Peer ports → links, for the admin view. */
+  linkForPort(port: number): Link | undefined {
+    return this.peers.get(port)?.link;
+  }
+
+  // ---- wiring ----
+
+  private routerOutput(): RouterOutput {
+    return {
+      send: (port, frame) => {
+        const slot = this.peers.get(port);
+        const type = frame[0];
+        const isTraffic = type === FrameType.DhtTraffic || type === FrameType.PathTraffic;
+        if (!slot) {
+          if (isTraffic) this.counters.trafficDroppedNoLink++;
+          return;
+        }
+        // Traffic may be dropped under pressure; protocol frames never are (spec 5.8).
+        if (isTraffic && slot.link.congested) {
+          this.counters.trafficDroppedCongested++;
+          return;
+        }
+        this.counters.framesOut++;
+        slot.link.send(frame);
+      },
+      deliver: (source, payload) => this.sessions.handle(source, payload, Date.now()),
+      deliverOutOfBand: (source, dest, payload) => {
+        if (this.ipv6) this.ipv6.handleOutOfBand(source, dest, payload, Date.now());
+        this.oobHandler?.(source, dest, payload);
+      },
+      closePeer: (port, reason) => {
+        const slot = this.peers.get(port);
+        if (slot) {
+          this.log.warn({ peer: slot.link.remoteKey.toString("hex"), remote: slot.link.remote }, reason);
+          slot.link.close(reason);
+        }
+      },
+    };
+  }
+
+  /** Hand the node an authenticated link (the link manager does this; tests pass in-memory links). */
+  attachLink(link: Link): void {
+    if (this.stopped) {
+      link.close("node stopping");
+      return;
+    }
+    const port = this.router.addPeer(link.remoteKey, link.priority, Date.now());
+    const slot: PeerSlot = { link, port };
+    this.peers.set(port, slot);
+    link.setHandler({
+      onFrame: (frame) => {
+        this.counters.framesIn++;
+        this.router.handleFrame(port, frame, Date.now());
+      },
+      onPriority: (priority) => this.router.setPeerPriority(port, priority),
+      onClose: () => {
+        if (this.peers.get(port) !== slot) return;
+        this.peers.delete(port);
+        this.router.removePeer(port, Date.now());
+      },
+    });
+  }
+
+  /** A decrypted session message: the first byte says what it carries (spec 7). */
+  private deliverCore(source: Buffer, message: Buffer): void {
+    if (message.length === 0) return;
+    const kind = message[0];
+    if (kind === CORE_IPV6) {
+      this.ipv6?.fromNetwork(source, message.subarray(1), Date.now());
+    } else if (kind === CORE_PROTO) {
+      this.proto.handle(source, message.subarray(1), Date.now());
+    }
+    this.messageHandler?.(source, message);
+  }
+
+  private sendCore(dest: Buffer, kind: number, body: Uint8Array): void {
+    if (body.length + 1 > this.coreBuf.length) return;
+    this.coreBuf[0] = kind;
+    this.coreBuf.set(body, 1);
+    this.sessions.send(dest, this.coreBuf.subarray(0, body.length + 1), Date.now());
+  }
+
+  private async startTun(opts: NodeOptions): Promise<void> {
+    const name = opts.config.IfName;
+    const adapterFor = (write: (packet: Buffer) => void) =>
+      new Ipv6Adapter(
+        this.identity,
+        {
+          sendIPv6: (dest, packet) => this.sendCore(dest, CORE_IPV6, packet),
+          sendOutOfBand: (dest, payload) => this.sendOutOfBand(dest, payload),
+        },
+        write,
+        this.mtu,
+      );
+    if (name === "none" || name === "dummy") {
+      this.log.info("IfName is none: running router-only (no TUN interface)");
+      return;
+    }
+    const open = opts.openTun ?? defaultOpenTun;
+    try {
+      this.tun = await open(name, this.mtu, this.identity.address);
+    } catch (err) {
+      this.log.warn(`${(err as Error).message}; running router-only (no TUN interface)`);
+      return;
+    }
+    const tun = this.tun;
+    const adapter = adapterFor((packet) => tun.write(packet));
+    this.ipv6 = adapter;
+    tun.onPackets((packets) => {
+      const now = Date.now();
+      for (const packet of packets) adapter.fromTun(packet, now);
+    });
+    this.log.info({ ifname: tun.name, mtu: tun.mtu }, "TUN interface up");
+  }
+
+  private tick(): void {
+    const now = Date.now();
+    if ((this.router.nextTimeout() ?? Number.POSITIVE_INFINITY) <= now) this.router.handleTimeout(now);
+    if ((this.sessions.nextTimeout() ?? Number.POSITIVE_INFINITY) <= now) this.sessions.handleTimeout(now);
+    if (this.ipv6 && (this.ipv6.nextTimeout() ?? Number.POSITIVE_INFINITY) <= now)
+      this.ipv6.handleTimeout(now);
+  }
+}
+
+async function defaultOpenTun(name: string, mtu: number, address: Buffer): Promise<TunDevice> {
+  if (process.getuid && process.getuid() !== 0) {
+    throw new Error("TUN: not running as root");
+  }
+  const { openTun } = await import("../tun/native.js");
+  return openTun({ name, mtu, address, prefixLength: 7 });
+}
