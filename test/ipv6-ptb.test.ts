@@ -95,4 +95,10 @@ describe("ICMPv6 Packet Too Big", () => {
     a.fromNetwork(B.publicKey, fits, T0 + 2);
     expect(tun.map((p) => p.length)).toEqual([1280]);
   });
+
+  it("clamps the adapter MTU to [1280, 53049]", () => {
+    const core: CoreSender = { sendIPv6: () => {}, sendOutOfBand: () => {} };
+    expect(new Ipv6Adapter(A, core, () => {}, 65535).mtu).toBe(53049);
+    expect(new Ipv6Adapter(A, core, () => {}, 576).mtu).toBe(1280);
+  });
 });

@@ -16,6 +16,7 @@ export interface CoreSender {
 
 /** Spec 5.9: the largest IPv6 packet the core carries. */
 export const CORE_IPV6_MTU = 53049;
+export const MIN_IPV6_MTU = 1280;
 export const OOB_KEY_LOOKUP = 0x01;
 export const OOB_KEY_RESPONSE = 0x02;
 const OOB_PAYLOAD_BYTES = 65;
@@ -86,14 +87,17 @@ export class Ipv6Adapter {
   /** Reused to collect the packets a newly learnt key releases. */
   private readonly flushed: Buffer[] = [];
 
-  /** `mtu` is the TUN MTU: larger packets from the network are answered with Packet Too Big. */
+  /**
+   * `mtu` is the TUN MTU (clamped to [1280, 53049] like Go's SetMTU): larger packets from the network
+   * are answered with Packet Too Big.
+   */
   constructor(
     private readonly identity: Identity,
     private readonly core: CoreSender,
     private readonly tunWrite: (packet: Buffer) => void,
     mtu: number,
   ) {
-    this.mtu = mtu;
+    this.mtu = Math.min(CORE_IPV6_MTU, Math.max(MIN_IPV6_MTU, Math.floor(mtu)));
   }
 
   /** 8.1: a packet read from the TUN. `packet` is only read during the call (copied if held). */
