@@ -2,7 +2,8 @@
 // one nested `Planetd` object that Yggdrasil ignores. Like Yggdrasil, a fresh default config (with a
 // new random key) is generated first and the file's values are laid over it, so every key is optional.
 // Unlike Yggdrasil, a value of the wrong type or shape is refused with one line naming it.
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
 import Hjson from "hjson";
 import { Identity } from "../crypto/identity.js";
 import { defaultAdminListen } from "./paths.js";
@@ -412,6 +413,30 @@ export function loadConfigFile(path: string): { config: PlanetConfig; warnings: 
     throw new ConfigError(`config: cannot read ${path}: ${READ_ERRORS[code] ?? (err as Error).message}`);
   }
   return parseConfig(decodeConfigBytes(bytes), path);
+}
+
+/**
+ * The config at `path`, generated (with a fresh key, mode 0600 in a 0700 directory) if the file does
+ * not exist yet, so a node started without --config keeps its key and address across restarts.
+ */
+export function loadOrCreateConfigFile(path: string): {
+  config: PlanetConfig;
+  warnings: string[];
+  created: boolean;
+} {
+  const config = generateConfig();
+  try {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    // "wx": never overwrite a key that another process wrote meanwhile.
+    writeFileSync(path, formatConfig(config, false), { flag: "wx", mode: 0o600 });
+    return { config, warnings: [], created: true };
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "EEXIST") return { ...loadConfigFile(path), created: false };
+    throw new ConfigError(
+      `config: cannot write ${path}: ${READ_ERRORS[code ?? ""] ?? (err as Error).message}`,
+    );
+  }
 }
 
 export function identityFromConfig(config: PlanetConfig): Identity {

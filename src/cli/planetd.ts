@@ -2,8 +2,8 @@
 // single-dash flags (`planetd -useconffile a.conf -address`) are two spellings of the same request,
 // so existing scripts and systemd units keep working. Bad input ends with one line on stderr and
 // exit code 2; a failure of the running daemon with exit code 1.
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { formatIPv6, formatSubnet } from "../crypto/address.js";
 import {
@@ -15,9 +15,10 @@ import {
   generateConfig,
   identityFromConfig,
   loadConfigFile,
+  loadOrCreateConfigFile,
   parseConfig,
 } from "./config.js";
-import { LogDestinationError, type Logger, createLogger } from "./logger.js";
+import type { Logger } from "./logger.js";
 import { defaultConfigPath } from "./paths.js";
 
 export class UsageError extends Error {
@@ -223,17 +224,8 @@ async function loadConfig(opts: CliOptions, io: CliIo, createDefault: boolean): 
       throw err;
     }
   }
-  const config = generateConfig();
-  try {
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    // "wx": never overwrite a key another process wrote meanwhile.
-    writeFileSync(path, formatConfig(config, false), { flag: "wx", mode: 0o600 });
-    return { config, warnings: [], path, generatedAt: path };
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === "EEXIST") return { ...loadConfigFile(path), path };
-    throw new Error(`cannot write the default config ${path}: ${code ?? (err as Error).message}`);
-  }
+  const { config, warnings, created } = loadOrCreateConfigFile(path);
+  return { config, warnings, path, generatedAt: created ? path : undefined };
 }
 
 function writeWarnings(io: CliIo, warnings: string[]): void {
@@ -259,7 +251,15 @@ async function run(opts: CliOptions, io: CliIo): Promise<number> {
   const loaded = await loadConfig(opts, io, true);
   const { config } = loaded;
   const identity = identityFromConfig(config);
-  const logger = createLogger(opts.logLevel ?? config.Planetd.LogLevel, opts.logTo);
+  // Loaded here, not at the top: pino costs other commands' start-up time for nothing.
+  const { createLogger, LogDestinationError } = await import("./logger.js");
+  let logger: Logger;
+  try {
+    logger = createLogger(opts.logLevel ?? config.Planetd.LogLevel, opts.logTo);
+  } catch (err) {
+    if (err instanceof LogDestinationError) throw new UsageError(`planetd: ${err.message}`);
+    throw err;
+  }
   if (loaded.generatedAt)
     logger.info({ path: loaded.generatedAt }, `generated a new config at ${loaded.generatedAt}`);
   else if (loaded.path) logger.info({ path: loaded.path }, `using config ${loaded.path}`);
@@ -272,6 +272,18 @@ async function run(opts: CliOptions, io: CliIo): Promise<number> {
   logger.info({ subnet }, `Your IPv6 subnet is ${subnet}`);
   logger.info({ publicKey }, `Your public key is ${publicKey}`);
 
+  // Signals are handled from here on, so one arriving during startup is neither lost nor fatal.
+  let stopRequested: NodeJS.Signals | undefined;
+  let onStop = (signal: NodeJS.Signals) => {
+    stopRequested = signal;
+  };
+  const stopHandler = (signal: NodeJS.Signals) => onStop(signal);
+  process.on("SIGINT", stopHandler);
+  process.on("SIGTERM", stopHandler);
+  process.on("SIGHUP", () => {
+    logger.info("SIGHUP received; config reload is not supported, restart planetd to apply changes");
+  });
+
   // A variable specifier keeps the CLI compiling while the daemon core is built alongside it.
   const nodeModulePath = "../overlay/node.js";
   let node: RunningNode;
@@ -282,10 +294,11 @@ async function run(opts: CliOptions, io: CliIo): Promise<number> {
     logger.error({ err }, `startup failed: ${oneLine(err)}`);
     return 1;
   }
+  logger.info("planetd started");
 
   return await new Promise<number>((resolveExit) => {
     let stopping = false;
-    const stop = (signal: NodeJS.Signals) => {
+    onStop = (signal: NodeJS.Signals) => {
       if (stopping) {
         logger.warn(`${signal} again while stopping; exiting now`);
         resolveExit(1);
@@ -304,11 +317,7 @@ async function run(opts: CliOptions, io: CliIo): Promise<number> {
         },
       );
     };
-    process.on("SIGINT", stop);
-    process.on("SIGTERM", stop);
-    process.on("SIGHUP", () => {
-      logger.info("SIGHUP received; config reload is not supported, restart planetd to apply changes");
-    });
+    if (stopRequested !== undefined) onStop(stopRequested);
   });
 }
 
@@ -355,10 +364,9 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         return await run(opts, io);
     }
   } catch (err) {
-    if (err instanceof ConfigError || err instanceof UsageError || err instanceof LogDestinationError) {
-      const text = oneLine(err);
-      // ConfigError lines already start with "config:" (the DEVELOPERS.md form); the others with "planetd:".
-      io.stderr.write(`${err instanceof LogDestinationError ? `planetd: ${text}` : text}\n`);
+    if (err instanceof ConfigError || err instanceof UsageError) {
+      // ConfigError lines start with "config:" (the DEVELOPERS.md form), UsageError lines with "planetd:".
+      io.stderr.write(`${oneLine(err)}\n`);
       return 2;
     }
     io.stderr.write(`planetd: ${oneLine(err)}\n`);

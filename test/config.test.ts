@@ -1,0 +1,330 @@
+// Config parsing in-process: defaults, Yggdrasil's own output, encodings, and every refusal naming
+// the key, what it got and what it expects.
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Hjson from "hjson";
+import { afterAll, describe, expect, it } from "vitest";
+import {
+  ConfigError,
+  decodeConfigBytes,
+  formatConfig,
+  generateConfig,
+  identityFromConfig,
+  loadConfigFile,
+  parseConfig,
+} from "../src/cli/config.js";
+import { defaultAdminListen, stateDir } from "../src/cli/paths.js";
+import { checkLinkUri } from "../src/cli/peer-uri.js";
+import { Identity } from "../src/crypto/identity.js";
+
+const KEY = Identity.fromSeed(Buffer.alloc(32, 7)).privateKeyHex;
+const dir = mkdtempSync(join(tmpdir(), "planetd-config-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function refused(text: string): string {
+  try {
+    parseConfig(text, "test.conf");
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    const message = (err as Error).message;
+    expect(message).not.toContain("\n");
+    return message;
+  }
+  throw new Error(`accepted: ${text}`);
+}
+
+function withKey(extra: Record<string, unknown>): string {
+  return JSON.stringify({ PrivateKey: KEY, ...extra });
+}
+
+describe("parseConfig", () => {
+  it("fills every 0.4.7 default and planetd's own when the file holds only a key", () => {
+    const { config, warnings } = parseConfig(withKey({}), "t");
+    expect(warnings).toEqual([]);
+    expect(config).toEqual({
+      Peers: [],
+      InterfacePeers: {},
+      Listen: [],
+      AdminListen: defaultAdminListen(),
+      MulticastInterfaces: [{ Regex: ".*", Beacon: true, Listen: true, Port: 0, Priority: 0 }],
+      AllowedPublicKeys: [],
+      PrivateKey: KEY,
+      IfName: "auto",
+      IfMTU: 65535,
+      NodeInfoPrivacy: false,
+      NodeInfo: {},
+      Planetd: { MetricsListen: "none", LogLevel: "info" },
+    });
+  });
+
+  it("reads every key, HJSON style with comments and quoteless values", () => {
+    const text = `{
+      # a comment
+      Peers: [ "tls://198.51.100.1:443?key=${"ab".repeat(32)}&priority=3", "socks://u:p@127.0.0.1:1080/example.net:12345" ]
+      InterfacePeers: { eth0: [ "tcp://[fe80::1%eth0]:12345" ] }
+      Listen: [ "tls://[::]:0", "unix:///run/p.sock" ]
+      AdminListen: tcp://127.0.0.1:9001
+      MulticastInterfaces: [
+        {
+          Regex: ^eth
+          Beacon: false, Listen: true, Port: 9000, Priority: 4
+        }
+      ]
+      AllowedPublicKeys: [ "${"CD".repeat(32)}" ]
+      PrivateKey: ${KEY}
+      IfName: pd0
+      IfMTU: 1500
+      NodeInfoPrivacy: true
+      NodeInfo: { "name": "alpha", n: 1 }
+      Planetd: { MetricsListen: "127.0.0.1:9464", LogLevel: "debug" }
+    }`;
+    const { config, warnings } = parseConfig(text, "t");
+    expect(warnings).toEqual([]);
+    expect(config.Peers).toHaveLength(2);
+    expect(config.InterfacePeers).toEqual({ eth0: ["tcp://[fe80::1%eth0]:12345"] });
+    expect(config.Listen).toEqual(["tls://[::]:0", "unix:///run/p.sock"]);
+    expect(config.AdminListen).toBe("tcp://127.0.0.1:9001");
+    expect(config.MulticastInterfaces).toEqual([
+      { Regex: "^eth", Beacon: false, Listen: true, Port: 9000, Priority: 4 },
+    ]);
+    expect(config.AllowedPublicKeys).toEqual(["cd".repeat(32)]);
+    expect(config.IfName).toBe("pd0");
+    expect(config.IfMTU).toBe(1500);
+    expect(config.NodeInfoPrivacy).toBe(true);
+    expect(config.NodeInfo).toEqual({ name: "alpha", n: 1 });
+    expect(config.Planetd).toEqual({ MetricsListen: "127.0.0.1:9464", LogLevel: "debug" });
+  });
+
+  it("loads Yggdrasil's own -genconf output unchanged, with no warnings", () => {
+    let text: string;
+    try {
+      text = execFileSync("yggdrasil", ["-genconf"], { encoding: "utf8", timeout: 5000 });
+    } catch {
+      console.warn("skipped: yggdrasil is not on PATH");
+      return;
+    }
+    const { config, warnings } = parseConfig(text, "ygg.conf");
+    expect(warnings).toEqual([]);
+    const raw = Hjson.parse(text) as Record<string, unknown>;
+    expect(config.PrivateKey).toBe(raw.PrivateKey);
+    expect(identityFromConfig(config).publicKey.toString("hex")).toBe(raw.PublicKey);
+    expect(config.AdminListen).toBe(raw.AdminListen);
+    expect(config.MulticastInterfaces).toEqual(raw.MulticastInterfaces);
+  });
+
+  it("takes an old single-string Listen and NodeInfo null as Yggdrasil does", () => {
+    const { config } = parseConfig(withKey({ Listen: "tcp://0.0.0.0:1", NodeInfo: null }), "t");
+    expect(config.Listen).toEqual(["tcp://0.0.0.0:1"]);
+    expect(config.NodeInfo).toEqual({});
+  });
+
+  it("warns about unknown keys, 0.3 keys, other case, a missing key and a stale PublicKey, and still loads", () => {
+    const { config, warnings } = parseConfig(
+      JSON.stringify({
+        PrivateKey: KEY,
+        Foo: 1,
+        SigningPrivateKey: "x",
+        peers: ["tcp://a:1"],
+        PublicKey: "00".repeat(32),
+        Planetd: { Bar: 2 },
+        MulticastInterfaces: [{ Regex: ".*", Password: "x" }],
+      }),
+      "t",
+    );
+    expect(config.Peers).toEqual(["tcp://a:1"]);
+    expect(config.MulticastInterfaces).toEqual([
+      { Regex: ".*", Beacon: false, Listen: false, Port: 0, Priority: 0 },
+    ]);
+    expect(warnings).toEqual([
+      "config: unknown key Foo ignored",
+      "config: unknown key SigningPrivateKey ignored (a Yggdrasil 0.3 setting; 0.4 ignores it too)",
+      "config: key peers read as Peers",
+      "config: unknown key Planetd.Bar ignored",
+      "config: unknown key MulticastInterfaces[0].Password ignored",
+      "config: PublicKey does not match PrivateKey; it is informational and ignored",
+    ]);
+    const noKey = parseConfig("{}", "t");
+    expect(noKey.warnings).toEqual([
+      "config: no PrivateKey, so this run uses a new random identity (and a new address)",
+    ]);
+    expect(() => identityFromConfig(noKey.config)).not.toThrow();
+  });
+
+  it("handles a UTF-8 BOM and UTF-16 LE/BE with BOM", () => {
+    const text = withKey({ IfMTU: 1400 });
+    const utf8 = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(text)]);
+    const le = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(text, "utf16le")]);
+    const be = Buffer.concat([Buffer.from([0xfe, 0xff]), Buffer.from(text, "utf16le").swap16()]);
+    for (const bytes of [utf8, le, be]) {
+      const path = join(dir, "bom.conf");
+      writeFileSync(path, bytes);
+      expect(loadConfigFile(path).config.IfMTU).toBe(1400);
+    }
+    expect(decodeConfigBytes(le)).toBe(text);
+  });
+
+  it.each([
+    [{ IfMTU: "big" }, 'config: IfMTU "big" is not a number (expected a whole number, e.g. 65535)'],
+    [{ IfMTU: 1500.5 }, "config: IfMTU 1500.5 is not a whole number (expected a whole number, e.g. 65535)"],
+    [{ IfMTU: -1 }, "config: IfMTU -1 is out of range (expected a whole number, e.g. 65535)"],
+    [{ Peers: ["tcp//x"] }, 'config: Peers[0] "tcp//x" is not a URI (expected tcp://host:port)'],
+    [
+      { Peers: "tcp://a:1" },
+      'config: Peers "tcp://a:1" is a string (expected a list like ["tls://host:port"])',
+    ],
+    [{ Peers: ["tcp://h"] }, 'config: Peers[0] "tcp://h" has no port (expected tcp://host:port)'],
+    [
+      { Peers: ["http://h:1"] },
+      'config: Peers[0] "http://h:1" has scheme "http" (expected tcp, tls, unix or socks)',
+    ],
+    [
+      { Peers: ["tcp://::1:5"] },
+      'config: Peers[0] "tcp://::1:5" has an IPv6 address without brackets (expected tcp://[::1]:port)',
+    ],
+    [
+      { Peers: ["tcp://h:70000"] },
+      'config: Peers[0] "tcp://h:70000" has port 70000 (expected a number 1..65535)',
+    ],
+    [
+      { Peers: ["tls://h:1?priority=256"] },
+      'config: Peers[0] "tls://h:1?priority=256" has priority=256 (expected a number 0..255)',
+    ],
+    [
+      { Peers: ["tls://h:1?key=ab"] },
+      'config: Peers[0] "tls://h:1?key=ab" has key=ab, which is not 64 hex characters (an ed25519 public key)',
+    ],
+    [
+      { Peers: ["socks://p:1"] },
+      'config: Peers[0] "socks://p:1" has no target after the proxy (expected socks://proxyhost:port/host:port)',
+    ],
+    [
+      { Listen: ["socks://p:1/h:2"] },
+      'config: Listen[0] "socks://p:1/h:2" has scheme "socks" (expected tcp, tls or unix)',
+    ],
+    [
+      { InterfacePeers: { eth0: ["x"] } },
+      'config: InterfacePeers["eth0"][0] "x" is not a URI (expected tcp://host:port)',
+    ],
+    [
+      { AdminListen: "localhost:9001" },
+      'config: AdminListen "localhost:9001" is not a URI (expected unix:///path/to.sock or tcp://host:port)',
+    ],
+    [
+      { MulticastInterfaces: [{ Priority: 300 }] },
+      "config: MulticastInterfaces[0].Priority 300 is out of range (expected a number 0..255)",
+    ],
+    [
+      { MulticastInterfaces: [{ Beacon: "yes" }] },
+      'config: MulticastInterfaces[0].Beacon "yes" is a string (expected true or false)',
+    ],
+    [
+      { AllowedPublicKeys: ["abc"] },
+      'config: AllowedPublicKeys[0] "abc" is not a public key (expected 64 hex characters (an ed25519 public key))',
+    ],
+    [
+      { IfName: "a-name-that-is-too-long" },
+      'config: IfName "a-name-that-is-too-long" is not an interface name (expected "auto", "none" or an interface name of at most 15 characters)',
+    ],
+    [{ NodeInfoPrivacy: "no" }, 'config: NodeInfoPrivacy "no" is a string (expected true or false)'],
+    [
+      { NodeInfo: [1] },
+      'config: NodeInfo a list is a list (expected an object like { "name": "alpha" }, or null)',
+    ],
+    [
+      { NodeInfo: { big: "x".repeat(17000) } },
+      "config: NodeInfo is 17010 bytes as JSON (expected at most 16384)",
+    ],
+    [
+      { Planetd: { LogLevel: "loud" } },
+      'config: Planetd.LogLevel "loud" is not a log level (expected error, warn, info, debug, trace)',
+    ],
+    [
+      { Planetd: { MetricsListen: "9464" } },
+      'config: Planetd.MetricsListen "9464" has no port (expected host:port, e.g. 127.0.0.1:9464)',
+    ],
+  ])("refuses bad value %# with one line", (extra, message) => {
+    expect(refused(withKey(extra))).toBe(message);
+  });
+
+  it("refuses broken HJSON, a non-object, and bad private keys without echoing the key", () => {
+    expect(refused("{\n a: 1\n b: [\n}")).toMatch(
+      /^config: test\.conf is not valid HJSON or JSON: .* at line 4,1$/,
+    );
+    expect(refused("[1, 2]")).toBe(
+      "config: test.conf holds a list at the top level (expected an object { ... })",
+    );
+    expect(refused(JSON.stringify({ PrivateKey: KEY.slice(1) }))).toBe(
+      "config: PrivateKey has 127 hex characters (expected 128: seed ‖ public key)",
+    );
+    const flipped = KEY.slice(0, 127) + (KEY[127] === "0" ? "1" : "0");
+    const halves = refused(JSON.stringify({ PrivateKey: flipped }));
+    expect(halves).toMatch(/^config: PrivateKey public half does not match its seed/);
+    expect(halves).not.toContain(KEY.slice(0, 64));
+    expect(refused(JSON.stringify({ PrivateKey: `${KEY.slice(0, 127)}g` }))).toBe(
+      "config: PrivateKey is not hexadecimal",
+    );
+    expect(refused(JSON.stringify({ PrivateKey: 5 }))).toBe(
+      "config: PrivateKey 5 is a number (expected 128 hex characters (seed ‖ public key))",
+    );
+  });
+
+  it("names a missing file", () => {
+    expect(() => loadConfigFile(join(dir, "absent.conf"))).toThrow(
+      new ConfigError(`config: cannot read ${join(dir, "absent.conf")}: no such file`),
+    );
+  });
+});
+
+describe("formatConfig", () => {
+  it("round-trips through HJSON and JSON, and states the public key", () => {
+    const config = generateConfig();
+    config.Peers = [`tls://[2001:db8::1]:443?key=${"ab".repeat(32)}`];
+    config.NodeInfo = { name: "a # not a comment", list: [1, 2] };
+    config.Planetd.MetricsListen = "127.0.0.1:9464";
+    const pub = identityFromConfig(config).publicKey.toString("hex");
+    for (const json of [false, true]) {
+      const text = formatConfig(config, json);
+      const back = parseConfig(text, "t");
+      expect(back.warnings).toEqual([]);
+      expect(back.config).toEqual(config);
+      expect((Hjson.parse(text) as { PublicKey: string }).PublicKey).toBe(pub);
+    }
+    expect(formatConfig(config, false)).toContain("  # ");
+    expect(() => JSON.parse(formatConfig(config, true))).not.toThrow();
+  });
+
+  it("generateConfig makes a fresh valid key each time", () => {
+    const a = identityFromConfig(generateConfig());
+    const b = identityFromConfig(generateConfig());
+    expect(a.publicKey.equals(b.publicKey)).toBe(false);
+  });
+});
+
+describe("peer URIs and paths", () => {
+  it("accepts the forms of spec 4.1", () => {
+    for (const uri of [
+      "tcp://1.2.3.4:5",
+      "tls://example.net:443?sni=example.net",
+      "tcp://[::1]:1",
+      "tcp://[fe80::1%25eth0]:1",
+      "unix:///var/run/x.sock",
+      "socks://127.0.0.1:9050/[2001:db8::1]:443",
+    ]) {
+      expect(checkLinkUri(uri, "peer")).toBeUndefined();
+    }
+    expect(checkLinkUri("tcp://h:1?sni=x", "peer")).toMatch(/only applies to tls/);
+    expect(checkLinkUri("tcp://[::]:0", "listen")).toBeUndefined();
+    expect(checkLinkUri("tcp://[::]:0", "peer")).toMatch(/has port 0/);
+  });
+
+  it("picks the state directory from the environment and privileges", () => {
+    expect(stateDir({ PLANETD_STATE_DIR: "/x" }, true)).toBe("/x");
+    expect(stateDir({}, true)).toBe("/var/lib/planetd");
+    expect(stateDir({ XDG_STATE_HOME: "/s", HOME: "/h" }, false)).toBe("/s/planetd");
+    expect(stateDir({ HOME: "/h" }, false)).toBe("/h/.local/state/planetd");
+    expect(defaultAdminListen({}, true)).toBe("unix:///var/run/planetd/planetd.sock");
+    expect(defaultAdminListen({ HOME: "/h" }, false)).toBe("unix:///h/.local/state/planetd/planetd.sock");
+  });
+});
