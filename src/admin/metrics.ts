@@ -1,0 +1,198 @@
+// Opt-in Prometheus endpoint. The data path only bumps plain numbers; everything here is read from
+// one snapshot taken per scrape, so metrics cost nothing between scrapes.
+import http from "node:http";
+import type net from "node:net";
+import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import type { AdminLogger } from "./server.js";
+
+export interface LinkMetrics {
+  key: Buffer;
+  port: number;
+  /** "tcp", "tls", "unix", "udp", … */
+  transport: string;
+  bytesIn: number;
+  bytesOut: number;
+  packetsIn: number;
+  packetsOut: number;
+}
+
+export interface MetricsSnapshot {
+  peers: number;
+  links: LinkMetrics[];
+  sessions: number;
+  dhtEntries: number;
+  pathEntries: number;
+  treeRoot: Buffer;
+  /** Hops from the root (coords length); 0 at the root. */
+  treeDepth: number;
+  /** Cumulative dropped packets by reason, e.g. { queue_full: 3, no_route: 1 }. */
+  droppedPackets: Record<string, number>;
+  /** Cumulative failed link handshakes. */
+  handshakeFailures: number;
+}
+
+export interface MetricsServer {
+  enabled: boolean;
+  /** `http://host:port/metrics` ("" when disabled). */
+  address: string;
+  registry: Registry;
+  close(): Promise<void>;
+}
+
+const PEER_LABEL_HEX = 16;
+
+/** Builds a registry whose metrics read `current()` at scrape time. */
+export function createMetricsRegistry(current: () => MetricsSnapshot | undefined): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const gauge = (name: string, help: string, read: (s: MetricsSnapshot) => number) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        const s = current();
+        if (s) this.set(read(s));
+      },
+    });
+  gauge("planetd_peers", "Directly connected peers", (s) => s.peers);
+  gauge("planetd_sessions", "End-to-end encrypted sessions", (s) => s.sessions);
+  gauge("planetd_dht_entries", "DHT table size", (s) => s.dhtEntries);
+  gauge("planetd_path_entries", "Pathfinder table size", (s) => s.pathEntries);
+  gauge("planetd_tree_depth", "Hops from the spanning-tree root", (s) => s.treeDepth);
+
+  new Gauge({
+    name: "planetd_tree_root_info",
+    help: "The spanning-tree root this node follows (label root = its key)",
+    labelNames: ["root"],
+    registers: [registry],
+    collect() {
+      const s = current();
+      this.reset();
+      if (s) this.set({ root: s.treeRoot.toString("hex") }, 1);
+    },
+  });
+  new Gauge({
+    name: "planetd_links",
+    help: "Open links by transport",
+    labelNames: ["transport"],
+    registers: [registry],
+    collect() {
+      const s = current();
+      this.reset();
+      const counts = new Map<string, number>();
+      for (const link of s?.links ?? []) counts.set(link.transport, (counts.get(link.transport) ?? 0) + 1);
+      for (const [transport, count] of counts) this.set({ transport }, count);
+    },
+  });
+
+  const linkCounter = (name: string, help: string, read: (l: LinkMetrics) => number) =>
+    new Counter({
+      name,
+      help,
+      labelNames: ["peer", "port", "transport"],
+      registers: [registry],
+      collect() {
+        // Links come and go: rebuild the label sets from the snapshot at every scrape.
+        this.reset();
+        for (const link of current()?.links ?? []) {
+          const labels = {
+            peer: link.key.toString("hex").slice(0, PEER_LABEL_HEX),
+            port: String(link.port),
+            transport: link.transport,
+          };
+          this.inc(labels, Math.max(0, read(link)));
+        }
+      },
+    });
+  linkCounter("planetd_link_received_bytes_total", "Bytes received on a link", (l) => l.bytesIn);
+  linkCounter("planetd_link_sent_bytes_total", "Bytes sent on a link", (l) => l.bytesOut);
+  linkCounter("planetd_link_received_packets_total", "Frames received on a link", (l) => l.packetsIn);
+  linkCounter("planetd_link_sent_packets_total", "Frames sent on a link", (l) => l.packetsOut);
+
+  new Counter({
+    name: "planetd_dropped_packets_total",
+    help: "Packets dropped, by reason",
+    labelNames: ["reason"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [reason, count] of Object.entries(current()?.droppedPackets ?? {})) {
+        this.inc({ reason }, Math.max(0, count));
+      }
+    },
+  });
+  new Counter({
+    name: "planetd_handshake_failures_total",
+    help: "Link handshakes that failed",
+    registers: [registry],
+    collect() {
+      this.reset();
+      const s = current();
+      if (s) this.inc(Math.max(0, s.handshakeFailures));
+    },
+  });
+  return registry;
+}
+
+function parseMetricsListen(listen: string): { host: string; port: number } | null {
+  const value = listen.trim();
+  if (value === "" || value === "none") return null;
+  const hostPort = value.replace(/^(https?|tcp):\/\//i, "").replace(/\/(metrics)?$/, "");
+  const match = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(hostPort);
+  if (!match || Number(match[3]) > 65535) {
+    throw new Error(`metrics: listen address "${listen}" is not host:port (e.g. 127.0.0.1:9101)`);
+  }
+  return { host: match[1] ?? (match[2] || "127.0.0.1"), port: Number(match[3]) };
+}
+
+/** Serves /metrics on `listen` (host:port, http://host:port or tcp://host:port; none/"" disables). */
+export async function startMetrics(
+  listen: string,
+  collect: () => MetricsSnapshot,
+  logger: AdminLogger,
+): Promise<MetricsServer> {
+  let snapshot: MetricsSnapshot | undefined;
+  const registry = createMetricsRegistry(() => snapshot);
+  const endpoint = parseMetricsListen(listen);
+  if (!endpoint) return { enabled: false, address: "", registry, close: async () => {} };
+
+  const server = http.createServer((req, res) => {
+    if (req.method !== "GET" || (req.url ?? "").split("?")[0] !== "/metrics") {
+      res.writeHead(404, { "content-type": "text/plain" }).end("not found: try /metrics\n");
+      return;
+    }
+    try {
+      snapshot = collect();
+    } catch (err) {
+      logger.warn(`metrics: collecting the snapshot failed: ${(err as Error).message}`);
+      snapshot = undefined;
+    }
+    registry.metrics().then(
+      (text) => res.writeHead(200, { "content-type": registry.contentType }).end(text),
+      (err: Error) => res.writeHead(500, { "content-type": "text/plain" }).end(`${err.message}\n`),
+    );
+  });
+  server.requestTimeout = 10_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", (err) => reject(new Error(`metrics: cannot listen on ${listen}: ${err.message}`)));
+    server.listen(endpoint.port, endpoint.host, () => resolve());
+  });
+  const bound = server.address() as net.AddressInfo;
+  const host = bound.family === "IPv6" ? `[${bound.address}]` : bound.address;
+  const address = `http://${host}:${bound.port}/metrics`;
+  if (!(endpoint.host === "localhost" || endpoint.host === "::1" || endpoint.host.startsWith("127."))) {
+    logger.warn(`metrics: ${address} is not on loopback`);
+  }
+  logger.info(`metrics listening on ${address}`);
+  return {
+    enabled: true,
+    address,
+    registry,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
