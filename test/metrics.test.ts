@@ -1,0 +1,130 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type MetricsServer, type MetricsSnapshot, startMetrics } from "../src/admin/metrics.js";
+import { keyA, keyB, keyC } from "./admin-fake.js";
+
+interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** Prometheus text exposition format 0.0.4: # HELP / # TYPE lines and `name{labels} value` samples. */
+function parsePrometheus(text: string): { samples: Sample[]; types: Map<string, string> } {
+  const samples: Sample[] = [];
+  const types = new Map<string, string>();
+  for (const line of text.split("\n")) {
+    if (line === "") continue;
+    if (line.startsWith("#")) {
+      const m = /^# TYPE (\S+) (counter|gauge|histogram|summary|untyped)$/.exec(line);
+      if (m) types.set(m[1], m[2]);
+      else if (!/^# HELP \S+ /.test(line)) throw new Error(`bad comment line: ${line}`);
+      continue;
+    }
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)(?: \d+)?$/.exec(line);
+    if (!m) throw new Error(`bad sample line: ${line}`);
+    const labels: Record<string, string> = {};
+    const labelText = m[2] ?? "";
+    const re = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)",?/gy;
+    let consumed = 0;
+    for (let lm = re.exec(labelText); lm; lm = re.exec(labelText)) {
+      labels[lm[1]] = lm[2].replace(/\\n/g, "\n").replace(/\\"/g, '"').replace(/\\\\/g, "\\");
+      consumed = re.lastIndex;
+    }
+    if (consumed !== labelText.length) throw new Error(`bad labels: ${line}`);
+    // Go's strconv.ParseFloat (Prometheus' parser) takes NaN and Inf in any case; prom-client writes "Nan".
+    const special: Record<string, number> = {
+      nan: Number.NaN,
+      "+inf": Number.POSITIVE_INFINITY,
+      "-inf": Number.NEGATIVE_INFINITY,
+    };
+    const value = special[m[3].toLowerCase()] ?? Number(m[3]);
+    if (Number.isNaN(value) && m[3].toLowerCase() !== "nan") throw new Error(`bad value: ${line}`);
+    samples.push({ name: m[1], labels, value });
+  }
+  return { samples, types };
+}
+
+const find = (samples: Sample[], name: string, labels: Record<string, string> = {}) =>
+  samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
+
+describe("Prometheus metrics", () => {
+  const snapshot: MetricsSnapshot = {
+    peers: 2,
+    links: [
+      { key: keyB, port: 1, transport: "tcp", bytesIn: 100, bytesOut: 200, packetsIn: 3, packetsOut: 4 },
+      { key: keyC, port: 2, transport: "tls", bytesIn: 5, bytesOut: 6, packetsIn: 1, packetsOut: 1 },
+    ],
+    sessions: 1,
+    dhtEntries: 4,
+    pathEntries: 2,
+    treeRoot: keyA,
+    treeDepth: 2,
+    droppedPackets: { queue_full: 1 },
+    handshakeFailures: 0,
+  };
+  let server: MetricsServer;
+  let scrapes = 0;
+  const quiet = { info: () => {}, warn: () => {}, debug: () => {} };
+  beforeAll(async () => {
+    server = await startMetrics(
+      "127.0.0.1:0",
+      () => {
+        scrapes++;
+        return snapshot;
+      },
+      quiet,
+    );
+  });
+  afterAll(() => server.close());
+
+  const scrape = async () => {
+    const res = await fetch(server.address);
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toContain("text/plain");
+    return parsePrometheus(await res.text());
+  };
+
+  it("serves the node's gauges, per-link counters and the event-loop lag", async () => {
+    expect(server.address).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
+    const { samples, types } = await scrape();
+    expect(find(samples, "planetd_peers")[0].value).toBe(2);
+    expect(find(samples, "planetd_sessions")[0].value).toBe(1);
+    expect(find(samples, "planetd_dht_entries")[0].value).toBe(4);
+    expect(find(samples, "planetd_path_entries")[0].value).toBe(2);
+    expect(find(samples, "planetd_tree_depth")[0].value).toBe(2);
+    expect(find(samples, "planetd_tree_root_info")[0].labels.root).toBe(keyA.toString("hex"));
+    expect(find(samples, "planetd_links", { transport: "tcp" })[0].value).toBe(1);
+    expect(find(samples, "planetd_links", { transport: "tls" })[0].value).toBe(1);
+    const peerB = keyB.toString("hex").slice(0, 16);
+    expect(find(samples, "planetd_link_received_bytes_total", { peer: peerB, port: "1" })[0].value).toBe(100);
+    expect(find(samples, "planetd_link_sent_packets_total", { peer: peerB, port: "1" })[0].value).toBe(4);
+    expect(find(samples, "planetd_dropped_packets_total", { reason: "queue_full" })[0].value).toBe(1);
+    expect(types.get("planetd_link_received_bytes_total")).toBe("counter");
+    expect(types.get("planetd_peers")).toBe("gauge");
+    expect(find(samples, "nodejs_eventloop_lag_seconds")).toHaveLength(1);
+  });
+
+  it("counters move when the snapshot changes; gone links disappear", async () => {
+    const before = scrapes;
+    snapshot.links[0].bytesIn += 1500;
+    snapshot.links[0].packetsIn += 1;
+    snapshot.links.pop();
+    snapshot.handshakeFailures = 3;
+    snapshot.droppedPackets.no_route = 2;
+    const { samples } = await scrape();
+    expect(scrapes).toBe(before + 1);
+    const peerB = keyB.toString("hex").slice(0, 16);
+    expect(find(samples, "planetd_link_received_bytes_total", { peer: peerB })[0].value).toBe(1600);
+    expect(find(samples, "planetd_link_received_packets_total", { peer: peerB })[0].value).toBe(4);
+    expect(find(samples, "planetd_link_received_bytes_total")).toHaveLength(1);
+    expect(find(samples, "planetd_links", { transport: "tls" })).toHaveLength(0);
+    expect(find(samples, "planetd_handshake_failures_total")[0].value).toBe(3);
+    expect(find(samples, "planetd_dropped_packets_total", { reason: "no_route" })[0].value).toBe(2);
+  });
+
+  it("answers 404 elsewhere and refuses bad listen addresses", async () => {
+    expect((await fetch(server.address.replace("/metrics", "/"))).status).toBe(404);
+    await expect(startMetrics("nonsense", () => snapshot, quiet)).rejects.toThrow(/is not host:port/);
+    expect((await startMetrics("none", () => snapshot, quiet)).enabled).toBe(false);
+  });
+});
