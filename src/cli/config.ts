@@ -6,8 +6,8 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import Hjson from "hjson";
 import { Identity } from "../crypto/identity.js";
+import { parseListenUri, parsePeerUri } from "../overlay/links/uri.js";
 import { defaultAdminListen } from "./paths.js";
-import { type UriRole, checkHostPort, checkLinkUri } from "./peer-uri.js";
 
 export interface MulticastInterfaceConfig {
   Regex: string;
@@ -151,14 +151,29 @@ function asList(path: string, value: unknown, expected: string): unknown[] {
   return value;
 }
 
+type UriRole = "peer" | "listen" | "admin";
+
+/** Checked with the link layer's own parser, so whatever loads here is what the links can dial. */
 function linkUri(path: string, value: unknown, role: UriRole): string {
   const uri = asString(
     path,
     value,
     role === "listen" ? "a URI like tls://[::]:0" : "a URI like tls://host:port",
   );
-  const problem = checkLinkUri(uri, role);
-  if (problem) throw new ConfigError(`config: ${path} ${show(uri)} ${problem}`);
+  try {
+    const parsed = role === "listen" ? parseListenUri(uri) : parsePeerUri(uri);
+    if (role === "admin" && parsed.scheme === "tls") {
+      fail(path, uri, "uses tls://", "unix:///path/to.sock or tcp://127.0.0.1:9001");
+    }
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    const message = (err as Error).message;
+    // The parser's messages start with the quoted URI; keep that and put the key in front.
+    const quoted = JSON.stringify(uri);
+    throw new ConfigError(
+      `config: ${path} ${message.startsWith(quoted) ? message : `${quoted}: ${message}`}`,
+    );
+  }
   return uri;
 }
 
@@ -240,8 +255,11 @@ function readPlanetd(r: Reader, value: unknown, base: PlanetdSettings): PlanetdS
     const expected = '"none" or host:port, e.g. "127.0.0.1:9464"';
     const listen = asString("Planetd.MetricsListen", keys.get("MetricsListen"), expected);
     if (listen !== "none") {
-      const problem = checkHostPort(listen, true, "host:port, e.g. 127.0.0.1:9464");
-      if (problem) throw new ConfigError(`config: Planetd.MetricsListen ${show(listen)} ${problem}`);
+      try {
+        parseListenUri(`tcp://${listen}`);
+      } catch {
+        fail("Planetd.MetricsListen", listen, "is not host:port", expected);
+      }
     }
     out.MetricsListen = listen;
   }

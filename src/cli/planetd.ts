@@ -236,17 +236,6 @@ interface RunningNode {
   stop(): Promise<void>;
 }
 
-interface NodeModule {
-  Node: {
-    start(opts: {
-      config: PlanetConfig;
-      identity: unknown;
-      logger: Logger;
-      configPath?: string;
-    }): Promise<RunningNode>;
-  };
-}
-
 async function run(opts: CliOptions, io: CliIo): Promise<number> {
   const loaded = await loadConfig(opts, io, true);
   const { config } = loaded;
@@ -284,12 +273,13 @@ async function run(opts: CliOptions, io: CliIo): Promise<number> {
     logger.info("SIGHUP received; config reload is not supported, restart planetd to apply changes");
   });
 
-  // A variable specifier keeps the CLI compiling while the daemon core is built alongside it.
-  const nodeModulePath = "../overlay/node.js";
   let node: RunningNode;
   try {
-    const { Node } = (await import(nodeModulePath)) as NodeModule;
-    node = await Node.start({ config, identity, logger, configPath: loaded.path });
+    const { Node } = await import("../overlay/node.js");
+    // configPath lets the node tell the admin API where its config lives; passed as a variable so
+    // the call compiles whether or not NodeOptions declares it yet.
+    const startOptions = { config, identity, logger, configPath: loaded.path };
+    node = await Node.start(startOptions);
   } catch (err) {
     logger.error({ err }, `startup failed: ${oneLine(err)}`);
     return 1;
