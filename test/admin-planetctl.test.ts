@@ -1,0 +1,237 @@
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { formatBytes, formatUptime } from "../src/admin/format.js";
+import { defaultEndpoint, parseArgs, run } from "../src/admin/planetctl.js";
+import { type AdminServer, startAdminServer } from "../src/admin/server.js";
+import { FakeView, keyA, keyB, protoPair } from "./admin-fake.js";
+
+const quiet = { info: () => {}, warn: () => {}, debug: () => {} };
+const dir = mkdtempSync(join(tmpdir(), "pd-ctl-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+async function ctl(...argv: string[]) {
+  let stdout = "";
+  let stderr = "";
+  const code = await run(argv, {
+    stdout: (t) => {
+      stdout += t;
+    },
+    stderr: (t) => {
+      stderr += t;
+    },
+    env: {},
+    timeoutMs: 8000,
+  });
+  return { code, stdout, stderr };
+}
+
+describe("planetctl argument parsing", () => {
+  it("takes -flag=value, --flag value and key=value arguments", () => {
+    expect(parseArgs(["-endpoint=tcp://127.0.0.1:1", "-json", "getNodeInfo", "key=ab"])).toMatchObject({
+      endpoint: "tcp://127.0.0.1:1",
+      json: true,
+      command: "getNodeInfo",
+      args: { key: "ab" },
+    });
+    expect(parseArgs(["--endpoint", "unix:///x", "--json=false", "getSelf"])).toMatchObject({
+      endpoint: "unix:///x",
+      json: false,
+      command: "getSelf",
+    });
+    expect(() => parseArgs(["-bogus", "getSelf"])).toThrow(/unknown flag -bogus/);
+    expect(() => parseArgs(["getNodeInfo", "abc"])).toThrow(/"abc" is not key=value/);
+  });
+
+  it("prefers $PLANETD_ADMIN for the default endpoint", () => {
+    expect(defaultEndpoint({ PLANETD_ADMIN: "tcp://127.0.0.1:9" })).toBe("tcp://127.0.0.1:9");
+    expect(defaultEndpoint({})).toMatch(/^unix:\/\/\//);
+  });
+
+  it("formats uptimes like Go durations and byte counts with units", () => {
+    expect(formatUptime(8.07)).toBe("8s");
+    expect(formatUptime(4000.5)).toBe("1h6m40s");
+    expect(formatUptime(90)).toBe("1m30s");
+    expect(formatBytes(698)).toBe("698 B");
+    expect(formatBytes(5_000_000)).toBe("4.8 MiB");
+  });
+});
+
+describe("planetctl against planetd's admin socket", () => {
+  let server: AdminServer;
+  beforeAll(async () => {
+    const pair = protoPair({}, { nodeInfo: { name: "nodeB" } });
+    const view = new FakeView(keyA, pair.a);
+    view.peerList = [
+      {
+        key: keyB,
+        port: 1,
+        priority: 2,
+        coords: [1],
+        remote: "tcp://10.0.0.2:1234",
+        bytesRecvd: 2048,
+        bytesSent: 10,
+        uptimeSeconds: 61,
+      },
+    ];
+    server = await startAdminServer(`unix://${join(dir, "a.sock")}`, view, quiet, { remoteTimeoutMs: 300 });
+  });
+  afterAll(() => server.close());
+
+  it("prints human tables", async () => {
+    const self = await ctl(`-endpoint=${server.address}`, "getSelf");
+    expect(self.code).toBe(0);
+    expect(self.stdout).toMatch(/^Build name: +planetd$/m);
+    expect(self.stdout).toMatch(/^IPv6 address: +202:24ae:c219:8a4a:de94:eae2:b97e:ac87$/m);
+    expect(self.stdout).toMatch(/^Coordinates: +\[1 1\]$/m);
+    const peers = await ctl(`-endpoint=${server.address}`, "getpeers");
+    const lines = peers.stdout.trimEnd().split("\n");
+    expect(lines[0].split(/\s{2,}/)).toEqual([
+      "Port",
+      "Public Key",
+      "IP Address",
+      "Uptime",
+      "RX",
+      "TX",
+      "Pr",
+      "URI",
+    ]);
+    expect(lines[1].split(/\s{2,}/)).toEqual([
+      "1",
+      keyB.toString("hex"),
+      "201:192a:a745:c066:ac1a:fe1d:3bb4:5d59",
+      "1m1s",
+      "2.0 KiB",
+      "10 B",
+      "2",
+      "tcp://10.0.0.2:1234",
+    ]);
+    const list = await ctl(`-endpoint=${server.address}`, "list");
+    expect(list.stdout).toMatch(
+      /^getnodeinfo +key=\.\.\. +Request nodeinfo from a remote node by its public key$/m,
+    );
+    const info = await ctl("--endpoint", server.address, "getNodeInfo", `key=${keyB.toString("hex")}`);
+    expect(JSON.parse(info.stdout).name).toBe("nodeB");
+    const added = await ctl(`-endpoint=${server.address}`, "addPeer", "uri=tcp://192.0.2.1:1");
+    expect(added).toEqual({ code: 0, stdout: "added peer tcp://192.0.2.1:1\n", stderr: "" });
+  });
+
+  it("prints raw JSON with -json", async () => {
+    const { code, stdout } = await ctl(`-endpoint=${server.address}`, "-json", "getTun");
+    expect(code).toBe(0);
+    expect(JSON.parse(stdout)).toEqual({ enabled: true, name: "pd0", mtu: 53049 });
+  });
+
+  it("reports the daemon's errors with exit code 1", async () => {
+    expect(await ctl(`-endpoint=${server.address}`, "nosuch")).toEqual({
+      code: 1,
+      stdout: "",
+      stderr: "planetctl: nosuch: Unknown action 'nosuch', try 'list' for help\n",
+    });
+    const timeout = await ctl(`-endpoint=${server.address}`, "getNodeInfo", `key=${"00".repeat(32)}`);
+    expect(timeout.stderr).toBe("planetctl: getNodeInfo: Timed out waiting for response\n");
+  });
+
+  it("explains connection failures", async () => {
+    const missing = await ctl(`-endpoint=unix://${join(dir, "missing.sock")}`, "getSelf");
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toBe(
+      `planetctl: cannot connect to unix://${join(dir, "missing.sock")}: no such file — is planetd running? (try -endpoint=… or set PLANETD_ADMIN)\n`,
+    );
+    const probe = net.createServer();
+    await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
+    const port = (probe.address() as net.AddressInfo).port;
+    await new Promise<void>((r) => probe.close(() => r()));
+    const refused = await ctl(`-endpoint=tcp://127.0.0.1:${port}`, "getSelf");
+    expect(refused.stderr).toMatch(/connection refused — is planetd running\?/);
+    const bad = await ctl("-endpoint=tcp//x", "getSelf");
+    expect(bad.stderr).toBe(
+      'planetctl: endpoint "tcp//x" is not unix:///path, tcp://host:port or host:port\n',
+    );
+  });
+});
+
+const haveYggdrasil = (() => {
+  try {
+    execFileSync("yggdrasil", ["-version"], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+describe.skipIf(!haveYggdrasil)("planetctl against Debian's yggdrasil 0.4.7", () => {
+  let child: ChildProcess;
+  let endpoint: string;
+  let publicKey: string;
+  beforeAll(async () => {
+    const generated = JSON.parse(execFileSync("yggdrasil", ["-genconf", "-json"], { encoding: "utf8" }));
+    publicKey = generated.PublicKey ?? generated.PrivateKey.slice(64);
+    const sock = join(dir, `pd-admin-${process.pid}.sock`);
+    endpoint = `unix://${sock}`;
+    const config = {
+      PrivateKey: generated.PrivateKey,
+      AdminListen: endpoint,
+      IfName: "none",
+      MulticastInterfaces: [],
+      Listen: [],
+      NodeInfo: { name: "debian" },
+    };
+    const file = join(dir, "ygg.json");
+    writeFileSync(file, JSON.stringify(config));
+    child = spawn("yggdrasil", ["-useconffile", file], { stdio: ["ignore", "pipe", "pipe"] });
+    await new Promise<void>((resolve, reject) => {
+      let log = "";
+      const onData = (d: Buffer) => {
+        log += d;
+        if (log.includes("admin socket listening")) resolve();
+      };
+      child.stdout?.on("data", onData);
+      child.stderr?.on("data", onData);
+      child.once("exit", (code) => reject(new Error(`yggdrasil exited (${code}): ${log}`)));
+    });
+  });
+  afterAll(async () => {
+    if (child && child.exitCode === null) {
+      const exited = new Promise((r) => child.once("exit", r));
+      child.kill("SIGTERM");
+      await exited;
+    }
+  });
+
+  it("reads every table from the real daemon", async () => {
+    const self = await ctl(`-endpoint=${endpoint}`, "getSelf");
+    expect(self.code).toBe(0);
+    expect(self.stdout).toMatch(new RegExp(`^Public key: +${publicKey}$`, "m"));
+    expect(self.stdout).toMatch(/^Coordinates: +\[\]$/m);
+    for (const command of [
+      "getPeers",
+      "getDHT",
+      "getPaths",
+      "getSessions",
+      "getTun",
+      "getMulticastInterfaces",
+      "list",
+    ]) {
+      const result = await ctl(`-endpoint=${endpoint}`, command);
+      expect(result.code, command).toBe(0);
+      expect(result.stderr, command).toBe("");
+    }
+    const json = await ctl(`-endpoint=${endpoint}`, "-json", "list");
+    expect(JSON.parse(json.stdout).list).toHaveLength(14);
+  });
+
+  it("gets nodeinfo and debug answers, and steers peers", async () => {
+    const info = await ctl(`-endpoint=${endpoint}`, "getNodeInfo", `key=${publicKey}`);
+    expect(JSON.parse(info.stdout)).toMatchObject({ name: "debian", buildplatform: "linux" });
+    const dbg = await ctl(`-endpoint=${endpoint}`, "-json", "debug_remoteGetSelf", `key=${publicKey}`);
+    expect(Object.values(JSON.parse(dbg.stdout))[0]).toEqual({ coords: "[]", key: publicKey });
+    expect((await ctl(`-endpoint=${endpoint}`, "addPeer", "uri=tcp://127.0.0.1:1")).code).toBe(0);
+    const again = await ctl(`-endpoint=${endpoint}`, "addPeer", "uri=tcp://127.0.0.1:1");
+    expect(again).toMatchObject({ code: 1, stderr: "planetctl: addPeer: peer already configured\n" });
+    expect((await ctl(`-endpoint=${endpoint}`, "removePeer", "uri=tcp://127.0.0.1:1")).code).toBe(0);
+  });
+});
