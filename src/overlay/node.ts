@@ -2,6 +2,8 @@
 // sessions, the IPv6 adapter, the TUN device and the admin socket from a config, and moves events
 // between them. Everything below it is sans-I/O; everything above it (CLI, admin) reads it.
 import type { Logger } from "pino";
+import { type MetricsServer, startMetrics } from "../admin/metrics.js";
+import { type AdminServer, startAdminServer } from "../admin/server.js";
 import type { PlanetConfig } from "../cli/config.js";
 import { type BoxBackend, loadBox } from "../crypto/box.js";
 import type { Identity } from "../crypto/identity.js";
@@ -14,6 +16,7 @@ import { LinkManager } from "./links/manager.js";
 import type { PacketConn } from "./packetconn.js";
 import { Proto } from "./proto.js";
 import { Sessions } from "./sessions.js";
+import { adminViewFor, metricsSnapshotFor } from "./views.js";
 
 /** Largest IPv6 packet the overlay carries (spec 5.9). */
 export const MAX_IFMTU = 53049;
@@ -34,13 +37,13 @@ export interface NodeOptions {
 export interface NodeCounters {
   trafficDroppedCongested: number;
   trafficDroppedNoLink: number;
-  framesOut: number;
-  framesIn: number;
 }
 
 interface PeerSlot {
   link: Link;
   port: number;
+  framesIn: number;
+  framesOut: number;
 }
 
 export class Node implements PacketConn {
@@ -55,8 +58,6 @@ export class Node implements PacketConn {
   readonly counters: NodeCounters = {
     trafficDroppedCongested: 0,
     trafficDroppedNoLink: 0,
-    framesOut: 0,
-    framesIn: 0,
   };
   ipv6: Ipv6Adapter | undefined;
   tun: TunDevice | undefined;
@@ -66,9 +67,12 @@ export class Node implements PacketConn {
   private messageHandler: ((source: Buffer, message: Buffer) => void) | undefined;
   private oobHandler: ((source: Buffer, dest: Buffer, payload: Buffer) => void) | undefined;
   private ticker: NodeJS.Timeout | undefined;
+  private admin: AdminServer | undefined;
+  private metrics: MetricsServer | undefined;
   /** Reused to prefix the core type byte without allocating per packet. */
   private readonly coreBuf = Buffer.alloc(MAX_IFMTU + 1);
   private stopped = false;
+  private attaching: PeerSlot | undefined;
 
   private constructor(opts: NodeOptions) {
     this.identity = opts.identity;
@@ -116,8 +120,21 @@ export class Node implements PacketConn {
   static async start(opts: NodeOptions): Promise<Node> {
     const node = new Node(opts);
     await node.startTun(opts);
-    await node.links.start();
     node.ticker = setInterval(() => node.tick(), TICK_MS);
+    try {
+      await node.links.start();
+      node.admin = await startAdminServer(opts.config.AdminListen, adminViewFor(node), node.log);
+      if (node.admin.enabled) node.log.info(`admin socket listening on ${node.admin.address}`);
+      node.metrics = await startMetrics(
+        opts.config.Planetd.MetricsListen,
+        () => metricsSnapshotFor(node),
+        node.log,
+      );
+      if (node.metrics.enabled) node.log.info(`metrics on ${node.metrics.address}`);
+    } catch (err) {
+      await node.stop();
+      throw err;
+    }
     return node;
   }
 
@@ -125,6 +142,8 @@ export class Node implements PacketConn {
     if (this.stopped) return;
     this.stopped = true;
     if (this.ticker) clearInterval(this.ticker);
+    await this.admin?.close();
+    await this.metrics?.close();
     await this.links.stop();
     this.tun?.close();
   }
@@ -152,12 +171,25 @@ export class Node implements PacketConn {
     return this.peers.get(port)?.link;
   }
 
+  portCounters(port: number): { framesIn: number; framesOut: number } | undefined {
+    return this.peers.get(port);
+  }
+
+  /** Where the admin socket and metrics endpoint actually listen ("" when disabled). */
+  get adminAddress(): string {
+    return this.admin?.address ?? "";
+  }
+
+  get metricsAddress(): string {
+    return this.metrics?.address ?? "";
+  }
+
   // ---- wiring ----
 
   private routerOutput(): RouterOutput {
     return {
       send: (port, frame) => {
-        const slot = this.peers.get(port);
+        const slot = this.peers.get(port) ?? this.attaching;
         const type = frame[0];
         const isTraffic = type === FrameType.DhtTraffic || type === FrameType.PathTraffic;
         if (!slot) {
@@ -169,7 +201,7 @@ export class Node implements PacketConn {
           this.counters.trafficDroppedCongested++;
           return;
         }
-        this.counters.framesOut++;
+        slot.framesOut++;
         slot.link.send(frame);
       },
       deliver: (source, payload) => this.sessions.handle(source, payload, Date.now()),
@@ -193,12 +225,16 @@ export class Node implements PacketConn {
       link.close("node stopping");
       return;
     }
+    // addPeer sends the hello before it returns the port: route that frame to the new link.
+    const slot: PeerSlot = { link, port: 0, framesIn: 0, framesOut: 0 };
+    this.attaching = slot;
     const port = this.router.addPeer(link.remoteKey, link.priority, Date.now());
-    const slot: PeerSlot = { link, port };
+    this.attaching = undefined;
+    slot.port = port;
     this.peers.set(port, slot);
     link.setHandler({
       onFrame: (frame) => {
-        this.counters.framesIn++;
+        slot.framesIn++;
         this.router.handleFrame(port, frame, Date.now());
       },
       onPriority: (priority) => this.router.setPeerPriority(port, priority),

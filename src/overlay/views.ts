@@ -1,0 +1,104 @@
+// Read-only views of a running Node for the admin socket and the metrics endpoint. Nothing here is
+// on the data path: it is called per admin request or per scrape.
+import type { MetricsSnapshot } from "../admin/metrics.js";
+import type { AdminView } from "../admin/view.js";
+import type { Node } from "./node.js";
+
+export function adminViewFor(node: Node): AdminView {
+  return {
+    self: () => ({ key: node.publicKey, coords: node.router.selfInfo().coords }),
+    peers: () => {
+      const now = Date.now();
+      const out: ReturnType<AdminView["peers"]> = [];
+      for (const info of node.router.peerInfos()) {
+        const link = node.linkForPort(info.port);
+        // 0.4.7 lists only links that have delivered a tree message (their coords are known).
+        if (!link || !info.coords) continue;
+        out.push({
+          key: info.key,
+          port: info.port,
+          priority: info.priority,
+          coords: info.coords,
+          remote: link.remote,
+          bytesRecvd: link.bytesIn,
+          bytesSent: link.bytesOut,
+          uptimeSeconds: (now - link.openedAt) / 1000,
+        });
+      }
+      return out;
+    },
+    dht: () => node.router.dhtEntries(),
+    paths: () => node.router.pathEntries(),
+    sessions: () => {
+      const now = Date.now();
+      return node.sessions.list().map((s) => ({
+        key: s.key,
+        bytesRecvd: s.bytesIn,
+        bytesSent: s.bytesOut,
+        uptimeSeconds: (now - s.since) / 1000,
+      }));
+    },
+    tun: () => (node.tun ? { enabled: true, name: node.tun.name, mtu: node.tun.mtu } : { enabled: false }),
+    multicastInterfaces: () => node.links.multicastInterfaces(),
+    addPeer: (uri, iface) => node.links.addPeer(uri, iface),
+    removePeer: (uri, iface) => node.links.removePeer(uri, iface),
+    proto: node.proto,
+  };
+}
+
+function transportOf(remote: string): string {
+  const colon = remote.indexOf("://");
+  return colon > 0 ? remote.slice(0, colon) : "unknown";
+}
+
+export function metricsSnapshotFor(node: Node): MetricsSnapshot {
+  const self = node.router.selfInfo();
+  const links: MetricsSnapshot["links"] = [];
+  for (const info of node.router.peerInfos()) {
+    const link = node.linkForPort(info.port);
+    if (!link) continue;
+    const counts = node.portCounters(info.port);
+    links.push({
+      key: info.key,
+      port: info.port,
+      transport: transportOf(link.remote),
+      bytesIn: link.bytesIn,
+      bytesOut: link.bytesOut,
+      packetsIn: counts?.framesIn ?? 0,
+      packetsOut: counts?.framesOut ?? 0,
+    });
+  }
+  const dropped: Record<string, number> = {
+    link_congested: node.counters.trafficDroppedCongested,
+    no_link: node.counters.trafficDroppedNoLink,
+  };
+  for (const [name, n] of Object.entries(node.router.stats())) {
+    if (name.startsWith("drop_")) dropped[`router_${name.slice(5)}`] = n;
+  }
+  const sessionStats = node.sessions.stats();
+  dropped.session_decrypt_failed = sessionStats.decryptFailures;
+  dropped.session_replay = sessionStats.replaysDropped;
+  if (node.ipv6) {
+    const s = node.ipv6.stats();
+    for (const name of [
+      "tunBadSource",
+      "tunBadDestination",
+      "netBadSource",
+      "netBadDestination",
+      "tunNotIPv6",
+    ]) {
+      dropped[`ipv6_${name}`] = s[name] ?? 0;
+    }
+  }
+  return {
+    peers: links.length,
+    links,
+    sessions: sessionStats.sessions,
+    dhtEntries: node.router.dhtEntries().length,
+    pathEntries: node.router.pathEntries().length,
+    treeRoot: self.root,
+    treeDepth: self.coords.length,
+    droppedPackets: dropped,
+    handshakeFailures: node.links.stats().handshakeFailures,
+  };
+}
