@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { formatBytes, formatUptime } from "../src/admin/format.js";
-import { defaultEndpoint, parseArgs, run } from "../src/admin/planetctl.js";
+import { connectError, defaultEndpoint, parseArgs, run } from "../src/admin/planetctl.js";
 import { type AdminServer, startAdminServer } from "../src/admin/server.js";
 import { FakeView, keyA, keyB, protoPair } from "./admin-fake.js";
 
@@ -147,6 +147,10 @@ describe("planetctl against planetd's admin socket", () => {
     await new Promise<void>((r) => probe.close(() => r()));
     const refused = await ctl(`-endpoint=tcp://127.0.0.1:${port}`, "getSelf");
     expect(refused.stderr).toMatch(/connection refused — is planetd running\?/);
+    const denied = Object.assign(new Error("connect EACCES"), { code: "EACCES" });
+    expect(connectError("unix:///run/planetd/planetd.sock", denied).message).toBe(
+      "cannot connect to unix:///run/planetd/planetd.sock: permission denied (run as root or join the socket's group)",
+    );
     const bad = await ctl("-endpoint=tcp//x", "getSelf");
     expect(bad.stderr).toBe(
       'planetctl: endpoint "tcp//x" is not unix:///path, tcp://host:port or host:port\n',

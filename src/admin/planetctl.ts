@@ -101,7 +101,8 @@ function connectOptions(endpoint: string): net.NetConnectOpts {
   return { host: match[1] ?? (match[2] || "localhost"), port: Number(match[3]) };
 }
 
-function connectError(endpoint: string, err: NodeJS.ErrnoException): CtlError {
+/** The one-line explanation planetctl prints when it cannot reach the endpoint. */
+export function connectError(endpoint: string, err: NodeJS.ErrnoException): Error {
   const hint = "is planetd running? (try -endpoint=… or set PLANETD_ADMIN)";
   switch (err.code) {
     case "ENOENT":
