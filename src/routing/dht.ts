@@ -8,6 +8,7 @@ import {
   type Peer,
   type RouterCore,
   type StoredInfo,
+  cmpKey,
   dhtMapKey,
   ordered,
 } from "./state.js";
@@ -71,7 +72,7 @@ export class Dht {
     const root = tree.self.info.root;
     this.best = own;
     this.bestPeer = null;
-    if ((isBootstrap && target.equals(own)) || (root.compare(target) < 0 && target.compare(own) < 0)) {
+    if ((isBootstrap && cmpKey(target, own) === 0) || (cmpKey(root, target) < 0 && cmpKey(target, own) < 0)) {
       this.best = root;
       this.bestPeer = tree.parent;
     }
@@ -81,7 +82,7 @@ export class Dht {
       if (peer.info && !peer.closed) this.ancestry(peer.info, peer, target, isBootstrap);
     }
     for (const peer of peers.values()) {
-      if (peer.info && !peer.closed && this.best.equals(peer.key)) this.bestPeer = peer;
+      if (peer.info && !peer.closed && cmpKey(this.best, peer.key) === 0) this.bestPeer = peer;
     }
     for (const e of this.entries.values()) this.candidate(e.key, e.peer, target, isBootstrap);
     let bestPeer = this.bestPeer;
@@ -95,10 +96,10 @@ export class Dht {
     return bestPeer;
   }
 
+  /** Take key (via peer) if best < key < target, or (not for bootstraps) key == target != best. */
   private candidate(key: Buffer, peer: Peer | null, target: Buffer, isBootstrap: boolean): void {
-    const best = this.best;
-    const c = key.compare(target);
-    if (c < 0 ? best.compare(key) < 0 : c === 0 && !isBootstrap && !best.equals(target)) {
+    const c = cmpKey(key, target);
+    if (c < 0 ? cmpKey(this.best, key) < 0 : c === 0 && !isBootstrap && cmpKey(this.best, target) !== 0) {
       this.best = key;
       this.bestPeer = peer;
     }
@@ -106,11 +107,13 @@ export class Dht {
 
   private ancestry(s: StoredInfo, peer: Peer | null, target: Buffer, isBootstrap: boolean): void {
     this.candidate(s.info.root, peer, target, isBootstrap);
-    for (const hop of s.info.hops) {
-      this.candidate(hop.next, peer, target, isBootstrap);
+    const hops = s.info.hops;
+    for (let i = 0; i < hops.length; i++) {
+      const next = hops[i].next;
+      this.candidate(next, peer, target, isBootstrap);
       // Same key reachable through an info known for longer: prefer that (more stable) link.
       const current = this.bestPeer?.info;
-      if (current !== undefined && s.hseq < current.hseq && this.best.equals(hop.next)) {
+      if (current !== undefined && s.hseq < current.hseq && cmpKey(this.best, next) === 0) {
         this.bestPeer = peer;
       }
     }

@@ -3,8 +3,9 @@
 // RouterOutput. The driver keeps one timer armed at nextTimeout().
 import { Dht } from "./dht.js";
 import { Pathfinder } from "./pathfinder.js";
-import type { Peer, RouterCore } from "./state.js";
+import type { Peer, RouterCore, StoredInfo } from "./state.js";
 import { Tree } from "./tree.js";
+import { verifyTreeIncremental } from "./treeverify.js";
 import { FrameType, ProtocolError, TrafficKind } from "./types.js";
 import {
   type Signer,
@@ -21,7 +22,6 @@ import {
   pathTrafficPopFirst,
   pathTrafficToDht,
   verifySetup,
-  verifyTree,
 } from "./wire.js";
 
 export interface RouterOutput {
@@ -141,7 +141,7 @@ export class Router implements RouterCore {
           this.violation(peer, "tree info not addressed to us");
           return;
         }
-        if (!verifyTree(info)) {
+        if (!verifyTreeIncremental(info, this.verifiedInfos())) {
           this.violation(peer, "tree info signature does not verify");
           return;
         }
@@ -198,6 +198,12 @@ export class Router implements RouterCore {
       default:
         this.violation(peer, `unknown frame type ${type}`);
     }
+  }
+
+  /** Infos whose signatures were checked on arrival: their hops need no second check. */
+  private *verifiedInfos(): Generator<StoredInfo | undefined> {
+    yield this.tree.self;
+    for (const p of this.peers.values()) yield p.info;
   }
 
   /**

@@ -124,3 +124,16 @@ export interface RouterCore {
   sendFrame(peer: Peer, frame: Buffer): void;
   drop(reason: string): void;
 }
+
+/**
+ * Byte-order comparison of two keys in plain JS: random keys differ within the first byte or two,
+ * so this beats a native Buffer.compare call in the per-packet lookups.
+ */
+export function cmpKey(a: Uint8Array, b: Uint8Array): number {
+  const n = a.length < b.length ? a.length : b.length;
+  for (let i = 0; i < n; i++) {
+    const d = a[i] - b[i];
+    if (d !== 0) return d;
+  }
+  return a.length - b.length;
+}

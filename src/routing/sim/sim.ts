@@ -88,6 +88,8 @@ export class Sim {
   /** While a node runs addPeer, sends on the not-yet-known port belong to this link. */
   private pendingLink: SimLink | undefined;
   eventsProcessed = 0;
+  /** Control frames (types 1–8) queued on links and not yet delivered or lost. */
+  controlInFlight = 0;
 
   constructor(opts: SimOptions = {}) {
     this.random = seededRandom(opts.seed ?? 1);
@@ -220,13 +222,14 @@ export class Sim {
 
   /**
    * Converged: in every component all nodes follow the smallest key as root at its current seq, none
-   * is in hold-down, and every non-root node has a prev path to its exact keyspace predecessor.
+   * is in hold-down, every non-root node has a prev path to its exact keyspace predecessor, and no
+   * control frame is in flight (a prev is set before its setup has installed the path downstream).
    */
   converged(): boolean {
     return this.convergence().ok;
   }
 
-  convergence(): { ok: boolean; wrongRoot: number; noPrev: number; wrongPrev: number } {
+  convergence(): { ok: boolean; wrongRoot: number; noPrev: number; wrongPrev: number; inFlight: number } {
     let wrongRoot = 0;
     let noPrev = 0;
     let wrongPrev = 0;
@@ -246,7 +249,8 @@ export class Sim {
         else if (!st.prev.dest.equals(sorted[i - 1].key)) wrongPrev++;
       }
     }
-    return { ok: wrongRoot + noPrev + wrongPrev === 0, wrongRoot, noPrev, wrongPrev };
+    const ok = wrongRoot + noPrev + wrongPrev === 0 && this.controlInFlight === 0;
+    return { ok, wrongRoot, noPrev, wrongPrev, inFlight: this.controlInFlight };
   }
 
   /** Hop distances from src over up links (BFS); -1 = unreachable. */
@@ -294,7 +298,14 @@ export class Sim {
   probe(
     pairs: Array<[SimNode, SimNode]>,
     waitMs = 5000,
-  ): { sent: number; delivered: number; ratio: number; stretch: number[]; wrongNode: number } {
+  ): {
+    sent: number;
+    delivered: number;
+    ratio: number;
+    stretch: number[];
+    wrongNode: number;
+    failed: Array<[SimNode, SimNode]>;
+  } {
     this.probes = [];
     for (const [src, dst] of pairs) {
       const id = this.probes.length;
@@ -310,9 +321,13 @@ export class Sim {
     const stretch: number[] = [];
     let delivered = 0;
     let wrongNode = 0;
+    const failed: Array<[SimNode, SimNode]> = [];
     for (const p of this.probes) {
       if (p.wrongNode) wrongNode++;
-      if (!p.delivered) continue;
+      if (!p.delivered) {
+        failed.push([p.src, p.dst]);
+        continue;
+      }
       delivered++;
       let d = bfsCache.get(p.src.index);
       if (!d) {
@@ -324,7 +339,7 @@ export class Sim {
     stretch.sort((x, y) => x - y);
     const sent = this.probes.length;
     this.probes = [];
-    return { sent, delivered, ratio: sent === 0 ? 1 : delivered / sent, stretch, wrongNode };
+    return { sent, delivered, ratio: sent === 0 ? 1 : delivered / sent, stretch, wrongNode, failed };
   }
 
   controlFramesPerNode(): number {
@@ -384,6 +399,7 @@ export class Sim {
     if (link === undefined || (!link.up && link !== this.pendingLink)) return;
     if (link.loss > 0 && this.random() < link.loss) return;
     const toB = link.a === node;
+    if (type >= 1 && type <= 8) this.controlInFlight++;
     this.queue.push({
       kind: "frame",
       time: this.now + link.latency,
@@ -407,6 +423,8 @@ export class Sim {
     switch (ev.kind) {
       case "frame": {
         const link = ev.link;
+        const t = ev.frame[0];
+        if (t >= 1 && t <= 8) this.controlInFlight--;
         if (!link.up || link.gen !== ev.gen) return;
         const node = ev.toB ? link.b : link.a;
         node.router.handleFrame(ev.toB ? link.portB : link.portA, ev.frame, this.now);
