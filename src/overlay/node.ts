@@ -124,7 +124,6 @@ export class Node implements PacketConn {
     try {
       await node.links.start();
       node.admin = await startAdminServer(opts.config.AdminListen, adminViewFor(node), node.log);
-      if (node.admin.enabled) node.log.info(`admin socket listening on ${node.admin.address}`);
       node.metrics = await startMetrics(
         opts.config.Planetd.MetricsListen,
         () => metricsSnapshotFor(node),
