@@ -6,7 +6,14 @@ const KEY = "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29";
 describe("parsePeerUri", () => {
   it("parses tcp with IPv4 and a DNS name", () => {
     const u = parsePeerUri("tcp://10.0.0.1:12345");
-    expect(u).toMatchObject({ scheme: "tcp", host: "10.0.0.1", port: 12345, priority: 0, keys: [], sni: undefined });
+    expect(u).toMatchObject({
+      scheme: "tcp",
+      host: "10.0.0.1",
+      port: 12345,
+      priority: 0,
+      keys: [],
+      sni: undefined,
+    });
     expect(u.base).toBe("tcp://10.0.0.1:12345");
     expect(parsePeerUri("tcp://node.example.org:1").host).toBe("node.example.org");
   });
@@ -49,7 +56,10 @@ describe("parsePeerUri", () => {
     ["tcp://a:1?priority=256", '"tcp://a:1?priority=256": priority= must be an integer 0..255, got "256"'],
     ["tcp://a:1?key=abc", '"tcp://a:1?key=abc": key= must be 64 hex characters, got "abc"'],
     ["unix://rel", '"unix://rel" is not a URI (expected unix:///path)'],
-    ["socks://a:1/b:2", '"socks://a:1/b:2": socks:// peers are not supported (use tcp://, tls:// or unix://)'],
+    [
+      "socks://a:1/b:2",
+      '"socks://a:1/b:2": socks:// peers are not supported (use tcp://, tls:// or unix://)',
+    ],
   ])("rejects %s with a one-line message", (uri, message) => {
     expect(() => parsePeerUri(uri)).toThrow(message);
   });

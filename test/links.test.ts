@@ -251,24 +251,29 @@ describe("LinkManager", () => {
     expect(a.links).toHaveLength(0);
   });
 
-  it("redials after the remote listener restarts", async () => {
-    const aId = Identity.generate();
-    const a = await node({ listen: ["tcp://127.0.0.1:0"] }, aId);
-    const uri = a.mgr.listenAddresses()[0]!;
-    const b = await node({ peers: [uri] });
-    const first = collect(await b.nextLink(), 1);
-    await a.mgr.stop();
-    expect(await first.closed).toBeTruthy();
-    await b.nextLog(/link down/);
-    const second = b.nextLink();
-    const a2 = await node({ listen: [uri] }, aId);
-    const a2Link = a2.nextLink();
-    const link = await second;
-    expect(link.remoteKey.equals(aId.publicKey)).toBe(true);
-    const atA = collect(await a2Link, 1);
-    link.send(Buffer.from([7, 7]));
-    expect(await atA.done).toEqual([Buffer.from([7, 7])]);
-  });
+  it.each(["tcp://127.0.0.1:0", "tls://127.0.0.1:0", "tls://[::1]:0", "unix"])(
+    "redials %s after the remote listener restarts",
+    async (listen) => {
+      const aId = Identity.generate();
+      const sock = join(tmpdir(), `pd-links-${process.pid}-${randomBytes(4).toString("hex")}.sock`);
+      const a = await node({ listen: [listen === "unix" ? `unix://${sock}` : listen] }, aId);
+      const uri = a.mgr.listenAddresses()[0]!;
+      const b = await node({ peers: [uri] });
+      const first = collect(await b.nextLink(), 1);
+      await a.mgr.stop();
+      expect(await first.closed).toBeTruthy();
+      await b.nextLog(/link down/);
+      const second = b.nextLink();
+      const a2 = await node({ listen: [uri] }, aId);
+      const a2Link = a2.nextLink();
+      const link = await second;
+      expect(link.remoteKey.equals(aId.publicKey)).toBe(true);
+      const atA = collect(await a2Link, 1);
+      link.send(Buffer.from([7, 7]));
+      expect(await atA.done).toEqual([Buffer.from([7, 7])]);
+      rmSync(sock, { force: true });
+    },
+  );
 
   it("backs off while a peer is unreachable", async () => {
     const a = await node({ listen: ["tcp://127.0.0.1:0"] });
@@ -292,6 +297,17 @@ describe("LinkManager", () => {
     const elapsed = Date.now() - t0;
     expect(elapsed).toBeGreaterThan(400);
     expect(elapsed).toBeLessThan(2000);
+  });
+
+  it("keeps one link per scheme and remote address (spec 4.2 dedupe)", async () => {
+    const a = await node({ listen: ["tcp://127.0.0.1:0"] });
+    const uri = a.mgr.listenAddresses()[0]!;
+    const b = await node({ peers: [uri, `${uri}?priority=1`] });
+    await b.nextLink();
+    expect(await b.nextLog(/failed: already connected to this address/)).toBeTruthy();
+    expect(b.links).toHaveLength(1);
+    await a.nextLink();
+    expect(a.links).toHaveLength(1);
   });
 
   it("adds and removes peers at run time", async () => {

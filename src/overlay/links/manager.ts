@@ -179,7 +179,7 @@ export class LinkManager {
     if (peer.removed || this.stopped) return;
     const attempt: { socket?: Socket } = {};
     peer.attempt = attempt;
-    this.dial(peer.parsed, peer.iface, undefined, attempt).then(
+    this.dial(peer.parsed, peer.iface, attempt).then(
       (link) => {
         peer.attempt = undefined;
         if (peer.removed || this.stopped) {
@@ -220,7 +220,7 @@ export class LinkManager {
       this.log.warn(`multicast: ${(e as Error).message}`);
       return;
     }
-    this.dial(parsed, iface, uri, {}).then(
+    this.dial(parsed, iface, {}).then(
       (link) => this.admit(link),
       (e: Error) => {
         if (!this.stopped) this.log.info({ peer: uri, iface }, `link to ${uri} failed: ${e.message}`);
@@ -231,7 +231,6 @@ export class LinkManager {
   private async dial(
     parsed: PeerUri,
     iface: string | undefined,
-    _label: string | undefined,
     attempt: { socket?: Socket },
   ): Promise<StreamLink> {
     if (this.stopped) throw new Error("stopping");
@@ -306,7 +305,7 @@ export class LinkManager {
       );
       server.once("listening", resolve);
       if (parsed.scheme === "unix") server.listen(parsed.path);
-      else server.listen({ host: parsed.host, port: parsed.port, ipv6Only: parsed.host.includes(":") });
+      else server.listen({ host: parsed.host, port: parsed.port });
     });
     server.removeAllListeners("error");
     server.on("error", (e) => this.log.warn(`listener ${uri}: ${e.message}`));
