@@ -1,9 +1,12 @@
 import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import tls from "node:tls";
 import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
+import { selfSignedCertificate } from "../src/crypto/cert.js";
 import { Identity } from "../src/crypto/identity.js";
 import type { Link } from "../src/overlay/links/link.js";
 import { LinkManager, type LinkManagerConfig } from "../src/overlay/links/manager.js";
@@ -308,6 +311,28 @@ describe("LinkManager", () => {
     expect(b.links).toHaveLength(1);
     await a.nextLink();
     expect(a.links).toHaveLength(1);
+  });
+
+  it("sends SNI for DNS names and sni=, never for IP literals", async () => {
+    const creds = selfSignedCertificate(Identity.generate());
+    const names: Array<string | false> = [];
+    const srv = tls.createServer({ cert: creds.cert, key: creds.key, minVersion: "TLSv1.3" }, (s) => {
+      names.push((s as tls.TLSSocket & { servername: string | false }).servername);
+      s.destroy();
+    });
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+    const port = (srv.address() as AddressInfo).port;
+    const b = await node({ redial: { initialMs: 60_000, maxMs: 60_000 } });
+    for (const uri of [
+      `tls://127.0.0.1:${port}`,
+      `tls://127.0.0.1:${port}?sni=peer.example.org`,
+      `tls://localhost:${port}`,
+    ]) {
+      b.mgr.addPeer(uri);
+      await b.nextLog(new RegExp(`link to ${uri.replace(/[?.]/g, "\\$&")} failed`));
+    }
+    await new Promise<void>((r) => srv.close(() => r()));
+    expect(names).toEqual([false, "peer.example.org", "localhost"]);
   });
 
   it("adds and removes peers at run time", async () => {

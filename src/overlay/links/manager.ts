@@ -100,12 +100,12 @@ export class LinkManager {
     this.started = true;
     try {
       for (const uri of this.cfg.listen) this.listeners.push(await this.listenOn(uri, undefined));
+      await this.multicast.start();
     } catch (e) {
       await this.stop();
       throw e;
     }
     for (const peer of this.peers.values()) this.dialPeer(peer);
-    await this.multicast.start();
   }
 
   async stop(): Promise<void> {
