@@ -58,6 +58,7 @@ const DIAL_TIMEOUT_MS = 5000;
 
 export class LinkManager {
   private readonly cfg: LinkManagerConfig;
+  private readonly counters = { handshakeFailures: 0 };
   private readonly events: LinkManagerEvents;
   private readonly log: Logger;
   private readonly allowed: Set<string>;
@@ -247,8 +248,10 @@ export class LinkManager {
     this.sockets.add(raw);
     raw.once("close", () => this.sockets.delete(raw));
     let id = "";
+    let connected = false;
     try {
       await withTimeout(once(raw, "connect"), timeoutMs, raw, "dial timed out");
+      connected = true;
       id =
         parsed.scheme === "unix"
           ? `unix||${parsed.path}|out`
@@ -284,9 +287,15 @@ export class LinkManager {
       }
       return link;
     } catch (e) {
+      if (connected) this.counters.handshakeFailures++;
       raw.destroy();
       throw e;
     }
+  }
+
+  /** Connections made but lost in TLS, the metadata exchange or admission (pins, allow-list). */
+  stats(): { handshakeFailures: number } {
+    return { ...this.counters };
   }
 
   /** Bind one listener; used for Listen URIs and for multicast's link-local TLS listeners. */
@@ -356,6 +365,7 @@ export class LinkManager {
         if (link) this.admit(link);
       },
       (e: Error) => {
+        this.counters.handshakeFailures++;
         raw.destroy();
         if (!this.stopped) this.log.info({ remote }, `inbound link from ${remote} failed: ${e.message}`);
       },
