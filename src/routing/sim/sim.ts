@@ -88,6 +88,8 @@ export class Sim {
   /** While a node runs addPeer, sends on the not-yet-known port belong to this link. */
   private pendingLink: SimLink | undefined;
   eventsProcessed = 0;
+  /** Sees every frame a router sends (before loss), e.g. to check wire contents in tests. */
+  tap: ((from: SimNode, port: number, frame: Buffer) => void) | undefined;
   /** Control frames (types 1–8) queued on links and not yet delivered or lost. */
   controlInFlight = 0;
 
@@ -386,6 +388,7 @@ export class Sim {
   }
 
   private onSend(node: SimNode, port: number, frame: Buffer): void {
+    this.tap?.(node, port, frame);
     const type = frame[0];
     if (type >= 1 && type <= 8) node.controlOut++;
     else if ((type === 9 || type === 10) && frame.length >= PROBE_BYTES) {
