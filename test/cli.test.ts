@@ -105,29 +105,33 @@ describe("planetd address/subnet/publickey", () => {
     expect(p.stdout).toBe("3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29\n");
   });
 
-  it.skipIf(!hasYggdrasil)("prints what yggdrasil -address/-subnet print, for 20 random keys", async () => {
-    const files = Array.from({ length: 20 }, (_, i) =>
-      writeConfig(`rand${i}.conf`, JSON.stringify({ PrivateKey: Identity.generate().privateKeyHex })),
-    );
-    const jobs = files.flatMap((f) => [
-      () => planetd(["-useconffile", f, "-address"]),
-      () => exec("yggdrasil", ["-useconffile", f, "-address"]),
-      () => planetd(["subnet", "--config", f]),
-      () => exec("yggdrasil", ["-useconffile", f, "-subnet"]),
-    ]);
-    const results = await pool(jobs, 4);
-    const addresses = new Set<string>();
-    for (let i = 0; i < files.length; i++) {
-      const [pa, ya, ps, ys] = results.slice(4 * i, 4 * i + 4) as [Result, Result, Result, Result];
-      for (const r of [pa, ya, ps, ys]) expect(r.code).toBe(0);
-      expect(pa.stdout).toMatch(/^2[0-9a-f]{2}:[0-9a-f:]+\n$/);
-      expect(pa.stdout).toBe(ya.stdout);
-      expect(ps.stdout).toMatch(/^3[0-9a-f]{2}:.*::\/64\n$/);
-      expect(ps.stdout).toBe(ys.stdout);
-      addresses.add(pa.stdout);
-    }
-    expect(addresses.size).toBe(20);
-  });
+  it.skipIf(!hasYggdrasil)(
+    "prints what yggdrasil -address/-subnet print, for 20 random keys",
+    async () => {
+      const files = Array.from({ length: 20 }, (_, i) =>
+        writeConfig(`rand${i}.conf`, JSON.stringify({ PrivateKey: Identity.generate().privateKeyHex })),
+      );
+      const jobs = files.flatMap((f) => [
+        () => planetd(["-useconffile", f, "-address"]),
+        () => exec("yggdrasil", ["-useconffile", f, "-address"]),
+        () => planetd(["subnet", "--config", f]),
+        () => exec("yggdrasil", ["-useconffile", f, "-subnet"]),
+      ]);
+      const results = await pool(jobs, 4);
+      const addresses = new Set<string>();
+      for (let i = 0; i < files.length; i++) {
+        const [pa, ya, ps, ys] = results.slice(4 * i, 4 * i + 4) as [Result, Result, Result, Result];
+        for (const r of [pa, ya, ps, ys]) expect(r.code).toBe(0);
+        expect(pa.stdout).toMatch(/^2[0-9a-f]{2}:[0-9a-f:]+\n$/);
+        expect(pa.stdout).toBe(ya.stdout);
+        expect(ps.stdout).toMatch(/^3[0-9a-f]{2}:.*::\/64\n$/);
+        expect(ps.stdout).toBe(ys.stdout);
+        addresses.add(pa.stdout);
+      }
+      expect(addresses.size).toBe(20);
+    },
+    60_000,
+  );
 
   it("reads the config from stdin with -useconf", async () => {
     const id = Identity.generate();
