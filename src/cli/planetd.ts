@@ -276,10 +276,7 @@ async function run(opts: CliOptions, io: CliIo): Promise<number> {
   let node: RunningNode;
   try {
     const { Node } = await import("../overlay/node.js");
-    // configPath lets the node tell the admin API where its config lives; passed as a variable so
-    // the call compiles whether or not NodeOptions declares it yet.
-    const startOptions = { config, identity, logger, configPath: loaded.path };
-    node = await Node.start(startOptions);
+    node = await Node.start({ config, identity, logger });
   } catch (err) {
     logger.error({ err }, `startup failed: ${oneLine(err)}`);
     return 1;
