@@ -197,6 +197,12 @@ export class Sim {
     return pred() ? this.now - start : undefined;
   }
 
+  /** A local send on node (Router.sendTraffic), keeping the node's timer armed. */
+  sendTraffic(node: SimNode, dest: Buffer, payload: Buffer, kind = 1): void {
+    node.router.sendTraffic(dest, kind, payload, this.now);
+    this.rearm(node);
+  }
+
   // ---- metrics -------------------------------------------------------------------------------
 
   /** Connected components of live nodes over up links. */
@@ -315,8 +321,7 @@ export class Sim {
       const payload = Buffer.alloc(PROBE_BYTES);
       payload.writeUInt32BE(PROBE_MAGIC, 0);
       payload.writeUInt32BE(id, 4);
-      src.router.sendTraffic(dst.key, 1, payload, this.now);
-      this.rearm(src);
+      this.sendTraffic(src, dst.key, payload);
     }
     this.runFor(waitMs);
     const bfsCache = new Map<number, Int32Array>();
