@@ -14,11 +14,28 @@ function q(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))];
 }
 
-function report(name: string, sim: Sim, convergeMs: number | undefined, r: ReturnType<Sim["probe"]>): void {
+/** Control frames per node so far, measured before probing (probes add pathfinder frames). */
+function report(
+  name: string,
+  sim: Sim,
+  convergeMs: number | undefined,
+  controlPerNode: number,
+  r: ReturnType<Sim["probe"]>,
+): void {
   const dht = sim.dhtEntriesPerNode();
   console.log(
-    `${name}: converged in ${convergeMs} ms (virtual); delivery ${r.delivered}/${r.sent}; stretch median ${q(r.stretch, 0.5).toFixed(2)} p95 ${q(r.stretch, 0.95).toFixed(2)}; control frames/node ${sim.controlFramesPerNode().toFixed(1)}; DHT entries/node mean ${dht.mean.toFixed(1)} max ${dht.max}`,
+    `${name}: converged in ${convergeMs} ms (virtual); control frames/node ${controlPerNode.toFixed(1)}; delivery ${r.delivered}/${r.sent}; stretch median ${q(r.stretch, 0.5).toFixed(2)} p95 ${q(r.stretch, 0.95).toFixed(2)}; DHT entries/node mean ${dht.mean.toFixed(1)} max ${dht.max}`,
   );
+}
+
+function controlSent(sim: Sim): Record<string, number> {
+  const total: Record<string, number> = {};
+  for (const n of sim.nodes) {
+    for (const [k, v] of Object.entries(n.router.stats())) {
+      if (/^out_(tree|bootstrap|bootstrap_ack|setup|teardown)$/.test(k)) total[k] = (total[k] ?? 0) + v;
+    }
+  }
+  return total;
 }
 
 describe("simulated topologies converge and deliver", () => {
@@ -26,15 +43,16 @@ describe("simulated topologies converge and deliver", () => {
     ["line 40", 40, () => line(40)],
     ["ring 100", 100, () => ring(100)],
     ["star 200", 200, () => star(200)],
-    ["grid 20x20", 400, () => grid(20, 20)],
+    ["grid 16x16", 256, () => grid(16, 16)],
   ];
   for (const [name, n, edges] of shapes) {
     it(name, () => {
       const { sim } = build(n, edges);
       const convergeMs = sim.runUntilTrue(() => sim.converged(), 120_000, 250);
       expect(convergeMs, JSON.stringify(sim.convergence())).toBeDefined();
+      const control = sim.controlFramesPerNode();
       const r = sim.probe(sim.randomPairs(2000));
-      report(name, sim, convergeMs, r);
+      report(name, sim, convergeMs, control, r);
       expect(r.wrongNode).toBe(0);
       expect(r.delivered).toBe(r.sent);
       expect(sim.closed).toEqual([]);
@@ -47,8 +65,9 @@ describe("Barabási–Albert, 1,000 nodes", () => {
     const { sim } = build(1000, (s) => barabasiAlbert(1000, 2, s.random), 7);
     const convergeMs = sim.runUntilTrue(() => sim.converged(), 120_000, 500);
     expect(convergeMs, JSON.stringify(sim.convergence())).toBeDefined();
+    const control = sim.controlFramesPerNode();
     const r = sim.probe(sim.randomPairs(10_000));
-    report("BA 1000", sim, convergeMs, r);
+    report("BA 1000", sim, convergeMs, control, r);
     expect(r.wrongNode).toBe(0);
     expect(r.delivered).toBe(10_000);
 
@@ -58,8 +77,15 @@ describe("Barabási–Albert, 1,000 nodes", () => {
     const comps = sim.components().length;
     const reconvergeMs = sim.runUntilTrue(() => sim.converged(), 120_000, 500);
     expect(reconvergeMs, JSON.stringify(sim.convergence())).toBeDefined();
+    const controlAfter = sim.controlFramesPerNode();
     const after = sim.probe(sim.randomPairs(10_000));
-    report(`BA 1000 after cutting ${cut} links (${comps} components)`, sim, reconvergeMs, after);
+    report(
+      `BA 1000 after cutting ${cut} links (${comps} components)`,
+      sim,
+      reconvergeMs,
+      controlAfter,
+      after,
+    );
     expect(after.wrongNode).toBe(0);
     expect(after.delivered).toBe(after.sent);
     const setupsAfter = sim.nodes.reduce((a, n) => a + n.router.stats().out_setup, 0);
@@ -67,4 +93,35 @@ describe("Barabási–Albert, 1,000 nodes", () => {
     // No node ever had a setup refused as a duplicate (spec 5.4.4: one setup per (root, rootSeq)).
     for (const n of sim.nodes) expect(n.router.stats().drop_setup_duplicate ?? 0).toBe(0);
   }, 60_000);
+});
+
+describe("Barabási–Albert, 200 nodes", () => {
+  it("is quiet once converged: no tree, bootstrap, setup or teardown frames for 10 minutes", () => {
+    const { sim } = build(200, (s) => barabasiAlbert(200, 2, s.random), 11);
+    expect(sim.runUntilTrue(() => sim.converged(), 60_000)).toBeDefined();
+    const before = controlSent(sim);
+    sim.runFor(10 * 60_000);
+    expect(controlSent(sim)).toEqual(before);
+  });
+
+  it("recovers from node crashes and restarts", () => {
+    const { sim, nodes } = build(200, (s) => barabasiAlbert(200, 2, s.random), 12);
+    expect(sim.runUntilTrue(() => sim.converged(), 60_000)).toBeDefined();
+    // Crash the smallest key (the root) and nine others.
+    const root = [...nodes].sort((a, b) => a.key.compare(b.key))[0];
+    const victims = [root, ...nodes.filter((n) => n !== root).slice(50, 59)];
+    for (const v of victims) sim.crash(v);
+    const afterCrash = sim.runUntilTrue(() => sim.converged(), 120_000);
+    expect(afterCrash, JSON.stringify(sim.convergence())).toBeDefined();
+    const r1 = sim.probe(sim.randomPairs(2000));
+    expect(r1.delivered).toBe(r1.sent);
+    for (const v of victims) sim.restart(v);
+    const afterRestart = sim.runUntilTrue(() => sim.converged(), 120_000);
+    expect(afterRestart, JSON.stringify(sim.convergence())).toBeDefined();
+    const r2 = sim.probe(sim.randomPairs(2000));
+    expect(r2.delivered).toBe(r2.sent);
+    console.log(
+      `BA 200: re-converged ${afterCrash} ms after 10 crashes (incl. the root), ${afterRestart} ms after restarts`,
+    );
+  });
 });
