@@ -248,7 +248,9 @@ export interface PingOptions {
 export async function ping6(ns: Netns, dest: string, opts: PingOptions = {}): Promise<PingResult> {
   const count = opts.count ?? 1;
   const interval = opts.intervalS ?? 0.2;
-  const deadline = opts.deadlineS ?? Math.ceil(count * interval + 2);
+  // ping stops at the deadline even if not all echoes went out: slack for a loaded machine, but a
+  // single probe (the polling case) gives up quickly.
+  const deadline = opts.deadlineS ?? Math.ceil(count * interval + (count === 1 ? 2 : 5));
   const args = ["-6", "-n", "-c", String(count), "-i", String(interval), "-W", "1", "-w", String(deadline)];
   if (opts.size !== undefined) args.push("-s", String(opts.size));
   if (opts.dontFragment) args.push("-M", "do");
