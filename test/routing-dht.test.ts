@@ -3,6 +3,7 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import type { Identity } from "../src/crypto/identity.js";
 import { RouterHarness, chainFrame, sortedIdentities } from "../src/routing/sim/harness.js";
+import type { RouterLimits } from "../src/routing/state.js";
 import { FrameType, type TreeLabel } from "../src/routing/types.js";
 import {
   decodeBootstrap,
@@ -40,9 +41,9 @@ function justBelow(key: Buffer): Buffer {
  * R = k[4] with peers A = k[0] (root, R's parent), B = k[2] (A's child at port 2) and C = k[5] (A's
  * child at port 3). Keys k[1], k[3] and k[6] belong to nodes R does not peer with.
  */
-function world() {
+function world(limits: Partial<RouterLimits> = {}) {
   const k = sortedIdentities(7);
-  const h = new RouterHarness(k[4]);
+  const h = new RouterHarness(k[4], undefined, limits);
   const portA = h.addPeer(k[0]);
   const portB = h.addPeer(k[2]);
   const portC = h.addPeer(k[5]);
@@ -319,6 +320,37 @@ describe("hostile floods do not grow state", () => {
       after.out_bootstrap - before.out_bootstrap + after.out_bootstrap_ack - before.out_bootstrap_ack,
     ).toBeGreaterThan(0);
     h.take();
+  });
+
+  it("setups beyond the per-peer DHT cap are torn down at once", () => {
+    const { k, h, portB, portC } = world({ dhtPerPeer: 3 });
+    h.take();
+    const sources = sortedIdentities(4);
+    const setup = (src: Identity, seq: bigint) =>
+      encodeSetup(makeSetup(src, seq, makeToken(k[3], src.publicKey, label(k[3], [2, 5], k[0].publicKey))));
+    for (const [i, src] of sources.entries()) h.frame(portC, setup(src, BigInt(i + 1)));
+    const out = h.take();
+    expect(out.map((o) => [o.frame[0], o.port])).toEqual([
+      [FrameType.DhtSetup, portB],
+      [FrameType.DhtSetup, portB],
+      [FrameType.DhtSetup, portB],
+      [FrameType.DhtTeardown, portC],
+    ]);
+    expect(h.router.dhtEntries().length).toBe(3);
+    expect(h.router.stats().drop_setup_peer_cap).toBe(1);
+    // A teardown frees a slot.
+    h.frame(
+      portC,
+      encodeTeardown({ seq: 1n, key: sources[0].publicKey, root: k[0].publicKey, rootSeq: SEQ }),
+    );
+    h.frame(portC, setup(sources[3], 9n));
+    expect(h.router.dhtEntries().length).toBe(3);
+  });
+
+  it("pathfinder entries are bounded (the oldest goes first)", () => {
+    const { k, h } = world({ paths: 2 });
+    for (const id of [k[1], k[2], k[3], k[2]]) h.router.sendTraffic(id.publicKey, 1, Buffer.from("x"), h.now);
+    expect(h.router.pathEntries().map((e) => e.key)).toEqual([k[2].publicKey, k[3].publicKey]);
   });
 
   it("tree infos with ever-new roots during hold-down keep `expired` bounded", () => {

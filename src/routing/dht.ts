@@ -4,7 +4,6 @@ import {
   BOOTSTRAP_INTERVAL,
   DHT_EXPIRY,
   type DhtEntry,
-  MAX_DHT_PER_PEER,
   type Peer,
   type RouterCore,
   type StoredInfo,
@@ -205,7 +204,7 @@ export class Dht {
     if (next === null && !token.dest.key.equals(own)) refuse = "setup_no_route";
     else if (rootSeq !== self.seq || !root.equals(self.root)) refuse = "setup_foreign_root";
     else if (this.entries.has(mapKey)) refuse = "setup_duplicate";
-    else if (from !== null && from.dhtCount >= MAX_DHT_PER_PEER) refuse = "setup_peer_cap";
+    else if (from !== null && from.dhtCount >= this.core.limits.dhtPerPeer) refuse = "setup_peer_cap";
     if (refuse !== undefined) {
       this.core.drop(refuse);
       if (from !== null) this.core.sendFrame(from, encodeTeardown(teardownOfSetup(setup)));

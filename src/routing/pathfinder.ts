@@ -1,14 +1,6 @@
 // The pathfinder (spec 5.6): notify → lookup → response discovers source routes for keys we send to.
 import type { Dht } from "./dht.js";
-import {
-  MAX_PATHS,
-  PATH_THROTTLE,
-  PATH_TIMEOUT,
-  type PathEntry,
-  type Peer,
-  type RouterCore,
-  keyId,
-} from "./state.js";
+import { PATH_THROTTLE, PATH_TIMEOUT, type PathEntry, type Peer, type RouterCore, keyId } from "./state.js";
 import type { Tree } from "./tree.js";
 import type { PathLookup, PathNotify, PathResponse } from "./types.js";
 import { type Signer, encodeLookup, encodeNotify, encodeResponse, makeNotify, verifyNotify } from "./wire.js";
@@ -33,7 +25,7 @@ export class Pathfinder {
       entry.expires = now + PATH_TIMEOUT;
       return entry.path;
     }
-    if (this.paths.size >= MAX_PATHS) {
+    if (this.paths.size >= this.core.limits.paths) {
       for (const oldest of this.paths.keys()) {
         this.paths.delete(oldest);
         this.core.drop("path_entry_evicted");

@@ -3,7 +3,7 @@
 // RouterOutput. The driver keeps one timer armed at nextTimeout().
 import { Dht } from "./dht.js";
 import { Pathfinder } from "./pathfinder.js";
-import type { Peer, RouterCore, StoredInfo } from "./state.js";
+import { DEFAULT_LIMITS, type Peer, type RouterCore, type RouterLimits, type StoredInfo } from "./state.js";
 import { Tree } from "./tree.js";
 import { verifyTreeIncremental } from "./treeverify.js";
 import { FrameType, ProtocolError, TrafficKind } from "./types.js";
@@ -42,6 +42,7 @@ export class Router implements RouterCore {
   readonly publicKey: Buffer;
   readonly ownKey: Buffer;
   readonly peers = new Map<number, Peer>();
+  readonly limits: RouterLimits;
   now: number;
   private readonly tree: Tree;
   private readonly dht: Dht;
@@ -56,7 +57,9 @@ export class Router implements RouterCore {
     private readonly out: RouterOutput,
     now: number,
     random: () => number = Math.random,
+    limits: Partial<RouterLimits> = {},
   ) {
+    this.limits = { ...DEFAULT_LIMITS, ...limits };
     this.publicKey = Buffer.from(signer.publicKey);
     this.ownKey = this.publicKey;
     this.now = now;
@@ -119,7 +122,9 @@ export class Router implements RouterCore {
       if (err instanceof ProtocolError || err instanceof RangeError) {
         this.violation(peer, `bad type-${type} frame: ${err.message}`);
       } else {
-        throw err;
+        // A bug reached by a peer's input must cost that link, not the daemon; counted so tests see it.
+        this.drop("internal_error");
+        this.violation(peer, `internal error on a type-${type} frame: ${(err as Error).message}`);
       }
     }
     this.dht.flushDeferred();

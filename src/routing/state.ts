@@ -9,11 +9,15 @@ export const DHT_EXPIRY = 2 * TREE_TIMEOUT;
 export const PATH_TIMEOUT = 60 * 1000;
 export const PATH_THROTTLE = 1000;
 
-// Local bounds against hostile peers (not protocol constants).
-/** DHT entries whose source-side hop is one peer; setups beyond this are torn down at once. */
-export const MAX_DHT_PER_PEER = 16384;
-/** Pathfinder entries (created only by local sends); the least recently used is dropped beyond this. */
-export const MAX_PATHS = 65536;
+/** Local bounds against hostile peers (not protocol constants). */
+export interface RouterLimits {
+  /** DHT entries whose source-side hop is one peer; setups beyond this are torn down at once. */
+  dhtPerPeer: number;
+  /** Pathfinder entries (created only by local sends); the oldest (by creation or last expiry check) is dropped beyond this. */
+  paths: number;
+}
+
+export const DEFAULT_LIMITS: RouterLimits = { dhtPerPeer: 16384, paths: 65536 };
 /** `expired` entries beyond this (plus two per peer) are pruned to the roots still in use. */
 export const EXPIRED_SOFT_CAP = 64;
 
@@ -117,6 +121,7 @@ export function storeInfo(info: TreeInfo, time: number, hseq: number): StoredInf
 /** What the tree, DHT and pathfinder need from the router that owns them. */
 export interface RouterCore {
   readonly ownKey: Buffer;
+  readonly limits: RouterLimits;
   /** Live peers by port, in port-assignment order. */
   readonly peers: Map<number, Peer>;
   /** Time of the event being processed (ms). */

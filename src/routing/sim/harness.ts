@@ -2,6 +2,7 @@
 // signed tree infos, labels, tokens and setups those peers would send.
 import { Identity } from "../../crypto/identity.js";
 import { Router, type RouterOutput } from "../router.js";
+import type { RouterLimits } from "../state.js";
 import type { TreeInfo } from "../types.js";
 import { appendTreeHop, encodeTree } from "../wire.js";
 
@@ -21,6 +22,7 @@ export class RouterHarness {
   constructor(
     readonly id: Identity,
     now = 1_700_000_000_000,
+    limits: Partial<RouterLimits> = {},
   ) {
     this.now = now;
     const out: RouterOutput = {
@@ -35,7 +37,7 @@ export class RouterHarness {
         }),
       closePeer: (port, reason) => this.closed.push({ port, reason }),
     };
-    this.router = new Router(id, out, now, () => 0.5);
+    this.router = new Router(id, out, now, () => 0.5, limits);
   }
 
   get key(): Buffer {
