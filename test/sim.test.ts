@@ -71,6 +71,12 @@ describe("Barabási–Albert, 1,000 nodes", () => {
     expect(r.wrongNode).toBe(0);
     expect(r.delivered).toBe(10_000);
 
+    const warm = sim.probe(sim.randomPairs(2000), 5000, true);
+    expect(warm.delivered).toBe(warm.sent);
+    console.log(
+      `BA 1000 with source routes (after one exchange each way): stretch median ${q(warm.stretch, 0.5).toFixed(2)} p95 ${q(warm.stretch, 0.95).toFixed(2)}`,
+    );
+
     const setupsBefore = sim.nodes.reduce((a, n) => a + n.router.stats().out_setup, 0);
     const cut = Math.floor(sim.links.length * 0.05);
     for (let i = 0; i < cut; i++) sim.cut(sim.links[Math.floor(sim.random() * sim.links.length)]);

@@ -306,6 +306,8 @@ export class Sim {
   probe(
     pairs: Array<[SimNode, SimNode]>,
     waitMs = 5000,
+    /** First exchange one packet each way per pair, so the pathfinder can discover source routes. */
+    warmup = false,
   ): {
     sent: number;
     delivered: number;
@@ -315,6 +317,14 @@ export class Sim {
     failed: Array<[SimNode, SimNode]>;
   } {
     this.probes = [];
+    if (warmup) {
+      const hello = Buffer.from("warmup");
+      for (const [src, dst] of pairs) {
+        this.sendTraffic(src, dst.key, hello);
+        this.sendTraffic(dst, src.key, hello);
+      }
+      this.runFor(waitMs);
+    }
     for (const [src, dst] of pairs) {
       const id = this.probes.length;
       this.probes.push({ src, dst, hops: 0, delivered: false, wrongNode: false });
