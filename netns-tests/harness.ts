@@ -382,6 +382,16 @@ function listField<T>(obj: JsonObject, field: string, cmd: string): T[] {
 // ---------------------------------------------------------------------------------------------
 // Daemons
 
+/**
+ * `n` fresh identities in ascending key order. The smallest key becomes the tree root (spec 5.3), so
+ * tests use this to pin which node is root instead of leaving the role to chance.
+ */
+export function identitiesByKey(n: number): Identity[] {
+  return Array.from({ length: n }, () => Identity.generate()).sort((x, y) =>
+    Buffer.compare(x.publicKey, y.publicKey),
+  );
+}
+
 export interface MulticastInterface {
   Regex: string;
   Beacon: boolean;

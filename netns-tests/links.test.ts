@@ -1,7 +1,7 @@
 // Issue 3: planetd peers with Debian's yggdrasil 0.4.7 over TCP, TLS and multicast discovery, keeps
 // an idle link alive with keepalives, and redials a peer that went away.
 import { afterEach, beforeEach, expect, it } from "vitest";
-import { type DaemonNode, Lab, type PeerInfo, delay, describeNetns } from "./harness.js";
+import { type DaemonNode, Lab, type PeerInfo, delay, describeNetns, identitiesByKey } from "./harness.js";
 
 let lab: Lab;
 
@@ -43,18 +43,17 @@ describeNetns("links: planetd ↔ yggdrasil 0.4.7 (issue 3)", () => {
     await lab.cleanup();
   });
 
-  it("TCP: planetd dials yggdrasil, each lists the other, and the link survives 120 s idle", async () => {
+  it("TCP, planetd as root: planetd dials yggdrasil, each lists the other, the link survives 120 s idle", async () => {
     const [nsY, nsP] = [await lab.netns(), await lab.netns()];
     const veth = await lab.link(nsY, nsP);
-    const ygg = await lab.startYggdrasil(nsY, "ygg", {
-      listen: [`tcp://${veth.a.ipv4}:12345`],
-      ifName: "none",
-    });
-    const pd = await lab.startPlanetd(nsP, "pd", { peers: [`tcp://${veth.a.ipv4}:12345`], ifName: "none" });
+    const [small, large] = identitiesByKey(2);
+    const yTcp = `tcp://${veth.a.ipv4}:12345`;
+    const ygg = await lab.startYggdrasil(nsY, "ygg", { listen: [yTcp], ifName: "none", identity: large });
+    const pd = await lab.startPlanetd(nsP, "pd", { peers: [yTcp], ifName: "none", identity: small });
 
     const [yv, pv] = await peered(ygg, pd);
     await expectEntriesDescribe(ygg, pd, yv, pv);
-    expect(pv.remote).toBe(`tcp://${veth.a.ipv4}:12345`);
+    expect(pv.remote).toBe(yTcp);
     expect(yv.remote).toMatch(new RegExp(`^tcp://${veth.b.ipv4.replaceAll(".", "\\.")}:\\d+$`));
 
     // Idle on purpose: nothing but keepalives (3 bytes every 4 s each way) may cross the link.
@@ -75,14 +74,20 @@ describeNetns("links: planetd ↔ yggdrasil 0.4.7 (issue 3)", () => {
     }
   }, 170_000);
 
-  it("TLS both ways: yggdrasil dials planetd's TLS listener, then planetd dials yggdrasil's (addPeer)", async () => {
+  it("TLS both ways, yggdrasil as root: yggdrasil dials planetd's TLS listener, then planetd dials yggdrasil's (addPeer)", async () => {
     const [nsY, nsP] = [await lab.netns(), await lab.netns()];
     const veth = await lab.link(nsY, nsP);
+    const [small, large] = identitiesByKey(2);
     const yTls = `tls://${veth.a.ipv4}:12346`;
     const pTls = `tls://${veth.b.ipv4}:12346`;
     // The listener starts first: a refused first dial would put yggdrasil into its redial backoff.
-    const pd = await lab.startPlanetd(nsP, "pd", { listen: [pTls], ifName: "none" });
-    const ygg = await lab.startYggdrasil(nsY, "ygg", { listen: [yTls], peers: [pTls], ifName: "none" });
+    const pd = await lab.startPlanetd(nsP, "pd", { listen: [pTls], ifName: "none", identity: large });
+    const ygg = await lab.startYggdrasil(nsY, "ygg", {
+      listen: [yTls],
+      peers: [pTls],
+      ifName: "none",
+      identity: small,
+    });
 
     const [yv, pv] = await peered(ygg, pd);
     await expectEntriesDescribe(ygg, pd, yv, pv);
