@@ -2,6 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { Identity } from "../src/crypto/identity.js";
 import { RouterHarness, chainFrame, sortedIdentities } from "../src/routing/sim/harness.js";
+import { Sim } from "../src/routing/sim/sim.js";
 import { FrameType } from "../src/routing/types.js";
 import { decodeTree } from "../src/routing/wire.js";
 
@@ -232,5 +233,26 @@ describe("hostile tree frames close the link", () => {
       expect(h.closed.length).toBe(1);
       expect(h.closed[0].port).toBe(port);
     }
+  });
+});
+
+describe("coordinates (spec 5.3.6) in a simulated chain C(root)–B–A", () => {
+  it("B is [1], A is [1,1]; getPeers coordinates are the peer's own; DHT entries as observed (5.4.2)", () => {
+    const [c, b, a] = sortedIdentities(3);
+    const sim = new Sim({ seed: 2 });
+    const [na, nb, nc] = [sim.addNode(a), sim.addNode(b), sim.addNode(c)];
+    sim.connect(nb, na); // B's port for A = 1, A's port for B = 1
+    sim.connect(nb, nc); // B's port for C = 2, C's port for B = 1
+    expect(sim.runUntilTrue(() => sim.converged(), 30_000)).toBeDefined();
+    expect(nc.router.selfInfo()).toMatchObject({ root: c.publicKey, coords: [], parent: undefined });
+    expect(nb.router.selfInfo()).toMatchObject({ root: c.publicKey, coords: [1], parent: 2 });
+    expect(na.router.selfInfo()).toMatchObject({ root: c.publicKey, coords: [1, 1], parent: 1 });
+    expect(nb.router.peerInfos().map((p) => [p.port, p.coords])).toEqual([
+      [1, [1, 1]],
+      [2, []],
+    ]);
+    // B's predecessor is C (the root): C holds {B, port 1, rest 0}, B holds {B, port 0, rest 2}.
+    expect(nc.router.dhtEntries()).toContainEqual({ key: b.publicKey, port: 1, rest: 0 });
+    expect(nb.router.dhtEntries()).toContainEqual({ key: b.publicKey, port: 0, rest: 2 });
   });
 });

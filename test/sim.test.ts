@@ -131,3 +131,14 @@ describe("Barabási–Albert, 200 nodes", () => {
     );
   });
 });
+
+describe("link loss", () => {
+  it("a lossy link drops about that share of the traffic crossing it", () => {
+    const { sim, nodes } = build(2, () => [[0, 1]], 3);
+    expect(sim.runUntilTrue(() => sim.converged(), 10_000)).toBeDefined();
+    sim.links[0].loss = 0.3;
+    const r = sim.probe(Array.from({ length: 2000 }, () => [nodes[0], nodes[1]] as [SimNode, SimNode]));
+    expect(r.ratio).toBeGreaterThan(0.65);
+    expect(r.ratio).toBeLessThan(0.75);
+  });
+});
