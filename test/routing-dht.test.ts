@@ -81,6 +81,22 @@ describe("greedy keyspace forwarding (dhtLookup, spec 5.4.3)", () => {
     expect(w.h.take().map((s) => s.port)).toEqual([w.portB, w.portB, w.portC]);
   });
 
+  it("a new DHT path changes the next hop at once (the per-destination memo is invalidated)", () => {
+    const frame = trafficTo(w.k[3].publicKey);
+    w.h.frame(w.portA, frame);
+    expect(w.h.take().map((s) => s.port)).toEqual([w.portB]);
+    // k3's path to its predecessor k2 enters via C and leaves via B: now we know k3 itself, via C.
+    const token = makeToken(w.k[2], w.k[3].publicKey, label(w.k[2], [2], w.k[0].publicKey));
+    w.h.frame(w.portC, encodeSetup(makeSetup(w.k[3], 1n, token)));
+    w.h.take();
+    w.h.frame(w.portA, frame);
+    expect(w.h.take()).toEqual([{ port: w.portC, frame }]);
+    w.h.router.removePeer(w.portC, w.h.now);
+    w.h.take();
+    w.h.frame(w.portA, frame);
+    expect(w.h.take().map((s) => s.port)).toEqual([w.portB]);
+  });
+
   it("traffic for us is delivered; below every known key it stops here: OOB delivered, kind 1 dropped", () => {
     w.h.frame(w.portA, trafficTo(w.h.key));
     expect(w.h.delivered).toEqual([{ source: w.k[0].publicKey, payload: Buffer.from("hi") }]);

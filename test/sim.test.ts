@@ -95,7 +95,7 @@ describe("Barabási–Albert, 1,000 nodes", () => {
     expect(after.wrongNode).toBe(0);
     expect(after.delivered).toBe(after.sent);
     const setupsAfter = sim.nodes.reduce((a, n) => a + n.router.stats().out_setup, 0);
-    console.log(`setups sent during recovery: ${setupsAfter - setupsBefore}`);
+    console.log(`setup frames sent (incl. forwarded) during recovery: ${setupsAfter - setupsBefore}`);
     // No node ever had a setup refused as a duplicate (spec 5.4.4: one setup per (root, rootSeq)).
     for (const n of sim.nodes) expect(n.router.stats().drop_setup_duplicate ?? 0).toBe(0);
   }, 60_000);

@@ -26,6 +26,7 @@ import {
 } from "./wire.js";
 
 const U64_MASK = (1n << 64n) - 1n;
+const TRAFFIC_CACHE_MAX = 4096;
 
 function teardownOf(e: DhtEntry): DhtTeardown {
   return { seq: e.seq, key: e.key, root: e.root, rootSeq: e.rootSeq };
@@ -51,6 +52,7 @@ export class Dht {
   // dhtLookup scratch (avoids a closure per packet)
   private best: Buffer = Buffer.alloc(0);
   private bestPeer: Peer | null = null;
+  private readonly trafficCache = new Map<string, Peer | null>();
 
   constructor(
     private readonly core: RouterCore,
@@ -59,6 +61,24 @@ export class Dht {
     initialSeq: bigint,
   ) {
     this.seq = initialSeq & U64_MASK;
+  }
+
+  /**
+   * dhtLookup(dest, false) for traffic, memoised: the answer depends only on tree, peer and DHT
+   * state, which traffic never changes, so the router calls invalidate() on every other event.
+   */
+  lookupTraffic(dest: Buffer): Peer | null {
+    const id = dest.toString("latin1");
+    const hit = this.trafficCache.get(id);
+    if (hit !== undefined) return hit;
+    const next = this.lookup(dest, false);
+    if (this.trafficCache.size >= TRAFFIC_CACHE_MAX) this.trafficCache.clear();
+    this.trafficCache.set(id, next);
+    return next;
+  }
+
+  invalidate(): void {
+    if (this.trafficCache.size > 0) this.trafficCache.clear();
   }
 
   /**

@@ -81,6 +81,7 @@ export class Router implements RouterCore {
 
   addPeer(key: Buffer, priority: number, now: number): number {
     this.now = now;
+    this.dht.invalidate();
     const port = this.nextFreePort();
     const peer: Peer = { port, key: Buffer.from(key), priority, info: undefined, dhtCount: 0, closed: false };
     this.peers.set(port, peer);
@@ -92,6 +93,7 @@ export class Router implements RouterCore {
     this.now = now;
     const peer = this.peers.get(port);
     if (peer === undefined) return;
+    this.dht.invalidate();
     this.peers.delete(port);
     this.tree.remove(peer);
     this.dht.removePeer(peer);
@@ -101,6 +103,7 @@ export class Router implements RouterCore {
   setPeerPriority(port: number, priority: number): void {
     const peer = this.peers.get(port);
     if (peer !== undefined) peer.priority = priority;
+    this.dht.invalidate();
   }
 
   handleFrame(port: number, frame: Buffer, now: number): void {
@@ -116,6 +119,8 @@ export class Router implements RouterCore {
     }
     const type = frame[0];
     if (type < FRAME_TYPES) this.framesIn[type]++;
+    // Only traffic leaves tree, peer and DHT state untouched (the pathfinder has its own state).
+    if (type !== FrameType.DhtTraffic && type !== FrameType.PathTraffic) this.dht.invalidate();
     try {
       this.dispatch(peer, type, frame);
     } catch (err) {
@@ -217,7 +222,7 @@ export class Router implements RouterCore {
    */
   private routeDhtTraffic(frame: Buffer, viaPath: boolean): void {
     const dest = frame.subarray(33, 65);
-    const next = this.dht.lookup(dest, false);
+    const next = this.dht.lookupTraffic(dest);
     if (next !== null) {
       this.sendFrame(next, frame);
       return;
@@ -266,6 +271,7 @@ export class Router implements RouterCore {
 
   handleTimeout(now: number): void {
     this.now = now;
+    this.dht.invalidate();
     this.tree.onTimeout(now);
     this.dht.onTimeout(now);
     this.pf.onTimeout(now);
@@ -290,6 +296,7 @@ export class Router implements RouterCore {
   private violation(peer: Peer, reason: string): void {
     this.drop("peer_closed_protocol_violation");
     peer.closed = true;
+    this.dht.invalidate();
     this.out.closePeer(peer.port, reason);
   }
 
