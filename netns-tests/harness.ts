@@ -1,6 +1,6 @@
 // Network-namespace harness: namespaces, veth pairs, daemons (Debian yggdrasil and planetd) inside
 // them, their admin CLIs, bounded waits and ping. Everything it creates is registered so that a
-// crashing test still leaves no namespace or process behind (see the exit hook at the bottom).
+// crashing test still leaves no namespace or process behind (see installExitHook).
 //
 // Environment:
 //   PD_NETNS_REQUIRED=1        fail instead of skipping when not root or yggdrasil is missing (CI).
@@ -646,23 +646,15 @@ export class Lab {
     return p;
   }
 
-  yggdrasil(ns: Netns, name: string, opts: NodeOptions = {}): DaemonNode {
-    return new DaemonNode(this, "yggdrasil", name, ns, opts);
-  }
-
-  planetd(ns: Netns, name: string, opts: NodeOptions = {}): DaemonNode {
-    return new DaemonNode(this, "planetd", name, ns, opts);
-  }
-
   /** Start and return a Debian yggdrasil node (ready when its admin socket answers). */
   async startYggdrasil(ns: Netns, name: string, opts: NodeOptions = {}): Promise<DaemonNode> {
-    const node = this.yggdrasil(ns, name, opts);
+    const node = new DaemonNode(this, "yggdrasil", name, ns, opts);
     await node.start();
     return node;
   }
 
   async startPlanetd(ns: Netns, name: string, opts: NodeOptions = {}): Promise<DaemonNode> {
-    const node = this.planetd(ns, name, opts);
+    const node = new DaemonNode(this, "planetd", name, ns, opts);
     await node.start();
     return node;
   }
@@ -732,9 +724,4 @@ export class Lab {
     }
     if (!process.env.PD_NETNS_KEEP) rmSync(this.dir, { recursive: true, force: true });
   }
-}
-
-/** Expect a condition with a message that carries the lab's logs. */
-export function check(lab: Lab, condition: boolean, message: string): void {
-  if (!condition) throw new Error(`${message}\n${lab.logTails()}`);
 }
