@@ -53,7 +53,7 @@ export class Router implements RouterCore {
   private delivered = 0;
 
   constructor(
-    private readonly signer: Signer,
+    signer: Signer,
     private readonly out: RouterOutput,
     now: number,
     random: () => number = Math.random,
@@ -69,7 +69,6 @@ export class Router implements RouterCore {
     this.dht = new Dht(this, signer, this.tree, BigInt(Math.floor(now)) * 1_000_000n + rnd);
     this.pf = new Pathfinder(this, signer, this.tree, this.dht);
     this.tree.afterFix = () => this.dht.doBootstrap();
-    this.dht.doBootstrap(); // arms the 1 s bootstrap timer, as ironwood's init does
   }
 
   /** The port addPeer will assign next (it sends the hello on that port before returning). */
