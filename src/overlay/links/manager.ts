@@ -1,5 +1,7 @@
 // The link manager: listeners, static peers with redial, multicast discovery, and the admission rules
-// of spec 4.2 (dedupe per scheme+interface+remote, pins, AllowedPublicKeys, no self-links).
+// of spec 4.2 (dedupe per scheme+interface+remote, pins, AllowedPublicKeys, no self-links), the same
+// for stream links (TCP, TLS, unix) and our UDP links (udp.ts).
+import { lookup } from "node:dns/promises";
 import { once } from "node:events";
 import { existsSync, unlinkSync } from "node:fs";
 import net, { type Server, type Socket } from "node:net";
@@ -11,7 +13,8 @@ import { selfSignedCertificate } from "../../crypto/cert.js";
 import type { Identity } from "../../crypto/identity.js";
 import type { Link } from "./link.js";
 import { Multicast, type MulticastInterfaceConfig, parseIPv6 } from "./multicast.js";
-import { type LinkTimeouts, type StreamLink, handshake } from "./stream.js";
+import { DEFAULT_TIMEOUTS, type LinkTimeouts, type StreamLink, handshake } from "./stream.js";
+import { type UdpDial, type UdpHooks, type UdpLink, UdpListener, dialUdp } from "./udp.js";
 import { type PeerUri, hostPort, isLinkLocal6, parseListenUri, parsePeerUri } from "./uri.js";
 
 export interface LinkManagerConfig {
@@ -29,6 +32,17 @@ export interface LinkManagerConfig {
   dialTimeoutMs?: number;
   /** UDP port of the multicast group (spec: 9001). */
   multicastPort?: number;
+  /** udp:// links: coalescing size (default 1452 bytes) and test hooks (loss injection). */
+  udp?: { datagramBytes?: number; hooks?: UdpHooks };
+}
+
+/** What the manager keeps of a link: the Link seam plus a close watcher. */
+type ManagedLink = StreamLink | UdpLink;
+
+/** A dial in progress; cancel() abandons it (peer removed, stopping). */
+interface DialAttempt {
+  socket?: Socket;
+  cancel?: (reason: string) => void;
 }
 
 export interface LinkManagerEvents {
@@ -40,8 +54,8 @@ interface PeerState {
   uri: string;
   parsed: PeerUri;
   iface: string | undefined;
-  link: StreamLink | undefined;
-  attempt: { socket?: Socket } | undefined;
+  link: ManagedLink | undefined;
+  attempt: DialAttempt | undefined;
   timer: NodeJS.Timeout | undefined;
   backoffMs: number;
   removed: boolean;
@@ -69,7 +83,8 @@ export class LinkManager {
   /** Dedupe ids (spec 4.2) of connections from accept/connect until close. */
   private readonly ids = new Set<string>();
   private readonly sockets = new Set<Socket>();
-  private readonly links = new Set<StreamLink>();
+  private readonly links = new Set<ManagedLink>();
+  private readonly udpDials = new Set<UdpDial>();
   private readonly multicast: Multicast;
   private inboundSeq = 0;
   private started = false;
@@ -112,6 +127,7 @@ export class LinkManager {
   async stop(): Promise<void> {
     this.stopped = true;
     for (const peer of this.peers.values()) this.dropPeer(peer, "stopping");
+    for (const dial of [...this.udpDials]) dial.cancel("stopping");
     await this.multicast.stop();
     const sockets = [...this.sockets];
     const socketsClosed = sockets.map((s) => (s.closed ? undefined : new Promise((r) => s.once("close", r))));
@@ -172,13 +188,14 @@ export class LinkManager {
     peer.removed = true;
     clearTimeout(peer.timer);
     peer.attempt?.socket?.destroy();
+    peer.attempt?.cancel?.(reason);
     peer.link?.close(reason);
   }
 
   private dialPeer(peer: PeerState): void {
     peer.timer = undefined;
     if (peer.removed || this.stopped) return;
-    const attempt: { socket?: Socket } = {};
+    const attempt: DialAttempt = {};
     peer.attempt = attempt;
     this.dial(peer.parsed, peer.iface, attempt).then(
       (link) => {
@@ -229,12 +246,9 @@ export class LinkManager {
     );
   }
 
-  private async dial(
-    parsed: PeerUri,
-    iface: string | undefined,
-    attempt: { socket?: Socket },
-  ): Promise<StreamLink> {
+  private async dial(parsed: PeerUri, iface: string | undefined, attempt: DialAttempt): Promise<ManagedLink> {
     if (this.stopped) throw new Error("stopping");
+    if (parsed.scheme === "udp") return this.dialUdp(parsed, iface, attempt);
     const timeoutMs = this.cfg.dialTimeoutMs ?? DIAL_TIMEOUT_MS;
     let raw: Socket;
     if (parsed.scheme === "unix") {
@@ -277,13 +291,10 @@ export class LinkManager {
         priority: parsed.priority,
         timeouts: this.cfg.timeouts,
       });
-      if (link.remoteKey.equals(this.cfg.identity.publicKey)) {
-        link.close("connected to ourselves");
-        throw new Error("remote key is our own key");
-      }
-      if (parsed.keys.length > 0 && !parsed.keys.some((k) => k.equals(link.remoteKey))) {
-        link.close("key mismatch");
-        throw new Error(`remote key ${link.remoteKey.toString("hex")} does not match the pinned key`);
+      const refused = this.refusal(link.remoteKey, true, parsed.keys, "");
+      if (refused !== undefined) {
+        link.close(refused);
+        throw new Error(refused);
       }
       return link;
     } catch (e) {
@@ -306,6 +317,7 @@ export class LinkManager {
     } catch (e) {
       throw new Error(`listen: ${(e as Error).message}`);
     }
+    if (parsed.scheme === "udp") return this.listenUdp(uri, parsed, iface);
     const server = net.createServer({ pauseOnConnect: true }, (socket) => this.accept(socket, parsed, iface));
     if (parsed.scheme === "unix") await clearStaleSocket(parsed.path);
     await new Promise<void>((resolve, reject) => {
@@ -399,16 +411,105 @@ export class LinkManager {
       priority: parsed.priority,
       timeouts: this.cfg.timeouts,
     });
-    const keyHex = link.remoteKey.toString("hex");
-    if (link.remoteKey.equals(this.cfg.identity.publicKey)) {
-      link.close("connected to ourselves");
-      throw new Error("remote key is our own key");
-    }
-    if (this.allowed.size > 0 && !this.allowed.has(keyHex) && !isLinkLocal6(ip)) {
-      link.close("key not allowed");
-      throw new Error(`key ${keyHex} is not in AllowedPublicKeys`);
+    const refused = this.refusal(link.remoteKey, false, [], ip);
+    if (refused !== undefined) {
+      link.close(refused);
+      throw new Error(refused);
     }
     return link;
+  }
+
+  /**
+   * The admission rules every transport shares (spec 4.2): no link to ourselves, pins on outbound
+   * links, AllowedPublicKeys on inbound ones (link-local sources exempt). Returns the reason to refuse.
+   */
+  private refusal(remoteKey: Buffer, outbound: boolean, pins: Buffer[], ip: string): string | undefined {
+    if (remoteKey.equals(this.cfg.identity.publicKey)) return "remote key is our own key";
+    const keyHex = remoteKey.toString("hex");
+    if (outbound) {
+      if (pins.length > 0 && !pins.some((k) => k.equals(remoteKey))) {
+        return `remote key ${keyHex} does not match the pinned key`;
+      }
+    } else if (this.allowed.size > 0 && !this.allowed.has(keyHex) && !isLinkLocal6(ip)) {
+      return `key ${keyHex} is not in AllowedPublicKeys`;
+    }
+    return undefined;
+  }
+
+  private async dialUdp(parsed: PeerUri, iface: string | undefined, attempt: DialAttempt): Promise<UdpLink> {
+    const route = routeVia(parsed.host, iface);
+    const address = net.isIP(route.host.split("%")[0]!) ? route.host : (await lookup(route.host)).address;
+    if (this.stopped) throw new Error("stopping");
+    const id = remoteId("udp", iface, address, parsed.port);
+    if (this.ids.has(id)) throw new Error("already connected to this address");
+    this.ids.add(id);
+    const dial = dialUdp({
+      address,
+      port: parsed.port,
+      localAddress: route.localAddress,
+      localKey: this.cfg.identity.publicKey,
+      priority: parsed.priority,
+      remote: parsed.base,
+      timeouts: { ...DEFAULT_TIMEOUTS, ...this.cfg.timeouts },
+      datagramBytes: this.cfg.udp?.datagramBytes,
+      hooks: this.cfg.udp?.hooks,
+      check: (remoteKey) => this.refusal(remoteKey, true, parsed.keys, ""),
+    });
+    attempt.cancel = (reason) => dial.cancel(reason);
+    this.udpDials.add(dial);
+    try {
+      const link = await dial.link;
+      link.onClosed(() => this.ids.delete(id));
+      return link;
+    } catch (e) {
+      this.ids.delete(id);
+      if (dial.answered) this.counters.handshakeFailures++;
+      throw e;
+    } finally {
+      this.udpDials.delete(dial);
+    }
+  }
+
+  private async listenUdp(uri: string, parsed: PeerUri, iface: string | undefined): Promise<ListenerHandle> {
+    const host = net.isIP(parsed.host.split("%")[0]!) ? parsed.host : (await lookup(parsed.host)).address;
+    let listener: UdpListener;
+    try {
+      listener = await UdpListener.bind({
+        host,
+        port: parsed.port,
+        localKey: this.cfg.identity.publicKey,
+        priority: parsed.priority,
+        timeouts: { ...DEFAULT_TIMEOUTS, ...this.cfg.timeouts },
+        datagramBytes: this.cfg.udp?.datagramBytes,
+        hooks: this.cfg.udp?.hooks,
+        check: (remoteKey, ip, port) => {
+          const remote = `udp://${hostPort(ip, port)}`;
+          const id = remoteId("udp", iface, ip, port);
+          const refused = this.stopped
+            ? "stopping"
+            : this.ids.has(id)
+              ? "already connected to this address"
+              : this.refusal(remoteKey, false, [], ip);
+          if (refused !== undefined) {
+            this.counters.handshakeFailures++;
+            if (!this.stopped) this.log.info({ remote }, `inbound link from ${remote} failed: ${refused}`);
+          }
+          return refused;
+        },
+        onLink: (link, ip, port) => {
+          const id = remoteId("udp", iface, ip, port);
+          this.ids.add(id);
+          link.onClosed(() => this.ids.delete(id));
+          this.admit(link);
+        },
+        onSocketError: (message) => this.log.warn(`listener ${uri}: ${message}`),
+      });
+    } catch (e) {
+      throw new Error(`listen ${JSON.stringify(uri)}: cannot bind: ${(e as Error).message}`);
+    }
+    const actual = `udp://${hostPort(parsed.host, listener.port)}`;
+    this.log.info(`listening on ${actual}`);
+    return { uri: actual, port: listener.port, close: () => listener.close() };
   }
 
   private serverContext(): SecureContext {
@@ -419,7 +520,7 @@ export class LinkManager {
     return this.tlsContext;
   }
 
-  private admit(link: StreamLink): void {
+  private admit(link: ManagedLink): void {
     if (this.stopped) {
       link.close("stopping");
       return;

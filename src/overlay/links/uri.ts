@@ -1,9 +1,10 @@
-// Peer and listen URIs (spec 4.1): tcp://host:port, tls://host:port, unix:///path, with the query
+// Peer and listen URIs (spec 4.1): tcp://host:port, tls://host:port, unix:///path and our own
+// udp://host:port (udp.ts), with the query
 // parameters key= (repeatable pin), priority= (0..255) and sni=. WHATWG URL refuses IPv6 zones
 // (fe80::1%eth0), which multicast peers need, so this is a small hand parser with one-line errors.
 import { isIP } from "node:net";
 
-export type LinkScheme = "tcp" | "tls" | "unix";
+export type LinkScheme = "tcp" | "tls" | "udp" | "unix";
 
 export interface PeerUri {
   scheme: LinkScheme;
@@ -25,6 +26,7 @@ export interface PeerUri {
 const EXPECTED: Record<LinkScheme, string> = {
   tcp: "tcp://host:port",
   tls: "tls://host:port",
+  udp: "udp://host:port",
   unix: "unix:///path",
 };
 
@@ -45,7 +47,7 @@ function parse(uri: string, listen: boolean): PeerUri {
   const q = JSON.stringify(uri);
   const m = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/(.*)$/s.exec(uri);
   if (!m) {
-    const guess = /^(tcp|tls|unix)/i.exec(uri)?.[1]?.toLowerCase() as LinkScheme | undefined;
+    const guess = /^(tcp|tls|udp|unix)/i.exec(uri)?.[1]?.toLowerCase() as LinkScheme | undefined;
     throw new Error(`${q} is not a URI (expected ${EXPECTED[guess ?? "tcp"]})`);
   }
   const schemeText = m[1]!.toLowerCase();

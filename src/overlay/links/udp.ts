@@ -1,0 +1,398 @@
+// UDP links: planetd's own transport (an extension; Yggdrasil 0.4.7 has none). They carry exactly the
+// ironwood frames of a TCP link, so the router cannot tell the two apart.
+//
+// URIs: udp://host:port in Listen and Peers, with key= and priority= as on TCP. A listener is one
+// socket (udp4/udp6 by address family) serving many peers, demultiplexed by remote ip:port; a dialer
+// uses its own connected socket. Every datagram starts with a type byte:
+//
+//   handshake (55 bytes): type ‖ dialer cookie (8) ‖ listener cookie (8) ‖ metadata (38, spec 4.3)
+//     1 INIT       dialer → listener, listener cookie zero; resent every 1 s
+//     2 CHALLENGE  listener → dialer, echoes the dialer cookie; the listener cookie is
+//                  HMAC(secret, source ip:port ‖ dialer cookie), so the listener keeps no state yet
+//     3 CONFIRM    dialer → listener, both cookies; resent every 1 s until ACCEPT or data arrives
+//     4 ACCEPT     listener → dialer: the listener created the link (again on a repeated CONFIRM)
+//   A blind spoofer never sees the CHALLENGE, so it cannot open a link for someone else's address;
+//   replies are never larger than requests. The 6 s deadline covers the whole exchange. Pins, the
+//   self-key check and AllowedPublicKeys are the manager's (same code as TCP), asked on CHALLENGE
+//   (dialer) and CONFIRM (listener).
+//   5 CLOSE      type ‖ receiver's cookie: the sender closed the link.
+//   0x10 DATA / 0x11 DATA+ACK: type ‖ receiver's cookie (8) ‖ [ack block] ‖ records…
+//     ack block: next expected reliable seq (u32) ‖ 64-bit bitmap of the seqs after it (2 × u32)
+//     record:    0 ‖ len u16 ‖ frame                (types 9, 10: traffic, unreliable)
+//                1 ‖ len u16 ‖ seq u32 ‖ frame      (types 0–8: reliable, ordered)
+// Protocol frames go through a small reliable channel because the tree and the DHT assume a stream:
+// a window of 64 frames, cumulative + selective acks piggybacked on data or sent once per event-loop
+// turn, retransmission after an RTO (RFC 6298 style, 50 ms – 3 s) or after three later frames were
+// acknowledged. Traffic is sent once; lost traffic is lost. Frames sent in the same tick are coalesced
+// into datagrams of up to `datagramBytes` (default 1452); a bigger frame goes alone up to 65,507 bytes
+// (the kernel fragments it) and frames that fit no datagram are dropped and counted. Keepalive (an
+// empty DATA+ACK) after 4 s without sending, close after 6 s without a valid datagram. Malformed
+// datagrams from unknown addresses are ignored statelessly; malformed data on a link closes only it.
+import { createHmac, randomBytes } from "node:crypto";
+import dgram, { type RemoteInfo, type Socket } from "node:dgram";
+import { isIP } from "node:net";
+import { type LinkTimeouts, decodeMetadata, encodeMetadata } from "./stream.js";
+import {
+  DATA_HEADER,
+  PKT_ACCEPT,
+  PKT_CHALLENGE,
+  PKT_CLOSE,
+  PKT_CONFIRM,
+  PKT_DATA,
+  PKT_DATA_ACK,
+  PKT_INIT,
+  type UdpHooks,
+  UdpLink,
+} from "./udp-link.js";
+
+export { UdpLink, type UdpHooks } from "./udp-link.js";
+
+const HS_BYTES = 55;
+const META_AT = 17;
+const HELLO_RETRY_MS = 1000;
+export const DEFAULT_DATAGRAM_BYTES = 1452;
+const DEFAULT_CONGESTION_BYTES = 1024 * 1024;
+const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
+const ZERO_COOKIE = Buffer.alloc(8);
+
+export interface UdpCommonOptions {
+  localKey: Buffer;
+  priority: number;
+  timeouts: LinkTimeouts;
+  datagramBytes?: number;
+  congestionBytes?: number;
+  hooks?: UdpHooks;
+}
+
+export interface UdpListenerOptions extends UdpCommonOptions {
+  /** Literal IP address to bind. */
+  host: string;
+  port: number;
+  /** Admission for an inbound handshake that proved its address: a string is the reason to refuse. */
+  check(remoteKey: Buffer, ip: string, port: number): string | undefined;
+  onLink(link: UdpLink, ip: string, port: number): void;
+  onSocketError(message: string): void;
+}
+
+function handshakePacket(type: number, dialer: Buffer, listener: Buffer, meta: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(HS_BYTES);
+  out[0] = type;
+  dialer.copy(out, 1);
+  listener.copy(out, 9);
+  meta.copy(out, META_AT);
+  return out;
+}
+
+function closePacket(cookie: Buffer): Buffer {
+  const out = Buffer.allocUnsafe(DATA_HEADER);
+  out[0] = PKT_CLOSE;
+  cookie.copy(out, 1);
+  return out;
+}
+
+function tuneBuffers(socket: Socket): void {
+  // The kernel caps these at net.core.[rw]mem_max; bigger is better for bursts, failure is harmless.
+  try {
+    socket.setRecvBufferSize(SOCKET_BUFFER_BYTES);
+    socket.setSendBufferSize(SOCKET_BUFFER_BYTES);
+  } catch {}
+}
+
+function hostPort(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+export class UdpListener {
+  readonly port: number;
+  private readonly o: UdpListenerOptions;
+  private readonly socket: Socket;
+  private readonly secret = randomBytes(32);
+  private readonly meta: Buffer;
+  private readonly links = new Map<string, UdpLink>();
+  private closing = false;
+
+  static async bind(o: UdpListenerOptions): Promise<UdpListener> {
+    const family = isIP(o.host.split("%")[0]!);
+    if (family === 0)
+      throw new Error(`"${o.host}" is not an IP address (udp listeners bind literal addresses)`);
+    const socket = dgram.createSocket({ type: family === 6 ? "udp6" : "udp4" });
+    await new Promise<void>((resolve, reject) => {
+      socket.once("error", reject);
+      socket.bind({ address: o.host, port: o.port, exclusive: true }, () => {
+        socket.off("error", reject);
+        resolve();
+      });
+    });
+    tuneBuffers(socket);
+    return new UdpListener(o, socket);
+  }
+
+  private constructor(o: UdpListenerOptions, socket: Socket) {
+    this.o = o;
+    this.socket = socket;
+    this.port = socket.address().port;
+    this.meta = encodeMetadata(o.localKey);
+    socket.on("message", (msg: Buffer, rinfo: RemoteInfo) => this.onMessage(msg, rinfo));
+    socket.on("error", (e: Error) => o.onSocketError(e.message));
+  }
+
+  /** Established inbound links on this socket. */
+  get linkCount(): number {
+    return this.links.size;
+  }
+
+  private onMessage(msg: Buffer, rinfo: RemoteInfo): void {
+    if (msg.length < DATA_HEADER || this.closing) return;
+    const type = msg[0];
+    if (type === PKT_DATA || type === PKT_DATA_ACK) {
+      const link = this.links.get(`${rinfo.address}|${rinfo.port}`);
+      if (link?.matches(msg)) link.receive(msg);
+      return;
+    }
+    if (type === PKT_CLOSE) {
+      const link = this.links.get(`${rinfo.address}|${rinfo.port}`);
+      if (link?.matches(msg)) link.close("closed by peer", false);
+      return;
+    }
+    if (msg.length !== HS_BYTES) return;
+    if (type === PKT_INIT) {
+      const dialer = msg.subarray(1, 9);
+      this.send(handshakePacket(PKT_CHALLENGE, dialer, this.cookieFor(rinfo, dialer), this.meta), rinfo);
+    } else if (type === PKT_CONFIRM) {
+      this.onConfirm(msg, rinfo);
+    }
+  }
+
+  private cookieFor(rinfo: RemoteInfo, dialer: Buffer): Buffer {
+    return createHmac("sha256", this.secret)
+      .update(`${rinfo.address}|${rinfo.port}|`)
+      .update(dialer)
+      .digest()
+      .subarray(0, 8);
+  }
+
+  private onConfirm(msg: Buffer, rinfo: RemoteInfo): void {
+    const dialer = Buffer.from(msg.subarray(1, 9));
+    const cookie = this.cookieFor(rinfo, dialer);
+    if (!cookie.equals(msg.subarray(9, 17))) return; // spoofed or stale: no state, no answer
+    const key = `${rinfo.address}|${rinfo.port}`;
+    const existing = this.links.get(key);
+    if (existing) {
+      if (existing.hasLocalCookie(cookie)) {
+        // Our ACCEPT was lost: say it again.
+        this.send(handshakePacket(PKT_ACCEPT, dialer, cookie, this.meta), rinfo);
+        return;
+      }
+      existing.close("peer restarted the handshake", false);
+    }
+    let remoteKey: Buffer;
+    try {
+      remoteKey = decodeMetadata(Buffer.from(msg.subarray(META_AT)));
+    } catch {
+      return;
+    }
+    const refused = this.o.check(remoteKey, rinfo.address, rinfo.port);
+    if (refused !== undefined) {
+      this.send(closePacket(dialer), rinfo);
+      return;
+    }
+    const link = new UdpLink({
+      socket: this.socket,
+      address: rinfo.address,
+      port: rinfo.port,
+      connected: false,
+      localCookie: cookie,
+      remoteCookie: dialer,
+      remoteKey,
+      remote: `udp://${hostPort(rinfo.address, rinfo.port)}`,
+      outbound: false,
+      priority: this.o.priority,
+      timeouts: this.o.timeouts,
+      datagramBytes: this.o.datagramBytes ?? DEFAULT_DATAGRAM_BYTES,
+      congestionBytes: this.o.congestionBytes ?? DEFAULT_CONGESTION_BYTES,
+      hooks: this.o.hooks,
+      release: () => {
+        if (this.links.get(key) === link) this.links.delete(key);
+      },
+    });
+    this.links.set(key, link);
+    this.send(handshakePacket(PKT_ACCEPT, dialer, cookie, this.meta), rinfo);
+    this.o.onLink(link, rinfo.address, rinfo.port);
+  }
+
+  private send(packet: Buffer, rinfo: RemoteInfo): void {
+    this.socket.send(packet, rinfo.port, rinfo.address);
+  }
+
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    for (const link of [...this.links.values()]) link.close("stopping");
+    // Let the close datagrams leave (unconnected sends resolve the address on the next tick).
+    await new Promise((r) => setImmediate(r));
+    await new Promise<void>((resolve) => this.socket.close(() => resolve()));
+  }
+}
+
+export interface UdpDialOptions extends UdpCommonOptions {
+  /** Literal IP (with a zone for link-local IPv6). */
+  address: string;
+  port: number;
+  localAddress?: string;
+  /** Shown by getPeers: the dial URI without its query. */
+  remote: string;
+  /** Pins and the self-key check: a string is the reason to give up. */
+  check(remoteKey: Buffer): string | undefined;
+}
+
+export interface UdpDial {
+  link: Promise<UdpLink>;
+  /** True once the peer answered (for the manager's handshake-failure count). */
+  readonly answered: boolean;
+  cancel(reason: string): void;
+}
+
+/** Dial a UDP listener; the returned promise settles when the link is up or the handshake failed. */
+export function dialUdp(o: UdpDialOptions): UdpDial {
+  const family = isIP(o.address.split("%")[0]!);
+  const socket = dgram.createSocket({ type: family === 6 ? "udp6" : "udp4" });
+  const dialerCookie = randomBytes(8);
+  const meta = encodeMetadata(o.localKey);
+  let listenerCookie: Buffer | undefined;
+  let remoteKey: Buffer | undefined;
+  let settled = false;
+  const state = { answered: false };
+  let ready = false;
+  const retry = setInterval(() => hello(), HELLO_RETRY_MS);
+  const deadline = setTimeout(
+    () => fail(state.answered ? "handshake timed out" : "no answer (handshake timed out)"),
+    o.timeouts.handshakeMs,
+  );
+  let resolveLink: (l: UdpLink) => void = () => {};
+  let rejectLink: (e: Error) => void = () => {};
+  const link = new Promise<UdpLink>((resolve, reject) => {
+    resolveLink = resolve;
+    rejectLink = reject;
+  });
+
+  const stopTimers = (): void => {
+    clearInterval(retry);
+    clearTimeout(deadline);
+  };
+  const fail = (message: string): void => {
+    if (settled) return;
+    settled = true;
+    stopTimers();
+    socket.removeAllListeners("message");
+    try {
+      socket.close();
+    } catch {}
+    rejectLink(new Error(message));
+  };
+  const hello = (): void => {
+    if (!ready || settled) return;
+    const packet = listenerCookie
+      ? handshakePacket(PKT_CONFIRM, dialerCookie, listenerCookie, meta)
+      : handshakePacket(PKT_INIT, dialerCookie, ZERO_COOKIE, meta);
+    socket.send(packet);
+  };
+  const up = (first: Buffer | undefined): void => {
+    settled = true;
+    stopTimers();
+    const udpLink = new UdpLink({
+      socket,
+      address: o.address,
+      port: o.port,
+      connected: true,
+      localCookie: dialerCookie,
+      remoteCookie: listenerCookie!,
+      remoteKey: remoteKey!,
+      remote: o.remote,
+      outbound: true,
+      priority: o.priority,
+      timeouts: o.timeouts,
+      datagramBytes: o.datagramBytes ?? DEFAULT_DATAGRAM_BYTES,
+      congestionBytes: o.congestionBytes ?? DEFAULT_CONGESTION_BYTES,
+      hooks: o.hooks,
+      release: () => {
+        setImmediate(() => {
+          try {
+            socket.close();
+          } catch {}
+        });
+      },
+    });
+    socket.removeAllListeners("message");
+    socket.removeAllListeners("error");
+    socket.on("error", (e: Error & { code?: string }) =>
+      udpLink.close(e.code === "ECONNREFUSED" ? "connection refused" : e.message, false),
+    );
+    socket.on("message", (msg: Buffer) => {
+      if (msg.length < DATA_HEADER) return;
+      const type = msg[0];
+      if (type === PKT_DATA || type === PKT_DATA_ACK) {
+        if (udpLink.matches(msg)) udpLink.receive(msg);
+      } else if (type === PKT_CLOSE && udpLink.matches(msg)) {
+        udpLink.close("closed by peer", false);
+      }
+    });
+    resolveLink(udpLink);
+    if (first) queueMicrotask(() => udpLink.receive(first));
+  };
+  const cookieIs = (msg: Buffer, at: number, cookie: Buffer): boolean =>
+    msg.length >= at + 8 && cookie.equals(msg.subarray(at, at + 8));
+
+  socket.on("error", (e: Error & { code?: string }) =>
+    fail(e.code === "ECONNREFUSED" ? "connection refused" : `udp: ${e.message}`),
+  );
+  socket.on("message", (msg: Buffer) => {
+    if (settled || msg.length < DATA_HEADER) return;
+    const type = msg[0];
+    if (type === PKT_CHALLENGE && msg.length === HS_BYTES && cookieIs(msg, 1, dialerCookie)) {
+      if (listenerCookie) return;
+      state.answered = true;
+      let key: Buffer;
+      try {
+        key = decodeMetadata(Buffer.from(msg.subarray(META_AT)));
+      } catch (e) {
+        fail((e as Error).message);
+        return;
+      }
+      const refused = o.check(key);
+      if (refused !== undefined) {
+        fail(refused);
+        return;
+      }
+      remoteKey = key;
+      listenerCookie = Buffer.from(msg.subarray(9, 17));
+      hello();
+    } else if (type === PKT_ACCEPT && msg.length === HS_BYTES && listenerCookie) {
+      if (cookieIs(msg, 1, dialerCookie) && cookieIs(msg, 9, listenerCookie)) up(undefined);
+    } else if ((type === PKT_DATA || type === PKT_DATA_ACK) && listenerCookie) {
+      // The ACCEPT was lost but the listener already speaks on the link: that proves it too.
+      if (cookieIs(msg, 1, dialerCookie)) up(Buffer.from(msg));
+    } else if (type === PKT_CLOSE && cookieIs(msg, 1, dialerCookie)) {
+      state.answered = true;
+      fail("refused by the peer");
+    }
+  });
+
+  const start = (): void => {
+    socket.connect(o.port, o.address, () => {
+      if (settled) return;
+      tuneBuffers(socket);
+      ready = true;
+      hello();
+    });
+  };
+  if (o.localAddress) socket.bind({ address: o.localAddress, port: 0 }, start);
+  else start();
+
+  return {
+    link,
+    get answered() {
+      return state.answered;
+    },
+    cancel: (reason: string) => fail(reason),
+  };
+}

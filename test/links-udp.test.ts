@@ -1,0 +1,368 @@
+// udp:// links through the LinkManager on loopback: ordered reliable protocol frames under loss,
+// unreliable traffic, keepalive and silence, the cookie handshake against spoofing, admission rules
+// and redial.
+import { randomBytes } from "node:crypto";
+import dgram from "node:dgram";
+import pino from "pino";
+import { afterEach, describe, expect, it } from "vitest";
+import { Identity } from "../src/crypto/identity.js";
+import type { Link } from "../src/overlay/links/link.js";
+import { LinkManager, type LinkManagerConfig } from "../src/overlay/links/manager.js";
+import { encodeMetadata } from "../src/overlay/links/stream.js";
+import type { UdpLink } from "../src/overlay/links/udp.js";
+
+interface TestNode {
+  id: Identity;
+  mgr: LinkManager;
+  links: Link[];
+  logs: string[];
+  nextLink(): Promise<Link>;
+  nextLog(pattern: RegExp): Promise<string>;
+}
+
+const running: LinkManager[] = [];
+const sockets: dgram.Socket[] = [];
+afterEach(async () => {
+  for (const s of sockets.splice(0)) s.close();
+  await Promise.all(running.splice(0).map((m) => m.stop()));
+});
+
+const FAST = { handshakeMs: 3000, keepaliveMs: 4000, idleMs: 6000 };
+
+async function node(cfg: Partial<LinkManagerConfig> = {}, id = Identity.generate()): Promise<TestNode> {
+  const links: Link[] = [];
+  const logs: string[] = [];
+  const linkWaiters: Array<(l: Link) => void> = [];
+  const unclaimed: Link[] = [];
+  const logWaiters: Array<{ re: RegExp; done: (s: string) => void }> = [];
+  const logger = pino(
+    { level: "info" },
+    {
+      write(line: string) {
+        const msg = JSON.parse(line).msg as string;
+        logs.push(msg);
+        for (const w of logWaiters.filter((w) => w.re.test(msg))) {
+          logWaiters.splice(logWaiters.indexOf(w), 1);
+          w.done(msg);
+        }
+      },
+    },
+  );
+  const mgr = new LinkManager(
+    {
+      identity: id,
+      listen: [],
+      peers: [],
+      interfacePeers: {},
+      allowedPublicKeys: [],
+      multicast: [],
+      logger,
+      timeouts: FAST,
+      redial: { initialMs: 50, maxMs: 200 },
+      ...cfg,
+    },
+    {
+      onLink(link) {
+        links.push(link);
+        const w = linkWaiters.shift();
+        if (w) w(link);
+        else unclaimed.push(link);
+      },
+    },
+  );
+  running.push(mgr);
+  await mgr.start();
+  return {
+    id,
+    mgr,
+    links,
+    logs,
+    nextLink: () => {
+      const ready = unclaimed.shift();
+      return ready ? Promise.resolve(ready) : new Promise((resolve) => linkWaiters.push(resolve));
+    },
+    nextLog: (re) => {
+      const found = logs.find((l) => re.test(l));
+      if (found) return Promise.resolve(found);
+      return new Promise((done) => logWaiters.push({ re, done }));
+    },
+  };
+}
+
+interface Collector {
+  frames: Buffer[];
+  closed: Promise<string>;
+  /** Resolves once `pred` holds for the frames received so far. */
+  until(pred: (frames: Buffer[]) => boolean): Promise<void>;
+}
+
+function collect(link: Link): Collector {
+  const frames: Buffer[] = [];
+  const waiters: Array<{ pred: (f: Buffer[]) => boolean; done: () => void }> = [];
+  let resolveClosed: (r: string) => void = () => {};
+  const closed = new Promise<string>((r) => {
+    resolveClosed = r;
+  });
+  link.setHandler({
+    onFrame(frame) {
+      frames.push(Buffer.from(frame));
+      for (const w of waiters.filter((w) => w.pred(frames))) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.done();
+      }
+    },
+    onClose: resolveClosed,
+  });
+  return {
+    frames,
+    closed,
+    until: (pred) =>
+      pred(frames) ? Promise.resolve() : new Promise<void>((done) => waiters.push({ pred, done })),
+  };
+}
+
+/** Mixed frames: types 1–10 round robin, numbered in bytes 1–4, mostly packet-sized, a few up to 60 kB. */
+function mixedFrames(n: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (let i = 0; i < n; i++) {
+    const big = Math.random() < 0.02;
+    const size = 5 + Math.floor(Math.random() * (big ? 60_000 : 1500));
+    const f = randomBytes(size);
+    f[0] = 1 + (i % 10);
+    f.writeUInt32BE(i, 1);
+    out.push(f);
+  }
+  return out;
+}
+
+const isTraffic = (f: Buffer) => f[0] === 9 || f[0] === 10;
+
+/** Send in slices so two endpoints in one process both get to read (the kernel queue is finite). */
+async function paced(link: Link, frames: Buffer[], slice = 50): Promise<void> {
+  for (let i = 0; i < frames.length; i += slice) {
+    for (const f of frames.slice(i, i + slice)) link.send(f);
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+async function pair(listenHost: string, opts: { peerQuery?: string; cfg?: Partial<LinkManagerConfig> } = {}) {
+  const a = await node({ listen: [`udp://${listenHost}:0`], ...opts.cfg });
+  const aLink = a.nextLink();
+  const b = await node({ peers: [`${a.mgr.listenAddresses()[0]}${opts.peerQuery ?? ""}`], ...opts.cfg });
+  return { a, b, aLink: await aLink, bLink: await b.nextLink() };
+}
+
+describe.each(["127.0.0.1", "[::1]"])("udp links over %s", (host) => {
+  it("moves 5,000 mixed frames each way: every protocol frame in order under 10 % loss, most traffic", async () => {
+    let dropped = 0;
+    const lossy = {
+      udp: {
+        hooks: {
+          dropDatagram: () => {
+            if (Math.random() < 0.1) {
+              dropped++;
+              return true;
+            }
+            return false;
+          },
+        },
+      },
+    };
+    const { a, b, aLink, bLink } = await pair(host, { cfg: lossy });
+    expect(aLink.remoteKey.equals(b.id.publicKey)).toBe(true);
+    expect(bLink.remoteKey.equals(a.id.publicKey)).toBe(true);
+    expect(aLink.outbound).toBe(false);
+    expect(bLink.outbound).toBe(true);
+    expect(bLink.remote).toBe(a.mgr.listenAddresses()[0]);
+    expect(aLink.remote).toMatch(/^udp:\/\//);
+    const ab = mixedFrames(5000);
+    const ba = mixedFrames(5000);
+    const atA = collect(aLink);
+    const atB = collect(bLink);
+    const wantA = ab.filter((f) => !isTraffic(f));
+    const wantB = ba.filter((f) => !isTraffic(f));
+    const controlCount = (frames: Buffer[], n: number) => frames.filter((f) => !isTraffic(f)).length >= n;
+    await Promise.all([paced(bLink, ab), paced(aLink, ba)]);
+    await Promise.all([
+      atA.until((f) => controlCount(f, wantA.length)),
+      atB.until((f) => controlCount(f, wantB.length)),
+    ]);
+    for (const [got, want, sent] of [
+      [atA.frames, wantA, ab],
+      [atB.frames, wantB, ba],
+    ] as const) {
+      const control = got.filter((f) => !isTraffic(f));
+      expect(control.length).toBe(want.length);
+      expect(control.every((f, i) => f.equals(want[i]!))).toBe(true);
+      const traffic = got.filter(isTraffic);
+      // Every traffic frame that arrived is one that was sent, intact.
+      expect(traffic.every((f) => f.equals(sent[f.readUInt32BE(1)]!))).toBe(true);
+      const sentTraffic = sent.length - want.length;
+      expect(traffic.length).toBeGreaterThan(sentTraffic * 0.6);
+      expect(traffic.length).toBeLessThanOrEqual(sentTraffic);
+    }
+    expect(dropped).toBeGreaterThan(100);
+    expect((bLink as UdpLink).retransmits).toBeGreaterThan(0);
+    expect(bLink.bytesOut).toBeGreaterThan(ab.reduce((s, f) => s + f.length, 0) * 0.9);
+    expect(aLink.bytesIn).toBeGreaterThan(0);
+  }, 30_000);
+
+  it("redials after the listener restarts", async () => {
+    const aId = Identity.generate();
+    const a = await node({ listen: [`udp://${host}:0`] }, aId);
+    const uri = a.mgr.listenAddresses()[0]!;
+    const b = await node({ peers: [uri] });
+    const first = collect(await b.nextLink());
+    await a.mgr.stop();
+    expect(await first.closed).toBe("closed by peer");
+    const second = b.nextLink();
+    const a2 = await node({ listen: [uri] }, aId);
+    const a2Link = a2.nextLink();
+    const link = await second;
+    expect(link.remoteKey.equals(aId.publicKey)).toBe(true);
+    const atA = collect(await a2Link);
+    link.send(Buffer.from([7, 7]));
+    await atA.until((f) => f.length === 1);
+    expect(atA.frames).toEqual([Buffer.from([7, 7])]);
+  });
+});
+
+describe("udp links", () => {
+  it("negotiates priority to the max of both ends", async () => {
+    const { aLink, bLink } = await pair("127.0.0.1", { peerQuery: "?priority=3" });
+    expect(bLink.priority).toBe(3);
+    const announced = new Promise<number>((resolve) =>
+      aLink.setHandler({ onFrame() {}, onPriority: resolve, onClose() {} }),
+    );
+    expect(await announced).toBe(3);
+    expect(aLink.priority).toBe(3);
+  });
+
+  it("keeps an idle link alive with keepalives, and closes it when the peer falls silent", async () => {
+    let mute = false;
+    const fast = { handshakeMs: 1000, keepaliveMs: 100, idleMs: 300 };
+    const muting = { dropDatagram: () => mute };
+    const a = await node({ listen: ["udp://127.0.0.1:0"], timeouts: fast });
+    const aLinkP = a.nextLink();
+    const b = await node({ peers: [a.mgr.listenAddresses()[0]!], timeouts: fast, udp: { hooks: muting } });
+    const bLink = (await b.nextLink()) as UdpLink;
+    const aLink = (await aLinkP) as UdpLink;
+    const atA = collect(aLink);
+    const atB = collect(bLink);
+    // Several idle periods pass, counted by keepalive datagrams in both directions.
+    await new Promise<void>((resolve) => {
+      const t = setInterval(() => {
+        if (aLink.datagramsIn >= 8 && bLink.datagramsIn >= 8) {
+          clearInterval(t);
+          resolve();
+        }
+      }, 20);
+    });
+    expect(aLink.closed || bLink.closed).toBe(false);
+    expect(atA.frames).toHaveLength(0);
+    expect(atB.frames).toHaveLength(0);
+    // Now b's datagrams vanish: a hears nothing and closes after idleMs.
+    mute = true;
+    const t0 = Date.now();
+    expect(await atA.closed).toBe("no datagram received for 300 ms");
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
+  });
+
+  it("opens nothing for a spoofed or replayed handshake; the real cookie exchange works", async () => {
+    const a = await node({ listen: ["udp://127.0.0.1:0"] });
+    const port = Number(a.mgr.listenAddresses()[0]!.split(":").pop());
+    const raw = async () => {
+      const s = dgram.createSocket("udp4");
+      sockets.push(s);
+      await new Promise<void>((r) => s.connect(port, "127.0.0.1", () => r()));
+      return s;
+    };
+    const next = (s: dgram.Socket) => new Promise<Buffer>((r) => s.once("message", r));
+    const hs = (type: number, dialer: Buffer, listener: Buffer, key: Buffer) =>
+      Buffer.concat([Buffer.from([type]), dialer, listener, encodeMetadata(key)]);
+    const key = Identity.generate().publicKey;
+    const victim = await raw();
+    const attacker = await raw();
+    const dialerCookie = randomBytes(8);
+    // A CONFIRM with a guessed cookie, and garbage data, open nothing and get no answer.
+    attacker.send(hs(3, dialerCookie, randomBytes(8), key));
+    attacker.send(Buffer.from([0x10, 1, 2, 3, 4, 5, 6, 7, 8, 1, 0, 5, 9, 9, 9, 9, 9]));
+    attacker.send(randomBytes(300));
+    // The listener answers an INIT statelessly with a cookie bound to the sender's address.
+    const challengeP = next(victim);
+    victim.send(hs(1, dialerCookie, Buffer.alloc(8), key));
+    const challenge = await challengeP;
+    expect(challenge.length).toBe(55);
+    expect(challenge[0]).toBe(2);
+    expect(challenge.subarray(1, 9).equals(dialerCookie)).toBe(true);
+    expect(challenge.subarray(23).equals(a.id.publicKey)).toBe(true);
+    const listenerCookie = challenge.subarray(9, 17);
+    // The same cookie replayed from another address opens nothing.
+    attacker.send(hs(3, dialerCookie, listenerCookie, key));
+    // From the address it was issued to, it opens the link and gets an ACCEPT.
+    const acceptP = next(victim);
+    const linkP = a.nextLink();
+    victim.send(hs(3, dialerCookie, listenerCookie, key));
+    const accept = await acceptP;
+    expect(accept[0]).toBe(4);
+    const link = await linkP;
+    expect(link.remoteKey.equals(key)).toBe(true);
+    expect(a.links).toHaveLength(1);
+    const atA = collect(link);
+    // Malformed data on the established link closes that link only.
+    const victim2Link = await pair("127.0.0.1");
+    const other = collect(victim2Link.aLink);
+    victim.send(Buffer.concat([Buffer.from([0x10]), listenerCookie, Buffer.from([7, 0xff, 0xff])]));
+    expect(await atA.closed).toMatch(/malformed/);
+    victim2Link.bLink.send(Buffer.from([1, 2, 3]));
+    await other.until((f) => f.length === 1);
+    expect(a.mgr.stats().handshakeFailures).toBe(0);
+  });
+
+  it("applies key pins on dial and AllowedPublicKeys on accept", async () => {
+    const a = await node({ listen: ["udp://127.0.0.1:0"] });
+    const uri = a.mgr.listenAddresses()[0]!;
+    const wrong = await node({ peers: [`${uri}?key=${"ab".repeat(32)}`] });
+    expect(await wrong.nextLog(/does not match the pinned key/)).toContain(a.id.publicKey.toString("hex"));
+    const right = await node({ peers: [`${uri}?key=${a.id.publicKey.toString("hex")}`] });
+    expect((await right.nextLink()).remoteKey.equals(a.id.publicKey)).toBe(true);
+    expect(wrong.links).toHaveLength(0);
+
+    const allowedId = Identity.generate();
+    const guarded = await node({ listen: ["udp://127.0.0.1:0"], allowedPublicKeys: [allowedId.publicKey] });
+    const gUri = guarded.mgr.listenAddresses()[0]!;
+    const stranger = await node({ peers: [gUri] });
+    expect(await guarded.nextLog(/is not in AllowedPublicKeys/)).toContain(
+      stranger.id.publicKey.toString("hex"),
+    );
+    expect(await stranger.nextLog(/refused by the peer/)).toBeTruthy();
+    expect(guarded.links).toHaveLength(0);
+    const friendLink = guarded.nextLink();
+    await node({ peers: [gUri] }, allowedId);
+    expect((await friendLink).remoteKey.equals(allowedId.publicKey)).toBe(true);
+  });
+
+  it("refuses a link to its own key", async () => {
+    const a = await node({ listen: ["udp://127.0.0.1:0"] });
+    a.mgr.addPeer(a.mgr.listenAddresses()[0]!);
+    expect(await a.nextLog(/our own key/)).toBeTruthy();
+    expect(a.links).toHaveLength(0);
+  });
+
+  it("fails fast when nothing listens, and stop() leaves no sockets or timers", async () => {
+    const resources = () => process.getActiveResourcesInfo().filter((r) => /^(UDP|Timeout)/.test(r)).length;
+    const before = resources();
+    const probe = dgram.createSocket("udp4");
+    await new Promise<void>((r) => probe.bind(0, "127.0.0.1", () => r()));
+    const deadPort = probe.address().port;
+    probe.close();
+    const b = await node({ peers: [`udp://127.0.0.1:${deadPort}`] });
+    expect(await b.nextLog(/failed: connection refused/)).toBeTruthy();
+    const { a } = await pair("127.0.0.1");
+    await b.mgr.stop();
+    await a.mgr.stop();
+    for (const m of running.splice(0)) await m.stop();
+    await new Promise((r) => setImmediate(r));
+    expect(resources()).toBeLessThanOrEqual(before);
+  });
+});
