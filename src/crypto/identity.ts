@@ -45,7 +45,8 @@ export class Identity {
    */
   static fromPrivateKeyHex(hex: string): Identity {
     if (!/^[0-9a-fA-F]*$/.test(hex)) throw new Error("is not hexadecimal");
-    if (hex.length !== 128) throw new Error(`has ${hex.length} hex characters (expected 128: seed ‖ public key)`);
+    if (hex.length !== 128)
+      throw new Error(`has ${hex.length} hex characters (expected 128: seed ‖ public key)`);
     const raw = Buffer.from(hex, "hex");
     const id = new Identity(raw.subarray(0, 32));
     if (!id.publicKey.equals(raw.subarray(32))) {
