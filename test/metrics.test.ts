@@ -1,48 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type MetricsServer, type MetricsSnapshot, startMetrics } from "../src/admin/metrics.js";
 import { keyA, keyB, keyC } from "./admin-fake.js";
-
-interface Sample {
-  name: string;
-  labels: Record<string, string>;
-  value: number;
-}
-
-/** Prometheus text exposition format 0.0.4: # HELP / # TYPE lines and `name{labels} value` samples. */
-function parsePrometheus(text: string): { samples: Sample[]; types: Map<string, string> } {
-  const samples: Sample[] = [];
-  const types = new Map<string, string>();
-  for (const line of text.split("\n")) {
-    if (line === "") continue;
-    if (line.startsWith("#")) {
-      const m = /^# TYPE (\S+) (counter|gauge|histogram|summary|untyped)$/.exec(line);
-      if (m) types.set(m[1], m[2]);
-      else if (!/^# HELP \S+ /.test(line)) throw new Error(`bad comment line: ${line}`);
-      continue;
-    }
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)(?: \d+)?$/.exec(line);
-    if (!m) throw new Error(`bad sample line: ${line}`);
-    const labels: Record<string, string> = {};
-    const labelText = m[2] ?? "";
-    const re = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)",?/gy;
-    let consumed = 0;
-    for (let lm = re.exec(labelText); lm; lm = re.exec(labelText)) {
-      labels[lm[1]] = lm[2].replace(/\\n/g, "\n").replace(/\\"/g, '"').replace(/\\\\/g, "\\");
-      consumed = re.lastIndex;
-    }
-    if (consumed !== labelText.length) throw new Error(`bad labels: ${line}`);
-    // Go's strconv.ParseFloat (Prometheus' parser) takes NaN and Inf in any case; prom-client writes "Nan".
-    const special: Record<string, number> = {
-      nan: Number.NaN,
-      "+inf": Number.POSITIVE_INFINITY,
-      "-inf": Number.NEGATIVE_INFINITY,
-    };
-    const value = special[m[3].toLowerCase()] ?? Number(m[3]);
-    if (Number.isNaN(value) && m[3].toLowerCase() !== "nan") throw new Error(`bad value: ${line}`);
-    samples.push({ name: m[1], labels, value });
-  }
-  return { samples, types };
-}
+import { parsePrometheus } from "./support/prometheus.js";
 
 const find = (samples: Sample[], name: string, labels: Record<string, string> = {}) =>
   samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));

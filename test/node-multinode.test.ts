@@ -1,90 +1,18 @@
 // Many Nodes in one process over in-memory links and TUNs: the whole stack (IPv6 adapter, key
 // lookup, sessions, router, links) without a socket or a kernel.
 import { randomBytes } from "node:crypto";
-import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
-import { generateConfig } from "../src/cli/config.js";
-import { Identity } from "../src/crypto/identity.js";
-import { Node } from "../src/overlay/node.js";
-import { MemoryTun } from "../src/tun/memory.js";
-import { memoryLinkPair } from "./support/memory-link.js";
+import {
+  type Member,
+  connect,
+  deliver,
+  inSubnet,
+  ipv6Packet,
+  startMember,
+  stopAll,
+} from "./support/nodes.js";
 
-interface Member {
-  node: Node;
-  tun: MemoryTun;
-}
-
-const running: Node[] = [];
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((n) => n.stop()));
-});
-
-async function startMember(): Promise<Member> {
-  const identity = Identity.generate();
-  const config = {
-    ...generateConfig(),
-    PrivateKey: identity.privateKeyHex,
-    MulticastInterfaces: [],
-    AdminListen: "none",
-    IfName: "mem",
-  };
-  const tun = new MemoryTun("mem", 53049);
-  const node = await Node.start({
-    config,
-    identity,
-    logger: pino({ level: "silent" }),
-    openTun: async () => tun,
-  });
-  running.push(node);
-  return { node, tun };
-}
-
-function connect(a: Member, b: Member): void {
-  const { a: linkA, b: linkB } = memoryLinkPair(a.node.publicKey, b.node.publicKey);
-  a.node.attachLink(linkA);
-  b.node.attachLink(linkB);
-}
-
-/** An IPv6 packet with no upper layer (next header 59) carrying `payload`. */
-function ipv6Packet(src: Buffer, dst: Buffer, payload: Buffer): Buffer {
-  const p = Buffer.alloc(40 + payload.length);
-  p[0] = 0x60;
-  p.writeUInt16BE(payload.length, 4);
-  p[6] = 59;
-  p[7] = 64;
-  src.copy(p, 8);
-  dst.copy(p, 24);
-  payload.copy(p, 40);
-  return p;
-}
-
-function inSubnet(subnet: Buffer, host: number): Buffer {
-  const a = Buffer.alloc(16);
-  subnet.copy(a, 0, 0, 8);
-  a[15] = host;
-  return a;
-}
-
-/**
- * Inject `packet` into `from`'s TUN until it comes out of `to`'s TUN byte for byte. Re-injection
- * covers the time the tree and DHT need to converge; the wait is bounded.
- */
-async function deliver(from: Member, to: Member, packet: Buffer, timeoutMs = 10_000): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    const retry = setInterval(() => from.tun.inject(packet), 200);
-    const timer = setTimeout(() => {
-      clearInterval(retry);
-      reject(new Error(`packet did not arrive within ${timeoutMs} ms`));
-    }, timeoutMs);
-    to.tun.onWrite((got) => {
-      if (!got.equals(packet)) return;
-      clearInterval(retry);
-      clearTimeout(timer);
-      resolve();
-    });
-    from.tun.inject(packet);
-  });
-}
+afterEach(stopAll);
 
 describe("in-process nodes over memory links", () => {
   it("a line A–B–C carries node-to-node and workload-to-workload packets end to end", async () => {
