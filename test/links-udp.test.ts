@@ -238,6 +238,26 @@ describe("udp links", () => {
     expect(aLink.priority).toBe(3);
   });
 
+  it("coalesces small frames sent in one tick, and drops (counting) frames too big for a datagram", async () => {
+    const { aLink, bLink } = await pair("127.0.0.1");
+    const tx = bLink as UdpLink;
+    const atA = collect(aLink);
+    const before = tx.datagramsOut;
+    for (let i = 0; i < 100; i++) tx.send(Buffer.from([i % 2 ? 9 : 1, i, 0, 0, 0, 0, 0, 0]));
+    await atA.until((f) => f.filter((x) => x[0] === 1).length === 50);
+    expect(tx.datagramsOut - before).toBeLessThan(5);
+    // 65,507 − 9 header − 12 ack block − 7 record header: the biggest reliable frame that fits.
+    const biggest = randomBytes(65_479);
+    biggest[0] = 2;
+    const tooBig = randomBytes(65_480);
+    tooBig[0] = 2;
+    tx.send(tooBig);
+    tx.send(biggest);
+    expect(tx.droppedOversize).toBe(1);
+    await atA.until((f) => f.some((x) => x[0] === 2));
+    expect(atA.frames.find((x) => x[0] === 2)!.equals(biggest)).toBe(true);
+  });
+
   it("keeps an idle link alive with keepalives, and closes it when the peer falls silent", async () => {
     let mute = false;
     const fast = { handshakeMs: 1000, keepaliveMs: 100, idleMs: 300 };
