@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type MetricsServer, type MetricsSnapshot, startMetrics } from "../src/admin/metrics.js";
 import { keyA, keyB, keyC } from "./admin-fake.js";
-import { parsePrometheus } from "./support/prometheus.js";
+import { type Sample, parsePrometheus } from "./support/prometheus.js";
 
 const find = (samples: Sample[], name: string, labels: Record<string, string> = {}) =>
   samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
