@@ -22,10 +22,14 @@
 //                1 ‖ len u16 ‖ seq u32 ‖ frame      (types 0–8: reliable, ordered)
 // Protocol frames go through a small reliable channel because the tree and the DHT assume a stream:
 // a window of 64 frames, cumulative + selective acks piggybacked on data or sent once per event-loop
-// turn, retransmission after an RTO (RFC 6298 style, 50 ms – 3 s) or after three later frames were
-// acknowledged. Traffic is sent once; lost traffic is lost. Frames sent in the same tick are coalesced
-// into datagrams of up to `datagramBytes` (default 1452); a bigger frame goes alone up to 65,507 bytes
-// (the kernel fragments it) and frames that fit no datagram are dropped and counted. Keepalive (an
+// turn, retransmission after an RTO (RFC 6298 style, 50 ms – 3 s, Karn's rule) or as soon as three
+// frames sent after it were acknowledged. Traffic is sent once; lost traffic is lost, and it may
+// overtake protocol frames waiting for window space (traffic is routed statelessly; a frame that
+// arrives before the path it needs is forwarded by DHT or dropped, as on any lossy path). Frames
+// sent in the same tick are coalesced into datagrams of up to `datagramBytes` (default 1452: no
+// fragmentation on Ethernet paths, one lost datagram costs about one frame); a bigger frame goes alone
+// up to 65,507 bytes (the kernel fragments it) and frames that fit no datagram are dropped and counted
+// (`droppedOversize`). `congested` means the socket's send queue holds over 1 MiB. Keepalive (an
 // empty DATA+ACK) after 4 s without sending, close after 6 s without a valid datagram. Malformed
 // datagrams from unknown addresses are ignored statelessly; malformed data on a link closes only it.
 import { createHmac, randomBytes } from "node:crypto";
