@@ -328,9 +328,11 @@ export function dialUdp(o: UdpDialOptions): UdpDial {
     });
     socket.removeAllListeners("message");
     socket.removeAllListeners("error");
-    socket.on("error", (e: Error & { code?: string }) =>
-      udpLink.close(e.code === "ECONNREFUSED" ? "connection refused" : e.message, false),
-    );
+    // dgram reports only receive errors here. An ICMP port unreachable (ECONNREFUSED) means the
+    // listener is gone; other errors (e.g. a transient ENOBUFS) do not end the link, silence does.
+    socket.on("error", (e: Error & { code?: string }) => {
+      if (e.code === "ECONNREFUSED") udpLink.close("connection refused", false);
+    });
     socket.on("message", (msg: Buffer) => {
       if (msg.length < DATA_HEADER) return;
       const type = msg[0];
