@@ -208,7 +208,7 @@ describe.skipIf(!haveYggdrasil)("planetctl against Debian's yggdrasil 0.4.7", ()
 
   it("reads every table from the real daemon", async () => {
     const self = await ctl(`-endpoint=${endpoint}`, "getSelf");
-    expect(self.code).toBe(0);
+    expect({ code: self.code, stderr: self.stderr }).toEqual({ code: 0, stderr: "" });
     expect(self.stdout).toMatch(new RegExp(`^Public key: +${publicKey}$`, "m"));
     expect(self.stdout).toMatch(/^Coordinates: +\[\]$/m);
     for (const command of [
