@@ -228,6 +228,27 @@ describe.each(["127.0.0.1", "[::1]"])("udp links over %s", (host) => {
 });
 
 describe("udp links", () => {
+  it("redials at once when the listener lost its state without saying goodbye", async () => {
+    const aId = Identity.generate();
+    let crashed = false;
+    const timeouts = { handshakeMs: 3000, keepaliveMs: 100, idleMs: 5000 };
+    const a = await node(
+      { listen: ["udp://127.0.0.1:0"], timeouts, udp: { hooks: { dropDatagram: () => crashed } } },
+      aId,
+    );
+    const uri = a.mgr.listenAddresses()[0]!;
+    const b = await node({ peers: [uri], timeouts });
+    const first = collect(await b.nextLink());
+    crashed = true; // nothing more leaves a, not even its close datagrams
+    await a.mgr.stop();
+    const second = b.nextLink();
+    await node({ listen: [uri], timeouts }, aId);
+    const t0 = Date.now();
+    expect(await first.closed).toBe("reset by peer (it no longer knows this link)");
+    expect((await second).remoteKey.equals(aId.publicKey)).toBe(true);
+    expect(Date.now() - t0).toBeLessThan(timeouts.idleMs);
+  });
+
   it("negotiates priority to the max of both ends", async () => {
     const { aLink, bLink } = await pair("127.0.0.1", { peerQuery: "?priority=3" });
     expect(bLink.priority).toBe(3);

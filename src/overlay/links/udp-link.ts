@@ -12,6 +12,7 @@ export const PKT_CHALLENGE = 2;
 export const PKT_CONFIRM = 3;
 export const PKT_ACCEPT = 4;
 export const PKT_CLOSE = 5;
+export const PKT_RESET = 6;
 export const PKT_DATA = 0x10;
 export const PKT_DATA_ACK = 0x11;
 /** type ‖ receiver's cookie (8). */
@@ -33,7 +34,7 @@ const MAX_FRAME = 65535;
 const MAX_PENDING_INPUT = 4096;
 
 export interface UdpHooks {
-  /** Tests: return true to drop an outgoing data datagram (loss injection). Handshakes are never dropped. */
+  /** Tests: return true to drop an outgoing data or close datagram (loss injection). Handshakes never are. */
   dropDatagram?(datagram: Buffer): boolean;
 }
 
@@ -178,6 +179,11 @@ export class UdpLink implements Link {
   /** True when a data or close datagram is addressed to this link (its cookie). */
   matches(msg: Buffer): boolean {
     return msg.readUInt32BE(1) === this.cookieHi && msg.readUInt32BE(5) === this.cookieLo;
+  }
+
+  /** True when a reset names the peer's cookie: the peer no longer knows this link. */
+  resetMatches(msg: Buffer): boolean {
+    return msg.length >= DATA_HEADER && this.o.remoteCookie.equals(msg.subarray(1, DATA_HEADER));
   }
 
   /** True when `cookie` is this link's own cookie (a repeated handshake for this very link). */
@@ -534,7 +540,9 @@ export class UdpLink implements Link {
       bye[0] = PKT_CLOSE;
       this.o.remoteCookie.copy(bye, 1);
       try {
-        if (this.o.connected) this.o.socket.send(bye);
+        if (this.o.hooks?.dropDatagram?.(bye)) {
+          // dropped by a test hook
+        } else if (this.o.connected) this.o.socket.send(bye);
         else this.o.socket.send(bye, this.o.port, this.o.address);
       } catch {
         // The socket is already closed.

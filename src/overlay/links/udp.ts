@@ -16,6 +16,9 @@
 //   self-key check and AllowedPublicKeys are the manager's (same code as TCP), asked on CHALLENGE
 //   (dialer) and CONFIRM (listener).
 //   5 CLOSE      type ‖ receiver's cookie: the sender closed the link.
+//   6 RESET      type ‖ the cookie a DATA datagram carried: a listener's stateless answer to data
+//                from an address it has no link with (it restarted), so the dialer redials now
+//                instead of after 6 s of silence. Never larger than the datagram that caused it.
 //   0x10 DATA / 0x11 DATA+ACK: type ‖ receiver's cookie (8) ‖ [ack block] ‖ records…
 //     ack block: next expected reliable seq (u32) ‖ 64-bit bitmap of the seqs after it (2 × u32)
 //     record:    0 ‖ len u16 ‖ frame                (types 9, 10: traffic, unreliable)
@@ -45,6 +48,7 @@ import {
   PKT_DATA,
   PKT_DATA_ACK,
   PKT_INIT,
+  PKT_RESET,
   type UdpHooks,
   UdpLink,
 } from "./udp-link.js";
@@ -151,6 +155,12 @@ export class UdpListener {
     if (type === PKT_DATA || type === PKT_DATA_ACK) {
       const link = this.links.get(`${rinfo.address}|${rinfo.port}`);
       if (link?.matches(msg)) link.receive(msg);
+      else if (!link) {
+        const reset = Buffer.allocUnsafe(DATA_HEADER);
+        reset[0] = PKT_RESET;
+        msg.copy(reset, 1, 1, DATA_HEADER);
+        this.send(reset, rinfo);
+      }
       return;
     }
     if (type === PKT_CLOSE) {
@@ -340,6 +350,8 @@ export function dialUdp(o: UdpDialOptions): UdpDial {
         if (udpLink.matches(msg)) udpLink.receive(msg);
       } else if (type === PKT_CLOSE && udpLink.matches(msg)) {
         udpLink.close("closed by peer", false);
+      } else if (type === PKT_RESET && udpLink.resetMatches(msg)) {
+        udpLink.close("reset by peer (it no longer knows this link)", false);
       }
     });
     resolveLink(udpLink);
