@@ -176,7 +176,7 @@ describe("parseConfig", () => {
     [{ Peers: ["tcp://h"] }, 'config: Peers[0] "tcp://h" has no port (expected tcp://host:port)'],
     [
       { Peers: ["http://h:1"] },
-      'config: Peers[0] "http://h:1" has unknown scheme "http" (expected tcp://, tls:// or unix://)',
+      'config: Peers[0] "http://h:1" has unknown scheme "http" (expected tcp://, tls://, udp:// or unix://)',
     ],
     [
       { Peers: ["tcp://::1:5"] },

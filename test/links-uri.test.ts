@@ -46,7 +46,7 @@ describe("parsePeerUri", () => {
 
   it.each([
     ["tcp//x", '"tcp//x" is not a URI (expected tcp://host:port)'],
-    ["http://a:1", '"http://a:1" has unknown scheme "http" (expected tcp://, tls:// or unix://)'],
+    ["http://a:1", '"http://a:1" has unknown scheme "http" (expected tcp://, tls://, udp:// or unix://)'],
     ["tcp://a", '"tcp://a" has no port (expected tcp://host:port)'],
     ["tcp://a:0", '"tcp://a:0": "0" is not a valid port (expected 1..65535)'],
     ["tcp://a:70000", '"tcp://a:70000": "70000" is not a valid port (expected 1..65535)'],

@@ -54,7 +54,7 @@ function parse(uri: string, listen: boolean): PeerUri {
   if (schemeText === "socks")
     throw new Error(`${q}: socks:// peers are not supported (use tcp://, tls:// or unix://)`);
   if (!(schemeText in EXPECTED)) {
-    throw new Error(`${q} has unknown scheme "${m[1]}" (expected tcp://, tls:// or unix://)`);
+    throw new Error(`${q} has unknown scheme "${m[1]}" (expected tcp://, tls://, udp:// or unix://)`);
   }
   const scheme = schemeText as LinkScheme;
   const rest = m[2]!;
