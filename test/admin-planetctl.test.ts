@@ -197,6 +197,15 @@ describe.skipIf(!haveYggdrasil)("planetctl against Debian's yggdrasil 0.4.7", ()
       child.stderr?.on("data", onData);
       child.once("exit", (code) => reject(new Error(`yggdrasil exited (${code}): ${log}`)));
     });
+    // 0.4.7 listens before it registers its handlers (it answers "Unknown action" meanwhile), so
+    // wait, bounded, until a real command succeeds.
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const probe = await ctl(`-endpoint=${endpoint}`, "-json", "getSelf");
+      if (probe.code === 0) break;
+      if (Date.now() > deadline) throw new Error(`yggdrasil never answered getSelf: ${probe.stderr}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
   });
   afterAll(async () => {
     if (child && child.exitCode === null) {
