@@ -1,6 +1,7 @@
 // The stream link: metadata handshake (spec 4.3), u16-BE framing (4.4), keepalive and idle timeout
 // (4.5) and priority negotiation (4.6) over any byte stream — TCP, TLS and unix sockets alike.
 import type { Socket } from "node:net";
+import { LinkCore } from "./link-core.js";
 import type { Link, LinkEvents } from "./link.js";
 
 export interface LinkTimeouts {
@@ -22,7 +23,6 @@ const META_BYTES = 38;
 const VERSION_MAJOR = 0;
 const VERSION_MINOR = 4;
 const KEEPALIVE = Buffer.from([0x00, 0x01, 0x00]);
-const PRIORITY_TAG = 0x70; // 'p'
 const SLAB_BYTES = 64 * 1024;
 
 export function encodeMetadata(publicKey: Buffer): Buffer {
@@ -102,23 +102,10 @@ export function handshake(socket: Socket, opts: HandshakeOptions): Promise<Strea
   });
 }
 
-export class StreamLink implements Link {
-  readonly remoteKey: Buffer;
-  readonly remote: string;
-  readonly outbound: boolean;
-  readonly openedAt: number;
-  readonly localPriority: number;
-  priority: number;
-  bytesIn = 0;
-  bytesOut = 0;
-  closed = false;
-  closeReason = "";
-
+export class StreamLink extends LinkCore implements Link {
   private readonly socket: Socket;
   private readonly timeouts: LinkTimeouts;
   private readonly congestionBytes: number;
-  private handler: LinkEvents | undefined;
-  private readonly closeWatchers: Array<(reason: string) => void> = [];
   private pendingInput: Buffer | undefined;
   // Receive: a frame split across chunks is assembled here (2-byte header + up to 65535 bytes).
   private readonly rx = Buffer.allocUnsafe(2 + MAX_FRAME);
@@ -139,13 +126,14 @@ export class StreamLink implements Link {
     opts: HandshakeOptions,
     timeouts: LinkTimeouts,
   ) {
+    super({
+      remoteKey,
+      remote: opts.remote,
+      outbound: opts.outbound,
+      priority: opts.priority,
+      openedAt: (opts.now ?? Date.now)(),
+    });
     this.socket = socket;
-    this.remoteKey = remoteKey;
-    this.remote = opts.remote;
-    this.outbound = opts.outbound;
-    this.localPriority = opts.priority;
-    this.priority = opts.priority;
-    this.openedAt = (opts.now ?? Date.now)();
     this.timeouts = timeouts;
     this.congestionBytes = opts.congestionBytes ?? CONGESTION_BYTES;
     this.bytesIn = META_BYTES + leftover.length;
@@ -164,7 +152,7 @@ export class StreamLink implements Link {
       () => this.close(`no frame received for ${timeouts.idleMs} ms`),
       timeouts.idleMs,
     );
-    if (opts.priority > 0) this.send(Buffer.from([0x00, PRIORITY_TAG, opts.priority]));
+    this.announcePriority();
   }
 
   get congested(): boolean {
@@ -172,21 +160,11 @@ export class StreamLink implements Link {
   }
 
   setHandler(events: LinkEvents): void {
-    this.handler = events;
-    if (this.closed) {
-      events.onClose(this.closeReason);
-      return;
-    }
+    if (!this.attachHandler(events)) return;
     const pending = this.pendingInput;
     this.pendingInput = undefined;
     if (pending) this.receive(pending);
     if (!this.closed) this.socket.resume();
-  }
-
-  /** Called once with the close reason (for the link manager; the handler gets onClose as well). */
-  onClosed(watch: (reason: string) => void): void {
-    if (this.closed) watch(this.closeReason);
-    else this.closeWatchers.push(watch);
   }
 
   send(frame: Uint8Array): void {
@@ -284,24 +262,17 @@ export class StreamLink implements Link {
 
   private deliver(frame: Buffer): void {
     if (frame[0] === 0) {
-      // Dummy frame: keepalive, or a priority announcement (spec 4.6). Never passed up.
-      if (frame.length >= 3 && frame[1] === PRIORITY_TAG) {
-        this.priority = Math.max(this.localPriority, frame[2]!);
-        this.handler!.onPriority?.(this.priority);
-      }
+      this.receiveDummy(frame);
       return;
     }
     this.handler!.onFrame(frame);
   }
 
   close(reason: string): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.closeReason = reason;
+    if (!this.markClosed(reason)) return;
     clearTimeout(this.keepaliveTimer);
     clearTimeout(this.idleTimer);
     this.socket.destroy();
-    for (const watch of this.closeWatchers.splice(0)) watch(reason);
-    this.handler?.onClose(reason);
+    this.announceClosed(reason);
   }
 }

@@ -2,8 +2,9 @@
 // keepalive and idle timeout. The handshake, sockets and demultiplexing live in udp.ts, whose header
 // describes the wire format.
 import type { Socket } from "node:dgram";
+import { LinkCore } from "./link-core.js";
 import type { Link, LinkEvents } from "./link.js";
-import type { LinkTimeouts } from "./stream.js";
+import { type LinkTimeouts, MAX_FRAME } from "./stream.js";
 
 /** Largest UDP payload over IPv4 (65535 − 8 UDP − 20 IP). */
 export const UDP_MAX_PAYLOAD = 65507;
@@ -29,8 +30,6 @@ const MIN_RTO_MS = 50;
 const INITIAL_RTO_MS = 250;
 const MAX_RTO_MS = 3000;
 const SLAB_BYTES = 512 * 1024;
-const PRIORITY_TAG = 0x70; // 'p'
-const MAX_FRAME = 65535;
 const MAX_PENDING_INPUT = 4096;
 
 export interface UdpHooks {
@@ -77,28 +76,16 @@ function ackTick(link: UdpLink): void {
   link.sendPendingAck();
 }
 
-export class UdpLink implements Link {
-  readonly remoteKey: Buffer;
-  readonly remote: string;
-  readonly outbound: boolean;
-  readonly openedAt: number;
-  readonly localPriority: number;
-  priority: number;
-  bytesIn = 0;
-  bytesOut = 0;
+export class UdpLink extends LinkCore implements Link {
   datagramsIn = 0;
   datagramsOut = 0;
   /** Frames too big for one datagram, dropped on send. */
   droppedOversize = 0;
   retransmits = 0;
-  closed = false;
-  closeReason = "";
 
   private readonly o: UdpLinkOptions;
   private readonly cookieHi: number;
   private readonly cookieLo: number;
-  private handler: LinkEvents | undefined;
-  private readonly closeWatchers: Array<(reason: string) => void> = [];
   private pendingInput: Buffer[] = [];
   // Send: datagrams are built in a slab; the socket keeps views of the finished ones.
   private slab = Buffer.allocUnsafe(SLAB_BYTES);
@@ -131,21 +118,22 @@ export class UdpLink implements Link {
   private idleTimer: NodeJS.Timeout;
 
   constructor(o: UdpLinkOptions) {
-    this.o = o;
-    this.remoteKey = o.remoteKey;
-    this.remote = o.remote;
-    this.outbound = o.outbound;
-    this.localPriority = o.priority;
-    this.priority = o.priority;
     const now = Date.now();
-    this.openedAt = now;
+    super({
+      remoteKey: o.remoteKey,
+      remote: o.remote,
+      outbound: o.outbound,
+      priority: o.priority,
+      openedAt: now,
+    });
+    this.o = o;
     this.lastSend = now;
     this.lastRecv = now;
     this.cookieHi = o.localCookie.readUInt32BE(0);
     this.cookieLo = o.localCookie.readUInt32BE(4);
     this.keepaliveTimer = setTimeout(() => this.onKeepaliveTimer(), o.timeouts.keepaliveMs);
     this.idleTimer = setTimeout(() => this.onIdleTimer(), o.timeouts.idleMs);
-    if (o.priority > 0) this.send(Buffer.from([0x00, PRIORITY_TAG, o.priority]));
+    this.announcePriority();
   }
 
   get congested(): boolean {
@@ -158,22 +146,13 @@ export class UdpLink implements Link {
   }
 
   setHandler(events: LinkEvents): void {
-    this.handler = events;
-    if (this.closed) {
-      events.onClose(this.closeReason);
-      return;
-    }
+    if (!this.attachHandler(events)) return;
     const pending = this.pendingInput;
     this.pendingInput = [];
     for (const frame of pending) {
       if (this.closed) break;
       this.deliver(frame);
     }
-  }
-
-  onClosed(watch: (reason: string) => void): void {
-    if (this.closed) watch(this.closeReason);
-    else this.closeWatchers.push(watch);
   }
 
   /** True when a data or close datagram is addressed to this link (its cookie). */
@@ -489,11 +468,7 @@ export class UdpLink implements Link {
 
   private deliver(frame: Buffer): void {
     if (frame[0] === 0) {
-      // Dummy frame: a priority announcement (spec 4.6) or nothing. Never passed up.
-      if (frame.length >= 3 && frame[1] === PRIORITY_TAG) {
-        this.priority = Math.max(this.localPriority, frame[2]!);
-        this.handler?.onPriority?.(this.priority);
-      }
+      this.receiveDummy(frame);
       return;
     }
     if (!this.handler) {
@@ -529,9 +504,7 @@ export class UdpLink implements Link {
 
   /** Closes the link; unless the peer closed it, tells the peer with a close datagram. */
   close(reason: string, notifyPeer = true): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.closeReason = reason;
+    if (!this.markClosed(reason)) return;
     clearTimeout(this.keepaliveTimer);
     clearTimeout(this.idleTimer);
     clearTimeout(this.rtoTimer);
@@ -549,7 +522,6 @@ export class UdpLink implements Link {
       }
     }
     this.o.release();
-    for (const watch of this.closeWatchers.splice(0)) watch(reason);
-    this.handler?.onClose(reason);
+    this.announceClosed(reason);
   }
 }
