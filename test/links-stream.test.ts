@@ -1,11 +1,11 @@
 // The stream link against a hand-driven raw socket: exact bytes, bad input, timeouts.
 import net from "node:net";
-import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { Identity } from "../src/crypto/identity.js";
 import type { Link } from "../src/overlay/links/link.js";
 import { LinkManager } from "../src/overlay/links/manager.js";
 import { encodeMetadata, handshake } from "../src/overlay/links/stream.js";
+import { captureLogs } from "./support/links.js";
 
 const A = Identity.fromSeed(Buffer.alloc(32));
 const META_A = "6d65746100043b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29";
@@ -27,8 +27,7 @@ interface Server {
 }
 
 async function server(listenQuery = ""): Promise<Server> {
-  const logs: string[] = [];
-  const waiters: Array<{ re: RegExp; done: (s: string) => void }> = [];
+  const { logger, nextLog } = captureLogs();
   const frameWaiters: Array<(f: Buffer) => void> = [];
   const s: Server = {
     port: 0,
@@ -36,28 +35,12 @@ async function server(listenQuery = ""): Promise<Server> {
     frames: [],
     priorities: [],
     closes: [],
-    nextLog(re) {
-      const found = logs.find((l) => re.test(l));
-      return found ? Promise.resolve(found) : new Promise((done) => waiters.push({ re, done }));
-    },
+    nextLog,
     nextFrame() {
       const f = s.frames.shift();
       return f ? Promise.resolve(f) : new Promise((r) => frameWaiters.push(r));
     },
   };
-  const logger = pino(
-    { level: "info" },
-    {
-      write(line: string) {
-        const msg = JSON.parse(line).msg as string;
-        logs.push(msg);
-        for (const w of waiters.filter((w) => w.re.test(msg))) {
-          waiters.splice(waiters.indexOf(w), 1);
-          w.done(msg);
-        }
-      },
-    },
-  );
   const mgr = new LinkManager(
     {
       identity: A,

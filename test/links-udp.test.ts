@@ -3,123 +3,24 @@
 // and redial.
 import { randomBytes } from "node:crypto";
 import dgram from "node:dgram";
-import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { Identity } from "../src/crypto/identity.js";
 import type { Link } from "../src/overlay/links/link.js";
-import { LinkManager, type LinkManagerConfig } from "../src/overlay/links/manager.js";
+import type { LinkManagerConfig } from "../src/overlay/links/manager.js";
 import { encodeMetadata } from "../src/overlay/links/stream.js";
 import type { UdpLink } from "../src/overlay/links/udp.js";
+import { collect, startLinkNode, stopLinkNodes } from "./support/links.js";
 
-interface TestNode {
-  id: Identity;
-  mgr: LinkManager;
-  links: Link[];
-  logs: string[];
-  nextLink(): Promise<Link>;
-  nextLog(pattern: RegExp): Promise<string>;
-}
-
-const running: LinkManager[] = [];
 const sockets: dgram.Socket[] = [];
 afterEach(async () => {
   for (const s of sockets.splice(0)) s.close();
-  await Promise.all(running.splice(0).map((m) => m.stop()));
+  await stopLinkNodes();
 });
 
 const FAST = { handshakeMs: 3000, keepaliveMs: 4000, idleMs: 6000 };
 
-async function node(cfg: Partial<LinkManagerConfig> = {}, id = Identity.generate()): Promise<TestNode> {
-  const links: Link[] = [];
-  const logs: string[] = [];
-  const linkWaiters: Array<(l: Link) => void> = [];
-  const unclaimed: Link[] = [];
-  const logWaiters: Array<{ re: RegExp; done: (s: string) => void }> = [];
-  const logger = pino(
-    { level: "info" },
-    {
-      write(line: string) {
-        const msg = JSON.parse(line).msg as string;
-        logs.push(msg);
-        for (const w of logWaiters.filter((w) => w.re.test(msg))) {
-          logWaiters.splice(logWaiters.indexOf(w), 1);
-          w.done(msg);
-        }
-      },
-    },
-  );
-  const mgr = new LinkManager(
-    {
-      identity: id,
-      listen: [],
-      peers: [],
-      interfacePeers: {},
-      allowedPublicKeys: [],
-      multicast: [],
-      logger,
-      timeouts: FAST,
-      redial: { initialMs: 50, maxMs: 200 },
-      ...cfg,
-    },
-    {
-      onLink(link) {
-        links.push(link);
-        const w = linkWaiters.shift();
-        if (w) w(link);
-        else unclaimed.push(link);
-      },
-    },
-  );
-  running.push(mgr);
-  await mgr.start();
-  return {
-    id,
-    mgr,
-    links,
-    logs,
-    nextLink: () => {
-      const ready = unclaimed.shift();
-      return ready ? Promise.resolve(ready) : new Promise((resolve) => linkWaiters.push(resolve));
-    },
-    nextLog: (re) => {
-      const found = logs.find((l) => re.test(l));
-      if (found) return Promise.resolve(found);
-      return new Promise((done) => logWaiters.push({ re, done }));
-    },
-  };
-}
-
-interface Collector {
-  frames: Buffer[];
-  closed: Promise<string>;
-  /** Resolves once `pred` holds for the frames received so far. */
-  until(pred: (frames: Buffer[]) => boolean): Promise<void>;
-}
-
-function collect(link: Link): Collector {
-  const frames: Buffer[] = [];
-  const waiters: Array<{ pred: (f: Buffer[]) => boolean; done: () => void }> = [];
-  let resolveClosed: (r: string) => void = () => {};
-  const closed = new Promise<string>((r) => {
-    resolveClosed = r;
-  });
-  link.setHandler({
-    onFrame(frame) {
-      frames.push(Buffer.from(frame));
-      for (const w of waiters.filter((w) => w.pred(frames))) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.done();
-      }
-    },
-    onClose: resolveClosed,
-  });
-  return {
-    frames,
-    closed,
-    until: (pred) =>
-      pred(frames) ? Promise.resolve() : new Promise<void>((done) => waiters.push({ pred, done })),
-  };
-}
+const node = (cfg: Partial<LinkManagerConfig> = {}, id?: Identity) =>
+  startLinkNode({ timeouts: FAST, ...cfg }, id);
 
 /** Mixed frames: types 1–10 round robin, numbered in bytes 1–4, mostly packet-sized, a few up to 60 kB. */
 function mixedFrames(n: number): Buffer[] {
@@ -402,7 +303,7 @@ describe("udp links", () => {
     const { a } = await pair("127.0.0.1");
     await b.mgr.stop();
     await a.mgr.stop();
-    for (const m of running.splice(0)) await m.stop();
+    await stopLinkNodes();
     await new Promise((r) => setImmediate(r));
     expect(resources()).toBeLessThanOrEqual(before);
   });

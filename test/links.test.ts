@@ -4,112 +4,19 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import tls from "node:tls";
-import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { selfSignedCertificate } from "../src/crypto/cert.js";
 import { Identity } from "../src/crypto/identity.js";
 import type { Link } from "../src/overlay/links/link.js";
-import { LinkManager, type LinkManagerConfig } from "../src/overlay/links/manager.js";
+import type { LinkManagerConfig } from "../src/overlay/links/manager.js";
+import { collect, startLinkNode, stopLinkNodes } from "./support/links.js";
 
-interface Node {
-  id: Identity;
-  mgr: LinkManager;
-  links: Link[];
-  logs: string[];
-  nextLink(): Promise<Link>;
-  nextLog(pattern: RegExp): Promise<string>;
-}
-
-const running: LinkManager[] = [];
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((m) => m.stop()));
-});
+afterEach(stopLinkNodes);
 
 const FAST = { handshakeMs: 2000, keepaliveMs: 4000, idleMs: 6000 };
 
-async function node(cfg: Partial<LinkManagerConfig> = {}, id = Identity.generate()): Promise<Node> {
-  const links: Link[] = [];
-  const logs: string[] = [];
-  const linkWaiters: Array<(l: Link) => void> = [];
-  const unclaimed: Link[] = [];
-  const logWaiters: Array<{ re: RegExp; done: (s: string) => void }> = [];
-  const logger = pino(
-    { level: "info" },
-    {
-      write(line: string) {
-        const msg = JSON.parse(line).msg as string;
-        logs.push(msg);
-        for (const w of logWaiters.filter((w) => w.re.test(msg))) {
-          logWaiters.splice(logWaiters.indexOf(w), 1);
-          w.done(msg);
-        }
-      },
-    },
-  );
-  const mgr = new LinkManager(
-    {
-      identity: id,
-      listen: [],
-      peers: [],
-      interfacePeers: {},
-      allowedPublicKeys: [],
-      multicast: [],
-      logger,
-      timeouts: FAST,
-      redial: { initialMs: 50, maxMs: 200 },
-      ...cfg,
-    },
-    {
-      onLink(link) {
-        links.push(link);
-        const w = linkWaiters.shift();
-        if (w) w(link);
-        else unclaimed.push(link);
-      },
-    },
-  );
-  running.push(mgr);
-  await mgr.start();
-  return {
-    id,
-    mgr,
-    links,
-    logs,
-    nextLink: () => {
-      const ready = unclaimed.shift();
-      return ready ? Promise.resolve(ready) : new Promise((resolve) => linkWaiters.push(resolve));
-    },
-    nextLog: (re) => {
-      const found = logs.find((l) => re.test(l));
-      if (found) return Promise.resolve(found);
-      return new Promise((done) => logWaiters.push({ re, done }));
-    },
-  };
-}
-
-/** Collect frames from a link; resolves when `count` have arrived. */
-function collect(
-  link: Link,
-  count: number,
-): { frames: Buffer[]; done: Promise<Buffer[]>; closed: Promise<string> } {
-  const frames: Buffer[] = [];
-  let resolveDone: (f: Buffer[]) => void = () => {};
-  let resolveClosed: (r: string) => void = () => {};
-  const done = new Promise<Buffer[]>((r) => {
-    resolveDone = r;
-  });
-  const closed = new Promise<string>((r) => {
-    resolveClosed = r;
-  });
-  link.setHandler({
-    onFrame(frame) {
-      frames.push(Buffer.from(frame));
-      if (frames.length === count) resolveDone(frames);
-    },
-    onClose: resolveClosed,
-  });
-  return { frames, done, closed };
-}
+const node = (cfg: Partial<LinkManagerConfig> = {}, id?: Identity) =>
+  startLinkNode({ timeouts: FAST, ...cfg }, id);
 
 function randomFrames(n: number, maxSize: number): Buffer[] {
   const out: Buffer[] = [];
@@ -147,14 +54,14 @@ describe.each(["tcp", "tls", "unix"] as const)("LinkManager over %s", (scheme) =
     expect(bLink.outbound).toBe(true);
     const ab = randomFrames(5000, 65535);
     const ba = randomFrames(5000, 2000);
-    const atA = collect(aLink, ab.length);
-    const atB = collect(bLink, ba.length);
+    const atA = collect(aLink);
+    const atB = collect(bLink);
     for (const f of ab) {
       bLink.send(f);
       f.fill(0); // the link must have copied it
     }
     for (const f of ba) aLink.send(f);
-    const [gotA, gotB] = await Promise.all([atA.done, atB.done]);
+    const [gotA, gotB] = await Promise.all([atA.received(ab.length), atB.received(ba.length)]);
     expect(sameFrames(gotB, ba)).toBe(true);
     expect(gotA.map((f) => f.length)).toEqual(ab.map((f) => f.length));
     expect(bLink.bytesOut).toBeGreaterThan(ab.reduce((s, f) => s + f.length + 2, 0));
@@ -168,13 +75,13 @@ describe("LinkManager", () => {
     const { aLink, bLink } = await pair("tcp");
     const frames = randomFrames(300, 65535);
     const expected = frames.map((f) => Buffer.from(f));
-    const atA = collect(aLink, frames.length);
+    const atA = collect(aLink);
     const reused = Buffer.alloc(65535);
     for (const f of frames) {
       f.copy(reused);
       bLink.send(reused.subarray(0, f.length));
     }
-    expect(sameFrames(await atA.done, expected)).toBe(true);
+    expect(sameFrames(await atA.received(frames.length), expected)).toBe(true);
   });
 
   it("negotiates priority to the max of both ends", async () => {
@@ -194,8 +101,8 @@ describe("LinkManager", () => {
     const aLink = a.nextLink();
     const b = await node({ peers: [a.mgr.listenAddresses()[0]!], timeouts: fast });
     const bLink = await b.nextLink();
-    const atA = collect(await aLink, 1);
-    const atB = collect(bLink, 1);
+    const atA = collect(await aLink);
+    const atB = collect(bLink);
     let closed = false;
     void atA.closed.then(() => {
       closed = true;
@@ -213,7 +120,7 @@ describe("LinkManager", () => {
     expect(closed).toBe(false);
     expect(atB.frames).toHaveLength(0);
     bLink.send(Buffer.from([5, 1, 2]));
-    expect(await atA.done).toEqual([Buffer.from([5, 1, 2])]);
+    expect(await atA.received(1)).toEqual([Buffer.from([5, 1, 2])]);
   });
 
   it("closes an outbound link whose key does not match the pin", async () => {
@@ -262,7 +169,7 @@ describe("LinkManager", () => {
       const a = await node({ listen: [listen === "unix" ? `unix://${sock}` : listen] }, aId);
       const uri = a.mgr.listenAddresses()[0]!;
       const b = await node({ peers: [uri] });
-      const first = collect(await b.nextLink(), 1);
+      const first = collect(await b.nextLink());
       await a.mgr.stop();
       expect(await first.closed).toBeTruthy();
       await b.nextLog(/link down/);
@@ -271,9 +178,9 @@ describe("LinkManager", () => {
       const a2Link = a2.nextLink();
       const link = await second;
       expect(link.remoteKey.equals(aId.publicKey)).toBe(true);
-      const atA = collect(await a2Link, 1);
+      const atA = collect(await a2Link);
       link.send(Buffer.from([7, 7]));
-      expect(await atA.done).toEqual([Buffer.from([7, 7])]);
+      expect(await atA.received(1)).toEqual([Buffer.from([7, 7])]);
       rmSync(sock, { force: true });
     },
   );
@@ -343,7 +250,7 @@ describe("LinkManager", () => {
     b.mgr.addPeer(uri);
     expect(() => b.mgr.addPeer(uri)).toThrow("peer already configured");
     expect(() => b.mgr.removePeer("tcp://127.0.0.1:1")).toThrow("peer not configured");
-    const atA = collect(await aLink, 1);
+    const atA = collect(await aLink);
     await b.nextLink();
     b.mgr.removePeer(uri);
     expect(await atA.closed).toBeTruthy();
@@ -368,7 +275,7 @@ describe("LinkManager", () => {
       peers: [a.mgr.listenAddresses()[0]!, a.mgr.listenAddresses()[1]!, "tcp://127.0.0.1:1"],
     });
     const link = await b.nextLink();
-    const closed = collect(link, 1).closed;
+    const closed = collect(link).closed;
     await b.nextLink();
     await b.mgr.stop();
     await a.mgr.stop();
