@@ -6,16 +6,11 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import Hjson from "hjson";
 import { Identity } from "../crypto/identity.js";
+import type { MulticastInterfaceConfig } from "../overlay/links/multicast.js";
 import { parseListenUri, parsePeerUri } from "../overlay/links/uri.js";
 import { defaultAdminListen } from "./paths.js";
 
-export interface MulticastInterfaceConfig {
-  Regex: string;
-  Beacon: boolean;
-  Listen: boolean;
-  Port: number;
-  Priority: number;
-}
+export type { MulticastInterfaceConfig };
 
 export interface PlanetdSettings {
   /** "none", or host:port for the Prometheus endpoint, e.g. "127.0.0.1:9464". */
