@@ -2,21 +2,17 @@ import { describe, expect, it } from "vitest";
 import { Identity } from "../src/crypto/identity.js";
 import { buildPacketTooBig } from "../src/tun/icmpv6.js";
 import { type CoreSender, Ipv6Adapter } from "../src/tun/ipv6.js";
+import { ipv6Packet } from "./support/packets.js";
 
 const A = Identity.fromSeed(Buffer.alloc(32));
 const B = Identity.fromSeed(Buffer.from(Array.from({ length: 32 }, (_, i) => i + 1)));
 const T0 = 1_700_000_000_000;
 
-function ipv6(src: Uint8Array, dst: Uint8Array, payload: number): Buffer {
-  const p = Buffer.alloc(40 + payload);
-  for (let i = 40; i < p.length; i++) p[i] = (i * 7) & 0xff;
-  p[0] = 0x60;
-  p.writeUInt16BE(payload, 4);
-  p[6] = 17;
-  p[7] = 64;
-  Buffer.from(src).copy(p, 8);
-  Buffer.from(dst).copy(p, 24);
-  return p;
+/** A UDP-numbered (next header 17) packet whose payload is a position-dependent pattern. */
+function ipv6(src: Buffer, dst: Buffer, payload: number): Buffer {
+  const body = Buffer.alloc(payload);
+  for (let i = 0; i < payload; i++) body[i] = ((40 + i) * 7) & 0xff;
+  return ipv6Packet(src, dst, body, 17);
 }
 
 /**

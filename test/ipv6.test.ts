@@ -2,31 +2,16 @@ import { describe, expect, it } from "vitest";
 import { addressForKey, partialKeyFor, subnetForKey } from "../src/crypto/address.js";
 import { Identity } from "../src/crypto/identity.js";
 import { type CoreSender, Ipv6Adapter } from "../src/tun/ipv6.js";
+import { inSubnet, ipv6Packet } from "./support/packets.js";
 
 const A = Identity.fromSeed(Buffer.alloc(32));
 const B = Identity.fromSeed(Buffer.from(Array.from({ length: 32 }, (_, i) => i + 1)));
 const C = Identity.fromSeed(Buffer.alloc(32, 0x42));
 const T0 = 1_700_000_000_000;
 
-/** A minimal IPv6 packet: no extension headers, next header 59 (none), `payload` bytes of 0xab. */
-function ipv6(src: Uint8Array, dst: Uint8Array, payload = 16): Buffer {
-  const p = Buffer.alloc(40 + payload, 0xab);
-  p.fill(0, 0, 40);
-  p[0] = 0x60;
-  p.writeUInt16BE(payload, 4);
-  p[6] = 59;
-  p[7] = 64;
-  Buffer.from(src).copy(p, 8);
-  Buffer.from(dst).copy(p, 24);
-  return p;
-}
-
-function inSubnet(subnet: Buffer, host: number): Buffer {
-  const a = Buffer.alloc(16);
-  subnet.copy(a);
-  a.writeUInt32BE(host, 12);
-  return a;
-}
+/** A minimal IPv6 packet: next header 59 (none), `payload` bytes of 0xab. */
+const ipv6 = (src: Buffer, dst: Buffer, payload = 16): Buffer =>
+  ipv6Packet(src, dst, Buffer.alloc(payload, 0xab));
 
 interface Sent {
   ipv6: { dest: Buffer; packet: Buffer }[];

@@ -6,6 +6,8 @@ import { Node } from "../../src/overlay/node.js";
 import { MemoryTun } from "../../src/tun/memory.js";
 import { memoryLinkPair } from "./memory-link.js";
 
+export { inSubnet, ipv6Packet } from "./packets.js";
+
 export interface Member {
   node: Node;
   tun: MemoryTun;
@@ -43,26 +45,6 @@ export function connect(a: Member, b: Member): void {
   const { a: linkA, b: linkB } = memoryLinkPair(a.node.publicKey, b.node.publicKey);
   a.node.attachLink(linkA);
   b.node.attachLink(linkB);
-}
-
-/** An IPv6 packet with no upper layer (next header 59) carrying `payload`. */
-export function ipv6Packet(src: Buffer, dst: Buffer, payload: Buffer): Buffer {
-  const p = Buffer.alloc(40 + payload.length);
-  p[0] = 0x60;
-  p.writeUInt16BE(payload.length, 4);
-  p[6] = 59;
-  p[7] = 64;
-  src.copy(p, 8);
-  dst.copy(p, 24);
-  payload.copy(p, 40);
-  return p;
-}
-
-export function inSubnet(subnet: Buffer, host: number): Buffer {
-  const a = Buffer.alloc(16);
-  subnet.copy(a, 0, 0, 8);
-  a[15] = host;
-  return a;
 }
 
 /**
