@@ -513,7 +513,15 @@ describe.skipIf(!haveYggdrasilctl)("Debian's yggdrasilctl against planetd's admi
       ["debug_remoteGetPeers", `key=${hexB}`],
       ["debug_remoteGetDHT", `key=${hexB}`],
     ];
-    const results = await Promise.all(commands.map((c) => ctl("-json", ...c)));
+    // removePeer fails unless addPeer has run, so it waits for it; the rest run at once.
+    let added: Promise<unknown> = Promise.resolve();
+    const results = await Promise.all(
+      commands.map((c) => {
+        const run = c[0] === "removePeer" ? added.then(() => ctl("-json", ...c)) : ctl("-json", ...c);
+        if (c[0] === "addPeer") added = run;
+        return run;
+      }),
+    );
     results.forEach((result, i) => {
       expect(() => JSON.parse(result.stdout), commands[i].join(" ")).not.toThrow();
     });
