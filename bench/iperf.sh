@@ -4,11 +4,18 @@
 # same run, so the ratio compares like with like on this machine. Needs root, iperf3, yggdrasil.
 #
 #   bench/iperf.sh [both|planetd|yggdrasil]    (default both; seconds per run: IPERF_SECONDS=10)
+#   PLANETD_LINK=udp bench/iperf.sh            (the planetd pair over planetd's own udp:// link)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 which=${1:-both}
 seconds=${IPERF_SECONDS:-10}
+planetd_link=${PLANETD_LINK:-tcp}
+case "$planetd_link" in tcp | tls | udp) ;; *)
+  echo "bench/iperf.sh: PLANETD_LINK must be tcp, tls or udp" >&2
+  exit 2
+  ;;
+esac
 case "$which" in both | planetd | yggdrasil | __one) ;; *)
   echo "usage: bench/iperf.sh [both|planetd|yggdrasil]" >&2
   exit 2
@@ -60,9 +67,10 @@ daemon() { # impl ns conf log
   fi
 }
 
-wait_listening() { # ns port what log
-  local deadline=$((SECONDS + 30))
-  until ip netns exec "$1" ss -Hltn "sport = :$2" | grep -q .; do
+wait_listening() { # ns port what log [udp]
+  local deadline=$((SECONDS + 30)) flags=-Hltn
+  [ "${5:-}" = udp ] && flags=-Hlun
+  until ip netns exec "$1" ss "$flags" "sport = :$2" | grep -q .; do
     if [ $SECONDS -ge $deadline ]; then
       echo "$3 is not listening on port $2 after 30 s; log tail:" >&2
       tail -n 15 "$4" >&2
@@ -90,8 +98,10 @@ measure() {
 
   local dir="$work/$impl"
   mkdir -p "$dir"
-  config "$dir/a.conf" '["tcp://10.77.0.1:12345"]' '[]' "$dir/a.sock"
-  config "$dir/b.conf" '[]' '["tcp://10.77.0.1:12345"]' "$dir/b.sock"
+  local scheme=tcp
+  [ "$impl" = planetd ] && scheme=$planetd_link
+  config "$dir/a.conf" "[\"$scheme://10.77.0.1:12345\"]" '[]' "$dir/a.sock"
+  config "$dir/b.conf" '[]' "[\"$scheme://10.77.0.1:12345\"]" "$dir/b.sock"
   local addr_a
   addr_a=$(yggdrasil -useconffile "$dir/a.conf" -address)
   if [ "$impl" = planetd ]; then
@@ -100,7 +110,7 @@ measure() {
   fi
   daemon "$impl" "$a" "$dir/a.conf" "$dir/a.log"
   # B dials only once A listens: a refused first dial sends yggdrasil into a long redial backoff.
-  wait_listening "$a" 12345 "$impl listener" "$dir/a.log"
+  wait_listening "$a" 12345 "$impl listener" "$dir/a.log" "$scheme"
   daemon "$impl" "$b" "$dir/b.conf" "$dir/b.log"
 
   local deadline=$((SECONDS + 60))
@@ -135,7 +145,7 @@ fi
 pd="" yg=""
 status=0
 if [ "$which" != yggdrasil ]; then
-  echo "planetd pair: iperf3 -6 single stream, ${seconds} s over a TCP link ..." >&2
+  echo "planetd pair: iperf3 -6 single stream, ${seconds} s over a ${planetd_link^^} link ..." >&2
   if out=$("$0" __one planetd); then pd=$out; else status=1; fi
 fi
 if [ "$which" != planetd ]; then
@@ -143,7 +153,7 @@ if [ "$which" != planetd ]; then
   if out=$("$0" __one yggdrasil); then yg=$out; else status=1; fi
 fi
 
-echo "iperf3 single stream, ${seconds} s, two namespaces, TCP link, $(nproc) CPUs ($(uname -r))"
+echo "iperf3 single stream, ${seconds} s, two namespaces, planetd over ${planetd_link^^}, yggdrasil over TCP, $(nproc) CPUs ($(uname -r))"
 [ "$which" = yggdrasil ] || echo "planetd:         ${pd:-failed} Mbit/s"
 [ "$which" = planetd ] || echo "yggdrasil 0.4.7: ${yg:-failed} Mbit/s"
 if [ -n "$pd" ] && [ -n "$yg" ]; then
