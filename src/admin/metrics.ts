@@ -184,6 +184,8 @@ export async function startMetrics(
   if (!(endpoint.host === "localhost" || endpoint.host === "::1" || endpoint.host.startsWith("127."))) {
     logger.warn(`metrics: ${address} is not on loopback`);
   }
+  // After listen, an accept failure (e.g. EMFILE) is emitted here; without a listener it would kill the daemon.
+  server.on("error", (err) => logger.warn(`metrics: ${err.message}`));
   logger.info(`metrics listening on ${address}`);
   return {
     enabled: true,

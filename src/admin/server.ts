@@ -284,6 +284,8 @@ export async function startAdminServer(
     throw new Error(message.startsWith("admin:") ? message : `admin: cannot listen on ${listen}: ${message}`);
   }
   const ino = unixPath ? statSync(unixPath).ino : undefined;
+  // After listen, an accept failure (e.g. EMFILE) is emitted here; without a listener it would kill the daemon.
+  server.on("error", (err) => logger.warn(`admin: ${err.message}`));
   logger.info(`admin socket listening on ${address}`);
 
   return {

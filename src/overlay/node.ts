@@ -37,6 +37,8 @@ export interface NodeOptions {
 export interface NodeCounters {
   trafficDroppedCongested: number;
   trafficDroppedNoLink: number;
+  /** TUN packets dropped because sending them threw (a bug, logged once). */
+  tunSendErrors: number;
 }
 
 interface PeerSlot {
@@ -58,6 +60,7 @@ export class Node implements PacketConn {
   readonly counters: NodeCounters = {
     trafficDroppedCongested: 0,
     trafficDroppedNoLink: 0,
+    tunSendErrors: 0,
   };
   ipv6: Ipv6Adapter | undefined;
   tun: TunDevice | undefined;
@@ -72,7 +75,6 @@ export class Node implements PacketConn {
   /** Reused to prefix the core type byte without allocating per packet. */
   private readonly coreBuf = Buffer.alloc(MAX_IFMTU + 1);
   private stopped = false;
-  private attaching: PeerSlot | undefined;
 
   private constructor(opts: NodeOptions) {
     this.identity = opts.identity;
@@ -144,6 +146,7 @@ export class Node implements PacketConn {
     await this.admin?.close();
     await this.metrics?.close();
     await this.links.stop();
+    this.proto.close();
     this.tun?.close();
   }
 
@@ -188,7 +191,7 @@ export class Node implements PacketConn {
   private routerOutput(): RouterOutput {
     return {
       send: (port, frame) => {
-        const slot = this.peers.get(port) ?? this.attaching;
+        const slot = this.peers.get(port);
         const type = frame[0];
         const isTraffic = type === FrameType.DhtTraffic || type === FrameType.PathTraffic;
         if (!slot) {
@@ -224,13 +227,11 @@ export class Node implements PacketConn {
       link.close("node stopping");
       return;
     }
-    // addPeer sends the hello before it returns the port: route that frame to the new link.
-    const slot: PeerSlot = { link, port: 0, framesIn: 0, framesOut: 0 };
-    this.attaching = slot;
-    const port = this.router.addPeer(link.remoteKey, link.priority, Date.now());
-    this.attaching = undefined;
-    slot.port = port;
+    // addPeer sends the hello before it returns, so the port must already lead to this link.
+    const port = this.router.nextFreePort();
+    const slot: PeerSlot = { link, port, framesIn: 0, framesOut: 0 };
     this.peers.set(port, slot);
+    this.router.addPeer(link.remoteKey, link.priority, Date.now());
     link.setHandler({
       onFrame: (frame) => {
         slot.framesIn++;
@@ -290,10 +291,21 @@ export class Node implements PacketConn {
     const tun = this.tun;
     const adapter = adapterFor((packet) => tun.write(packet));
     this.ipv6 = adapter;
+    // An exception thrown back into the native read callback would be fatal to the process:
+    // a packet that trips a bug is dropped and counted instead.
     tun.onPackets((packets) => {
       const now = Date.now();
-      for (const packet of packets) adapter.fromTun(packet, now);
+      for (const packet of packets) {
+        try {
+          adapter.fromTun(packet, now);
+        } catch (err) {
+          this.counters.tunSendErrors++;
+          if (this.counters.tunSendErrors === 1)
+            this.log.error({ err }, "dropping a TUN packet after an error");
+        }
+      }
     });
+    tun.onError?.((err) => this.log.error(`TUN stopped reading: ${err.message}; running router-only`));
     this.log.info({ ifname: tun.name, mtu: tun.mtu }, "TUN interface up");
   }
 

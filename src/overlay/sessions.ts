@@ -1,6 +1,7 @@
 // End-to-end sessions exactly as ironwood's `encrypted` layer in Yggdrasil 0.4.7 (spec 6):
 // init/ack handshakes, a key ratchet throttled to once a minute, and the three decryption cases.
 // Sans-I/O: time comes in as `now` (ms since the epoch); output goes through SessionOutput.
+import { randomBytes } from "node:crypto";
 import { type BoxBackend, type BoxKeyPair, nonceForCounter } from "../crypto/box.js";
 import { type Identity, curveFromEd } from "../crypto/identity.js";
 import { type PendingBuffer, SESSION_TIMEOUT_MS, Session, U64_MAX } from "./sessions/state.js";
@@ -373,10 +374,11 @@ export class Sessions {
     const s = this.sessions.get(mapKey(source));
     if (!s) {
       // Possibly spoofed or replayed: answer with keys we forget, keep no state. If the remote
-      // acks, a session is made from the ack.
+      // acks, a session is made from the ack with fresh keys, so these need no private halves:
+      // random bytes cost nothing, where two key pairs per stray packet would.
       this.counters.noSession++;
       const seq = unixSeconds(now);
-      this.sendHandshake(SessionType.Init, source, this.fresh().publicKey, this.fresh().publicKey, 0n, seq);
+      this.sendHandshake(SessionType.Init, source, randomBytes(32), randomBytes(32), 0n, seq);
       return;
     }
     if (payload.length < TRAFFIC_MIN_BYTES) {

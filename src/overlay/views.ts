@@ -71,6 +71,7 @@ export function metricsSnapshotFor(node: Node): MetricsSnapshot {
   const dropped: Record<string, number> = {
     link_congested: node.counters.trafficDroppedCongested,
     no_link: node.counters.trafficDroppedNoLink,
+    tun_send_error: node.counters.tunSendErrors,
   };
   for (const [name, n] of Object.entries(node.router.stats())) {
     if (name.startsWith("drop_")) dropped[`router_${name.slice(5)}`] = n;

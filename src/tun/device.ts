@@ -8,5 +8,7 @@ export interface TunDevice {
   onPackets(handler: (packets: Buffer[]) => void): void;
   /** Write one IPv6 packet to the kernel. */
   write(packet: Uint8Array): void;
+  /** Called once if the device stops delivering packets (e.g. the interface was deleted). */
+  onError?(handler: (err: Error) => void): void;
   close(): void;
 }

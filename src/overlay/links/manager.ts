@@ -69,10 +69,12 @@ export interface ListenerHandle {
 }
 
 const DIAL_TIMEOUT_MS = 5000;
+const MAX_PENDING_INBOUND = 256;
 
 export class LinkManager {
   private readonly cfg: LinkManagerConfig;
   private readonly counters = { handshakeFailures: 0 };
+  private pendingInbound = 0;
   private readonly events: LinkManagerEvents;
   private readonly log: Logger;
   private readonly allowed: Set<string>;
@@ -361,7 +363,9 @@ export class LinkManager {
       parsed.scheme === "unix"
         ? `unix://${parsed.path}`
         : `${parsed.scheme}://${hostPort(ip, raw.remotePort ?? 0)}`;
-    if (this.ids.has(id)) {
+    // Connections still in TLS or the metadata exchange are capped: each holds a socket for up
+    // to 12 s, and the dedupe above is per ip:port, so one host could otherwise open thousands.
+    if (this.ids.has(id) || this.pendingInbound >= MAX_PENDING_INBOUND) {
       raw.destroy();
       return;
     }
@@ -372,11 +376,14 @@ export class LinkManager {
       this.sockets.delete(raw);
     });
     raw.on("error", () => raw.destroy());
+    this.pendingInbound++;
     this.acceptAsync(raw, parsed, remote, ip).then(
       (link) => {
+        this.pendingInbound--;
         if (link) this.admit(link);
       },
       (e: Error) => {
+        this.pendingInbound--;
         this.counters.handshakeFailures++;
         raw.destroy();
         if (!this.stopped) this.log.info({ remote }, `inbound link from ${remote} failed: ${e.message}`);
