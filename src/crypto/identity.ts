@@ -1,6 +1,6 @@
 // The node's one long-term identity: an ed25519 key pair in Go's 64-byte layout (seed ‖ public key).
 // Everything that needs "who am I" takes an Identity; nothing else holds the private half.
-import { createHash, randomBytes } from "node:crypto";
+import { createHash, createPublicKey, verify as cryptoVerify, randomBytes } from "node:crypto";
 import sodium from "sodium-native";
 import { addressForKey, subnetForKey } from "./address.js";
 
@@ -66,10 +66,28 @@ export class Identity {
   }
 }
 
+/**
+ * Ed25519 verification with Go's acceptance rules. libsodium is the fast path, but it also refuses
+ * small-order and non-canonical keys that Go's crypto/ed25519 accepts; refusing a signature a Go
+ * node accepted would close a link to an honest peer that relays it. So a sodium "no" is checked
+ * again with OpenSSL (node:crypto), which applies Go's rules (cofactorless, S < L, any key).
+ */
 export function verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
   if (publicKey.length !== KEY_BYTES || signature.length !== SIG_BYTES) return false;
-  return sodium.crypto_sign_verify_detached(signature, message, publicKey);
+  if (sodium.crypto_sign_verify_detached(signature, message, publicKey)) return true;
+  try {
+    const key = createPublicKey({
+      key: Buffer.concat([ED25519_SPKI_PREFIX, publicKey]),
+      format: "der",
+      type: "spki",
+    });
+    return cryptoVerify(null, message, key, signature);
+  } catch {
+    return false; // not a point at all
+  }
 }
+
+const ED25519_SPKI_PREFIX = Buffer.from("302a300506032b6570032100", "hex");
 
 export function curveFromEd(publicKey: Uint8Array): Buffer {
   const out = Buffer.alloc(32);
