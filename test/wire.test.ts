@@ -689,6 +689,19 @@ describe("path traffic helpers", () => {
     expect(() => w.pathTrafficPopFirst(hex(""))).toThrow(ProtocolError);
   });
 
+  test("a hop is popped only if the rest still holds the 0 terminator and 65 bytes after it", () => {
+    // Go's next hop closes the link on such a frame, so we must refuse it instead of forwarding it.
+    const full = w.encodePathTraffic({ path: [1, 2, 0], traffic }).subarray(1); // 01 02 00 + 70
+    const noTerminator = Buffer.concat([hex("01"), Buffer.alloc(80, 5)]);
+    expect(() => w.pathTrafficPopFirst(noTerminator)).toThrow(ProtocolError);
+    const shortAfter = Buffer.concat([hex("01"), Buffer.alloc(70, 2), hex("00"), Buffer.alloc(64, 9)]);
+    expect(() => w.pathTrafficPopFirst(shortAfter)).toThrow(ProtocolError);
+    const exact = Buffer.concat([hex("01"), Buffer.alloc(70, 2), hex("00"), Buffer.alloc(65, 9)]);
+    expect(w.pathTrafficPopFirst(exact).port).toBe(1);
+    expect(() => w.pathTrafficPopFirst(full.subarray(0, 3 + 64))).toThrow(ProtocolError);
+    expect(w.pathTrafficPopFirst(full.subarray(0, 3 + 65)).port).toBe(1);
+  });
+
   test("decodeDhtTraffic returns views of the body, not copies", () => {
     const f = w.encodeDhtTraffic(traffic);
     const t = w.decodeDhtTraffic(f.subarray(1));

@@ -538,18 +538,23 @@ export function pathTrafficPopFirst(body: Buffer): { port: number; rest: Buffer 
     need(body, next, TRAFFIC_FIXED, "path traffic");
     return { port, rest: retype(FrameType.DhtTraffic, body, next) };
   }
-  need(body, next, 1 + TRAFFIC_FIXED, "path traffic");
+  // Go's next hop decodes the whole path and closes the link unless source, dest and kind follow it.
+  need(body, pathEnd(body, next), TRAFFIC_FIXED, "path traffic");
   return { port, rest: retype(FrameType.PathTraffic, body, next) };
+}
+
+/** The offset just past the 0 that terminates the path starting at offset o. */
+function pathEnd(body: Buffer, o: number): number {
+  for (;;) {
+    const [port, next] = readUvarint(body, o);
+    o = next;
+    if (port === 0) return o;
+  }
 }
 
 /** The type-9 frame inside a type-10 body (skips the whole terminated path; one copy). */
 export function pathTrafficToDht(body: Buffer): Buffer {
-  let o = 0;
-  for (;;) {
-    const [port, next] = readUvarint(body, o);
-    o = next;
-    if (port === 0) break;
-  }
+  const o = pathEnd(body, 0);
   need(body, o, TRAFFIC_FIXED, "path traffic");
   return retype(FrameType.DhtTraffic, body, o);
 }
