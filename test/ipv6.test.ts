@@ -14,7 +14,7 @@ const ipv6 = (src: Buffer, dst: Buffer, payload = 16): Buffer =>
   ipv6Packet(src, dst, Buffer.alloc(payload, 0xab));
 
 interface Sent {
-  ipv6: { dest: Buffer; packet: Buffer }[];
+  ipv6: { dest: Buffer; packet: Buffer; now: number }[];
   oob: { dest: Buffer; payload: Buffer }[];
   tun: Buffer[];
 }
@@ -22,7 +22,8 @@ interface Sent {
 function lone(id: Identity, mtu = 65535): { adapter: Ipv6Adapter; sent: Sent } {
   const sent: Sent = { ipv6: [], oob: [], tun: [] };
   const core: CoreSender = {
-    sendIPv6: (dest, packet) => sent.ipv6.push({ dest: Buffer.from(dest), packet: Buffer.from(packet) }),
+    sendIPv6: (dest, packet, now) =>
+      sent.ipv6.push({ dest: Buffer.from(dest), packet: Buffer.from(packet), now }),
     sendOutOfBand: (dest, payload) =>
       sent.oob.push({ dest: Buffer.from(dest), payload: Buffer.from(payload) }),
   };
@@ -120,10 +121,12 @@ describe("key lookup vectors (spec 13.3 #8, #9)", () => {
     expect(sent.ipv6).toHaveLength(1);
     expect(sent.ipv6[0]!.dest.equals(A.publicKey)).toBe(true);
     expect(sent.ipv6[0]!.packet.equals(packet)).toBe(true);
+    expect(sent.ipv6[0]!.now).toBe(T0 + 10);
     // Known now: the next packet goes straight out, without a lookup.
     adapter.fromTun(packet, T0 + 20);
     expect(sent.oob).toHaveLength(1);
     expect(sent.ipv6).toHaveLength(2);
+    expect(sent.ipv6[1]!.now).toBe(T0 + 20);
   });
 });
 

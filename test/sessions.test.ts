@@ -514,6 +514,35 @@ describe("Sessions", () => {
     expect(a.inbox.map((m) => m.message.toString())).toEqual(Array.from({ length: 50 }, (_, i) => `b${i}`));
   });
 
+  it("hands the caller's now to sendTraffic and deliver, so the daemon reads the clock once per event", () => {
+    const box = loadBox();
+    const ids = [Identity.generate(), Identity.generate()];
+    const seen: string[] = [];
+    const nodes: Sessions[] = [];
+    for (let i = 0; i < 2; i++) {
+      const j = 1 - i;
+      nodes.push(
+        new Sessions(
+          ids[i],
+          {
+            sendTraffic: (_dest, payload, now) => {
+              seen.push(`send${i}@${now - T0}`);
+              nodes[j].handle(ids[i].publicKey, payload, now + 1);
+            },
+            deliver: (_source, _message, now) => seen.push(`deliver${i}@${now - T0}`),
+          },
+          box,
+        ),
+      );
+    }
+    nodes[0].send(ids[1].publicKey, Buffer.from("x"), T0);
+    // init from 0, ack from 1 (at the init's time + 1), 0's ack back, then the buffered message
+    expect(seen).toEqual(["send0@0", "send1@1", "send0@2", "send0@2", "deliver1@3"]);
+    seen.length = 0;
+    nodes[1].send(ids[0].publicKey, Buffer.from("y"), T0 + 10);
+    expect(seen).toEqual(["send1@10", "deliver0@11"]);
+  });
+
   it("handles re-entrant calls: a reply sent from inside deliver, synchronously wired", () => {
     const box = loadBox();
     const ids = [Identity.generate(), Identity.generate()];

@@ -75,6 +75,11 @@ export class Node implements PacketConn {
   /** Reused to prefix the core type byte without allocating per packet. */
   private readonly coreBuf = Buffer.alloc(MAX_IFMTU + 1);
   private stopped = false;
+  /**
+   * The time of the event being handled. Router output callbacks carry no time, so every entry into
+   * the router sets this first and deliveries read it: one clock read per event, not per layer.
+   */
+  private eventNow = 0;
 
   private constructor(opts: NodeOptions) {
     this.identity = opts.identity;
@@ -84,18 +89,21 @@ export class Node implements PacketConn {
     this.mtu = Math.min(MAX_IFMTU, Math.max(MIN_IFMTU, opts.config.IfMTU));
     this.box = loadBox();
     const now = Date.now();
+    this.eventNow = now;
     this.router = new Router(this.identity, this.routerOutput(), now);
     this.sessions = new Sessions(
       this.identity,
       {
-        sendTraffic: (dest, payload) =>
-          this.router.sendTraffic(dest, TrafficKind.Standard, payload, Date.now()),
-        deliver: (source, message) => this.deliverCore(source, message),
+        sendTraffic: (dest, payload, now) => {
+          this.eventNow = now;
+          this.router.sendTraffic(dest, TrafficKind.Standard, payload, now);
+        },
+        deliver: (source, message, now) => this.deliverCore(source, message, now),
       },
       this.box,
     );
     this.proto = new Proto(
-      { send: (dest, message) => this.sendCore(dest, CORE_PROTO, message) },
+      { send: (dest, message) => this.sendCore(dest, CORE_PROTO, message, Date.now()) },
       {
         key: this.publicKey,
         nodeInfo: opts.config.NodeInfo,
@@ -161,7 +169,9 @@ export class Node implements PacketConn {
   }
 
   sendOutOfBand(dest: Buffer, payload: Uint8Array): void {
-    this.router.sendTraffic(dest, TrafficKind.OutOfBand, Buffer.from(payload), Date.now());
+    const now = Date.now();
+    this.eventNow = now;
+    this.router.sendTraffic(dest, TrafficKind.OutOfBand, Buffer.from(payload), now);
   }
 
   onOutOfBand(handler: (source: Buffer, dest: Buffer, payload: Buffer) => void): void {
@@ -206,9 +216,9 @@ export class Node implements PacketConn {
         slot.framesOut++;
         slot.link.send(frame);
       },
-      deliver: (source, payload) => this.sessions.handle(source, payload, Date.now()),
+      deliver: (source, payload) => this.sessions.handle(source, payload, this.eventNow),
       deliverOutOfBand: (source, dest, payload) => {
-        if (this.ipv6) this.ipv6.handleOutOfBand(source, dest, payload, Date.now());
+        if (this.ipv6) this.ipv6.handleOutOfBand(source, dest, payload, this.eventNow);
         this.oobHandler?.(source, dest, payload);
       },
       closePeer: (port, reason) => {
@@ -231,38 +241,44 @@ export class Node implements PacketConn {
     const port = this.router.nextFreePort();
     const slot: PeerSlot = { link, port, framesIn: 0, framesOut: 0 };
     this.peers.set(port, slot);
-    this.router.addPeer(link.remoteKey, link.priority, Date.now());
+    const now = Date.now();
+    this.eventNow = now;
+    this.router.addPeer(link.remoteKey, link.priority, now);
     link.setHandler({
       onFrame: (frame) => {
         slot.framesIn++;
-        this.router.handleFrame(port, frame, Date.now());
+        const now = Date.now();
+        this.eventNow = now;
+        this.router.handleFrame(port, frame, now);
       },
       onPriority: (priority) => this.router.setPeerPriority(port, priority),
       onClose: () => {
         if (this.peers.get(port) !== slot) return;
         this.peers.delete(port);
-        this.router.removePeer(port, Date.now());
+        const now = Date.now();
+        this.eventNow = now;
+        this.router.removePeer(port, now);
       },
     });
   }
 
   /** A decrypted session message: the first byte says what it carries (spec 7). */
-  private deliverCore(source: Buffer, message: Buffer): void {
+  private deliverCore(source: Buffer, message: Buffer, now: number): void {
     if (message.length === 0) return;
     const kind = message[0];
     if (kind === CORE_IPV6) {
-      this.ipv6?.fromNetwork(source, message.subarray(1), Date.now());
+      this.ipv6?.fromNetwork(source, message.subarray(1), now);
     } else if (kind === CORE_PROTO) {
-      this.proto.handle(source, message.subarray(1), Date.now());
+      this.proto.handle(source, message.subarray(1), now);
     }
     this.messageHandler?.(source, message);
   }
 
-  private sendCore(dest: Buffer, kind: number, body: Uint8Array): void {
+  private sendCore(dest: Buffer, kind: number, body: Uint8Array, now: number): void {
     if (body.length + 1 > this.coreBuf.length) return;
     this.coreBuf[0] = kind;
     this.coreBuf.set(body, 1);
-    this.sessions.send(dest, this.coreBuf.subarray(0, body.length + 1), Date.now());
+    this.sessions.send(dest, this.coreBuf.subarray(0, body.length + 1), now);
   }
 
   private async startTun(opts: NodeOptions): Promise<void> {
@@ -271,7 +287,7 @@ export class Node implements PacketConn {
       new Ipv6Adapter(
         this.identity,
         {
-          sendIPv6: (dest, packet) => this.sendCore(dest, CORE_IPV6, packet),
+          sendIPv6: (dest, packet, now) => this.sendCore(dest, CORE_IPV6, packet, now),
           sendOutOfBand: (dest, payload) => this.sendOutOfBand(dest, payload),
         },
         write,
@@ -311,6 +327,7 @@ export class Node implements PacketConn {
 
   private tick(): void {
     const now = Date.now();
+    this.eventNow = now;
     if ((this.router.nextTimeout() ?? Number.POSITIVE_INFINITY) <= now) this.router.handleTimeout(now);
     if ((this.sessions.nextTimeout() ?? Number.POSITIVE_INFINITY) <= now) this.sessions.handleTimeout(now);
     if (this.ipv6 && (this.ipv6.nextTimeout() ?? Number.POSITIVE_INFINITY) <= now)

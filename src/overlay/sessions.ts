@@ -19,10 +19,13 @@ import {
 export { SESSION_TIMEOUT_MS };
 
 export interface SessionOutput {
-  /** A kind-1 payload for the router; `payload` may be a reused buffer valid only during the call. */
-  sendTraffic(dest: Buffer, payload: Buffer): void;
-  /** A decrypted application message; valid only during the call. */
-  deliver(source: Buffer, message: Buffer): void;
+  /**
+   * A kind-1 payload for the router; `payload` may be a reused buffer valid only during the call.
+   * `now` is the time of the call into Sessions that caused it.
+   */
+  sendTraffic(dest: Buffer, payload: Buffer, now: number): void;
+  /** A decrypted application message; valid only during the call. `now` as given to handle. */
+  deliver(source: Buffer, message: Buffer, now: number): void;
 }
 
 export interface SessionOptions {
@@ -230,7 +233,7 @@ export class Sessions {
     s.expires = now + SESSION_TIMEOUT_MS;
     this.sendDepth++;
     try {
-      this.out.sendTraffic(s.key, buf.subarray(0, end));
+      this.out.sendTraffic(s.key, buf.subarray(0, end), now);
     } finally {
       this.sendDepth--;
     }
@@ -251,7 +254,7 @@ export class Sessions {
     b.data = Buffer.from(message);
     b.expires = now + SESSION_TIMEOUT_MS;
     this.schedule(b.expires);
-    this.sendHandshake(SessionType.Init, dest, b.current.publicKey, b.next.publicKey, 0n, b.initSeq);
+    this.sendHandshake(SessionType.Init, dest, b.current.publicKey, b.next.publicKey, 0n, b.initSeq, now);
   }
 
   private sendHandshake(
@@ -261,6 +264,7 @@ export class Sessions {
     next: Buffer,
     keySeq: bigint,
     seq: bigint,
+    now: number,
     session?: Session,
   ): void {
     let curve = session?.curve;
@@ -286,7 +290,7 @@ export class Sessions {
     else this.counters.acksSent++;
     this.sendDepth++;
     try {
-      this.out.sendTraffic(dest, payload);
+      this.out.sendTraffic(dest, payload, now);
     } finally {
       this.sendDepth--;
     }
@@ -300,6 +304,7 @@ export class Sessions {
       s.nextLocal.publicKey,
       s.localKeySeq,
       unixSeconds(now),
+      now,
       s,
     );
   }
@@ -378,7 +383,7 @@ export class Sessions {
       // random bytes cost nothing, where two key pairs per stray packet would.
       this.counters.noSession++;
       const seq = unixSeconds(now);
-      this.sendHandshake(SessionType.Init, source, randomBytes(32), randomBytes(32), 0n, seq);
+      this.sendHandshake(SessionType.Init, source, randomBytes(32), randomBytes(32), 0n, seq, now);
       return;
     }
     if (payload.length < TRAFFIC_MIN_BYTES) {
@@ -461,7 +466,7 @@ export class Sessions {
     s.expires = now + SESSION_TIMEOUT_MS;
     this.deliverDepth++;
     try {
-      this.out.deliver(s.key, message);
+      this.out.deliver(s.key, message, now);
     } finally {
       this.deliverDepth--;
     }

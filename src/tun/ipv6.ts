@@ -8,8 +8,11 @@ import { IPV6_HEADER_BYTES, buildPacketTooBig } from "./icmpv6.js";
 import { type KeyEntry, KeyStore } from "./keystore.js";
 
 export interface CoreSender {
-  /** Send one IPv6 packet to `dest` (the daemon prefixes the core byte 0x01 and encrypts). `packet` is valid only during the call. */
-  sendIPv6(dest: Buffer, packet: Buffer): void;
+  /**
+   * Send one IPv6 packet to `dest` (the daemon prefixes the core byte 0x01 and encrypts). `packet`
+   * is valid only during the call; `now` is the time given to the adapter call that sends it.
+   */
+  sendIPv6(dest: Buffer, packet: Buffer, now: number): void;
   /** Kind-2 (unencrypted) traffic: key lookups and responses. `dest` may be a partial key. */
   sendOutOfBand(dest: Buffer, payload: Buffer): void;
 }
@@ -132,7 +135,7 @@ export class Ipv6Adapter {
     }
     if (entry) {
       c.sent++;
-      this.core.sendIPv6(entry.key, packet);
+      this.core.sendIPv6(entry.key, packet, now);
       return;
     }
     const isSubnet = kind === 0x03;
@@ -255,7 +258,7 @@ export class Ipv6Adapter {
       for (const packet of flushed) {
         this.counters.pendingFlushed++;
         this.counters.sent++;
-        this.core.sendIPv6(entry.key, packet);
+        this.core.sendIPv6(entry.key, packet, now);
       }
       flushed.length = 0;
     }
