@@ -501,6 +501,31 @@ describe("Sessions", () => {
     expect(b.inbox.at(-1)?.message.equals(big)).toBe(true);
   });
 
+  it("sends a prefix byte in front of the message, buffered or not, as if it were part of it", () => {
+    const { net, a, b } = pair();
+    const body = randomBytes(100);
+    // No session yet: the prefixed message waits in the buffer, then goes out after the ack.
+    expect(a.sessions.send(b.key, body, net.now, 0x01)).toBe(true);
+    net.run();
+    expect(b.inbox.map((m) => m.message.toString("hex"))).toEqual([`01${body.toString("hex")}`]);
+    a.sessions.send(b.key, body, net.now, 0xff);
+    net.run();
+    const prefixed = net.log.at(-1)?.payload.length;
+    a.send(b, Buffer.concat([Buffer.of(0xff), body]));
+    net.run();
+    expect(net.log.at(-1)?.payload.length).toBe(prefixed);
+    expect(b.inbox.slice(1).map((m) => m.message.toString("hex"))).toEqual([
+      `ff${body.toString("hex")}`,
+      `ff${body.toString("hex")}`,
+    ]);
+    expect(a.sessions.list()[0]?.bytesOut).toBe(3 * 101);
+    // The prefix counts against the MTU.
+    expect(a.sessions.send(b.key, Buffer.alloc(SESSION_MTU), net.now, 0x01)).toBe(false);
+    expect(a.sessions.send(b.key, Buffer.alloc(SESSION_MTU - 1), net.now, 0x01)).toBe(true);
+    net.run();
+    expect(b.inbox.at(-1)?.message.length).toBe(SESSION_MTU);
+  });
+
   it("interoperates between the sodium-native and tweetnacl backends", () => {
     const { net, a, b } = pair(loadBox(), createTweetnaclBackend());
     establish(net, a, b);

@@ -72,8 +72,6 @@ export class Node implements PacketConn {
   private ticker: NodeJS.Timeout | undefined;
   private admin: AdminServer | undefined;
   private metrics: MetricsServer | undefined;
-  /** Reused to prefix the core type byte without allocating per packet. */
-  private readonly coreBuf = Buffer.alloc(MAX_IFMTU + 1);
   private stopped = false;
   /**
    * The time of the event being handled. Router output callbacks carry no time, so every entry into
@@ -275,10 +273,8 @@ export class Node implements PacketConn {
   }
 
   private sendCore(dest: Buffer, kind: number, body: Uint8Array, now: number): void {
-    if (body.length + 1 > this.coreBuf.length) return;
-    this.coreBuf[0] = kind;
-    this.coreBuf.set(body, 1);
-    this.sessions.send(dest, this.coreBuf.subarray(0, body.length + 1), now);
+    // Sessions writes the core byte in front of the body in its own buffer: no copy here.
+    this.sessions.send(dest, body, now, kind);
   }
 
   private async startTun(opts: NodeOptions): Promise<void> {

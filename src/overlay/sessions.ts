@@ -70,6 +70,8 @@ const RATCHET_INTERVAL_MS = 60_000;
 const SWEEP_GRANULARITY_MS = 1000;
 const KEY_BYTES = 32;
 const TAG_BYTES = 16;
+/** `prefix` value meaning none: send the message as given. */
+const NO_PREFIX = -1;
 
 function mapKey(key: Uint8Array): string {
   const buf = Buffer.isBuffer(key) ? key : Buffer.from(key.buffer, key.byteOffset, key.byteLength);
@@ -121,16 +123,20 @@ export class Sessions {
     this.fresh = options.keyPair ?? (() => box.keyPair());
   }
 
-  /** Encrypts `message` for `dest`, or buffers it (latest only) and sends an init. False if too large. */
-  send(dest: Buffer, message: Uint8Array, now: number): boolean {
-    if (message.length > SESSION_MTU) {
+  /**
+   * Encrypts `message` for `dest`, or buffers it (latest only) and sends an init. False if too large.
+   * A `prefix` byte (0-255) is sent in front of `message` as part of it, so a caller adding a type
+   * byte needs no copy of its own.
+   */
+  send(dest: Buffer, message: Uint8Array, now: number, prefix = NO_PREFIX): boolean {
+    if (message.length + (prefix === NO_PREFIX ? 0 : 1) > SESSION_MTU) {
       this.counters.oversizeDropped++;
       return false;
     }
     const k = mapKey(dest);
     const session = this.sessions.get(k);
-    if (session) this.sendOn(session, message, now);
-    else this.bufferAndInit(k, dest, message, now);
+    if (session) this.sendOn(session, message, now, prefix);
+    else this.bufferAndInit(k, dest, message, now, prefix);
     return true;
   }
 
@@ -207,29 +213,33 @@ export class Sessions {
     if (expires < this.nextSweep) this.nextSweep = expires;
   }
 
-  private sendOn(s: Session, message: Uint8Array, now: number): void {
+  private sendOn(s: Session, message: Uint8Array, now: number, prefix = NO_PREFIX): void {
     s.sendNonce = s.sendNonce === U64_MAX ? 0n : s.sendNonce + 1n;
     if (s.sendNonce === 0n) {
       s.localRotate(this.fresh);
       s.fixShared(this.box, 0n, 0n);
     }
-    const buf =
-      this.sendDepth === 0 ? this.sendBuf : Buffer.allocUnsafe(TRAFFIC_MAX_OVERHEAD + message.length);
+    const length = prefix === NO_PREFIX ? message.length : message.length + 1;
+    const buf = this.sendDepth === 0 ? this.sendBuf : Buffer.allocUnsafe(TRAFFIC_MAX_OVERHEAD + length);
     buf[0] = SessionType.Traffic;
     let off = putUvarint(buf, 1, s.localKeySeq);
     off = putUvarint(buf, off, s.remoteKeySeq);
     off = putUvarint(buf, off, s.sendNonce);
     const plainAt = off + TAG_BYTES;
-    const end = plainAt + KEY_BYTES + message.length;
+    const end = plainAt + KEY_BYTES + length;
     s.nextLocal.publicKey.copy(buf, plainAt);
-    buf.set(message, plainAt + KEY_BYTES);
+    if (prefix === NO_PREFIX) buf.set(message, plainAt + KEY_BYTES);
+    else {
+      buf[plainAt + KEY_BYTES] = prefix;
+      buf.set(message, plainAt + KEY_BYTES + 1);
+    }
     this.box.seal(
       buf.subarray(off, end),
       buf.subarray(plainAt, end),
       nonceForCounter(this.nonce, s.sendNonce),
       s.sendShared,
     );
-    s.tx += message.length;
+    s.tx += length;
     s.expires = now + SESSION_TIMEOUT_MS;
     this.sendDepth++;
     try {
@@ -239,7 +249,7 @@ export class Sessions {
     }
   }
 
-  private bufferAndInit(k: string, dest: Buffer, message: Uint8Array, now: number): void {
+  private bufferAndInit(k: string, dest: Buffer, message: Uint8Array, now: number, prefix: number): void {
     let b = this.buffers.get(k);
     if (!b) {
       b = {
@@ -251,7 +261,12 @@ export class Sessions {
       };
       this.buffers.set(k, b);
     }
-    b.data = Buffer.from(message);
+    if (prefix === NO_PREFIX) b.data = Buffer.from(message);
+    else {
+      b.data = Buffer.allocUnsafe(message.length + 1);
+      b.data[0] = prefix;
+      b.data.set(message, 1);
+    }
     b.expires = now + SESSION_TIMEOUT_MS;
     this.schedule(b.expires);
     this.sendHandshake(SessionType.Init, dest, b.current.publicKey, b.next.publicKey, 0n, b.initSeq, now);
