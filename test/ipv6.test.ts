@@ -295,6 +295,18 @@ describe("expiry", () => {
     adapter.fromTun(ipv6(A.address, B.address), T0 + 270_001);
     expect(sent.ipv6).toHaveLength(2);
     expect(sent.oob).toHaveLength(1);
+    // Heard from again: learnt afresh (the pending packet goes out), not refreshed as a gone entry.
+    adapter.fromNetwork(B.publicKey, ipv6(B.address, A.address), T0 + 270_002);
+    expect(sent.ipv6).toHaveLength(3);
+    expect(adapter.knownKeys().map((k) => k.expires)).toEqual([T0 + 390_002]);
+    adapter.fromTun(ipv6(A.address, B.subnet), T0 + 270_003);
+    adapter.fromTun(ipv6(A.address, B.subnet), T0 + 270_004);
+    expect(sent.ipv6.map((p) => p.dest.equals(B.publicKey))).toEqual([true, true, true, true, true]);
+    adapter.handleTimeout(T0 + 390_004);
+    expect(adapter.stats().keysExpired).toBe(2);
+    adapter.fromTun(ipv6(A.address, B.subnet), T0 + 390_005);
+    expect(sent.ipv6).toHaveLength(5);
+    expect(sent.oob).toHaveLength(2);
   });
 
   it("drops a pending packet after 120 s, so a late response flushes nothing", () => {

@@ -78,6 +78,13 @@ function mapKey(key: Uint8Array): string {
   return buf.toString("latin1");
 }
 
+/** Byte equality of two keys; for 32 bytes a JS loop beats both a native call and a map key string. */
+function sameKey(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 function unixSeconds(now: number): bigint {
   return BigInt(Math.floor(now / 1000));
 }
@@ -87,6 +94,11 @@ export class Sessions {
   private readonly sessions = new Map<string, Session>();
   private readonly buffers = new Map<string, PendingBuffer>();
   private readonly fresh: () => BoxKeyPair;
+  // The session of the last send and of the last traffic received: a stream hits the same one
+  // packet after packet, and comparing its key is cheaper than building a map key string.
+  // Sessions are only ever removed by handleTimeout, which clears these.
+  private lastSent: Session | undefined;
+  private lastHeard: Session | undefined;
   private readonly nonce = Buffer.alloc(24);
   private readonly sendBuf = Buffer.alloc(TRAFFIC_MAX_OVERHEAD + SESSION_MTU);
   private readonly recvBuf = Buffer.alloc(TRAFFIC_MAX_OVERHEAD + SESSION_MTU);
@@ -133,10 +145,17 @@ export class Sessions {
       this.counters.oversizeDropped++;
       return false;
     }
-    const k = mapKey(dest);
-    const session = this.sessions.get(k);
-    if (session) this.sendOn(session, message, now, prefix);
-    else this.bufferAndInit(k, dest, message, now, prefix);
+    let session = this.lastSent;
+    if (session === undefined || !sameKey(dest, session.key)) {
+      const k = mapKey(dest);
+      session = this.sessions.get(k);
+      if (!session) {
+        this.bufferAndInit(k, dest, message, now, prefix);
+        return true;
+      }
+      this.lastSent = session;
+    }
+    this.sendOn(session, message, now, prefix);
     return true;
   }
 
@@ -175,6 +194,8 @@ export class Sessions {
   /** Drops sessions and buffers idle for 60 s. */
   handleTimeout(now: number): void {
     if (now < this.nextSweep) return;
+    this.lastSent = undefined;
+    this.lastHeard = undefined;
     let earliest = Number.POSITIVE_INFINITY;
     for (const [k, s] of this.sessions) {
       if (s.expires <= now) {
@@ -391,7 +412,11 @@ export class Sessions {
   }
 
   private handleTraffic(source: Buffer, payload: Buffer, now: number): void {
-    const s = this.sessions.get(mapKey(source));
+    let s = this.lastHeard;
+    if (s === undefined || !sameKey(source, s.key)) {
+      s = this.sessions.get(mapKey(source));
+      if (s) this.lastHeard = s;
+    }
     if (!s) {
       // Possibly spoofed or replayed: answer with keys we forget, keep no state. If the remote
       // acks, a session is made from the ack with fresh keys, so these need no private halves:

@@ -29,6 +29,12 @@ export class KeyStore {
   private readonly bySubnet = new Map<string, KeyEntry>();
   private readonly pendingByAddress = new Map<string, PendingPacket>();
   private readonly pendingBySubnet = new Map<string, PendingPacket>();
+  // The entries of the last hit per lookup: a stream resolves the same destination, and hears from
+  // the same source, packet after packet, and comparing bytes is cheaper than a map key string.
+  // Cleared whenever an entry is added or removed, so a hit is always what the maps would say.
+  private lastByKey: KeyEntry | undefined;
+  private lastByAddress: KeyEntry | undefined;
+  private lastBySubnet: KeyEntry | undefined;
   /** Never later than the earliest deadline: deadlines only move later, and new ones are now + TTL. */
   private earliest: number | undefined;
 
@@ -42,14 +48,22 @@ export class KeyStore {
 
   /** The entry for the 16-byte address at packet[offset], refreshed; undefined if unknown. */
   useAddress(packet: Buffer, offset: number, now: number): KeyEntry | undefined {
-    const entry = this.byAddress.get(packet.toString("latin1", offset, offset + 16));
+    let entry = this.lastByAddress;
+    if (entry === undefined || !bytesAt(packet, offset, entry.address)) {
+      entry = this.byAddress.get(packet.toString("latin1", offset, offset + 16));
+      if (entry) this.lastByAddress = entry;
+    }
     if (entry) entry.expires = now + KEY_STORE_TTL_MS;
     return entry;
   }
 
   /** The entry for the /64 at packet[offset], refreshed; undefined if unknown. */
   useSubnet(packet: Buffer, offset: number, now: number): KeyEntry | undefined {
-    const entry = this.bySubnet.get(packet.toString("latin1", offset, offset + 8));
+    let entry = this.lastBySubnet;
+    if (entry === undefined || !bytesAt(packet, offset, entry.subnet)) {
+      entry = this.bySubnet.get(packet.toString("latin1", offset, offset + 8));
+      if (entry) this.lastBySubnet = entry;
+    }
     if (entry) entry.expires = now + KEY_STORE_TTL_MS;
     return entry;
   }
@@ -59,12 +73,19 @@ export class KeyStore {
    * removed and returned so the caller can send them; otherwise the result is empty.
    */
   learn(key: Buffer, now: number, flushed: Buffer[]): KeyEntry {
+    const last = this.lastByKey;
+    if (last !== undefined && key.length === last.key.length && bytesAt(key, 0, last.key)) {
+      last.expires = now + KEY_STORE_TTL_MS;
+      return last;
+    }
     const id = key.toString("latin1");
     let entry = this.byKey.get(id);
     if (entry) {
       entry.expires = now + KEY_STORE_TTL_MS;
+      this.lastByKey = entry;
       return entry;
     }
+    this.forgetLastHits();
     const copy = Buffer.from(key);
     entry = {
       key: copy,
@@ -123,6 +144,7 @@ export class KeyStore {
     let earliest: number | undefined;
     for (const [id, entry] of this.byKey) {
       if (entry.expires <= now) {
+        this.forgetLastHits();
         this.byKey.delete(id);
         const addressId = entry.address.toString("latin1");
         const subnetId = entry.subnet.toString("latin1");
@@ -152,9 +174,21 @@ export class KeyStore {
     return [...this.byKey.values()];
   }
 
+  private forgetLastHits(): void {
+    this.lastByKey = undefined;
+    this.lastByAddress = undefined;
+    this.lastBySubnet = undefined;
+  }
+
   private noteDeadline(deadline: number): void {
     if (this.earliest === undefined || deadline < this.earliest) this.earliest = deadline;
   }
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** Whether buf[offset..] starts with `bytes` (the caller ensures buf is long enough). */
+function bytesAt(buf: Uint8Array, offset: number, bytes: Uint8Array): boolean {
+  for (let i = 0; i < bytes.length; i++) if (buf[offset + i] !== bytes[i]) return false;
+  return true;
+}
