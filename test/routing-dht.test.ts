@@ -369,6 +369,20 @@ describe("hostile floods do not grow state", () => {
     expect(h.router.pathEntries().map((e) => e.key)).toEqual([k[2].publicKey, k[3].publicKey]);
   });
 
+  it("tree infos with ever-new smaller roots that are never selected (key loops) keep `expired` bounded", () => {
+    const ids = sortedIdentities(303);
+    const [k, p1] = [ids[301], ids[302]];
+    const h = new RouterHarness(k);
+    const port1 = h.addPeer(p1);
+    // Each root is smaller than ours but the chain repeats p1, so _fix never adopts it.
+    for (const r of ids.slice(0, 300))
+      h.frame(port1, chainFrame([r, p1, ids[300], p1], [1, 2, 3, 1], 1n, h.key));
+    expect(h.router.dhtState().holdDown).toBe(false);
+    expect(h.router.selfInfo().root).toEqual(h.key);
+    expect(h.closed).toEqual([]);
+    expect(h.router.stats().expired_roots).toBeLessThanOrEqual(64 + 2 * 1 + 1);
+  });
+
   it("tree infos with ever-new roots during hold-down keep `expired` bounded", () => {
     const [k0, k1, , k3, p1, p2] = sortedIdentities(6);
     const h = new RouterHarness(k3);

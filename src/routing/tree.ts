@@ -65,6 +65,12 @@ export class Tree {
 
   /** A verified tree info from peer (spec 5.3.4 onward). */
   update(peer: Peer, info: TreeInfo): void {
+    this.apply(peer, info);
+    // Roots below ours that _fix never adopts (loops, expired seqs) escape its cleanup: bound them here.
+    this.pruneExpiredIfLarge();
+  }
+
+  private apply(peer: Peer, info: TreeInfo): void {
     const now = this.core.now;
     const stored = storeInfo(info, now, ++this.hseq);
     const rootId = keyId(info.root);
@@ -91,8 +97,6 @@ export class Tree {
     if (this.holdUntil === undefined) {
       this.fix();
       this.afterFix();
-    } else {
-      this.pruneExpiredIfLarge();
     }
   }
 
@@ -241,7 +245,7 @@ export class Tree {
     return storeInfo({ root: this.core.ownKey, seq, hops: [] }, now, 0);
   }
 
-  /** Only during hold-down can `expired` grow without _fix pruning it; keep roots still in use. */
+  /** Beyond the soft cap, keep only the roots still in use (ours and our peers'). */
   private pruneExpiredIfLarge(): void {
     if (this.expired.size <= EXPIRED_SOFT_CAP + 2 * this.core.peers.size) return;
     const used = new Set<string>([keyId(this.self.info.root)]);
