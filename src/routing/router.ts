@@ -230,12 +230,21 @@ export class Router implements RouterCore {
     const toUs = dest.equals(this.ownKey);
     if (toUs) this.pf.doNotify(source, viaPath);
     const kind = frame[65];
+    // A fault in the layers above is no fault of the peer that relayed the packet: never close its link.
     if (kind === TrafficKind.Standard && toUs) {
       this.delivered++;
-      this.out.deliver(source, frame.subarray(TRAFFIC_HEADER));
+      try {
+        this.out.deliver(source, frame.subarray(TRAFFIC_HEADER));
+      } catch {
+        this.drop("deliver_error");
+      }
     } else if (kind === TrafficKind.OutOfBand) {
       this.delivered++;
-      this.out.deliverOutOfBand(source, dest, frame.subarray(TRAFFIC_HEADER));
+      try {
+        this.out.deliverOutOfBand(source, dest, frame.subarray(TRAFFIC_HEADER));
+      } catch {
+        this.drop("deliver_error");
+      }
     } else {
       this.drop(kind === TrafficKind.Standard ? "traffic_no_route" : "traffic_bad_kind");
     }

@@ -1,0 +1,44 @@
+// Router event handling around the layers above and peers being closed.
+import { describe, expect, it } from "vitest";
+import { Identity } from "../src/crypto/identity.js";
+import { Router, type RouterOutput } from "../src/routing/router.js";
+import { TrafficKind } from "../src/routing/types.js";
+import { encodeDhtTraffic, encodePathTraffic } from "../src/routing/wire.js";
+
+const NOW = 1_700_000_000_000;
+
+describe("exceptions from the layers above", () => {
+  it("a throwing deliver / deliverOutOfBand costs a counted drop, not the relaying peer's link", () => {
+    const [us, peer, src] = [Identity.generate(), Identity.generate(), Identity.generate()];
+    const closed: string[] = [];
+    let calls = 0;
+    const out: RouterOutput = {
+      send: () => {},
+      deliver: () => {
+        calls++;
+        throw new Error("session layer bug");
+      },
+      deliverOutOfBand: () => {
+        calls++;
+        throw new TypeError("oob handler bug");
+      },
+      closePeer: (_port, reason) => closed.push(reason),
+    };
+    const r = new Router(us, out, NOW, () => 0.5);
+    const port = r.addPeer(peer.publicKey, 0, NOW);
+    const traffic = { source: src.publicKey, dest: us.publicKey, payload: Buffer.from("x") };
+    r.handleFrame(port, encodeDhtTraffic({ ...traffic, kind: TrafficKind.Standard }), NOW);
+    r.handleFrame(port, encodeDhtTraffic({ ...traffic, kind: TrafficKind.OutOfBand }), NOW);
+    r.handleFrame(
+      port,
+      encodePathTraffic({ path: [0], traffic: { ...traffic, kind: TrafficKind.Standard } }),
+      NOW,
+    );
+    expect(calls).toBe(3);
+    expect(closed).toEqual([]);
+    const stats = r.stats();
+    expect(stats.drop_deliver_error).toBe(3);
+    expect(stats.drop_peer_closed_protocol_violation).toBeUndefined();
+    expect(stats.peers).toBe(1);
+  });
+});
