@@ -3,10 +3,13 @@ import { createTweetnaclBackend, loadBox } from "../src/crypto/box.js";
 import { Identity } from "../src/crypto/identity.js";
 import {
   INIT_BYTES,
+  decU64,
+  incU64,
   openInit,
   putUvarint,
   readUvarint,
   sealInit,
+  toU64,
   uvarintResult,
 } from "../src/overlay/sessions/wire.js";
 
@@ -99,16 +102,41 @@ describe("uvarint", () => {
     [0x10000000n, "8080808001"],
     [0x7fffffffn, "ffffffff07"],
     [0x80000000n, "8080808008"],
+    [(1n << 49n) - 1n, "ffffffffffff7f"],
+    [1n << 49n, "8080808080808001"],
+    [(1n << 53n) - 1n, "ffffffffffffff0f"],
+    [1n << 53n, "8080808080808010"],
+    [(1n << 56n) - 1n, "ffffffffffffff7f"],
     [(1n << 64n) - 1n, "ffffffffffffffffff01"],
   ];
-  it("encodes and decodes like Go's PutUvarint/Uvarint", () => {
+  it("encodes and decodes like Go's PutUvarint/Uvarint, as a number up to 2^53 - 1 and a bigint above", () => {
     for (const [v, h] of cases) {
-      const buf = Buffer.alloc(12, 0xee);
-      const end = putUvarint(buf, 1, v);
-      expect(buf.subarray(1, end).toString("hex")).toBe(h);
-      expect(readUvarint(buf, 1)).toBe(end);
-      expect(uvarintResult.value).toBe(v);
+      const safe = v <= BigInt(Number.MAX_SAFE_INTEGER);
+      for (const input of safe ? [v, Number(v)] : [v]) {
+        const buf = Buffer.alloc(12, 0xee);
+        const end = putUvarint(buf, 1, input);
+        expect(buf.subarray(1, end).toString("hex")).toBe(h);
+        expect(readUvarint(buf, 1)).toBe(end);
+        expect(uvarintResult.value).toBe(safe ? Number(v) : v);
+      }
     }
+    // Go accepts non-minimal encodings; so do we, with the same value.
+    expect(readUvarint(hex("8000"), 0)).toBe(2);
+    expect(uvarintResult.value).toBe(0);
+  });
+  it("counts mod 2^64, switching between number and bigint at 2^53", () => {
+    const max = (1n << 64n) - 1n;
+    expect(incU64(0)).toBe(1);
+    expect(incU64(Number.MAX_SAFE_INTEGER - 1)).toBe(Number.MAX_SAFE_INTEGER);
+    expect(incU64(Number.MAX_SAFE_INTEGER)).toBe(1n << 53n);
+    expect(incU64(1n << 53n)).toBe((1n << 53n) + 1n);
+    expect(incU64(max)).toBe(0);
+    expect(decU64(1)).toBe(0);
+    expect(decU64(0)).toBe(max);
+    expect(decU64(1n << 53n)).toBe(Number.MAX_SAFE_INTEGER);
+    expect(decU64(max)).toBe(max - 1n);
+    expect(toU64(5n)).toBe(5);
+    expect(toU64(1n << 53n)).toBe(1n << 53n);
   });
   it("fails on truncation and on 64-bit overflow", () => {
     expect(readUvarint(hex("80"), 0)).toBe(-1);

@@ -85,7 +85,7 @@ class Net {
 function describePacket(p: Packet): string {
   const type = p.payload[0];
   if (type !== 3) return `${p.from.name}>${p.to.name} ${type === 1 ? "init" : "ack"}`;
-  const fields: bigint[] = [];
+  const fields: Array<number | bigint> = [];
   let off = 1;
   for (let i = 0; i < 3; i++) {
     off = readUvarint(p.payload, off);

@@ -4,15 +4,18 @@
 import { randomBytes } from "node:crypto";
 import { type BoxBackend, type BoxKeyPair, nonceForCounter } from "../crypto/box.js";
 import { type Identity, curveFromEd } from "../crypto/identity.js";
-import { type PendingBuffer, SESSION_TIMEOUT_MS, Session, U64_MAX } from "./sessions/state.js";
+import { type PendingBuffer, SESSION_TIMEOUT_MS, Session } from "./sessions/state.js";
 import {
   SessionType,
   TRAFFIC_MAX_OVERHEAD,
   TRAFFIC_MIN_BYTES,
+  type U64,
+  incU64,
   openInit,
   putUvarint,
   readUvarint,
   sealInit,
+  toU64,
   uvarintResult,
 } from "./sessions/wire.js";
 
@@ -83,6 +86,14 @@ function sameKey(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
+}
+
+/** The 24-byte box nonce for counter n: 16 zero bytes (never written) then n as u64 big-endian. */
+function nonceFor(nonce: Buffer, n: U64): Buffer {
+  if (typeof n === "bigint") return nonceForCounter(nonce, n);
+  nonce.writeUInt32BE(Math.floor(n / 0x100000000), 16);
+  nonce.writeUInt32BE(n >>> 0, 20);
+  return nonce;
 }
 
 function unixSeconds(now: number): bigint {
@@ -235,10 +246,10 @@ export class Sessions {
   }
 
   private sendOn(s: Session, message: Uint8Array, now: number, prefix = NO_PREFIX): void {
-    s.sendNonce = s.sendNonce === U64_MAX ? 0n : s.sendNonce + 1n;
-    if (s.sendNonce === 0n) {
+    s.sendNonce = incU64(s.sendNonce);
+    if (s.sendNonce === 0) {
       s.localRotate(this.fresh);
-      s.fixShared(this.box, 0n, 0n);
+      s.fixShared(this.box, 0, 0);
     }
     const length = prefix === NO_PREFIX ? message.length : message.length + 1;
     const buf = this.sendDepth === 0 ? this.sendBuf : Buffer.allocUnsafe(TRAFFIC_MAX_OVERHEAD + length);
@@ -257,7 +268,7 @@ export class Sessions {
     this.box.seal(
       buf.subarray(off, end),
       buf.subarray(plainAt, end),
-      nonceForCounter(this.nonce, s.sendNonce),
+      nonceFor(this.nonce, s.sendNonce),
       s.sendShared,
     );
     s.tx += length;
@@ -338,7 +349,7 @@ export class Sessions {
       s.key,
       s.send.publicKey,
       s.nextLocal.publicKey,
-      s.localKeySeq,
+      BigInt(s.localKeySeq),
       unixSeconds(now),
       now,
       s,
@@ -361,7 +372,7 @@ export class Sessions {
       s.send = b.current;
       s.nextLocal = b.next;
     }
-    s.fixShared(this.box, 0n, 0n);
+    s.fixShared(this.box, 0, 0);
     this.sessions.set(k, s);
     this.counters.sessionsCreated++;
     this.schedule(s.expires);
@@ -376,10 +387,10 @@ export class Sessions {
     s.current = Buffer.from(init.current);
     s.next = Buffer.from(init.next);
     s.seq = init.seq;
-    s.setRemoteKeySeq(init.keySeq);
+    s.setRemoteKeySeq(toU64(init.keySeq));
     s.localRotate(this.fresh);
     // sendNonce is deliberately not rolled back (as in Go)
-    s.fixShared(this.box, 0n, s.sendNonce);
+    s.fixShared(this.box, 0, s.sendNonce);
     s.expires = now + SESSION_TIMEOUT_MS;
   }
 
@@ -475,7 +486,7 @@ export class Sessions {
       this.deliverDepth === 0
         ? this.recvBuf.subarray(0, boxed.length - TAG_BYTES)
         : Buffer.allocUnsafe(boxed.length - TAG_BYTES);
-    if (!this.box.open(plain, boxed, nonceForCounter(this.nonce, n), shared)) {
+    if (!this.box.open(plain, boxed, nonceFor(this.nonce, n), shared)) {
       // Keys out of sync (e.g. the remote restarted) or a forged packet: offer a fresh handshake.
       this.counters.decryptFailures++;
       this.sendSessionHandshake(SessionType.Init, s, now);
@@ -496,7 +507,7 @@ export class Sessions {
         s.next = Buffer.from(plain.subarray(0, KEY_BYTES));
         s.setRemoteKeySeq(remoteKeySeq);
         s.localRotate(this.fresh);
-        s.fixShared(this.box, n, 0n);
+        s.fixShared(this.box, n, 0);
         this.counters.ratchets++;
       }
       s.rotated = now;

@@ -1,6 +1,6 @@
 // Per-remote session state of the encrypted layer (spec 6.5) and the two key operations on it.
 import type { BoxBackend, BoxKeyPair } from "../../crypto/box.js";
-import { u64 } from "./wire.js";
+import { type U64, decU64, incU64, u64 } from "./wire.js";
 
 export const SESSION_TIMEOUT_MS = 60_000;
 export const U64_MAX = (1n << 64n) - 1n;
@@ -10,14 +10,14 @@ export class Session {
   curve: Buffer | undefined;
   /** highest accepted init/ack seq */
   seq: bigint;
-  remoteKeySeq = 0n;
+  remoteKeySeq: U64 = 0;
   /** remoteKeySeq + 1 mod 2^64, kept so the receive path only compares */
-  remoteKeySeqNext = 1n;
+  remoteKeySeqNext: U64 = 1;
   current: Buffer;
   next: Buffer;
-  localKeySeq = 0n;
+  localKeySeq: U64 = 0;
   /** localKeySeq - 1 mod 2^64: the header value that means "to our recv key" */
-  localKeySeqPrev = U64_MAX;
+  localKeySeqPrev: U64 = U64_MAX;
   recv: BoxKeyPair;
   send: BoxKeyPair;
   nextLocal: BoxKeyPair;
@@ -27,8 +27,8 @@ export class Session {
   // caching these saves a DH per packet. Cleared whenever any key changes (fixShared).
   nextSendShared: Buffer | undefined;
   nextRecvShared: Buffer | undefined;
-  recvNonce = 0n;
-  sendNonce = 0n;
+  recvNonce: U64 = 0;
+  sendNonce: U64 = 0;
   rotated = Number.NEGATIVE_INFINITY;
   readonly since: number;
   rx = 0;
@@ -52,20 +52,20 @@ export class Session {
     this.expires = now + SESSION_TIMEOUT_MS;
   }
 
-  setRemoteKeySeq(v: bigint): void {
+  setRemoteKeySeq(v: U64): void {
     this.remoteKeySeq = v;
-    this.remoteKeySeqNext = u64(v + 1n);
+    this.remoteKeySeqNext = incU64(v);
   }
 
   localRotate(fresh: () => BoxKeyPair): void {
     this.recv = this.send;
     this.send = this.nextLocal;
     this.nextLocal = fresh();
-    this.localKeySeq = u64(this.localKeySeq + 1n);
-    this.localKeySeqPrev = u64(this.localKeySeq - 1n);
+    this.localKeySeq = incU64(this.localKeySeq);
+    this.localKeySeqPrev = decU64(this.localKeySeq);
   }
 
-  fixShared(box: BoxBackend, recvNonce: bigint, sendNonce: bigint): void {
+  fixShared(box: BoxBackend, recvNonce: U64, sendNonce: U64): void {
     this.recvShared = box.before(this.current, this.recv.secretKey);
     this.sendShared = box.before(this.current, this.send.secretKey);
     this.nextSendShared = undefined;

@@ -21,10 +21,39 @@ export interface SessionInit {
   seq: bigint;
 }
 
+/**
+ * A u64 on the per-packet path: a number up to 2^53 - 1, a bigint above (always so: equal values
+ * are ===). Counters start small and grow by one per packet, so they stay numbers in practice
+ * and bigint arithmetic is left for values a peer sends or a wrap no one will live to see.
+ */
+export type U64 = number | bigint;
+
+const SAFE_BIG = BigInt(Number.MAX_SAFE_INTEGER);
+
+export function toU64(v: bigint): U64 {
+  return v <= SAFE_BIG ? Number(v) : v;
+}
+
+/** v + 1 mod 2^64 */
+export function incU64(v: U64): U64 {
+  if (typeof v === "number") return v < Number.MAX_SAFE_INTEGER ? v + 1 : BigInt(v) + 1n;
+  return v === U64_MASK ? 0 : v + 1n;
+}
+
+/** v - 1 mod 2^64 */
+export function decU64(v: U64): U64 {
+  if (typeof v === "number") return v > 0 ? v - 1 : U64_MASK;
+  return toU64(v - 1n);
+}
+
 /** Writes v as Go's PutUvarint at off; returns the offset after it. */
-export function putUvarint(buf: Buffer, off: number, v: bigint): number {
-  if (v < 0x80000000n) {
-    let n = Number(v);
+export function putUvarint(buf: Buffer, off: number, v: U64): number {
+  if (typeof v === "number") {
+    let n = v;
+    while (n >= 0x80000000) {
+      buf[off++] = (n % 0x80) | 0x80;
+      n = Math.floor(n / 0x80);
+    }
     while (n >= 0x80) {
       buf[off++] = (n & 0x7f) | 0x80;
       n >>>= 7;
@@ -41,31 +70,32 @@ export function putUvarint(buf: Buffer, off: number, v: bigint): number {
 }
 
 /** The value of the last successful readUvarint (kept here so parsing allocates no result objects). */
-export const uvarintResult = { value: 0n };
+export const uvarintResult: { value: U64 } = { value: 0 };
 
 /**
  * Reads a uvarint like Go's binary.Uvarint: returns the offset after it, or -1 if the buffer ends
  * first or the value overflows 64 bits.
  */
 export function readUvarint(buf: Uint8Array, off: number): number {
+  // Seven bytes carry 49 bits: exact as a number. Longer encodings finish in bigint.
   let small = 0;
-  for (let i = 0; i < 4; i++) {
+  for (let i = 0; i < 7; i++) {
     if (off + i >= buf.length) return -1;
     const b = buf[off + i];
-    small |= (b & 0x7f) << (7 * i);
+    small += (b & 0x7f) * 2 ** (7 * i);
     if (b < 0x80) {
-      uvarintResult.value = BigInt(small >>> 0);
+      uvarintResult.value = small;
       return off + i + 1;
     }
   }
-  let v = BigInt(small >>> 0);
-  for (let i = 4; i < 10; i++) {
+  let v = BigInt(small);
+  for (let i = 7; i < 10; i++) {
     if (off + i >= buf.length) return -1;
     const b = buf[off + i];
     if (i === 9 && b > 1) return -1;
     v |= BigInt(b & 0x7f) << BigInt(7 * i);
     if (b < 0x80) {
-      uvarintResult.value = v;
+      uvarintResult.value = toU64(v);
       return off + i + 1;
     }
   }
