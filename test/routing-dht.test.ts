@@ -312,6 +312,46 @@ describe("bootstrap, ack and setup (spec 5.4.4)", () => {
   });
 });
 
+describe("a peer closed for a violation, before its removePeer", () => {
+  function trafficTo(w: ReturnType<typeof world>, dest: Buffer): Buffer {
+    return encodeDhtTraffic({ source: w.k[6].publicKey, dest, kind: 1, payload: Buffer.from("hi") });
+  }
+
+  it("is not the root step of dhtLookup: traffic toward the root goes to another peer under that root", () => {
+    const w = world();
+    w.h.take();
+    w.h.frame(w.portC, trafficTo(w, w.k[1].publicKey)); // root k0 < k1 < us: the root step, our parent A
+    expect(w.h.take().map((s) => s.port)).toEqual([w.portA]);
+    w.h.frame(w.portA, Buffer.alloc(0)); // violation: A is closed, removePeer not yet called
+    expect(w.h.closed.map((c) => c.port)).toEqual([w.portA]);
+    w.h.frame(w.portC, trafficTo(w, w.k[1].publicKey));
+    expect(w.h.take().map((s) => s.port)).toEqual([w.portB]);
+    expect(w.h.router.stats().drop_send_to_gone_peer).toBeUndefined();
+  });
+
+  it("is not the next hop of a DHT entry whose source side it is", () => {
+    const w = world();
+    const token = makeToken(w.k[2], w.k[3].publicKey, label(w.k[2], [2], w.k[0].publicKey));
+    w.h.frame(w.portC, encodeSetup(makeSetup(w.k[3], 1n, token))); // k3's path enters via C
+    w.h.take();
+    w.h.frame(w.portA, trafficTo(w, w.k[3].publicKey));
+    expect(w.h.take().map((s) => s.port)).toEqual([w.portC]);
+    w.h.frame(w.portC, Buffer.alloc(0));
+    w.h.frame(w.portA, trafficTo(w, w.k[3].publicKey));
+    expect(w.h.take().map((s) => s.port)).toEqual([w.portB]); // largest open key below k3: k2
+    expect(w.h.router.stats().drop_send_to_gone_peer).toBeUndefined();
+  });
+
+  it("is not kept as our tree parent when the next tree info arrives", () => {
+    const w = world();
+    expect(w.h.router.selfInfo().parent).toBe(w.portA);
+    w.h.frame(w.portA, Buffer.alloc(0));
+    w.h.frame(w.portB, chainFrame([w.k[0], w.k[2]], [2, 1], SEQ, w.h.key));
+    // Same root and seq: the open peer's info known longest wins (C's; B's was just replaced).
+    expect(w.h.router.selfInfo()).toMatchObject({ root: w.k[0].publicKey, parent: w.portC });
+  });
+});
+
 describe("hostile floods do not grow state", () => {
   it("10,000 bootstraps in one second from one peer", () => {
     const { k, h, portC } = world();

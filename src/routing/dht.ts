@@ -91,19 +91,27 @@ export class Dht {
     const root = tree.self.info.root;
     this.best = own;
     this.bestPeer = null;
-    if ((isBootstrap && cmpKey(target, own) === 0) || (cmpKey(root, target) < 0 && cmpKey(target, own) < 0)) {
-      this.best = root;
-      this.bestPeer = tree.parent;
-    }
-    this.ancestry(tree.self, tree.parent, target, isBootstrap);
     const peers = this.core.peers;
+    // A peer marked closed (violation) stays in `peers` until removePeer: never pick it meanwhile.
+    const parent = tree.parent;
+    const parentOpen = parent === null || !parent.closed;
+    if ((isBootstrap && cmpKey(target, own) === 0) || (cmpKey(root, target) < 0 && cmpKey(target, own) < 0)) {
+      const towardRoot = parentOpen ? parent : this.openPeerUnder(root);
+      if (towardRoot !== null) {
+        this.best = root;
+        this.bestPeer = towardRoot;
+      }
+    }
+    if (parentOpen) this.ancestry(tree.self, parent, target, isBootstrap);
     for (const peer of peers.values()) {
       if (peer.info && !peer.closed) this.ancestry(peer.info, peer, target, isBootstrap);
     }
     for (const peer of peers.values()) {
       if (peer.info && !peer.closed && cmpKey(this.best, peer.key) === 0) this.bestPeer = peer;
     }
-    for (const e of this.entries.values()) this.candidate(e.key, e.peer, target, isBootstrap);
+    for (const e of this.entries.values()) {
+      if (e.peer === null || !e.peer.closed) this.candidate(e.key, e.peer, target, isBootstrap);
+    }
     let bestPeer = this.bestPeer;
     if (bestPeer !== null) {
       for (const peer of peers.values()) {
@@ -113,6 +121,15 @@ export class Dht {
     }
     this.bestPeer = null;
     return bestPeer;
+  }
+
+  /** An open peer whose loop-free info has this root (its path there avoids us), when our parent is closed. */
+  private openPeerUnder(root: Buffer): Peer | null {
+    for (const peer of this.core.peers.values()) {
+      const s = peer.info;
+      if (s && !peer.closed && !s.loop && s.info.root.equals(root)) return peer;
+    }
+    return null;
   }
 
   /** Take key (via peer) if best < key < target, or (not for bootstraps) key == target != best. */

@@ -144,7 +144,8 @@ export class Tree {
     const now = this.core.now;
     const own = this.core.ownKey;
     const oldSelf = this.self;
-    let self = current;
+    // A parent closed for a violation awaits removePeer: reselect as removePeer would.
+    let self = current !== null && this.parent?.closed ? null : current;
     if (self === null || keyLess(own, self.info.root)) {
       self = this.rootInfo(now, false);
       this.parent = null;
@@ -160,7 +161,7 @@ export class Tree {
     }
     for (const peer of this.core.peers.values()) {
       const s = peer.info;
-      if (!s || s.loop) continue;
+      if (!s || s.loop || peer.closed) continue;
       const info = s.info;
       const exp = this.expired.get(keyId(info.root));
       if (exp) {
