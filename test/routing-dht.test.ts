@@ -378,28 +378,30 @@ describe("hostile floods do not grow state", () => {
     h.take();
   });
 
-  it("setups beyond the per-peer DHT cap are torn down at once", () => {
-    const { k, h, portB, portC } = world({ dhtPerPeer: 3 });
+  it("setups beyond the global DHT cap are dropped without a teardown, whichever link they come by", () => {
+    const { k, h, portA, portB, portC } = world({ dhtEntries: 3 });
     h.take();
-    const sources = sortedIdentities(4);
+    const sources = sortedIdentities(5);
     const setup = (src: Identity, seq: bigint) =>
       encodeSetup(makeSetup(src, seq, makeToken(k[3], src.publicKey, label(k[3], [2, 5], k[0].publicKey))));
-    for (const [i, src] of sources.entries()) h.frame(portC, setup(src, BigInt(i + 1)));
-    const out = h.take();
-    expect(out.map((o) => [o.frame[0], o.port])).toEqual([
+    for (const [i, src] of sources.slice(0, 4).entries()) h.frame(portC, setup(src, BigInt(i + 1)));
+    h.frame(portA, setup(sources[4], 5n)); // another link: the same table
+    expect(h.take().map((o) => [o.frame[0], o.port])).toEqual([
       [FrameType.DhtSetup, portB],
       [FrameType.DhtSetup, portB],
       [FrameType.DhtSetup, portB],
-      [FrameType.DhtTeardown, portC],
     ]);
     expect(h.router.dhtEntries().length).toBe(3);
-    expect(h.router.stats().drop_setup_peer_cap).toBe(1);
+    expect(h.router.stats().drop_setup_table_full).toBe(2);
+    expect(h.closed).toEqual([]);
     // A teardown frees a slot.
     h.frame(
       portC,
       encodeTeardown({ seq: 1n, key: sources[0].publicKey, root: k[0].publicKey, rootSeq: SEQ }),
     );
-    h.frame(portC, setup(sources[3], 9n));
+    h.take();
+    h.frame(portA, setup(sources[4], 6n));
+    expect(h.take().map((o) => [o.frame[0], o.port])).toEqual([[FrameType.DhtSetup, portB]]);
     expect(h.router.dhtEntries().length).toBe(3);
   });
 

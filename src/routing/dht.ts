@@ -241,7 +241,10 @@ export class Dht {
     if (next === null && !token.dest.key.equals(own)) refuse = "setup_no_route";
     else if (rootSeq !== self.seq || !root.equals(self.root)) refuse = "setup_foreign_root";
     else if (this.entries.has(mapKey)) refuse = "setup_duplicate";
-    else if (from !== null && from.dhtCount >= this.core.limits.dhtPerPeer) refuse = "setup_peer_cap";
+    if (refuse === undefined && from !== null && this.entries.size >= this.core.limits.dhtEntries) {
+      this.core.drop("setup_table_full");
+      return;
+    }
     if (refuse !== undefined) {
       this.core.drop(refuse);
       if (from !== null) this.core.sendFrame(from, encodeTeardown(teardownOfSetup(setup)));
@@ -258,8 +261,7 @@ export class Dht {
       mapKey,
     };
     this.entries.set(mapKey, entry);
-    if (from !== null) from.dhtCount++;
-    else {
+    if (from === null) {
       this.prev = entry;
       this.dkeys.set(entry, token.dest.key);
     }
@@ -293,7 +295,6 @@ export class Dht {
   private remove(entry: DhtEntry): void {
     this.entries.delete(entry.mapKey);
     this.dkeys.delete(entry);
-    if (entry.peer !== null) entry.peer.dhtCount--;
     if (this.next === entry) this.next = null;
     if (this.prev === entry) {
       this.prev = null;

@@ -82,7 +82,7 @@ export class Router implements RouterCore {
     this.now = now;
     this.dht.invalidate();
     const port = this.nextFreePort();
-    const peer: Peer = { port, key: Buffer.from(key), priority, info: undefined, dhtCount: 0, closed: false };
+    const peer: Peer = { port, key: Buffer.from(key), priority, info: undefined, closed: false };
     this.peers.set(port, peer);
     this.tree.sendHello(peer);
     return port;

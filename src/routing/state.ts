@@ -11,13 +11,16 @@ export const PATH_THROTTLE = 1000;
 
 /** Local bounds against hostile peers (not protocol constants). */
 export interface RouterLimits {
-  /** DHT entries whose source-side hop is one peer; setups beyond this are torn down at once. */
-  dhtPerPeer: number;
+  /**
+   * DHT entries in all (Go has no cap). A setup arriving when the table is full is dropped without a
+   * teardown, so an honest peer relaying a flood does not get its legitimate paths torn down.
+   */
+  dhtEntries: number;
   /** Pathfinder entries (created only by local sends); the oldest (by creation or last expiry check) is dropped beyond this. */
   paths: number;
 }
 
-export const DEFAULT_LIMITS: RouterLimits = { dhtPerPeer: 16384, paths: 65536 };
+export const DEFAULT_LIMITS: RouterLimits = { dhtEntries: 65536, paths: 65536 };
 /** `expired` entries beyond this (plus two per peer) are pruned to the roots still in use. */
 export const EXPIRED_SOFT_CAP = 64;
 
@@ -28,8 +31,6 @@ export interface Peer {
   priority: number;
   /** The last verified tree info from this peer; undefined until its first tree frame. */
   info: StoredInfo | undefined;
-  /** Entries in the DHT whose `peer` (source side) is this link. */
-  dhtCount: number;
   /** closePeer was called; frames are ignored until removePeer. */
   closed: boolean;
 }
