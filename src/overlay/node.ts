@@ -65,7 +65,6 @@ export class Node implements PacketConn {
   ipv6: Ipv6Adapter | undefined;
   tun: TunDevice | undefined;
   private readonly log: Logger;
-  private readonly config: PlanetConfig;
   private readonly peers = new Map<number, PeerSlot>();
   private messageHandler: ((source: Buffer, message: Buffer) => void) | undefined;
   private oobHandler: ((source: Buffer, dest: Buffer, payload: Buffer) => void) | undefined;
@@ -82,7 +81,6 @@ export class Node implements PacketConn {
   private constructor(opts: NodeOptions) {
     this.identity = opts.identity;
     this.publicKey = opts.identity.publicKey;
-    this.config = opts.config;
     this.log = opts.logger;
     this.mtu = Math.min(MAX_IFMTU, Math.max(MIN_IFMTU, opts.config.IfMTU));
     this.box = loadBox();
@@ -137,7 +135,6 @@ export class Node implements PacketConn {
         () => metricsSnapshotFor(node),
         node.log,
       );
-      if (node.metrics.enabled) node.log.info(`metrics on ${node.metrics.address}`);
     } catch (err) {
       await node.stop();
       throw err;
@@ -185,11 +182,7 @@ export class Node implements PacketConn {
     return this.peers.get(port);
   }
 
-  /** Where the admin socket and metrics endpoint actually listen ("" when disabled). */
-  get adminAddress(): string {
-    return this.admin?.address ?? "";
-  }
-
+  /** Where the metrics endpoint actually listens ("" when disabled). */
   get metricsAddress(): string {
     return this.metrics?.address ?? "";
   }
