@@ -202,17 +202,22 @@ describe("Sessions", () => {
     expect(b.inbox.map((m) => m.message.toString())).toEqual(["still fine"]);
   });
 
-  it("0.4.7 compatibility: within the minute, a replay newer than the last recorded nonce is accepted", () => {
-    // Go updates recvNonce only when the once-a-minute throttle allows, and a Go sender's packets
-    // may arrive reordered; a stricter check could drop legitimate traffic (spec 6.6).
+  it("drops a duplicate within the minute (0.4.7 delivers it again) and counts it", () => {
     const { net, a, b } = pair();
     establish(net, a, b);
-    a.send(b, Buffer.from("again"));
+    for (let i = 0; i < 3; i++) a.send(b, Buffer.from(`m${i}`));
     net.run();
-    const last = net.log[net.log.length - 1];
+    const sent = net.log.filter((p) => p.from === a && p.payload[0] === 3).slice(-3);
     b.inbox.length = 0;
-    b.sessions.handle(a.key, last.payload, net.now);
-    expect(b.inbox.map((m) => m.message.toString())).toEqual(["again"]);
+    const before = b.sessions.stats().replaysDropped;
+    for (const p of sent) b.sessions.handle(a.key, Buffer.from(p.payload), net.now);
+    net.advance(30_000);
+    b.sessions.handle(a.key, Buffer.from(sent[1].payload), net.now);
+    expect(b.inbox.length).toBe(0);
+    expect(b.sessions.stats().replaysDropped - before).toBe(4);
+    a.send(b, Buffer.from("after"));
+    net.run();
+    expect(b.inbox.map((m) => m.message.toString())).toEqual(["after"]);
   });
 
   it("drops a tampered packet, counts it, answers with an init, and the session keeps working", () => {

@@ -15,7 +15,8 @@ import type { Link } from "./links/link.js";
 import { LinkManager } from "./links/manager.js";
 import type { PacketConn } from "./packetconn.js";
 import { Proto } from "./proto.js";
-import { Sessions } from "./sessions.js";
+import { Sessions, newSessionBudget } from "./sessions.js";
+import type { TokenBucket } from "./token-bucket.js";
 import { adminViewFor, metricsSnapshotFor } from "./views.js";
 
 /** Largest IPv6 packet the overlay carries (spec 5.9). */
@@ -46,6 +47,8 @@ interface PeerSlot {
   port: number;
   framesIn: number;
   framesOut: number;
+  /** What this link may ask of our sessions layer in new-session handshakes and stray-traffic answers. */
+  newSessions: TokenBucket;
 }
 
 export class Node implements PacketConn {
@@ -77,6 +80,8 @@ export class Node implements PacketConn {
    * the router sets this first and deliveries read it: one clock read per event, not per layer.
    */
   private eventNow = 0;
+  /** The budget of the link whose frame is being handled; undefined for local events. */
+  private eventVia: TokenBucket | undefined;
 
   private constructor(opts: NodeOptions) {
     this.identity = opts.identity;
@@ -207,7 +212,7 @@ export class Node implements PacketConn {
         slot.framesOut++;
         slot.link.send(frame);
       },
-      deliver: (source, payload) => this.sessions.handle(source, payload, this.eventNow),
+      deliver: (source, payload) => this.sessions.handle(source, payload, this.eventNow, this.eventVia),
       deliverOutOfBand: (source, dest, payload) => {
         if (this.ipv6) this.ipv6.handleOutOfBand(source, dest, payload, this.eventNow);
         this.oobHandler?.(source, dest, payload);
@@ -230,7 +235,7 @@ export class Node implements PacketConn {
     }
     // addPeer sends the hello before it returns, so the port must already lead to this link.
     const port = this.router.nextFreePort();
-    const slot: PeerSlot = { link, port, framesIn: 0, framesOut: 0 };
+    const slot: PeerSlot = { link, port, framesIn: 0, framesOut: 0, newSessions: newSessionBudget() };
     this.peers.set(port, slot);
     const now = Date.now();
     this.eventNow = now;
@@ -240,7 +245,9 @@ export class Node implements PacketConn {
         slot.framesIn++;
         const now = Date.now();
         this.eventNow = now;
+        this.eventVia = slot.newSessions;
         this.router.handleFrame(port, frame, now);
+        this.eventVia = undefined;
       },
       onPriority: (priority) => this.router.setPeerPriority(port, priority),
       onClose: () => {

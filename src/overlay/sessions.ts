@@ -4,6 +4,7 @@
 import { randomBytes } from "node:crypto";
 import { type BoxBackend, type BoxKeyPair, nonceForCounter } from "../crypto/box.js";
 import { type Identity, curveFromEd } from "../crypto/identity.js";
+import { ReplayVerdict, ReplayWindow } from "./sessions/replay.js";
 import { type PendingBuffer, SESSION_TIMEOUT_MS, Session } from "./sessions/state.js";
 import {
   SessionType,
@@ -18,6 +19,7 @@ import {
   toU64,
   uvarintResult,
 } from "./sessions/wire.js";
+import { PrefixBuckets, TokenBucket } from "./token-bucket.js";
 
 export { SESSION_TIMEOUT_MS };
 
@@ -34,6 +36,32 @@ export interface SessionOutput {
 export interface SessionOptions {
   /** Source of fresh X25519 key pairs (default: the box backend's). */
   keyPair?: () => BoxKeyPair;
+  /** Most sessions kept (default MAX_SESSIONS). */
+  maxSessions?: number;
+  /** Most bytes of packets waiting for a handshake, over all destinations (default 4 MiB). */
+  maxPendingBytes?: number;
+  /** Handshakes that may create a session, per second over all links (default 250, burst twice that). */
+  newSessionsPerSecond?: number;
+}
+
+/**
+ * Sessions kept at most. A session costs about 2.5 KB of heap and 5 KB of RSS (keys, shared secrets,
+ * replay window: 10,000 sessions made from inits, measured); 16,384 stay near 80 MB, and a public node
+ * rarely talks to more than a few thousand keys a minute.
+ */
+export const MAX_SESSIONS = 16_384;
+/**
+ * A link may ask us to create this many sessions per second (burst twice that): see newSessionBudget.
+ * Opening an init and answering it costs about 0.4-0.8 ms of CPU here, so one flooding link gets at
+ * most a few percent of a core, and all links together (the global 250/s) a fifth.
+ */
+export const NEW_SESSIONS_PER_LINK = 50;
+/** Answers (inits) to traffic that did not open, per session: one per this many ms. */
+const ANSWER_INTERVAL_MS = 500;
+
+/** The per-link budget for handshakes that create state; the driver keeps one per link. */
+export function newSessionBudget(): TokenBucket {
+  return new TokenBucket(NEW_SESSIONS_PER_LINK, 2 * NEW_SESSIONS_PER_LINK);
 }
 
 export interface SessionStats {
@@ -45,8 +73,18 @@ export interface SessionStats {
   handshakeFailures: number;
   /** traffic whose box did not open (answered with an init) */
   decryptFailures: number;
-  /** traffic with a nonce at or below the accepted one */
+  /** traffic whose counter was already opened, or is older than the replay window */
   replaysDropped: number;
+  /** handshakes from unknown keys refused by a link's, a key prefix's or the global budget (no crypto spent) */
+  initsRateLimited: number;
+  /** answers (inits) to stray or failing traffic not sent: the link or session budget was spent */
+  answersRateLimited: number;
+  /** new sessions refused: the table was full of proven sessions */
+  sessionsRefused: number;
+  /** unproven sessions dropped to make room for a new one (oldest first) */
+  sessionsEvicted: number;
+  /** waiting packets dropped to keep the pending bytes under their cap (oldest first) */
+  buffersEvicted: number;
   /** traffic whose key sequences matched no case (answered with an init) */
   keySeqMismatches: number;
   /** traffic for which no session existed (answered with a throw-away init) */
@@ -96,6 +134,12 @@ function nonceFor(nonce: Buffer, n: U64): Buffer {
   return nonce;
 }
 
+function newWindow(): ReplayWindow {
+  const w = new ReplayWindow();
+  w.reset(0);
+  return w;
+}
+
 function unixSeconds(now: number): bigint {
   return BigInt(Math.floor(now / 1000));
 }
@@ -103,7 +147,16 @@ function unixSeconds(now: number): bigint {
 export class Sessions {
   readonly mtu = SESSION_MTU;
   private readonly sessions = new Map<string, Session>();
+  /** Sessions no traffic has proven yet, oldest first: the ones a full table gives up first. */
+  private readonly unproven = new Map<string, Session>();
+  /** Waiting packets, oldest first. */
   private readonly buffers = new Map<string, PendingBuffer>();
+  private pendingBytes = 0;
+  private readonly maxSessions: number;
+  private readonly maxPendingBytes: number;
+  private readonly newSessions: TokenBucket;
+  /** 4,096 keyspace regions, 20 new sessions/s each: a key grinder cannot use one link's whole budget on one region. */
+  private readonly newSessionsByPrefix = new PrefixBuckets(12, 20, 40);
   private readonly fresh: () => BoxKeyPair;
   // The session of the last send and of the last traffic received: a stream hits the same one
   // packet after packet, and comparing its key is cheaper than building a map key string.
@@ -127,6 +180,11 @@ export class Sessions {
     handshakeFailures: 0,
     decryptFailures: 0,
     replaysDropped: 0,
+    initsRateLimited: 0,
+    answersRateLimited: 0,
+    sessionsRefused: 0,
+    sessionsEvicted: 0,
+    buffersEvicted: 0,
     keySeqMismatches: 0,
     noSession: 0,
     malformed: 0,
@@ -144,6 +202,10 @@ export class Sessions {
     options: SessionOptions = {},
   ) {
     this.fresh = options.keyPair ?? (() => box.keyPair());
+    this.maxSessions = options.maxSessions ?? MAX_SESSIONS;
+    this.maxPendingBytes = options.maxPendingBytes ?? 4 << 20;
+    const perSecond = options.newSessionsPerSecond ?? 250;
+    this.newSessions = new TokenBucket(perSecond, 2 * perSecond);
   }
 
   /**
@@ -170,15 +232,25 @@ export class Sessions {
     return true;
   }
 
-  /** A kind-1 payload that the router delivered to us from `source`. */
-  handle(source: Buffer, payload: Buffer, now: number): void {
+  /**
+   * A kind-1 payload that the router delivered to us from `source`. `via` is the budget of the link
+   * it came in on (newSessionBudget()); none for our own loopback traffic.
+   */
+  handle(source: Buffer, payload: Buffer, now: number, via?: TokenBucket): void {
     if (payload.length === 0) return;
     switch (payload[0]) {
       case SessionType.Traffic:
-        this.handleTraffic(source, payload, now);
+        this.handleTraffic(source, payload, now, via);
         return;
       case SessionType.Init:
       case SessionType.Ack: {
+        // Opening a handshake costs two DHs and a signature check: from a key we hold no state for
+        // (and did not ask), it must fit the budgets first, so a flood costs a map lookup each.
+        const k = mapKey(source);
+        if (!this.sessions.has(k) && !this.buffers.has(k) && !this.mayCreate(source, now, via)) {
+          this.counters.initsRateLimited++;
+          return;
+        }
         const init = openInit(payload, source, this.identity.curvePrivate, this.box);
         if (!init) {
           this.counters.handshakeFailures++;
@@ -205,18 +277,16 @@ export class Sessions {
   /** Drops sessions and buffers idle for 60 s. */
   handleTimeout(now: number): void {
     if (now < this.nextSweep) return;
-    this.lastSent = undefined;
-    this.lastHeard = undefined;
     let earliest = Number.POSITIVE_INFINITY;
     for (const [k, s] of this.sessions) {
       if (s.expires <= now) {
-        this.sessions.delete(k);
+        this.removeSession(k);
         this.counters.sessionsExpired++;
       } else if (s.expires < earliest) earliest = s.expires;
     }
     for (const [k, b] of this.buffers) {
       if (b.expires <= now) {
-        this.buffers.delete(k);
+        this.removeBuffer(k, b);
         this.counters.buffersExpired++;
       } else if (b.expires < earliest) earliest = b.expires;
     }
@@ -237,8 +307,68 @@ export class Sessions {
     return this.sessions.has(mapKey(key));
   }
 
-  stats(): SessionStats & { sessions: number; buffers: number } {
-    return { ...this.counters, sessions: this.sessions.size, buffers: this.buffers.size };
+  stats(): SessionStats & { sessions: number; unproven: number; buffers: number; pendingBytes: number } {
+    return {
+      ...this.counters,
+      sessions: this.sessions.size,
+      unproven: this.unproven.size,
+      buffers: this.buffers.size,
+      pendingBytes: this.pendingBytes,
+    };
+  }
+
+  /** Whether a handshake from `source`, for which we hold nothing, may cost us crypto and state. */
+  private mayCreate(source: Buffer, now: number, via: TokenBucket | undefined): boolean {
+    // The link's budget first: a flooding link spends its own tokens, not the global ones.
+    if (via !== undefined && !via.take(now)) return false;
+    return this.newSessionsByPrefix.take(source, now) && this.newSessions.take(now);
+  }
+
+  private removeSession(k: string): void {
+    this.sessions.delete(k);
+    this.unproven.delete(k);
+    // The last-hit caches must never return a removed session.
+    this.lastSent = undefined;
+    this.lastHeard = undefined;
+  }
+
+  private removeBuffer(k: string, b: PendingBuffer): void {
+    this.buffers.delete(k);
+    this.pendingBytes -= b.data.length;
+  }
+
+  private prove(s: Session): void {
+    s.proven = true;
+    this.unproven.delete(mapKey(s.key));
+  }
+
+  /**
+   * Room for one more session. Unproven ones go first, oldest first; a proven one only for a
+   * session we asked for (`wanted`), and then the one idle longest. Strangers never displace
+   * sessions that carry traffic.
+   */
+  private makeRoom(wanted: boolean): boolean {
+    if (this.sessions.size < this.maxSessions) return true;
+    const oldest = this.unproven.keys().next();
+    if (!oldest.done) {
+      this.removeSession(oldest.value);
+      this.counters.sessionsEvicted++;
+      return true;
+    }
+    if (!wanted) return false;
+    // A full table of proven sessions and a local send to a new key: rare, so a scan is fine.
+    let idlest: string | undefined;
+    let idlestExpires = Number.POSITIVE_INFINITY;
+    for (const [k, s] of this.sessions) {
+      if (s.expires < idlestExpires) {
+        idlest = k;
+        idlestExpires = s.expires;
+      }
+    }
+    if (idlest === undefined) return false;
+    this.removeSession(idlest);
+    this.counters.sessionsEvicted++;
+    return true;
   }
 
   private schedule(expires: number): void {
@@ -246,6 +376,7 @@ export class Sessions {
   }
 
   private sendOn(s: Session, message: Uint8Array, now: number, prefix = NO_PREFIX): void {
+    if (!s.proven) this.prove(s);
     s.sendNonce = incU64(s.sendNonce);
     if (s.sendNonce === 0) {
       s.localRotate(this.fresh);
@@ -291,13 +422,22 @@ export class Sessions {
         initSeq: unixSeconds(now),
         expires: 0,
       };
-      this.buffers.set(k, b);
-    }
+    } else this.buffers.delete(k); // re-inserted below: the map stays ordered by last write
+    this.buffers.set(k, b);
+    this.pendingBytes -= b.data.length;
     if (prefix === NO_PREFIX) b.data = Buffer.from(message);
     else {
       b.data = Buffer.allocUnsafe(message.length + 1);
       b.data[0] = prefix;
       b.data.set(message, 1);
+    }
+    this.pendingBytes += b.data.length;
+    // A workload writing to many unreachable addresses must not hold 53 KB for each: the oldest
+    // waiting packets go first (their handshakes may still complete; only the packet is lost).
+    for (const [ok, ob] of this.buffers) {
+      if (this.pendingBytes <= this.maxPendingBytes || ob === b) break;
+      this.removeBuffer(ok, ob);
+      this.counters.buffersEvicted++;
     }
     b.expires = now + SESSION_TIMEOUT_MS;
     this.schedule(b.expires);
@@ -343,6 +483,19 @@ export class Sessions {
     }
   }
 
+  /**
+   * An init in answer to traffic that did not open (keys out of sync, e.g. after a restart). Anyone
+   * who knows the session's key can send such traffic, so the answers are throttled per session.
+   */
+  private answer(s: Session, now: number): void {
+    if (now - s.lastInitSent < ANSWER_INTERVAL_MS) {
+      this.counters.answersRateLimited++;
+      return;
+    }
+    s.lastInitSent = now;
+    this.sendSessionHandshake(SessionType.Init, s, now);
+  }
+
   private sendSessionHandshake(type: 1 | 2, s: Session, now: number): void {
     this.sendHandshake(
       type,
@@ -361,19 +514,24 @@ export class Sessions {
     source: Buffer,
     init: { current: Buffer; next: Buffer; seq: bigint },
     now: number,
-  ): [Session, PendingBuffer | undefined] {
+  ): [Session, PendingBuffer | undefined] | undefined {
     const k = mapKey(source);
     let s = this.sessions.get(k);
     if (s) return [s, undefined];
-    s = new Session(Buffer.from(source), init, this.fresh, now);
     const b = this.buffers.get(k);
+    if (!this.makeRoom(b !== undefined)) {
+      this.counters.sessionsRefused++;
+      return undefined;
+    }
+    s = new Session(Buffer.from(source), init, this.fresh, now);
     if (b) {
-      this.buffers.delete(k);
+      this.removeBuffer(k, b);
       s.send = b.current;
       s.nextLocal = b.next;
     }
     s.fixShared(this.box, 0, 0);
     this.sessions.set(k, s);
+    if (b === undefined) this.unproven.set(k, s);
     this.counters.sessionsCreated++;
     this.schedule(s.expires);
     return [s, b];
@@ -399,7 +557,9 @@ export class Sessions {
     init: { current: Buffer; next: Buffer; keySeq: bigint; seq: bigint },
     now: number,
   ): void {
-    const [s, b] = this.sessionForInit(source, init, now);
+    const found = this.sessionForInit(source, init, now);
+    if (!found) return;
+    const [s, b] = found;
     if (init.seq > s.seq) {
       this.handleUpdate(s, init, now);
       this.sendSessionHandshake(SessionType.Ack, s, now);
@@ -413,7 +573,9 @@ export class Sessions {
     now: number,
   ): void {
     const existed = this.sessions.has(mapKey(source));
-    const [s, b] = this.sessionForInit(source, ack, now);
+    const found = this.sessionForInit(source, ack, now);
+    if (!found) return;
+    const [s, b] = found;
     if (ack.seq > s.seq) {
       this.handleUpdate(s, ack, now);
       // A session made from an ack has keys the remote never saw in an init of ours: tell it.
@@ -422,7 +584,7 @@ export class Sessions {
     if (b) this.sendOn(s, b.data, now);
   }
 
-  private handleTraffic(source: Buffer, payload: Buffer, now: number): void {
+  private handleTraffic(source: Buffer, payload: Buffer, now: number, via: TokenBucket | undefined): void {
     let s = this.lastHeard;
     if (s === undefined || !sameKey(source, s.key)) {
       s = this.sessions.get(mapKey(source));
@@ -433,6 +595,11 @@ export class Sessions {
       // acks, a session is made from the ack with fresh keys, so these need no private halves:
       // random bytes cost nothing, where two key pairs per stray packet would.
       this.counters.noSession++;
+      // Each answer costs a signature: strays spend the link's budget for new sessions.
+      if (via !== undefined && !via.take(now)) {
+        this.counters.answersRateLimited++;
+        return;
+      }
       const seq = unixSeconds(now);
       this.sendHandshake(SessionType.Init, source, randomBytes(32), randomBytes(32), 0n, seq, now);
       return;
@@ -455,31 +622,36 @@ export class Sessions {
     // 0: current keys, 1: remote ratcheted (to our send key), 2: remote ratcheted early (to our recv key)
     let which: 0 | 1 | 2;
     let shared: Buffer;
+    let window: ReplayWindow;
     if (remoteKeySeq === s.remoteKeySeq && localKeySeq === s.localKeySeqPrev) {
-      if (!(s.recvNonce < n)) {
-        this.counters.replaysDropped++;
-        return;
-      }
       which = 0;
       shared = s.recvShared;
+      window = s.recvWindow;
     } else if (remoteKeySeq === s.remoteKeySeqNext && localKeySeq === s.localKeySeq) {
       which = 1;
       if (!s.nextSendShared) s.nextSendShared = this.box.before(s.next, s.send.secretKey);
       shared = s.nextSendShared;
+      window = s.nextSendWindow ??= newWindow();
     } else if (remoteKeySeq === s.remoteKeySeqNext && localKeySeq === s.localKeySeqPrev) {
       which = 2;
       if (!s.nextRecvShared) s.nextRecvShared = this.box.before(s.next, s.recv.secretKey);
       shared = s.nextRecvShared;
+      window = s.nextRecvWindow ??= newWindow();
     } else {
       this.counters.keySeqMismatches++;
-      this.sendSessionHandshake(SessionType.Init, s, now);
+      this.answer(s, now);
+      return;
+    }
+    // Checked before the box (cheap), recorded after it opened (a forgery must not move the window).
+    if (window.check(n) !== ReplayVerdict.Fresh) {
+      this.counters.replaysDropped++;
       return;
     }
 
     const boxed = payload.subarray(off);
     if (boxed.length < TAG_BYTES) {
       this.counters.decryptFailures++;
-      this.sendSessionHandshake(SessionType.Init, s, now);
+      this.answer(s, now);
       return;
     }
     const plain =
@@ -489,9 +661,11 @@ export class Sessions {
     if (!this.box.open(plain, boxed, nonceFor(this.nonce, n), shared)) {
       // Keys out of sync (e.g. the remote restarted) or a forged packet: offer a fresh handshake.
       this.counters.decryptFailures++;
-      this.sendSessionHandshake(SessionType.Init, s, now);
+      this.answer(s, now);
       return;
     }
+    window.accept(n);
+    if (!s.proven) this.prove(s);
     if (plain.length < KEY_BYTES) {
       // Authentic but too short to carry the next key; Go would crash here, we drop it.
       this.counters.malformed++;
@@ -500,9 +674,7 @@ export class Sessions {
     // The state changes happen before delivery: in Go delivery is asynchronous, so anything the
     // application sends in response already sees the updated keys.
     if (now - s.rotated > RATCHET_INTERVAL_MS) {
-      if (which === 0) {
-        s.recvNonce = n;
-      } else {
+      if (which !== 0) {
         s.current = s.next;
         s.next = Buffer.from(plain.subarray(0, KEY_BYTES));
         s.setRemoteKeySeq(remoteKeySeq);

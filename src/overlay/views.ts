@@ -79,6 +79,10 @@ export function metricsSnapshotFor(node: Node): MetricsSnapshot {
   const sessionStats = node.sessions.stats();
   dropped.session_decrypt_failed = sessionStats.decryptFailures;
   dropped.session_replay = sessionStats.replaysDropped;
+  dropped.session_init_rate_limited = sessionStats.initsRateLimited;
+  dropped.session_answer_rate_limited = sessionStats.answersRateLimited;
+  dropped.session_table_full = sessionStats.sessionsRefused;
+  dropped.session_pending_evicted = sessionStats.buffersEvicted;
   if (node.ipv6) {
     const s = node.ipv6.stats();
     for (const name of [
@@ -101,5 +105,6 @@ export function metricsSnapshotFor(node: Node): MetricsSnapshot {
     treeDepth: self.coords.length,
     droppedPackets: dropped,
     handshakeFailures: node.links.stats().handshakeFailures,
+    handshakeRefusals: node.links.stats().handshakeRefusals,
   };
 }

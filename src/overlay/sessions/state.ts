@@ -1,5 +1,6 @@
 // Per-remote session state of the encrypted layer (spec 6.5) and the two key operations on it.
 import type { BoxBackend, BoxKeyPair } from "../../crypto/box.js";
+import { ReplayWindow } from "./replay.js";
 import { type U64, decU64, incU64, u64 } from "./wire.js";
 
 export const SESSION_TIMEOUT_MS = 60_000;
@@ -29,6 +30,18 @@ export class Session {
   nextRecvShared: Buffer | undefined;
   recvNonce: U64 = 0;
   sendNonce: U64 = 0;
+  /** Counters opened under recvShared; reset with the keys. */
+  readonly recvWindow = new ReplayWindow();
+  /** The same for the two "next" cases, made on first use (a ratchet in flight). */
+  nextSendWindow: ReplayWindow | undefined;
+  nextRecvWindow: ReplayWindow | undefined;
+  /**
+   * Authenticated traffic went through it, or our side sent on it: the state a flood of fresh
+   * inits must never displace (spec-conformant strangers only ever get unproven sessions).
+   */
+  proven = false;
+  /** When we last answered this session with an init (decrypt failures answer at most this often). */
+  lastInitSent = Number.NEGATIVE_INFINITY;
   rotated = Number.NEGATIVE_INFINITY;
   readonly since: number;
   rx = 0;
@@ -70,7 +83,10 @@ export class Session {
     this.sendShared = box.before(this.current, this.send.secretKey);
     this.nextSendShared = undefined;
     this.nextRecvShared = undefined;
+    this.nextSendWindow = undefined;
+    this.nextRecvWindow = undefined;
     this.recvNonce = recvNonce;
+    this.recvWindow.reset(recvNonce);
     this.sendNonce = sendNonce;
   }
 }
