@@ -1,13 +1,19 @@
-// One established UDP link: datagram framing, the small reliable ordered channel for protocol frames,
-// keepalive and idle timeout. The handshake, sockets and demultiplexing live in udp.ts, whose header
-// describes the wire format.
+// One established UDP link: datagram framing and fragmentation, the sending half of the reliable
+// channel for protocol frames (the receiving half is udp-reliable.ts), liveness (udp-liveness.ts)
+// and the datagram size search (udp-pmtu.ts). The handshake, sockets and demultiplexing live in
+// udp.ts, whose header describes the wire format.
 import type { Socket } from "node:dgram";
 import { LinkCore } from "./link-core.js";
 import type { Link, LinkEvents } from "./link.js";
 import { type LinkTimeouts, MAX_FRAME } from "./stream.js";
+import { FRAG_HEADER, FRAG_MALFORMED, MAX_FRAGMENTS, Reassembler } from "./udp-frag.js";
+import { ACT_DEAD, ACT_KEEPALIVE, ACT_PROBE, Liveness, livenessFor } from "./udp-liveness.js";
+import { BASE_DATAGRAM, MAX_DATAGRAM, PmtuSearch, routeCeiling } from "./udp-pmtu.js";
+import { ACK_BLOCK, ReliableReceiver, WINDOW } from "./udp-reliable.js";
 
-/** Largest UDP payload over IPv4 (65535 − 8 UDP − 20 IP). */
-export const UDP_MAX_PAYLOAD = 65507;
+export { BASE_DATAGRAM, MAX_DATAGRAM } from "./udp-pmtu.js";
+export { WINDOW } from "./udp-reliable.js";
+
 export const PKT_INIT = 1;
 export const PKT_CHALLENGE = 2;
 export const PKT_CONFIRM = 3;
@@ -16,15 +22,27 @@ export const PKT_CLOSE = 5;
 export const PKT_RESET = 6;
 export const PKT_DATA = 0x10;
 export const PKT_DATA_ACK = 0x11;
+/** DATA+ACK that asks for an ack at once: the liveness probe. */
+export const PKT_PING = 0x12;
+/** type ‖ cookie ‖ nonce u32 ‖ padding: a datagram size probe. */
+export const PKT_MTU_PROBE = 0x13;
+/** type ‖ cookie ‖ nonce u32 ‖ size received u32. */
+export const PKT_MTU_ACK = 0x14;
+/** The datagram types that belong to an established link. */
+export const isLinkPacket = (type: number): boolean => type >= PKT_DATA && type <= PKT_MTU_ACK;
 /** type ‖ receiver's cookie (8). */
 export const DATA_HEADER = 9;
-/** next expected seq (u32) ‖ bitmap of the 64 seqs after it (2 × u32). */
-const ACK_BLOCK = 12;
 const REC_UNRELIABLE = 0;
+/** A reliable segment that ends its frame (most frames are one segment). */
 const REC_RELIABLE = 1;
-/** Reliable frames in flight (and the receiver's reorder buffer). */
-export const WINDOW = 64;
-/** Reliable frames waiting for window space before the link gives up on its peer. */
+const REC_FRAGMENT = 2;
+/** A reliable segment the next one continues. */
+const REC_RELIABLE_MORE = 3;
+/** Headroom every datagram keeps: header and an ack block. */
+const DG_OVERHEAD = DATA_HEADER + ACK_BLOCK;
+/** Reliable segments fit the base size, so a retransmission fits whatever size the link falls back to. */
+const SEGMENT_BYTES = BASE_DATAGRAM - DG_OVERHEAD - 7;
+/** Reliable segments waiting for window space before the link gives up on its peer. */
 const MAX_WAITING = 16384;
 const MIN_RTO_MS = 50;
 const INITIAL_RTO_MS = 250;
@@ -50,7 +68,7 @@ export interface UdpLinkOptions {
   outbound: boolean;
   priority: number;
   timeouts: LinkTimeouts;
-  /** Coalesce small frames into datagrams up to this size (a bigger single frame goes alone). */
+  /** The largest datagram the size search may settle on (it starts at BASE_DATAGRAM). */
   datagramBytes: number;
   congestionBytes: number;
   hooks: UdpHooks | undefined;
@@ -58,13 +76,14 @@ export interface UdpLinkOptions {
   release(): void;
 }
 
-interface InFlight {
+interface Segment {
   seq: number;
-  frame: Buffer;
+  seg: Buffer;
+  more: boolean;
   sentAt: number;
   retransmitted: boolean;
   sacked: boolean;
-  /** The link's reliable-transmission serial at this frame's last (re)transmission. */
+  /** The link's reliable-transmission serial at this segment's last (re)transmission. */
   tx: number;
 }
 
@@ -79,9 +98,13 @@ function ackTick(link: UdpLink): void {
 export class UdpLink extends LinkCore implements Link {
   datagramsIn = 0;
   datagramsOut = 0;
-  /** Frames too big for one datagram, dropped on send. */
-  droppedOversize = 0;
   retransmits = 0;
+  /** Traffic frames sent as fragments. */
+  fragmentedOut = 0;
+  /** The datagram size in use (the size search raises it from BASE_DATAGRAM). */
+  budget = BASE_DATAGRAM;
+  readonly reassembly = new Reassembler();
+  readonly pmtu: PmtuSearch;
 
   private readonly o: UdpLinkOptions;
   private readonly cookieHi: number;
@@ -94,13 +117,14 @@ export class UdpLink extends LinkCore implements Link {
   private dgOpen = false;
   private dgRecords = 0;
   private flushQueued = false;
-  private lastSend: number;
-  private lastRecv: number;
+  private fragId = 0;
+  private readonly liveness: Liveness;
+  private liveTimer: NodeJS.Timeout;
   // Reliable sender.
   private sndUna = 0;
   private sndNext = 0;
-  private readonly inflight: InFlight[] = [];
-  private readonly waiting: Buffer[] = [];
+  private readonly inflight: Segment[] = [];
+  private readonly waiting: Segment[] = [];
   private srtt = 0;
   private rttvar = 0;
   private rto = INITIAL_RTO_MS;
@@ -108,14 +132,9 @@ export class UdpLink extends LinkCore implements Link {
   /** Counts reliable (re)transmissions; `ackedTx` is the highest serial the peer acknowledged. */
   private txSerial = 0;
   private ackedTx = 0;
-  // Reliable receiver.
-  private rcvNext = 0;
-  private readonly reorder: Array<Buffer | undefined> = new Array(WINDOW);
-  private reorderCount = 0;
+  private readonly rx: ReliableReceiver;
   private ackPending = false;
   private ackQueued = false;
-  private keepaliveTimer: NodeJS.Timeout;
-  private idleTimer: NodeJS.Timeout;
 
   constructor(o: UdpLinkOptions) {
     const now = Date.now();
@@ -127,12 +146,26 @@ export class UdpLink extends LinkCore implements Link {
       openedAt: now,
     });
     this.o = o;
-    this.lastSend = now;
-    this.lastRecv = now;
     this.cookieHi = o.localCookie.readUInt32BE(0);
     this.cookieLo = o.localCookie.readUInt32BE(4);
-    this.keepaliveTimer = setTimeout(() => this.onKeepaliveTimer(), o.timeouts.keepaliveMs);
-    this.idleTimer = setTimeout(() => this.onIdleTimer(), o.timeouts.idleMs);
+    this.rx = new ReliableReceiver((frame) => this.deliver(frame));
+    this.liveness = new Liveness(livenessFor(o.timeouts), now);
+    this.liveTimer = setTimeout(() => this.onLiveTimer(), this.liveness.wakeAt - now);
+    this.pmtu = new PmtuSearch({
+      sendProbe: (size, nonce) => this.sendMtuProbe(size, nonce),
+      setBudget: (size) => {
+        this.flushDatagram();
+        this.budget = size;
+      },
+      rtt: () => this.srtt,
+    });
+    const max = Math.min(MAX_DATAGRAM, o.datagramBytes);
+    if (max > BASE_DATAGRAM) {
+      routeCeiling(o.address, o.port, max).then(
+        (ceiling) => this.pmtu.start(ceiling),
+        () => {},
+      );
+    }
     this.announcePriority();
   }
 
@@ -140,7 +173,7 @@ export class UdpLink extends LinkCore implements Link {
     return this.o.socket.getSendQueueSize() > this.o.congestionBytes;
   }
 
-  /** Reliable frames sent but not yet acknowledged, plus those waiting for window space. */
+  /** Reliable segments sent but not yet acknowledged, plus those waiting for window space. */
   get unacked(): number {
     return this.inflight.length + this.waiting.length;
   }
@@ -155,7 +188,7 @@ export class UdpLink extends LinkCore implements Link {
     }
   }
 
-  /** True when a data or close datagram is addressed to this link (its cookie). */
+  /** True when a link datagram (data, probe or close) is addressed to this link (its cookie). */
   matches(msg: Buffer): boolean {
     return msg.readUInt32BE(1) === this.cookieHi && msg.readUInt32BE(5) === this.cookieLo;
   }
@@ -174,99 +207,117 @@ export class UdpLink extends LinkCore implements Link {
     if (this.closed || frame.length === 0 || frame.length > MAX_FRAME) return;
     const type = frame[0];
     if (type === 9 || type === 10) {
-      if (DATA_HEADER + ACK_BLOCK + 3 + frame.length > UDP_MAX_PAYLOAD) {
-        this.droppedOversize++;
-        return;
+      if (3 + frame.length <= this.budget - DG_OVERHEAD) {
+        const p = this.reserve(3 + frame.length);
+        this.slab[p] = REC_UNRELIABLE;
+        this.slab.writeUInt16BE(frame.length, p + 1);
+        this.slab.set(frame, p + 3);
+      } else {
+        this.sendFragments(frame);
       }
-      this.appendRecord(REC_UNRELIABLE, 0, frame);
       return;
     }
-    if (DATA_HEADER + ACK_BLOCK + 7 + frame.length > UDP_MAX_PAYLOAD) {
-      this.droppedOversize++;
+    const count = Math.ceil(frame.length / SEGMENT_BYTES);
+    if (this.waiting.length + count > MAX_WAITING) {
+      this.close("peer stopped acknowledging protocol frames");
       return;
     }
     const copy = Buffer.allocUnsafe(frame.length);
     copy.set(frame);
-    if (this.inflight.length < WINDOW && this.waiting.length === 0) this.transmitReliable(copy);
-    else if (this.waiting.length >= MAX_WAITING) this.close("peer stopped acknowledging protocol frames");
-    else this.waiting.push(copy);
+    for (let at = 0; at < copy.length; at += SEGMENT_BYTES) {
+      const end = Math.min(copy.length, at + SEGMENT_BYTES);
+      const seg: Segment = {
+        seq: 0,
+        seg: copy.subarray(at, end),
+        more: end < copy.length,
+        sentAt: 0,
+        retransmitted: false,
+        sacked: false,
+        tx: 0,
+      };
+      if (this.inflight.length < WINDOW && this.waiting.length === 0) this.transmitReliable(seg);
+      else this.waiting.push(seg);
+    }
   }
 
-  private transmitReliable(frame: Buffer): void {
-    const seq = this.sndNext;
-    this.sndNext = (seq + 1) >>> 0;
-    this.inflight.push({
-      seq,
-      frame,
-      sentAt: Date.now(),
-      retransmitted: false,
-      sacked: false,
-      tx: ++this.txSerial,
-    });
-    this.appendRecord(REC_RELIABLE, seq, frame);
+  /** A traffic frame over the datagram size leaves as equal fragments, one per datagram. */
+  private sendFragments(frame: Uint8Array): void {
+    const room = this.budget - DG_OVERHEAD - 3 - FRAG_HEADER;
+    // At BASE_DATAGRAM a 65,535-byte frame takes 56 fragments, well under the u8 count.
+    const count = Math.min(MAX_FRAGMENTS, Math.ceil(frame.length / room));
+    const size = Math.ceil(frame.length / count);
+    const id = this.fragId;
+    this.fragId = (id + 1) >>> 0;
+    this.fragmentedOut++;
+    for (let i = 0, at = 0; i < count; i++, at += size) {
+      const end = Math.min(frame.length, at + size);
+      const p = this.reserve(3 + FRAG_HEADER + end - at);
+      const s = this.slab;
+      s[p] = REC_FRAGMENT;
+      s.writeUInt16BE(end - at, p + 1);
+      s.writeUInt32BE(id, p + 3);
+      s[p + 7] = i;
+      s[p + 8] = count;
+      s.writeUInt16BE(at, p + 9);
+      s.set(frame.subarray(at, end), p + 3 + FRAG_HEADER);
+    }
+  }
+
+  private transmitReliable(seg: Segment): void {
+    seg.seq = this.sndNext;
+    this.sndNext = (seg.seq + 1) >>> 0;
+    seg.sentAt = Date.now();
+    seg.tx = ++this.txSerial;
+    this.inflight.push(seg);
+    this.appendSegment(seg);
     if (!this.rtoTimer) this.rtoTimer = setTimeout(() => this.onRtoTimer(), this.rto);
   }
 
-  /** Add one record to the open datagram, starting a new one when it would not fit. */
-  private appendRecord(kind: number, seq: number, frame: Uint8Array): void {
-    const recLen = (kind === REC_RELIABLE ? 7 : 3) + frame.length;
-    if (this.dgOpen && this.dgRecords > 0 && this.dgEnd - this.dgStart + recLen > this.o.datagramBytes) {
+  private appendSegment(seg: Segment): void {
+    const p = this.reserve(7 + seg.seg.length);
+    const s = this.slab;
+    s[p] = seg.more ? REC_RELIABLE_MORE : REC_RELIABLE;
+    s.writeUInt16BE(seg.seg.length, p + 1);
+    s.writeUInt32BE(seg.seq, p + 3);
+    s.set(seg.seg, p + 7);
+  }
+
+  /** Room for one record of `recLen` bytes in the open datagram (a new one when it would not fit). */
+  private reserve(recLen: number): number {
+    if (this.dgOpen && this.dgRecords > 0 && this.dgEnd - this.dgStart + recLen > this.budget) {
       this.flushDatagram();
     }
-    if (!this.dgOpen) this.openDatagram();
-    const s = this.slab;
-    let p = this.dgEnd;
-    s[p] = kind;
-    s.writeUInt16BE(frame.length, p + 1);
-    p += 3;
-    if (kind === REC_RELIABLE) {
-      s.writeUInt32BE(seq, p);
-      p += 4;
-    }
-    s.set(frame, p);
-    this.dgEnd = p + frame.length;
+    if (!this.dgOpen) this.openDatagram(PKT_DATA);
+    const p = this.dgEnd;
+    this.dgEnd = p + recLen;
     this.dgRecords++;
     if (!this.flushQueued) {
       this.flushQueued = true;
       process.nextTick(flushTick, this);
     }
+    return p;
   }
 
-  private openDatagram(): void {
-    if (this.slab.length - this.dgEnd < UDP_MAX_PAYLOAD) {
+  /** Starts a datagram; PKT_DATA becomes DATA+ACK when an ack is due, PKT_PING always carries one. */
+  private openDatagram(type: number): void {
+    if (this.slab.length - this.dgEnd < MAX_DATAGRAM) {
       this.slab = Buffer.allocUnsafe(SLAB_BYTES);
       this.dgEnd = 0;
     }
     this.dgStart = this.dgEnd;
     const s = this.slab;
     const p = this.dgStart;
-    s[p] = this.ackPending ? PKT_DATA_ACK : PKT_DATA;
+    const withAck = this.ackPending || type !== PKT_DATA;
+    s[p] = type === PKT_DATA && withAck ? PKT_DATA_ACK : type;
     this.o.remoteCookie.copy(s, p + 1);
     this.dgEnd = p + DATA_HEADER;
-    if (this.ackPending) {
-      this.writeAck(s, this.dgEnd);
+    if (withAck) {
+      this.rx.writeAck(s, this.dgEnd);
       this.dgEnd += ACK_BLOCK;
       this.ackPending = false;
     }
     this.dgOpen = true;
     this.dgRecords = 0;
-  }
-
-  private writeAck(s: Buffer, p: number): void {
-    s.writeUInt32BE(this.rcvNext, p);
-    let lo = 0;
-    let hi = 0;
-    if (this.reorderCount > 0) {
-      for (let i = 0; i < WINDOW; i++) {
-        // Bit i stands for seq rcvNext+1+i.
-        if (this.reorder[(this.rcvNext + 1 + i) % WINDOW] !== undefined) {
-          if (i < 32) lo |= 1 << i;
-          else hi |= 1 << (i - 32);
-        }
-      }
-    }
-    s.writeUInt32BE(lo >>> 0, p + 4);
-    s.writeUInt32BE(hi >>> 0, p + 8);
   }
 
   /** Send everything queued this tick. */
@@ -286,36 +337,63 @@ export class UdpLink extends LinkCore implements Link {
   private transmit(out: Buffer): void {
     this.bytesOut += out.length;
     this.datagramsOut++;
-    this.lastSend = Date.now();
+    this.liveness.sent(Date.now());
     if (this.o.hooks?.dropDatagram?.(out)) return;
     if (this.o.connected) this.o.socket.send(out);
     else this.o.socket.send(out, this.o.port, this.o.address);
   }
 
-  /** An ack that no outgoing datagram carried this turn of the event loop goes alone. */
-  sendPendingAck(): void {
-    this.ackQueued = false;
-    if (this.closed || !this.ackPending) return;
+  /** A datagram of its own carrying nothing but an ack block (type DATA+ACK or PING). */
+  private sendBare(type: number): void {
     this.flushDatagram();
-    this.openDatagram();
+    this.openDatagram(type);
     this.flushDatagram();
   }
 
-  /** A data datagram whose cookie matched. Malformed content closes the link. */
+  /** An ack that no outgoing datagram carried this turn of the event loop goes alone. */
+  sendPendingAck(): void {
+    this.ackQueued = false;
+    if (!this.closed && this.ackPending) this.sendBare(PKT_DATA_ACK);
+  }
+
+  private queueAck(): void {
+    this.ackPending = true;
+    if (!this.ackQueued) {
+      this.ackQueued = true;
+      setImmediate(ackTick, this);
+    }
+  }
+
+  private sendMtuProbe(size: number, nonce: number): void {
+    if (this.closed) return;
+    const probe = Buffer.alloc(size);
+    probe[0] = PKT_MTU_PROBE;
+    this.o.remoteCookie.copy(probe, 1);
+    probe.writeUInt32BE(nonce, DATA_HEADER);
+    this.transmit(probe);
+  }
+
+  /** A link datagram whose cookie matched. Malformed content closes the link. */
   receive(msg: Buffer): void {
     if (this.closed) return;
     const len = msg.length;
     this.bytesIn += len;
     this.datagramsIn++;
-    this.lastRecv = Date.now();
+    this.liveness.received(Date.now());
+    const type = msg[0];
     let pos = DATA_HEADER;
-    if (msg[0] === PKT_DATA_ACK) {
+    if (type === PKT_MTU_PROBE || type === PKT_MTU_ACK) {
+      this.receiveMtu(msg);
+      return;
+    }
+    if (type === PKT_DATA_ACK || type === PKT_PING) {
       if (len < DATA_HEADER + ACK_BLOCK) {
         this.close("malformed datagram (short ack)");
         return;
       }
       if (!this.onAck(msg.readUInt32BE(pos), msg.readUInt32BE(pos + 4), msg.readUInt32BE(pos + 8))) return;
       pos += ACK_BLOCK;
+      if (type === PKT_PING) this.queueAck();
     }
     while (pos < len && !this.closed) {
       if (len - pos < 3) {
@@ -325,62 +403,54 @@ export class UdpLink extends LinkCore implements Link {
       const kind = msg[pos]!;
       const flen = msg.readUInt16BE(pos + 1);
       pos += 3;
-      if (kind === REC_UNRELIABLE) {
-        if (flen === 0 || len - pos < flen) {
-          this.close("malformed datagram (bad frame length)");
-          return;
-        }
-        const type = msg[pos];
-        if (type !== 9 && type !== 10) {
-          this.close(`protocol frame type ${type} sent unreliably`);
-          return;
-        }
-        this.deliver(msg.subarray(pos, pos + flen));
-        pos += flen;
-      } else if (kind === REC_RELIABLE) {
-        if (flen === 0 || len - pos < flen + 4) {
-          this.close("malformed datagram (bad frame length)");
-          return;
-        }
-        this.receiveReliable(msg.readUInt32BE(pos), msg.subarray(pos + 4, pos + 4 + flen));
-        pos += 4 + flen;
-      } else {
+      const head = kind === REC_UNRELIABLE ? 0 : kind === REC_FRAGMENT ? FRAG_HEADER : 4;
+      if (kind > REC_RELIABLE_MORE) {
         this.close(`malformed datagram (record kind ${kind})`);
         return;
       }
+      if (flen === 0 || len - pos < flen + head) {
+        this.close("malformed datagram (bad frame length)");
+        return;
+      }
+      const body = msg.subarray(pos + head, pos + head + flen);
+      if (kind === REC_UNRELIABLE) this.receiveTraffic(body);
+      else if (kind === REC_FRAGMENT) this.receiveFragment(msg, pos, body);
+      else {
+        this.queueAck();
+        const bad = this.rx.receive(msg.readUInt32BE(pos), body, kind === REC_RELIABLE_MORE);
+        if (bad) this.close(bad);
+      }
+      pos += head + flen;
     }
   }
 
-  private receiveReliable(seq: number, frame: Buffer): void {
-    this.ackPending = true;
-    if (!this.ackQueued) {
-      this.ackQueued = true;
-      setImmediate(ackTick, this);
+  private receiveTraffic(frame: Buffer): void {
+    const type = frame[0];
+    if (type !== 9 && type !== 10) this.close(`protocol frame type ${type} sent unreliably`);
+    else this.deliver(frame);
+  }
+
+  private receiveFragment(msg: Buffer, at: number, body: Buffer): void {
+    const r = this.reassembly;
+    const got = r.add(msg.readUInt32BE(at), msg[at + 4]!, msg[at + 5]!, msg.readUInt16BE(at + 6), body);
+    if (got === FRAG_MALFORMED) this.close("malformed datagram (bad fragment header)");
+    else if (r.frame.length > 0) this.receiveTraffic(r.frame);
+  }
+
+  private receiveMtu(msg: Buffer): void {
+    if (msg.length < DATA_HEADER + 4) return;
+    const nonce = msg.readUInt32BE(DATA_HEADER);
+    if (msg[0] === PKT_MTU_ACK) {
+      if (msg.length >= DATA_HEADER + 8) this.pmtu.onAck(nonce, msg.readUInt32BE(DATA_HEADER + 4));
+      return;
     }
-    const ahead = (seq - this.rcvNext) | 0;
-    if (ahead === 0) {
-      this.rcvNext = (this.rcvNext + 1) >>> 0;
-      this.deliver(frame);
-      // Drain frames that arrived early and are now in order.
-      while (this.reorderCount > 0 && !this.closed) {
-        const slot = this.rcvNext % WINDOW;
-        const next = this.reorder[slot];
-        if (next === undefined) break;
-        this.reorder[slot] = undefined;
-        this.reorderCount--;
-        this.rcvNext = (this.rcvNext + 1) >>> 0;
-        this.deliver(next);
-      }
-    } else if (ahead > 0 && ahead < WINDOW) {
-      const slot = seq % WINDOW;
-      if (this.reorder[slot] === undefined) {
-        this.reorder[slot] = Buffer.from(frame);
-        this.reorderCount++;
-      }
-    } else if (ahead >= WINDOW) {
-      this.close("malformed datagram (sequence beyond the window)");
-    }
-    // ahead < 0: a duplicate of something delivered; the ack above tells the sender.
+    const ack = Buffer.allocUnsafe(DATA_HEADER + 8);
+    ack[0] = PKT_MTU_ACK;
+    this.o.remoteCookie.copy(ack, 1);
+    ack.writeUInt32BE(nonce, DATA_HEADER);
+    ack.writeUInt32BE(msg.length, DATA_HEADER + 4);
+    this.flushDatagram();
+    this.transmit(ack);
   }
 
   /** Returns false when the ack was invalid and the link closed. */
@@ -392,7 +462,7 @@ export class UdpLink extends LinkCore implements Link {
       return false;
     }
     const now = Date.now();
-    // RTT samples only from frames acknowledged for the first time and sent once (Karn): a frame
+    // RTT samples only from segments acknowledged for the first time and sent once (Karn): one
     // that sat behind a hole was selectively acked long ago and would inflate the estimate.
     let sample = -1;
     if (acked > 0) {
@@ -416,8 +486,8 @@ export class UdpLink extends LinkCore implements Link {
         }
       }
     }
-    // A frame is lost (not merely reordered) once three frames sent after its last transmission
-    // have arrived; its retransmission gets a new serial, so a lost retransmission is found the same way.
+    // A segment is lost (not merely reordered) once three sent after its last transmission have
+    // arrived; its retransmission gets a new serial, so a lost retransmission is found the same way.
     for (const f of this.inflight) {
       if (!f.sacked && f.tx + 3 <= this.ackedTx) this.retransmit(f, now);
     }
@@ -443,12 +513,12 @@ export class UdpLink extends LinkCore implements Link {
     this.rto = Math.min(MAX_RTO_MS, Math.max(MIN_RTO_MS, this.srtt + 4 * this.rttvar));
   }
 
-  private retransmit(f: InFlight, now: number): void {
+  private retransmit(f: Segment, now: number): void {
     f.sentAt = now;
     f.retransmitted = true;
     f.tx = ++this.txSerial;
     this.retransmits++;
-    this.appendRecord(REC_RELIABLE, f.seq, f.frame);
+    this.appendSegment(f);
   }
 
   private onRtoTimer(): void {
@@ -467,6 +537,7 @@ export class UdpLink extends LinkCore implements Link {
   }
 
   private deliver(frame: Buffer): void {
+    if (this.closed) return;
     if (frame[0] === 0) {
       this.receiveDummy(frame);
       return;
@@ -478,36 +549,27 @@ export class UdpLink extends LinkCore implements Link {
     this.handler.onFrame(frame);
   }
 
-  private onKeepaliveTimer(): void {
+  private onLiveTimer(): void {
     if (this.closed) return;
-    const quiet = Date.now() - this.lastSend;
-    const every = this.o.timeouts.keepaliveMs;
-    if (quiet >= every - 1) {
-      // An empty data datagram with an ack block: keeps the peer's idle timer and our acks fresh.
-      this.flushDatagram();
-      this.ackPending = true;
-      this.openDatagram();
-      this.flushDatagram();
-      this.keepaliveTimer = setTimeout(() => this.onKeepaliveTimer(), every);
-    } else {
-      this.keepaliveTimer = setTimeout(() => this.onKeepaliveTimer(), every - quiet);
+    const now = Date.now();
+    const act = this.liveness.check(now, this.srtt, this.rttvar);
+    if (act === ACT_DEAD) {
+      const silence = Math.round(this.liveness.deadline(this.srtt, this.rttvar));
+      this.close(`no datagram received for ${silence} ms`);
+      return;
     }
-  }
-
-  private onIdleTimer(): void {
-    if (this.closed) return;
-    const silent = Date.now() - this.lastRecv;
-    const limit = this.o.timeouts.idleMs;
-    if (silent >= limit - 1) this.close(`no datagram received for ${limit} ms`);
-    else this.idleTimer = setTimeout(() => this.onIdleTimer(), limit - silent);
+    // Both carry an ack block, so they also repair a lost ack.
+    if (act === ACT_PROBE) this.sendBare(PKT_PING);
+    else if (act === ACT_KEEPALIVE) this.sendBare(PKT_DATA_ACK);
+    this.liveTimer = setTimeout(() => this.onLiveTimer(), this.liveness.wakeAt - now);
   }
 
   /** Closes the link; unless the peer closed it, tells the peer with a close datagram. */
   close(reason: string, notifyPeer = true): void {
     if (!this.markClosed(reason)) return;
-    clearTimeout(this.keepaliveTimer);
-    clearTimeout(this.idleTimer);
+    clearTimeout(this.liveTimer);
     clearTimeout(this.rtoTimer);
+    this.pmtu.stop();
     if (notifyPeer) {
       const bye = Buffer.allocUnsafe(DATA_HEADER);
       bye[0] = PKT_CLOSE;

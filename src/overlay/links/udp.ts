@@ -19,38 +19,47 @@
 //   6 RESET      type ‖ the cookie a DATA datagram carried: a listener's stateless answer to data
 //                from an address it has no link with (it restarted), so the dialer redials now
 //                instead of after 6 s of silence. Never larger than the datagram that caused it.
-//   0x10 DATA / 0x11 DATA+ACK: type ‖ receiver's cookie (8) ‖ [ack block] ‖ records…
-//     ack block: next expected reliable seq (u32) ‖ 64-bit bitmap of the seqs after it (2 × u32)
-//     record:    0 ‖ len u16 ‖ frame                (types 9, 10: traffic, unreliable)
-//                1 ‖ len u16 ‖ seq u32 ‖ frame      (types 0–8: reliable, ordered)
-// Protocol frames go through a small reliable channel because the tree and the DHT assume a stream:
-// a window of 64 frames, cumulative + selective acks piggybacked on data or sent once per event-loop
-// turn, retransmission after an RTO (RFC 6298 style, 50 ms – 3 s, Karn's rule) or as soon as three
-// frames sent after it were acknowledged. Traffic is sent once; lost traffic is lost, and it may
-// overtake protocol frames waiting for window space (traffic is routed statelessly; a frame that
-// arrives before the path it needs is forwarded by DHT or dropped, as on any lossy path). Frames
-// sent in the same tick are coalesced into datagrams of up to `datagramBytes` (default 1452: no
-// fragmentation on Ethernet paths, one lost datagram costs about one frame); a bigger frame goes alone
-// up to 65,507 bytes (the kernel fragments it) and frames that fit no datagram are dropped and counted
-// (`droppedOversize`). `congested` means the socket's send queue holds over 1 MiB. Keepalive (an
-// empty DATA+ACK) after 4 s without sending, close after 6 s without a valid datagram. Malformed
-// datagrams from unknown addresses are ignored statelessly; malformed data on a link closes only it.
+//   0x10 DATA / 0x11 DATA+ACK / 0x12 PING: type ‖ receiver's cookie (8) ‖ [ack block] ‖ records…
+//     ack block (0x11, 0x12): next expected reliable seq (u32) ‖ bitmap of the 64 seqs after it (2 × u32)
+//     PING asks for an ack at once: the liveness probe of a link that heard nothing for a second.
+//     record:    0 ‖ len u16 ‖ frame                               (types 9, 10: traffic, unreliable)
+//                2 ‖ len u16 ‖ id u32 ‖ index u8 ‖ count u8 ‖ offset u16 ‖ part  (traffic fragment)
+//                1 ‖ len u16 ‖ seq u32 ‖ segment      (types 0–8: reliable, ordered; ends a frame)
+//                3 ‖ len u16 ‖ seq u32 ‖ segment      (a reliable segment the next seq continues)
+//   0x13 MTU PROBE: type ‖ cookie ‖ nonce u32 ‖ zero padding to the size probed
+//   0x14 MTU ACK:   type ‖ cookie ‖ nonce u32 ‖ size received u32
+// No datagram is ever larger than the link's validated size (`budget`), so the kernel never
+// fragments: it starts at 1,232 bytes (a 1,280-byte IPv6 packet) and a per-link search (udp-pmtu.ts,
+// RFC 8899 in spirit) raises it towards the route's interface MTU, capped by `datagramBytes`
+// (Planetd.UdpMaxDatagram). Traffic frames over it leave as fragments reassembled in bounded buffers
+// (udp-frag.ts): a lost fragment loses its frame only. Protocol frames go through a small reliable
+// channel because the tree and the DHT assume a stream: they are cut into segments of at most the
+// base size, a window of 64 segments, cumulative + selective acks piggybacked on data or sent once
+// per event-loop turn, retransmission after an RTO (RFC 6298 style, 50 ms – 3 s, Karn's rule) or as
+// soon as three segments sent after it were acknowledged. Traffic is sent once; lost traffic is
+// lost, and it may overtake protocol frames waiting for window space (traffic is routed
+// statelessly; a frame that arrives before the path it needs is forwarded by DHT or dropped, as on
+// any lossy path). Records sent in the same tick are coalesced into datagrams up to the budget.
+// `congested` means the socket's send queue holds over 1 MiB. Liveness (udp-liveness.ts): a
+// keepalive after 1 s without sending, PINGs every second once nothing arrived for a second, close
+// after about 8 s of silence (never over 9.5 s). Malformed datagrams from unknown addresses are
+// ignored statelessly; malformed data on a link closes only it.
 import { createHmac, randomBytes } from "node:crypto";
 import dgram, { type RemoteInfo, type Socket } from "node:dgram";
 import { isIP } from "node:net";
 import { type LinkTimeouts, decodeMetadata, encodeMetadata } from "./stream.js";
 import {
   DATA_HEADER,
+  MAX_DATAGRAM,
   PKT_ACCEPT,
   PKT_CHALLENGE,
   PKT_CLOSE,
   PKT_CONFIRM,
-  PKT_DATA,
-  PKT_DATA_ACK,
   PKT_INIT,
   PKT_RESET,
   type UdpHooks,
   UdpLink,
+  isLinkPacket,
 } from "./udp-link.js";
 
 export { UdpLink, type UdpHooks } from "./udp-link.js";
@@ -58,7 +67,6 @@ export { UdpLink, type UdpHooks } from "./udp-link.js";
 const HS_BYTES = 55;
 const META_AT = 17;
 const HELLO_RETRY_MS = 1000;
-export const DEFAULT_DATAGRAM_BYTES = 1452;
 const DEFAULT_CONGESTION_BYTES = 1024 * 1024;
 const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
 const ZERO_COOKIE = Buffer.alloc(8);
@@ -152,7 +160,7 @@ export class UdpListener {
   private onMessage(msg: Buffer, rinfo: RemoteInfo): void {
     if (msg.length < DATA_HEADER || this.closing) return;
     const type = msg[0];
-    if (type === PKT_DATA || type === PKT_DATA_ACK) {
+    if (isLinkPacket(type)) {
       const link = this.links.get(`${rinfo.address}|${rinfo.port}`);
       if (link?.matches(msg)) link.receive(msg);
       else if (!link) {
@@ -222,7 +230,7 @@ export class UdpListener {
       outbound: false,
       priority: this.o.priority,
       timeouts: this.o.timeouts,
-      datagramBytes: this.o.datagramBytes ?? DEFAULT_DATAGRAM_BYTES,
+      datagramBytes: this.o.datagramBytes ?? MAX_DATAGRAM,
       congestionBytes: this.o.congestionBytes ?? DEFAULT_CONGESTION_BYTES,
       hooks: this.o.hooks,
       release: () => {
@@ -325,7 +333,7 @@ export function dialUdp(o: UdpDialOptions): UdpDial {
       outbound: true,
       priority: o.priority,
       timeouts: o.timeouts,
-      datagramBytes: o.datagramBytes ?? DEFAULT_DATAGRAM_BYTES,
+      datagramBytes: o.datagramBytes ?? MAX_DATAGRAM,
       congestionBytes: o.congestionBytes ?? DEFAULT_CONGESTION_BYTES,
       hooks: o.hooks,
       release: () => {
@@ -346,7 +354,7 @@ export function dialUdp(o: UdpDialOptions): UdpDial {
     socket.on("message", (msg: Buffer) => {
       if (msg.length < DATA_HEADER) return;
       const type = msg[0];
-      if (type === PKT_DATA || type === PKT_DATA_ACK) {
+      if (isLinkPacket(type)) {
         if (udpLink.matches(msg)) udpLink.receive(msg);
       } else if (type === PKT_CLOSE && udpLink.matches(msg)) {
         udpLink.close("closed by peer", false);
@@ -386,7 +394,7 @@ export function dialUdp(o: UdpDialOptions): UdpDial {
       hello();
     } else if (type === PKT_ACCEPT && msg.length === HS_BYTES && listenerCookie) {
       if (cookieIs(msg, 1, dialerCookie) && cookieIs(msg, 9, listenerCookie)) up(undefined);
-    } else if ((type === PKT_DATA || type === PKT_DATA_ACK) && listenerCookie) {
+    } else if (isLinkPacket(type) && listenerCookie) {
       // The ACCEPT was lost but the listener already speaks on the link: that proves it too.
       if (cookieIs(msg, 1, dialerCookie)) up(Buffer.from(msg));
     } else if (type === PKT_CLOSE && cookieIs(msg, 1, dialerCookie)) {
