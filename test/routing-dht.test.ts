@@ -378,6 +378,29 @@ describe("hostile floods do not grow state", () => {
     h.take();
   });
 
+  it("signed control frames beyond a link's budget are dropped before any check; other links keep theirs", () => {
+    const { k, h, portA, portC } = world({ controlPerSecond: 100 });
+    h.take();
+    const frame = encodeBootstrap(label(k[6], [3, 1], k[0].publicKey));
+    for (let i = 0; i < 500; i++) h.router.handleFrame(portC, frame, h.now); // one instant: the burst only
+    expect(h.router.stats().drop_control_budget).toBe(300);
+    expect(h.router.stats().in_bootstrap).toBe(500);
+    h.router.handleFrame(portA, frame, h.now);
+    expect(h.router.stats().drop_control_budget).toBe(300);
+    h.now += 1000; // refills 100
+    for (let i = 0; i < 150; i++) h.router.handleFrame(portC, frame, h.now);
+    expect(h.router.stats().drop_control_budget).toBe(350);
+    // Traffic and tree frames are not budgeted.
+    for (let i = 0; i < 300; i++)
+      h.router.handleFrame(
+        portC,
+        encodeDhtTraffic({ source: k[5].publicKey, dest: h.key, kind: 1, payload: Buffer.from("x") }),
+        h.now,
+      );
+    expect(h.delivered.length).toBe(300);
+    expect(h.closed).toEqual([]);
+  });
+
   it("setups beyond the global DHT cap are dropped without a teardown, whichever link they come by", () => {
     const { k, h, portA, portB, portC } = world({ dhtEntries: 3 });
     h.take();

@@ -6,7 +6,7 @@ import { loadBox } from "../src/crypto/box.js";
 import { Identity } from "../src/crypto/identity.js";
 import { type SessionOptions, Sessions, newSessionBudget } from "../src/overlay/sessions.js";
 import { REPLAY_WINDOW, ReplayVerdict, ReplayWindow } from "../src/overlay/sessions/replay.js";
-import { TokenBucket } from "../src/overlay/token-bucket.js";
+import { TokenBucket } from "../src/util/token-bucket.js";
 
 const T0 = 1_800_000_000_000;
 const box = loadBox();

@@ -16,7 +16,7 @@ import { LinkManager } from "./links/manager.js";
 import type { PacketConn } from "./packetconn.js";
 import { Proto } from "./proto.js";
 import { Sessions, newSessionBudget } from "./sessions.js";
-import type { TokenBucket } from "./token-bucket.js";
+import type { TokenBucket } from "../util/token-bucket.js";
 import { adminViewFor, metricsSnapshotFor } from "./views.js";
 
 /** Largest IPv6 packet the overlay carries (spec 5.9). */

@@ -19,7 +19,7 @@ import {
   toU64,
   uvarintResult,
 } from "./sessions/wire.js";
-import { PrefixBuckets, TokenBucket } from "./token-bucket.js";
+import { PrefixBuckets, TokenBucket } from "../util/token-bucket.js";
 
 export { SESSION_TIMEOUT_MS };
 

@@ -1,6 +1,7 @@
 // The routing core of one node (spec 5.3–5.8): a sans-I/O state machine. Events go in with the
 // current time (peer up/down, frame from a peer, local send, timer due); effects come out through
 // RouterOutput. The driver keeps one timer armed at nextTimeout().
+import { TokenBucket } from "../util/token-bucket.js";
 import { Dht } from "./dht.js";
 import { Pathfinder } from "./pathfinder.js";
 import { DEFAULT_LIMITS, type Peer, type RouterCore, type RouterLimits, type StoredInfo } from "./state.js";
@@ -37,6 +38,17 @@ export interface RouterOutput {
 
 const TRAFFIC_HEADER = 1 + 32 + 32 + 1; // type ‖ source ‖ dest ‖ kind
 const FRAME_TYPES = 11;
+/** 1 for the frame types that cost a signature check or a signature: they spend the link's control budget. */
+const COSTLY = new Uint8Array(256);
+for (const t of [
+  FrameType.DhtBootstrap,
+  FrameType.DhtBootstrapAck,
+  FrameType.DhtSetup,
+  FrameType.PathNotify,
+  FrameType.PathLookup,
+  FrameType.PathResponse,
+])
+  COSTLY[t] = 1;
 
 export class Router implements RouterCore {
   readonly publicKey: Buffer;
@@ -82,7 +94,15 @@ export class Router implements RouterCore {
     this.now = now;
     this.dht.invalidate();
     const port = this.nextFreePort();
-    const peer: Peer = { port, key: Buffer.from(key), priority, info: undefined, closed: false };
+    const perSecond = this.limits.controlPerSecond;
+    const peer: Peer = {
+      port,
+      key: Buffer.from(key),
+      priority,
+      info: undefined,
+      closed: false,
+      control: new TokenBucket(perSecond, 2 * perSecond),
+    };
     this.peers.set(port, peer);
     this.tree.sendHello(peer);
     return port;
@@ -118,6 +138,10 @@ export class Router implements RouterCore {
     }
     const type = frame[0];
     if (type < FRAME_TYPES) this.framesIn[type]++;
+    if (COSTLY[type] === 1 && !peer.control.take(now)) {
+      this.drop("control_budget");
+      return;
+    }
     // Only traffic leaves tree, peer and DHT state untouched (the pathfinder has its own state).
     if (type !== FrameType.DhtTraffic && type !== FrameType.PathTraffic) this.dht.invalidate();
     try {

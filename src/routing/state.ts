@@ -1,4 +1,5 @@
 // Shared state shapes, constants and key helpers of the routing core (spec 5.3–5.6, 12).
+import type { TokenBucket } from "../util/token-bucket.js";
 import type { TreeInfo, TreeLabel } from "./types.js";
 
 export const TREE_TIMEOUT = 60 * 60 * 1000; // treeTIMEOUT: 1 h
@@ -18,9 +19,16 @@ export interface RouterLimits {
   dhtEntries: number;
   /** Pathfinder entries (created only by local sends); the oldest (by creation or last expiry check) is dropped beyond this. */
   paths: number;
+  /**
+   * Signed control frames (DHT bootstraps, acks and setups, path notifies, lookups and responses)
+   * accepted per second from one link, burst twice that. Each costs a signature check or a
+   * signature and may create state; beyond the budget they are dropped (the protocol retries on
+   * timers). The 1,000-node simulator's busiest hub link peaks far below this.
+   */
+  controlPerSecond: number;
 }
 
-export const DEFAULT_LIMITS: RouterLimits = { dhtEntries: 65536, paths: 65536 };
+export const DEFAULT_LIMITS: RouterLimits = { dhtEntries: 65536, paths: 65536, controlPerSecond: 1000 };
 /** `expired` entries beyond this (plus two per peer) are pruned to the roots still in use. */
 export const EXPIRED_SOFT_CAP = 64;
 
@@ -33,6 +41,8 @@ export interface Peer {
   info: StoredInfo | undefined;
   /** closePeer was called; frames are ignored until removePeer. */
   closed: boolean;
+  /** What this link may still ask of us in signed control frames (RouterLimits.controlPerSecond). */
+  readonly control: TokenBucket;
 }
 
 /** A tree info plus the local metadata of spec 5.3.1. */

@@ -1,5 +1,5 @@
-// Token buckets for work a remote party can ask of us (state-creating handshakes, answers that cost a
-// signature). Pure: time comes in as `now` (ms), so the simulator and tests drive them exactly.
+// Token buckets for work a remote party can ask of us (state-creating handshakes and control frames,
+// answers that cost a signature). Pure: time comes in as `now` (ms), so the simulator and tests drive them exactly.
 
 export class TokenBucket {
   private tokens: number;
