@@ -91,6 +91,7 @@ export function metricsSnapshotFor(node: Node): MetricsSnapshot {
       "netBadSource",
       "netBadDestination",
       "tunNotIPv6",
+      "pendingEvicted",
     ]) {
       dropped[`ipv6_${name}`] = s[name] ?? 0;
     }

@@ -240,7 +240,11 @@ export class Ipv6Adapter {
   }
 
   stats(): Ipv6Stats {
-    return { ...this.counters };
+    return {
+      ...this.counters,
+      keysEvicted: this.keys.evicted.keys,
+      pendingEvicted: this.keys.evicted.pending,
+    };
   }
 
   /** Known keys (for getSessions-like admin views). */

@@ -6,6 +6,13 @@ import { addressForKey, subnetForKey } from "../crypto/address.js";
 
 export const KEY_STORE_TTL_MS = 120_000;
 export const PENDING_TTL_MS = 120_000;
+/**
+ * Keys remembered at most. Keys are learned only from authenticated sessions and signed lookup
+ * answers, both rate-limited upstream; the cap makes the bound explicit. The oldest learned goes first.
+ */
+export const MAX_KEYS = 65_536;
+/** Destinations with a packet waiting for their key (a local workload scanning addresses): oldest first. */
+export const MAX_PENDING = 4096;
 
 export interface KeyEntry {
   readonly key: Buffer;
@@ -24,6 +31,8 @@ export interface PendingPacket {
 }
 
 export class KeyStore {
+  /** Entries and pending packets dropped to stay within MAX_KEYS and MAX_PENDING. */
+  readonly evicted = { keys: 0, pending: 0 };
   private readonly byKey = new Map<string, KeyEntry>();
   private readonly byAddress = new Map<string, KeyEntry>();
   private readonly bySubnet = new Map<string, KeyEntry>();
@@ -86,6 +95,11 @@ export class KeyStore {
       return entry;
     }
     this.forgetLastHits();
+    if (this.byKey.size >= MAX_KEYS) {
+      const oldest = this.byKey.entries().next().value;
+      if (oldest) this.remove(oldest[0], oldest[1]);
+      this.evicted.keys++;
+    }
     const copy = Buffer.from(key);
     entry = {
       key: copy,
@@ -126,6 +140,13 @@ export class KeyStore {
       pending.packet = Buffer.from(packet);
       pending.expires = expires;
     } else {
+      if (this.pendingCount >= MAX_PENDING) {
+        const other = map === this.pendingByAddress ? this.pendingBySubnet : this.pendingByAddress;
+        const fuller = map.size >= other.size ? map : other;
+        const oldest = fuller.keys().next().value;
+        if (oldest !== undefined) fuller.delete(oldest);
+        this.evicted.pending++;
+      }
       pending = { packet: Buffer.from(packet), lookup: EMPTY, partialKey: EMPTY, expires };
       map.set(id, pending);
     }
@@ -144,12 +165,7 @@ export class KeyStore {
     let earliest: number | undefined;
     for (const [id, entry] of this.byKey) {
       if (entry.expires <= now) {
-        this.forgetLastHits();
-        this.byKey.delete(id);
-        const addressId = entry.address.toString("latin1");
-        const subnetId = entry.subnet.toString("latin1");
-        if (this.byAddress.get(addressId) === entry) this.byAddress.delete(addressId);
-        if (this.bySubnet.get(subnetId) === entry) this.bySubnet.delete(subnetId);
+        this.remove(id, entry);
         keys++;
       } else if (earliest === undefined || entry.expires < earliest) {
         earliest = entry.expires;
@@ -172,6 +188,15 @@ export class KeyStore {
   /** Snapshot for the admin API. */
   entries(): KeyEntry[] {
     return [...this.byKey.values()];
+  }
+
+  private remove(id: string, entry: KeyEntry): void {
+    this.forgetLastHits();
+    this.byKey.delete(id);
+    const addressId = entry.address.toString("latin1");
+    const subnetId = entry.subnet.toString("latin1");
+    if (this.byAddress.get(addressId) === entry) this.byAddress.delete(addressId);
+    if (this.bySubnet.get(subnetId) === entry) this.bySubnet.delete(subnetId);
   }
 
   private forgetLastHits(): void {
