@@ -29,6 +29,8 @@ export interface MetricsSnapshot {
   droppedPackets: Record<string, number>;
   /** Cumulative failed link handshakes. */
   handshakeFailures: number;
+  /** Cumulative inbound connections closed to keep the handshake table fair, by reason. */
+  handshakeRefusals?: Record<string, number>;
 }
 
 export interface MetricsServer {
@@ -110,18 +112,20 @@ export function createMetricsRegistry(current: () => MetricsSnapshot | undefined
   linkCounter("planetd_link_received_packets_total", "Frames received on a link", (l) => l.packetsIn);
   linkCounter("planetd_link_sent_packets_total", "Frames sent on a link", (l) => l.packetsOut);
 
-  new Counter({
-    name: "planetd_dropped_packets_total",
-    help: "Packets dropped, by reason",
-    labelNames: ["reason"],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const [reason, count] of Object.entries(current()?.droppedPackets ?? {})) {
-        this.inc({ reason }, Math.max(0, count));
-      }
-    },
-  });
+  const reasonCounter = (name: string, help: string, read: (s: MetricsSnapshot) => Record<string, number>) =>
+    new Counter({
+      name,
+      help,
+      labelNames: ["reason"],
+      registers: [registry],
+      collect() {
+        this.reset();
+        const s = current();
+        for (const [reason, count] of Object.entries(s ? read(s) : {}))
+          this.inc({ reason }, Math.max(0, count));
+      },
+    });
+  reasonCounter("planetd_dropped_packets_total", "Packets dropped, by reason", (s) => s.droppedPackets);
   new Counter({
     name: "planetd_handshake_failures_total",
     help: "Link handshakes that failed",
@@ -132,6 +136,11 @@ export function createMetricsRegistry(current: () => MetricsSnapshot | undefined
       if (s) this.inc(Math.max(0, s.handshakeFailures));
     },
   });
+  reasonCounter(
+    "planetd_handshake_refused_total",
+    "Inbound connections refused or closed before their handshake, by reason (source_limit, table_full, evicted, silent)",
+    (s) => s.handshakeRefusals ?? {},
+  );
   return registry;
 }
 

@@ -11,6 +11,14 @@ import type { Logger } from "pino";
 import { formatIPv6 } from "../../crypto/address.js";
 import { selfSignedCertificate } from "../../crypto/cert.js";
 import type { Identity } from "../../crypto/identity.js";
+import { LimitedLog } from "../../util/log-limit.js";
+import {
+  DEFAULT_HANDSHAKE_LIMITS,
+  type HandshakeLimits,
+  type HandshakeRefusal,
+  HandshakeSlots,
+  sourceOf,
+} from "./handshake-slots.js";
 import type { Link } from "./link.js";
 import { Multicast, type MulticastInterfaceConfig, parseIPv6 } from "./multicast.js";
 import { DEFAULT_TIMEOUTS, type LinkTimeouts, type StreamLink, handshake } from "./stream.js";
@@ -34,6 +42,8 @@ export interface LinkManagerConfig {
   multicastPort?: number;
   /** udp:// links: coalescing size (default 1452 bytes) and test hooks (loss injection). */
   udp?: { datagramBytes?: number; hooks?: UdpHooks };
+  /** Inbound handshakes in flight: total, per source, first-byte deadline (handshake-slots.ts). */
+  handshakes?: Partial<HandshakeLimits>;
 }
 
 /** What the manager keeps of a link: the Link seam plus a close watcher. */
@@ -69,14 +79,16 @@ export interface ListenerHandle {
 }
 
 const DIAL_TIMEOUT_MS = 5000;
-const MAX_PENDING_INBOUND = 256;
 
 export class LinkManager {
   private readonly cfg: LinkManagerConfig;
   private readonly counters = { handshakeFailures: 0 };
-  private pendingInbound = 0;
+  private readonly handshakes: HandshakeSlots<Socket>;
+  private readonly firstByteMs: number;
   private readonly events: LinkManagerEvents;
   private readonly log: Logger;
+  /** For lines a remote can cause once per connection, handshake or link. */
+  private readonly limitedLog: LimitedLog;
   private readonly allowed: Set<string>;
   private readonly redial: { initialMs: number; maxMs: number };
   private tlsContext: SecureContext | undefined;
@@ -96,6 +108,10 @@ export class LinkManager {
     this.cfg = cfg;
     this.events = events;
     this.log = cfg.logger;
+    this.limitedLog = new LimitedLog(cfg.logger);
+    const limits = { ...DEFAULT_HANDSHAKE_LIMITS, ...cfg.handshakes };
+    this.handshakes = new HandshakeSlots(limits);
+    this.firstByteMs = limits.firstByteMs;
     this.allowed = new Set(cfg.allowedPublicKeys.map((k) => k.toString("hex")));
     this.redial = cfg.redial ?? { initialMs: 1000, maxMs: 60_000 };
     for (const uri of cfg.peers) this.addPeerState(uri, undefined);
@@ -137,6 +153,7 @@ export class LinkManager {
     for (const socket of sockets) socket.destroy();
     await Promise.all(socketsClosed);
     await Promise.all(this.listeners.splice(0).map((l) => l.close()));
+    this.limitedLog.flush();
   }
 
   addPeer(uri: string, iface?: string): void {
@@ -217,7 +234,10 @@ export class LinkManager {
       (e: Error) => {
         peer.attempt = undefined;
         if (peer.removed || this.stopped) return;
-        this.log.warn({ peer: peer.uri, iface: peer.iface }, `link to ${peer.uri} failed: ${e.message}`);
+        this.limitedLog.warn(`link to ${peer.uri} failed`, `link to ${peer.uri} failed: ${e.message}`, {
+          peer: peer.uri,
+          iface: peer.iface,
+        });
         this.scheduleRedial(peer);
         peer.backoffMs = Math.min(this.redial.maxMs, peer.backoffMs * 2);
       },
@@ -237,13 +257,17 @@ export class LinkManager {
     try {
       parsed = parsePeerUri(uri);
     } catch (e) {
-      this.log.warn(`multicast: ${(e as Error).message}`);
+      this.limitedLog.warn("multicast beacon refused", `multicast: ${(e as Error).message}`);
       return;
     }
     this.dial(parsed, iface, {}).then(
       (link) => this.admit(link),
       (e: Error) => {
-        if (!this.stopped) this.log.info({ peer: uri, iface }, `link to ${uri} failed: ${e.message}`);
+        if (this.stopped) return;
+        this.limitedLog.info("multicast link failed", `link to ${uri} failed: ${e.message}`, {
+          peer: uri,
+          iface,
+        });
       },
     );
   }
@@ -306,9 +330,12 @@ export class LinkManager {
     }
   }
 
-  /** Connections made but lost in TLS, the metadata exchange or admission (pins, allow-list). */
-  stats(): { handshakeFailures: number } {
-    return { ...this.counters };
+  /**
+   * handshakeFailures: connections made but lost in TLS, the metadata exchange or admission (pins,
+   * allow-list). handshakeRefusals: inbound connections closed to keep the handshake table fair.
+   */
+  stats(): { handshakeFailures: number; handshakeRefusals: Record<HandshakeRefusal, number> } {
+    return { ...this.counters, handshakeRefusals: { ...this.handshakes.refused } };
   }
 
   /** Bind one listener; used for Listen URIs and for multicast's link-local TLS listeners. */
@@ -331,7 +358,7 @@ export class LinkManager {
       else server.listen({ host: parsed.host, port: parsed.port });
     });
     server.removeAllListeners("error");
-    server.on("error", (e) => this.log.warn(`listener ${uri}: ${e.message}`));
+    server.on("error", (e) => this.limitedLog.warn(`listener ${uri}`, `listener ${uri}: ${e.message}`));
     const addr = server.address();
     const port = typeof addr === "object" && addr ? addr.port : 0;
     const actual =
@@ -363,12 +390,24 @@ export class LinkManager {
       parsed.scheme === "unix"
         ? `unix://${parsed.path}`
         : `${parsed.scheme}://${hostPort(ip, raw.remotePort ?? 0)}`;
-    // Connections still in TLS or the metadata exchange are capped: each holds a socket for up
-    // to 12 s, and the dedupe above is per ip:port, so one host could otherwise open thousands.
-    if (this.ids.has(id) || this.pendingInbound >= MAX_PENDING_INBOUND) {
+    if (this.ids.has(id)) {
       raw.destroy();
       return;
     }
+    const source = sourceOf(parsed.scheme === "unix" ? "" : ip);
+    const admission = this.handshakes.acquire(source, raw);
+    if (!admission.ok) {
+      raw.destroy();
+      const why =
+        admission.reason === "source_limit" ? "too many handshakes from it" : "handshake table full";
+      this.limitedLog.info(
+        `inbound connections from ${source} refused`,
+        `inbound connection from ${remote} refused: ${why}`,
+        { remote, reason: admission.reason },
+      );
+      return;
+    }
+    admission.evicted?.destroy();
     this.ids.add(id);
     this.sockets.add(raw);
     raw.once("close", () => {
@@ -376,17 +415,38 @@ export class LinkManager {
       this.sockets.delete(raw);
     });
     raw.on("error", () => raw.destroy());
-    this.pendingInbound++;
+    // An honest peer writes its metadata (or TLS hello) as soon as it connects; a silent one only
+    // holds a slot. Only armed when shorter than the handshake deadline, which closes it anyway.
+    let closedFor: string | undefined;
+    const handshakeMs = this.cfg.timeouts?.handshakeMs ?? DEFAULT_TIMEOUTS.handshakeMs;
+    const silence =
+      this.firstByteMs < handshakeMs
+        ? setTimeout(() => {
+            if (raw.bytesRead > 0) return;
+            closedFor = `sent nothing for ${this.firstByteMs} ms`;
+            this.handshakes.refused.silent++;
+            raw.destroy();
+          }, this.firstByteMs)
+        : undefined;
     this.acceptAsync(raw, parsed, remote, ip).then(
       (link) => {
-        this.pendingInbound--;
+        clearTimeout(silence);
+        this.handshakes.release(source, raw);
         if (link) this.admit(link);
       },
       (e: Error) => {
-        this.pendingInbound--;
+        clearTimeout(silence);
+        if (!this.handshakes.release(source, raw)) {
+          closedFor ??= "closed to make room (handshake table full, its source holds the most slots)";
+        }
         this.counters.handshakeFailures++;
         raw.destroy();
-        if (!this.stopped) this.log.info({ remote }, `inbound link from ${remote} failed: ${e.message}`);
+        if (this.stopped) return;
+        this.limitedLog.info(
+          `inbound links from ${source} failed`,
+          `inbound link from ${remote} failed: ${closedFor ?? e.message}`,
+          { remote },
+        );
       },
     );
   }
@@ -499,7 +559,13 @@ export class LinkManager {
               : this.refusal(remoteKey, false, [], ip);
           if (refused !== undefined) {
             this.counters.handshakeFailures++;
-            if (!this.stopped) this.log.info({ remote }, `inbound link from ${remote} failed: ${refused}`);
+            if (!this.stopped) {
+              this.limitedLog.info(
+                `inbound links from ${sourceOf(ip)} failed`,
+                `inbound link from ${remote} failed: ${refused}`,
+                { remote },
+              );
+            }
           }
           return refused;
         },
@@ -509,7 +575,7 @@ export class LinkManager {
           link.onClosed(() => this.ids.delete(id));
           this.admit(link);
         },
-        onSocketError: (message) => this.log.warn(`listener ${uri}: ${message}`),
+        onSocketError: (message) => this.limitedLog.warn(`listener ${uri}`, `listener ${uri}: ${message}`),
       });
     } catch (e) {
       throw new Error(`listen ${JSON.stringify(uri)}: cannot bind: ${(e as Error).message}`);
@@ -535,16 +601,25 @@ export class LinkManager {
     this.links.add(link);
     const key = link.remoteKey.toString("hex");
     const dir = link.outbound ? "outbound" : "inbound";
-    this.log.info(
-      { key, remote: link.remote, dir, priority: link.priority },
-      `link up: ${dir} ${link.remote} ${key}`,
-    );
+    // Keyed by remote host: a host cycling links with fresh keys floods only its own line.
+    const host = link.remote.replace(/:\d+$/, "");
+    this.limitedLog.info(`link up: ${dir} ${host}`, `link up: ${dir} ${link.remote} ${key}`, {
+      key,
+      remote: link.remote,
+      dir,
+      priority: link.priority,
+    });
     link.onClosed((reason) => {
       this.links.delete(link);
       if (!this.stopped || reason !== "stopping") {
-        this.log.info(
-          { key, remote: link.remote, dir },
+        this.limitedLog.info(
+          `link down: ${dir} ${host}`,
           `link down: ${dir} ${link.remote} ${key}: ${reason}`,
+          {
+            key,
+            remote: link.remote,
+            dir,
+          },
         );
       }
     });
