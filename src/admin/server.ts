@@ -17,18 +17,38 @@ export interface AdminLogger {
 export interface AdminServerOptions {
   /** How long getNodeInfo / debug_* wait for the remote (0.4.7: 6000 ms). */
   remoteTimeoutMs?: number;
-  /** A connection with no traffic in either direction for this long is dropped. */
+  /**
+   * A connection with no request in progress for this long is dropped: no complete request since it
+   * connected or since its last answer (default 5 s). Bytes trickling in do not keep it open.
+   */
   idleTimeoutMs?: number;
   /** Largest request accepted; a client sending more without completing a request is cut. */
   maxRequestBytes?: number;
+  /** Connections at once (default 64); when full, the one idle the longest is closed for a new one. */
   maxConnections?: number;
+}
+
+export interface AdminServerStats {
+  /** Connections closed after idleTimeoutMs without a complete request. */
+  idleClosed: number;
+  /** Idle connections closed early to make room for a new one (the table was full). */
+  evicted: number;
+  /** New connections refused: the table was full and every connection was running a request. */
+  refused: number;
 }
 
 export interface AdminServer {
   enabled: boolean;
   /** `unix:///path` or `tcp://host:port` actually bound ("" when disabled). */
   address: string;
+  stats(): AdminServerStats;
   close(): Promise<void>;
+}
+
+/** One admin connection; idleSince is undefined while a request is running. */
+interface Connection {
+  socket: net.Socket;
+  idleSince: number | undefined;
 }
 
 export type AdminEndpoint =
@@ -168,15 +188,31 @@ export async function handleRequest(
 }
 
 function serveConnection(
-  socket: net.Socket,
+  conn: Connection,
   ctx: CommandContext,
   logger: AdminLogger,
   limits: { idleTimeoutMs: number; maxRequestBytes: number },
+  stats: AdminServerStats,
 ): void {
+  const { socket } = conn;
   const scanner = new JsonStreamScanner();
   let eof = false;
   let busy = false;
-  socket.setTimeout(limits.idleTimeoutMs, () => socket.destroy());
+  // Idle time counts from connect and from each answer, not from the last byte received: a client
+  // that never completes a request must not hold one of the few connections.
+  let idleTimer: NodeJS.Timeout | undefined;
+  const setIdle = (idle: boolean) => {
+    clearTimeout(idleTimer);
+    conn.idleSince = idle ? Date.now() : undefined;
+    if (!idle || socket.destroyed) return;
+    idleTimer = setTimeout(() => {
+      stats.idleClosed++;
+      logger.debug(`admin: closing a connection idle for ${limits.idleTimeoutMs} ms`);
+      socket.destroy();
+    }, limits.idleTimeoutMs);
+  };
+  setIdle(true);
+  socket.once("close", () => clearTimeout(idleTimer));
   socket.on("error", (err) => logger.debug(`admin: connection error: ${err.message}`));
 
   const finish = (text: string) => {
@@ -198,7 +234,9 @@ function serveConnection(
           finish(envelopeError("Failed to find request"));
           return;
         }
+        setIdle(false);
         const reply = await handleRequest(ctx, item.value, logger);
+        setIdle(true);
         if (socket.destroyed) return;
         if (!reply.keepalive) {
           finish(reply.text);
@@ -233,6 +271,19 @@ function serveConnection(
   });
 }
 
+/** Closes the connection idle the longest; false when every one is running a request. */
+function closeLongestIdle(connections: Set<Connection>): boolean {
+  let oldest: Connection | undefined;
+  for (const conn of connections) {
+    if (conn.idleSince !== undefined && (!oldest || conn.idleSince < oldest.idleSince!)) oldest = conn;
+  }
+  if (!oldest) return false;
+  // Out of the table now: its "close" comes later, and the new connection takes its place.
+  connections.delete(oldest);
+  oldest.socket.destroy();
+  return true;
+}
+
 export async function startAdminServer(
   listen: string,
   view: AdminView,
@@ -240,19 +291,37 @@ export async function startAdminServer(
   options: AdminServerOptions = {},
 ): Promise<AdminServer> {
   const endpoint = parseAdminListen(listen);
-  if (endpoint.kind === "none") return { enabled: false, address: "", close: async () => {} };
+  if (endpoint.kind === "none") {
+    return {
+      enabled: false,
+      address: "",
+      stats: () => ({ idleClosed: 0, evicted: 0, refused: 0 }),
+      close: async () => {},
+    };
+  }
   const ctx: CommandContext = { view, remoteTimeoutMs: options.remoteTimeoutMs ?? 6000 };
   const limits = {
-    idleTimeoutMs: options.idleTimeoutMs ?? 60_000,
+    idleTimeoutMs: options.idleTimeoutMs ?? 5000,
     maxRequestBytes: options.maxRequestBytes ?? 1 << 20,
   };
-  const connections = new Set<net.Socket>();
+  const maxConnections = options.maxConnections ?? 64;
+  const stats: AdminServerStats = { idleClosed: 0, evicted: 0, refused: 0 };
+  const connections = new Set<Connection>();
   const server = net.createServer({ allowHalfOpen: true }, (socket) => {
-    connections.add(socket);
-    socket.once("close", () => connections.delete(socket));
-    serveConnection(socket, ctx, logger, limits);
+    if (connections.size >= maxConnections) {
+      if (!closeLongestIdle(connections)) {
+        stats.refused++;
+        logger.debug("admin: refusing a connection: every connection is running a request");
+        socket.destroy();
+        return;
+      }
+      stats.evicted++;
+    }
+    const conn: Connection = { socket, idleSince: Date.now() };
+    connections.add(conn);
+    socket.once("close", () => connections.delete(conn));
+    serveConnection(conn, ctx, logger, limits, stats);
   });
-  server.maxConnections = options.maxConnections ?? 64;
 
   let address: string;
   let unixPath: string | undefined;
@@ -291,9 +360,10 @@ export async function startAdminServer(
   return {
     enabled: true,
     address,
+    stats: () => ({ ...stats }),
     close: () =>
       new Promise<void>((resolve) => {
-        for (const socket of connections) socket.destroy();
+        for (const conn of connections) conn.socket.destroy();
         server.close(() => {
           // Remove our socket file, but not one a newer daemon has put in its place.
           try {
