@@ -16,6 +16,8 @@ export interface PlanetdSettings {
   /** "none", or host:port for the Prometheus endpoint, e.g. "127.0.0.1:9464". */
   MetricsListen: string;
   LogLevel: string;
+  /** Largest UDP payload a udp:// link's datagram size search may settle on (1232..65507; unset: 65507). */
+  UdpMaxDatagram?: number;
 }
 
 export interface PlanetConfig {
@@ -72,7 +74,7 @@ const LEGACY_KEYS = new Set([
 ]);
 
 const MULTICAST_KEYS = ["Regex", "Beacon", "Listen", "Port", "Priority"] as const;
-const PLANETD_KEYS = ["MetricsListen", "LogLevel"] as const;
+const PLANETD_KEYS = ["MetricsListen", "LogLevel", "UdpMaxDatagram"] as const;
 
 export function defaultMulticastInterfaces(): MulticastInterfaceConfig[] {
   return [{ Regex: ".*", Beacon: true, Listen: true, Port: 0, Priority: 0 }];
@@ -264,6 +266,16 @@ function readPlanetd(r: Reader, value: unknown, base: PlanetdSettings): PlanetdS
     if (!(LOG_LEVELS as readonly string[]).includes(level))
       fail("Planetd.LogLevel", level, "is not a log level", expected);
     out.LogLevel = level;
+  }
+  if (keys.has("UdpMaxDatagram")) {
+    const expected = "a datagram size in bytes, 1232..65507";
+    out.UdpMaxDatagram = asInteger(
+      "Planetd.UdpMaxDatagram",
+      keys.get("UdpMaxDatagram"),
+      1232,
+      65507,
+      expected,
+    );
   }
   return out;
 }
@@ -504,6 +516,7 @@ const COMMENTS: Record<string, string[]> = {
   Planetd: [
     'planetd\'s own settings (Yggdrasil ignores this object). MetricsListen: "none" or',
     "host:port for Prometheus metrics. LogLevel: error, warn, info, debug or trace.",
+    "UdpMaxDatagram: the largest UDP payload udp:// links probe up to (1232..65507).",
   ],
 };
 

@@ -49,6 +49,11 @@ export class PmtuSearch {
     this.host = host;
   }
 
+  /** True while probing for a larger size (not while confirming the one in use). */
+  get searching(): boolean {
+    return this.candidate !== 0 && !this.confirming;
+  }
+
   /** Begins (or restarts) the search below `ceiling`. */
   start(ceiling: number): void {
     if (this.stopped) return;
