@@ -152,6 +152,22 @@ describe("udp links", () => {
     expect(Date.now() - t0).toBeLessThan(timeouts.idleMs);
   });
 
+  it("a redial after a flap replaces the peer's old link at once", async () => {
+    let lossyClose = true;
+    const hooks = { dropDatagram: (d: Buffer) => lossyClose && d[0] === 5 };
+    const a = await node({ listen: ["udp://127.0.0.1:0"] });
+    const firstAtA = a.nextLink();
+    const b = await node({ peers: [a.mgr.listenAddresses()[0]!], udp: { hooks } });
+    const old = collect(await firstAtA);
+    // B gives its link up and its close datagram is lost: A still believes in the old link.
+    (await b.nextLink()).close("test: flap");
+    const next = await a.nextLink();
+    expect(next.remote).not.toBe((await firstAtA).remote);
+    expect(await old.closed).toBe("replaced by a newer link from the same peer");
+    expect(a.links.filter((l) => !(l as UdpLink).closed)).toEqual([next]);
+    lossyClose = false;
+  });
+
   it("negotiates priority to the max of both ends", async () => {
     const { aLink, bLink } = await pair("127.0.0.1", { peerQuery: "?priority=3" });
     expect(bLink.priority).toBe(3);

@@ -218,6 +218,13 @@ export class UdpListener {
       this.send(closePacket(dialer), rinfo);
       return;
     }
+    // A peer that redials after a flap comes from a new port, and its old link here would linger
+    // until its own silence timeout: the newest link from the same key and host replaces it at once.
+    for (const [at, old] of this.links) {
+      if (at.startsWith(`${rinfo.address}|`) && old.remoteKey.equals(remoteKey)) {
+        old.close("replaced by a newer link from the same peer");
+      }
+    }
     const link = new UdpLink({
       socket: this.socket,
       address: rinfo.address,
