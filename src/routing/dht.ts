@@ -1,5 +1,7 @@
 // The DHT (spec 5.4): keyspace paths to each node's predecessor, greedy dhtLookup, and the
 // bootstrap → ack → setup → teardown procedure.
+
+import { KeyIndex } from "./keyspace.js";
 import {
   BOOTSTRAP_INTERVAL,
   DHT_EXPIRY,
@@ -28,6 +30,16 @@ import {
 const U64_MASK = (1n << 64n) - 1n;
 const TRAFFIC_CACHE_MAX = 4096;
 
+/** A DHT entry with its insertion number: equal keys tie-break by it, as the Map order does. */
+interface IndexedEntry extends DhtEntry {
+  readonly order: number;
+}
+
+/** A path is usable unless it came through a peer closed for a violation (awaiting removePeer). */
+function viaOpenPeer(e: IndexedEntry): boolean {
+  return e.peer === null || !e.peer.closed;
+}
+
 function teardownOf(e: DhtEntry): DhtTeardown {
   return { seq: e.seq, key: e.key, root: e.root, rootSeq: e.rootSeq };
 }
@@ -38,7 +50,10 @@ function teardownOfSetup(s: DhtSetup): DhtTeardown {
 
 export class Dht {
   /** Every path through, from or to us; Map order is expiry order (expiry = creation + 2 h). */
-  readonly entries = new Map<string, DhtEntry>();
+  readonly entries = new Map<string, IndexedEntry>();
+  /** The same entries by (key, order), for dhtLookup. */
+  private readonly index = new KeyIndex<IndexedEntry>();
+  private nextOrder = 0;
   /** Our own path to our predecessor. */
   prev: DhtEntry | null = null;
   /** The path for which we are the destination (our successor's). */
@@ -109,9 +124,7 @@ export class Dht {
     for (const peer of peers.values()) {
       if (peer.info && !peer.closed && cmpKey(this.best, peer.key) === 0) this.bestPeer = peer;
     }
-    for (const e of this.entries.values()) {
-      if (e.peer === null || !e.peer.closed) this.candidate(e.key, e.peer, target, isBootstrap);
-    }
+    this.closestEntry(target, isBootstrap);
     let bestPeer = this.bestPeer;
     if (bestPeer !== null) {
       for (const peer of peers.values()) {
@@ -121,6 +134,26 @@ export class Dht {
     }
     this.bestPeer = null;
     return bestPeer;
+  }
+
+  /**
+   * What offering every entry to candidate() in Map order would pick: an exact key (traffic only;
+   * the first inserted wins), else the greatest key in (best, target), the first inserted of its run.
+   */
+  private closestEntry(target: Buffer, isBootstrap: boolean): void {
+    if (!isBootstrap && cmpKey(this.best, target) !== 0) {
+      const exact = this.index.firstEqual(target, viaOpenPeer);
+      if (exact !== undefined) {
+        this.best = exact.key;
+        this.bestPeer = exact.peer;
+        return;
+      }
+    }
+    const below = this.index.greatestBelow(target, this.best, viaOpenPeer);
+    if (below !== undefined) {
+      this.best = below.key;
+      this.bestPeer = below.peer;
+    }
   }
 
   /** An open peer whose loop-free info has this root (its path there avoids us), when our parent is closed. */
@@ -220,9 +253,9 @@ export class Dht {
       return;
     }
     this.prev = null;
-    for (const e of this.entries.values()) {
-      const d = this.dkeys.get(e);
-      if (d !== undefined && !d.equals(dest)) this.teardown(null, teardownOf(e));
+    // dkeys holds just our own prev paths, in the same relative order as entries.
+    for (const [e, d] of this.dkeys) {
+      if (!d.equals(dest)) this.teardown(null, teardownOf(e));
     }
     this.seq = (this.seq + 1n) & U64_MASK;
     this.handleSetup(null, makeSetup(this.signer, this.seq, token), null);
@@ -250,7 +283,8 @@ export class Dht {
       if (from !== null) this.core.sendFrame(from, encodeTeardown(teardownOfSetup(setup)));
       return;
     }
-    const entry: DhtEntry = {
+    const entry: IndexedEntry = {
+      order: this.nextOrder++,
       seq: setup.seq,
       key: token.source,
       peer: from,
@@ -261,6 +295,7 @@ export class Dht {
       mapKey,
     };
     this.entries.set(mapKey, entry);
+    this.index.insert(entry);
     if (from === null) {
       this.prev = entry;
       this.dkeys.set(entry, token.dest.key);
@@ -292,8 +327,9 @@ export class Dht {
     if (other !== null) this.core.sendFrame(other, encodeTeardown(td));
   }
 
-  private remove(entry: DhtEntry): void {
+  private remove(entry: IndexedEntry): void {
     this.entries.delete(entry.mapKey);
+    this.index.delete(entry);
     this.dkeys.delete(entry);
     if (this.next === entry) this.next = null;
     if (this.prev === entry) {
@@ -303,7 +339,10 @@ export class Dht {
     }
   }
 
-  /** Link loss (spec 5.4.6): as if a teardown for each path through it arrived from it. */
+  /**
+   * Link loss (spec 5.4.6): as if a teardown for each path through it arrived from it. A full scan,
+   * but once per link lost, not per frame; the teardowns go out in entry order as Go's do.
+   */
   removePeer(peer: Peer): void {
     for (const e of this.entries.values()) {
       if (e.peer === peer || e.rest === peer) this.teardown(peer, teardownOf(e));
@@ -317,6 +356,7 @@ export class Dht {
     this.doBootstrap();
   }
 
+  /** Entries are in expiry order: the scan stops at the first live one (amortised O(1) per entry). */
   onTimeout(now: number): void {
     if (this.bootstrapAt !== undefined && now >= this.bootstrapAt) {
       this.bootstrapAt = undefined;
