@@ -1,7 +1,11 @@
-// Reassembly of traffic frames that a udp:// link split into fragments (so the kernel never
-// fragments a datagram: a lost IP fragment would lose the whole datagram, a lost link fragment loses
-// only its own frame). Fragment header after the record's kind and length:
+// Traffic frames that a udp:// link split into fragments (so the kernel never fragments a datagram:
+// a lost IP fragment would lose the whole datagram, a lost link fragment loses at most its frame).
+// Fragment header after the record's kind and length:
 //   frame id u32 ‖ index u8 ‖ count u8 ‖ offset u16
+// A big frame is dozens of fragments, and at 10 % loss almost none would arrive whole, so repair is
+// bounded but real: the sender keeps its last STORE_FRAMES fragmented frames (FragStore), and the
+// receiver asks for the fragments missing from a frame that made no progress for a while (NACK,
+// at most MAX_NACKS times, then the frame is given up). Traffic stays unordered and best effort.
 // Memory is bounded: at most MAX_ASSEMBLIES incomplete frames per link, each in a 64 KiB buffer
 // allocated once and reused; a fragment of a new frame when all are busy evicts the oldest (a peer
 // or an on-path flood of bogus first fragments costs real frames, never memory). Protocol frames are
@@ -9,7 +13,13 @@
 import { MAX_FRAME } from "./stream.js";
 
 export const FRAG_HEADER = 8;
-export const MAX_ASSEMBLIES = 8;
+export const MAX_ASSEMBLIES = 16;
+/** Repair requests for one frame before the receiver gives it up. */
+export const MAX_NACKS = 4;
+/** Fragmented frames the sender keeps for repair. */
+export const STORE_FRAMES = 32;
+/** Frame ids remembered as finished, so a late repair does not open a new assembly. */
+const RECENT_IDS = 32;
 /** Fragments per frame: the header's count is a u8. */
 export const MAX_FRAGMENTS = 255;
 
@@ -24,6 +34,9 @@ interface Assembly {
   total: number;
   /** Order of creation, for eviction. */
   born: number;
+  /** When a fragment last arrived or repair was last asked for. */
+  lastAt: number;
+  nacks: number;
   seen: Uint8Array;
   buf: Buffer;
 }
@@ -37,6 +50,10 @@ export class Reassembler {
   /** Fragments that contradicted their frame's earlier fragments, or repeated one. */
   refused = 0;
   completed = 0;
+  /** Frames given up after MAX_NACKS unanswered repair requests. */
+  abandoned = 0;
+  private readonly recent = new Float64Array(RECENT_IDS).fill(-1);
+  private recentAt = 0;
   private readonly slots: Array<Assembly | undefined> = new Array(MAX_ASSEMBLIES).fill(undefined);
   /** Finished assemblies whose buffers the next claims reuse (slots + free ≤ MAX_ASSEMBLIES). */
   private readonly free: Assembly[] = [];
@@ -48,13 +65,18 @@ export class Reassembler {
    * Adds one fragment. Returns FRAG_MALFORMED when the header cannot be from an honest sender (the
    * link closes), FRAG_OK otherwise; a frame this fragment completed is then in `frame` (length > 0).
    */
-  add(id: number, index: number, count: number, offset: number, data: Buffer): number {
+  add(id: number, index: number, count: number, offset: number, data: Buffer, now = 0): number {
     this.frame = this.frame.subarray(0, 0);
     const len = data.length;
     if (count < 2 || index >= count || len === 0 || offset + len > MAX_FRAME) return FRAG_MALFORMED;
     let a = this.find(id);
-    if (!a) a = this.claim(id, count);
-    else if (a.count !== count) {
+    if (!a) {
+      if (this.recent.includes(id)) {
+        this.refused++;
+        return FRAG_OK;
+      }
+      a = this.claim(id, count);
+    } else if (a.count !== count) {
       this.refused++;
       return FRAG_OK;
     }
@@ -70,13 +92,12 @@ export class Reassembler {
       a.total = offset + len;
     }
     a.seen[index] = 1;
+    a.lastAt = now;
     a.got++;
     a.bytes += len;
     data.copy(a.buf, offset);
     if (a.got < count) return FRAG_OK;
-    const slot = this.slots.indexOf(a);
-    this.slots[slot] = undefined;
-    this.free.push(a);
+    this.finish(a);
     if (a.bytes !== a.total) {
       // Overlapping or gapped fragments: no honest sender makes them.
       this.refused++;
@@ -85,6 +106,36 @@ export class Reassembler {
     this.completed++;
     this.frame = a.buf.subarray(0, a.total);
     return FRAG_OK;
+  }
+
+  /**
+   * For each incomplete frame that made no progress for `waitMs`: hands `ask` the indexes it still
+   * lacks (up to MAX_NACKS rounds, then gives the frame up). Returns whether any remain incomplete.
+   */
+  nackDue(now: number, waitMs: number, ask: (id: number, index: number) => void): boolean {
+    let left = false;
+    for (const a of this.slots) {
+      if (!a) continue;
+      if (now - a.lastAt < waitMs) {
+        left = true;
+      } else if (a.nacks >= MAX_NACKS) {
+        this.abandoned++;
+        this.finish(a);
+      } else {
+        a.nacks++;
+        a.lastAt = now;
+        left = true;
+        for (let i = 0; i < a.count; i++) if (a.seen[i] === 0) ask(a.id, i);
+      }
+    }
+    return left;
+  }
+
+  private finish(a: Assembly): void {
+    this.slots[this.slots.indexOf(a)] = undefined;
+    this.free.push(a);
+    this.recent[this.recentAt] = a.id;
+    this.recentAt = (this.recentAt + 1) % RECENT_IDS;
   }
 
   /** Incomplete frames held now. */
@@ -115,6 +166,8 @@ export class Reassembler {
       bytes: 0,
       total: -1,
       born: 0,
+      lastAt: 0,
+      nacks: 0,
       seen: new Uint8Array(MAX_FRAGMENTS),
       buf: Buffer.alloc(MAX_FRAME),
     };
@@ -124,8 +177,40 @@ export class Reassembler {
     a.bytes = 0;
     a.total = -1;
     a.born = ++this.born;
+    a.nacks = 0;
     a.seen.fill(0);
     this.slots[slot] = a;
     return a;
+  }
+}
+
+/** The sender's copies of its last STORE_FRAMES fragmented frames, for repair; buffers are reused. */
+export class FragStore {
+  private readonly ids = new Float64Array(STORE_FRAMES).fill(-1);
+  private readonly counts = new Uint8Array(STORE_FRAMES);
+  private readonly lens = new Uint32Array(STORE_FRAMES);
+  private readonly bufs: Array<Buffer | undefined> = new Array(STORE_FRAMES).fill(undefined);
+
+  keep(id: number, frame: Uint8Array, count: number): void {
+    const i = id % STORE_FRAMES;
+    let buf = this.bufs[i];
+    if (!buf) {
+      buf = Buffer.allocUnsafe(MAX_FRAME);
+      this.bufs[i] = buf;
+    }
+    buf.set(frame);
+    this.ids[i] = id;
+    this.counts[i] = count;
+    this.lens[i] = frame.length;
+  }
+
+  /** The kept frame with this id (valid until the next keep), or undefined. */
+  frame(id: number): Buffer | undefined {
+    const i = id % STORE_FRAMES;
+    return this.ids[i] === id ? this.bufs[i]!.subarray(0, this.lens[i]) : undefined;
+  }
+
+  count(id: number): number {
+    return this.counts[id % STORE_FRAMES]!;
   }
 }

@@ -6,13 +6,12 @@ import type { Socket } from "node:dgram";
 import { LinkCore } from "./link-core.js";
 import type { Link, LinkEvents } from "./link.js";
 import { type LinkTimeouts, MAX_FRAME } from "./stream.js";
-import { FRAG_HEADER, FRAG_MALFORMED, MAX_FRAGMENTS, Reassembler } from "./udp-frag.js";
+import { FRAG_HEADER, FRAG_MALFORMED, FragStore, MAX_FRAGMENTS, Reassembler } from "./udp-frag.js";
 import { ACT_DEAD, ACT_KEEPALIVE, ACT_PROBE, Liveness, livenessFor } from "./udp-liveness.js";
 import { BASE_DATAGRAM, MAX_DATAGRAM, PmtuSearch, routeCeiling } from "./udp-pmtu.js";
-import { ACK_BLOCK, ReliableReceiver, WINDOW } from "./udp-reliable.js";
+import { ACK_BLOCK, ReliableReceiver, ReliableSender, type Segment } from "./udp-reliable.js";
 
 export { BASE_DATAGRAM, MAX_DATAGRAM } from "./udp-pmtu.js";
-export { WINDOW } from "./udp-reliable.js";
 
 export const PKT_INIT = 1;
 export const PKT_CHALLENGE = 2;
@@ -28,8 +27,10 @@ export const PKT_PING = 0x12;
 export const PKT_MTU_PROBE = 0x13;
 /** type ‖ cookie ‖ nonce u32 ‖ size received u32. */
 export const PKT_MTU_ACK = 0x14;
+/** type ‖ cookie ‖ (frame id u32 ‖ fragment index u8)…: fragments to send again. */
+export const PKT_NACK = 0x15;
 /** The datagram types that belong to an established link. */
-export const isLinkPacket = (type: number): boolean => type >= PKT_DATA && type <= PKT_MTU_ACK;
+export const isLinkPacket = (type: number): boolean => type >= PKT_DATA && type <= PKT_NACK;
 /** type ‖ receiver's cookie (8). */
 export const DATA_HEADER = 9;
 const REC_UNRELIABLE = 0;
@@ -42,11 +43,6 @@ const REC_RELIABLE_MORE = 3;
 const DG_OVERHEAD = DATA_HEADER + ACK_BLOCK;
 /** Reliable segments fit the base size, so a retransmission fits whatever size the link falls back to. */
 const SEGMENT_BYTES = BASE_DATAGRAM - DG_OVERHEAD - 7;
-/** Reliable segments waiting for window space before the link gives up on its peer. */
-const MAX_WAITING = 16384;
-const MIN_RTO_MS = 50;
-const INITIAL_RTO_MS = 250;
-const MAX_RTO_MS = 3000;
 const SLAB_BYTES = 512 * 1024;
 const MAX_PENDING_INPUT = 4096;
 
@@ -76,17 +72,6 @@ export interface UdpLinkOptions {
   release(): void;
 }
 
-interface Segment {
-  seq: number;
-  seg: Buffer;
-  more: boolean;
-  sentAt: number;
-  retransmitted: boolean;
-  sacked: boolean;
-  /** The link's reliable-transmission serial at this segment's last (re)transmission. */
-  tx: number;
-}
-
 function flushTick(link: UdpLink): void {
   link.flush();
 }
@@ -98,12 +83,13 @@ function ackTick(link: UdpLink): void {
 export class UdpLink extends LinkCore implements Link {
   datagramsIn = 0;
   datagramsOut = 0;
-  retransmits = 0;
   /** Traffic frames sent as fragments. */
   fragmentedOut = 0;
   /** The datagram size in use (the size search raises it from BASE_DATAGRAM). */
   budget = BASE_DATAGRAM;
   readonly reassembly = new Reassembler();
+  /** Fragments sent again because the peer asked. */
+  fragmentsRepaired = 0;
   readonly pmtu: PmtuSearch;
 
   private readonly o: UdpLinkOptions;
@@ -118,20 +104,11 @@ export class UdpLink extends LinkCore implements Link {
   private dgRecords = 0;
   private flushQueued = false;
   private fragId = 0;
+  private readonly fragStore = new FragStore();
+  private nackTimer: NodeJS.Timeout | undefined;
   private readonly liveness: Liveness;
   private liveTimer: NodeJS.Timeout;
-  // Reliable sender.
-  private sndUna = 0;
-  private sndNext = 0;
-  private readonly inflight: Segment[] = [];
-  private readonly waiting: Segment[] = [];
-  private srtt = 0;
-  private rttvar = 0;
-  private rto = INITIAL_RTO_MS;
-  private rtoTimer: NodeJS.Timeout | undefined;
-  /** Counts reliable (re)transmissions; `ackedTx` is the highest serial the peer acknowledged. */
-  private txSerial = 0;
-  private ackedTx = 0;
+  private readonly tx: ReliableSender;
   private readonly rx: ReliableReceiver;
   private ackPending = false;
   private ackQueued = false;
@@ -148,6 +125,7 @@ export class UdpLink extends LinkCore implements Link {
     this.o = o;
     this.cookieHi = o.localCookie.readUInt32BE(0);
     this.cookieLo = o.localCookie.readUInt32BE(4);
+    this.tx = new ReliableSender((seg) => this.appendSegment(seg));
     this.rx = new ReliableReceiver((frame) => this.deliver(frame));
     this.liveness = new Liveness(livenessFor(o.timeouts), now);
     this.liveTimer = setTimeout(() => this.onLiveTimer(), this.liveness.wakeAt - now);
@@ -157,7 +135,7 @@ export class UdpLink extends LinkCore implements Link {
         this.flushDatagram();
         this.budget = size;
       },
-      rtt: () => this.srtt,
+      rtt: () => this.tx.srtt,
     });
     const max = Math.min(MAX_DATAGRAM, o.datagramBytes);
     if (max > BASE_DATAGRAM) {
@@ -175,7 +153,11 @@ export class UdpLink extends LinkCore implements Link {
 
   /** Reliable segments sent but not yet acknowledged, plus those waiting for window space. */
   get unacked(): number {
-    return this.inflight.length + this.waiting.length;
+    return this.tx.unacked;
+  }
+
+  get retransmits(): number {
+    return this.tx.retransmits;
   }
 
   setHandler(events: LinkEvents): void {
@@ -217,27 +199,7 @@ export class UdpLink extends LinkCore implements Link {
       }
       return;
     }
-    const count = Math.ceil(frame.length / SEGMENT_BYTES);
-    if (this.waiting.length + count > MAX_WAITING) {
-      this.close("peer stopped acknowledging protocol frames");
-      return;
-    }
-    const copy = Buffer.allocUnsafe(frame.length);
-    copy.set(frame);
-    for (let at = 0; at < copy.length; at += SEGMENT_BYTES) {
-      const end = Math.min(copy.length, at + SEGMENT_BYTES);
-      const seg: Segment = {
-        seq: 0,
-        seg: copy.subarray(at, end),
-        more: end < copy.length,
-        sentAt: 0,
-        retransmitted: false,
-        sacked: false,
-        tx: 0,
-      };
-      if (this.inflight.length < WINDOW && this.waiting.length === 0) this.transmitReliable(seg);
-      else this.waiting.push(seg);
-    }
+    if (!this.tx.send(frame, SEGMENT_BYTES)) this.close("peer stopped acknowledging protocol frames");
   }
 
   /** A traffic frame over the datagram size leaves as equal fragments, one per datagram. */
@@ -245,32 +207,68 @@ export class UdpLink extends LinkCore implements Link {
     const room = this.budget - DG_OVERHEAD - 3 - FRAG_HEADER;
     // At BASE_DATAGRAM a 65,535-byte frame takes 56 fragments, well under the u8 count.
     const count = Math.min(MAX_FRAGMENTS, Math.ceil(frame.length / room));
-    const size = Math.ceil(frame.length / count);
     const id = this.fragId;
     this.fragId = (id + 1) >>> 0;
     this.fragmentedOut++;
-    for (let i = 0, at = 0; i < count; i++, at += size) {
-      const end = Math.min(frame.length, at + size);
-      const p = this.reserve(3 + FRAG_HEADER + end - at);
-      const s = this.slab;
-      s[p] = REC_FRAGMENT;
-      s.writeUInt16BE(end - at, p + 1);
-      s.writeUInt32BE(id, p + 3);
-      s[p + 7] = i;
-      s[p + 8] = count;
-      s.writeUInt16BE(at, p + 9);
-      s.set(frame.subarray(at, end), p + 3 + FRAG_HEADER);
+    this.fragStore.keep(id, frame, count);
+    for (let i = 0; i < count; i++) this.appendFragment(frame, id, i, count);
+  }
+
+  private appendFragment(frame: Uint8Array, id: number, index: number, count: number): void {
+    const size = Math.ceil(frame.length / count);
+    const at = index * size;
+    const end = Math.min(frame.length, at + size);
+    const p = this.reserve(3 + FRAG_HEADER + end - at);
+    const s = this.slab;
+    s[p] = REC_FRAGMENT;
+    s.writeUInt16BE(end - at, p + 1);
+    s.writeUInt32BE(id, p + 3);
+    s[p + 7] = index;
+    s[p + 8] = count;
+    s.writeUInt16BE(at, p + 9);
+    s.set(frame.subarray(at, end), p + 3 + FRAG_HEADER);
+  }
+
+  /** The peer lacks these fragments: send those still kept again. */
+  private receiveNack(msg: Buffer): void {
+    for (let p = DATA_HEADER; p + 5 <= msg.length && !this.closed; p += 5) {
+      const id = msg.readUInt32BE(p);
+      const frame = this.fragStore.frame(id);
+      const count = this.fragStore.count(id);
+      if (!frame || msg[p + 4]! >= count) continue;
+      this.fragmentsRepaired++;
+      this.appendFragment(frame, id, msg[p + 4]!, count);
     }
   }
 
-  private transmitReliable(seg: Segment): void {
-    seg.seq = this.sndNext;
-    this.sndNext = (seg.seq + 1) >>> 0;
-    seg.sentAt = Date.now();
-    seg.tx = ++this.txSerial;
-    this.inflight.push(seg);
-    this.appendSegment(seg);
-    if (!this.rtoTimer) this.rtoTimer = setTimeout(() => this.onRtoTimer(), this.rto);
+  /** Asks the peer for the fragments of frames that stopped making progress. */
+  private onNackTimer(): void {
+    this.nackTimer = undefined;
+    if (this.closed) return;
+    let nack: Buffer | undefined;
+    let n = DATA_HEADER;
+    const left = this.reassembly.nackDue(Date.now(), this.nackWait(), (id, index) => {
+      if (nack && n + 5 > nack.length) {
+        this.transmit(nack);
+        nack = undefined;
+      }
+      if (!nack) {
+        nack = Buffer.allocUnsafe(BASE_DATAGRAM);
+        nack[0] = PKT_NACK;
+        this.o.remoteCookie.copy(nack, 1);
+        n = DATA_HEADER;
+      }
+      nack.writeUInt32BE(id, n);
+      nack[n + 4] = index;
+      n += 5;
+    });
+    if (nack) this.transmit((nack as Buffer).subarray(0, n));
+    if (left) this.nackTimer = setTimeout(() => this.onNackTimer(), this.nackWait());
+  }
+
+  /** How long a frame may make no progress before its missing fragments are asked for. */
+  private nackWait(): number {
+    return this.tx.srtt > 0 ? Math.min(200, Math.max(5, 2 * this.tx.srtt + 4 * this.tx.rttvar)) : 30;
   }
 
   private appendSegment(seg: Segment): void {
@@ -386,12 +384,20 @@ export class UdpLink extends LinkCore implements Link {
       this.receiveMtu(msg);
       return;
     }
+    if (type === PKT_NACK) {
+      this.receiveNack(msg);
+      return;
+    }
     if (type === PKT_DATA_ACK || type === PKT_PING) {
       if (len < DATA_HEADER + ACK_BLOCK) {
         this.close("malformed datagram (short ack)");
         return;
       }
-      if (!this.onAck(msg.readUInt32BE(pos), msg.readUInt32BE(pos + 4), msg.readUInt32BE(pos + 8))) return;
+      const bad = this.tx.onAck(msg.readUInt32BE(pos), msg.readUInt32BE(pos + 4), msg.readUInt32BE(pos + 8));
+      if (bad) {
+        this.close(bad);
+        return;
+      }
       pos += ACK_BLOCK;
       if (type === PKT_PING) this.queueAck();
     }
@@ -432,9 +438,13 @@ export class UdpLink extends LinkCore implements Link {
 
   private receiveFragment(msg: Buffer, at: number, body: Buffer): void {
     const r = this.reassembly;
-    const got = r.add(msg.readUInt32BE(at), msg[at + 4]!, msg[at + 5]!, msg.readUInt16BE(at + 6), body);
+    const id = msg.readUInt32BE(at);
+    const got = r.add(id, msg[at + 4]!, msg[at + 5]!, msg.readUInt16BE(at + 6), body, Date.now());
     if (got === FRAG_MALFORMED) this.close("malformed datagram (bad fragment header)");
     else if (r.frame.length > 0) this.receiveTraffic(r.frame);
+    if (r.pending > 0 && !this.nackTimer && !this.closed) {
+      this.nackTimer = setTimeout(() => this.onNackTimer(), this.nackWait());
+    }
   }
 
   private receiveMtu(msg: Buffer): void {
@@ -453,89 +463,6 @@ export class UdpLink extends LinkCore implements Link {
     this.transmit(ack);
   }
 
-  /** Returns false when the ack was invalid and the link closed. */
-  private onAck(next: number, lo: number, hi: number): boolean {
-    const acked = (next - this.sndUna) | 0;
-    if (acked < 0) return true; // stale (reordered) ack
-    if (acked > this.inflight.length) {
-      this.close("malformed datagram (ack for unsent data)");
-      return false;
-    }
-    const now = Date.now();
-    // RTT samples only from segments acknowledged for the first time and sent once (Karn): one
-    // that sat behind a hole was selectively acked long ago and would inflate the estimate.
-    let sample = -1;
-    if (acked > 0) {
-      for (let i = acked - 1; i >= 0; i--) {
-        const f = this.inflight[i]!;
-        if (f.tx > this.ackedTx) this.ackedTx = f.tx;
-        if (sample < 0 && !f.sacked && !f.retransmitted) sample = now - f.sentAt;
-      }
-      this.inflight.splice(0, acked);
-      this.sndUna = next;
-    }
-    if ((lo | hi) !== 0) {
-      for (let i = 1; i < this.inflight.length; i++) {
-        const bit = i - 1;
-        const set = bit < 32 ? (lo >>> bit) & 1 : (hi >>> (bit - 32)) & 1;
-        if (set) {
-          const f = this.inflight[i]!;
-          if (!f.sacked && !f.retransmitted) sample = now - f.sentAt;
-          f.sacked = true;
-          if (f.tx > this.ackedTx) this.ackedTx = f.tx;
-        }
-      }
-    }
-    // A segment is lost (not merely reordered) once three sent after its last transmission have
-    // arrived; its retransmission gets a new serial, so a lost retransmission is found the same way.
-    for (const f of this.inflight) {
-      if (!f.sacked && f.tx + 3 <= this.ackedTx) this.retransmit(f, now);
-    }
-    if (sample >= 0) this.sampleRtt(sample);
-    while (this.waiting.length > 0 && this.inflight.length < WINDOW) {
-      this.transmitReliable(this.waiting.shift()!);
-    }
-    if (this.inflight.length === 0 && this.rtoTimer) {
-      clearTimeout(this.rtoTimer);
-      this.rtoTimer = undefined;
-    }
-    return true;
-  }
-
-  private sampleRtt(rtt: number): void {
-    if (this.srtt === 0) {
-      this.srtt = rtt;
-      this.rttvar = rtt / 2;
-    } else {
-      this.rttvar = 0.75 * this.rttvar + 0.25 * Math.abs(this.srtt - rtt);
-      this.srtt = 0.875 * this.srtt + 0.125 * rtt;
-    }
-    this.rto = Math.min(MAX_RTO_MS, Math.max(MIN_RTO_MS, this.srtt + 4 * this.rttvar));
-  }
-
-  private retransmit(f: Segment, now: number): void {
-    f.sentAt = now;
-    f.retransmitted = true;
-    f.tx = ++this.txSerial;
-    this.retransmits++;
-    this.appendSegment(f);
-  }
-
-  private onRtoTimer(): void {
-    this.rtoTimer = undefined;
-    if (this.closed || this.inflight.length === 0) return;
-    const now = Date.now();
-    let any = false;
-    for (const f of this.inflight) {
-      if (!f.sacked && now - f.sentAt >= this.rto) {
-        this.retransmit(f, now);
-        any = true;
-      }
-    }
-    if (any) this.rto = Math.min(MAX_RTO_MS, this.rto * 2);
-    this.rtoTimer = setTimeout(() => this.onRtoTimer(), this.rto);
-  }
-
   private deliver(frame: Buffer): void {
     if (this.closed) return;
     if (frame[0] === 0) {
@@ -552,9 +479,9 @@ export class UdpLink extends LinkCore implements Link {
   private onLiveTimer(): void {
     if (this.closed) return;
     const now = Date.now();
-    const act = this.liveness.check(now, this.srtt, this.rttvar);
+    const act = this.liveness.check(now, this.tx.srtt, this.tx.rttvar);
     if (act === ACT_DEAD) {
-      const silence = Math.round(this.liveness.deadline(this.srtt, this.rttvar));
+      const silence = Math.round(this.liveness.deadline(this.tx.srtt, this.tx.rttvar));
       this.close(`no datagram received for ${silence} ms`);
       return;
     }
@@ -568,7 +495,8 @@ export class UdpLink extends LinkCore implements Link {
   close(reason: string, notifyPeer = true): void {
     if (!this.markClosed(reason)) return;
     clearTimeout(this.liveTimer);
-    clearTimeout(this.rtoTimer);
+    this.tx.stop();
+    clearTimeout(this.nackTimer);
     this.pmtu.stop();
     if (notifyPeer) {
       const bye = Buffer.allocUnsafe(DATA_HEADER);
