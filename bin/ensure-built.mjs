@@ -56,6 +56,15 @@ export function ensureBuilt() {
     if (isFresh()) return;
     const startedAt = Date.now();
     const tsc = join(root, "node_modules", "typescript", "bin", "tsc");
+    if (!existsSync(tsc)) {
+      process.stderr.write(
+        "planetd: dist/ is missing or older than src/ and TypeScript is not installed (run `npm ci`)\n",
+      );
+      process.exit(1);
+    }
+    process.stderr.write(
+      "planetd: source checkout: compiling src/ to dist/ (installed packages ship dist/)\n",
+    );
     try {
       execFileSync(process.execPath, [tsc, "-p", join(root, "tsconfig.build.json")], { stdio: "inherit" });
     } catch {

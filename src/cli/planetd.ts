@@ -243,8 +243,9 @@ async function run(opts: CliOptions, io: CliIo): Promise<number> {
   // Loaded here, not at the top: pino costs other commands' start-up time for nothing.
   const { createLogger, LogDestinationError } = await import("./logger.js");
   let logger: Logger;
+  const logLevel = opts.logLevel ?? config.Planetd.LogLevel;
   try {
-    logger = createLogger(opts.logLevel ?? config.Planetd.LogLevel, opts.logTo);
+    logger = createLogger(logLevel, opts.logTo);
   } catch (err) {
     if (err instanceof LogDestinationError) throw new UsageError(`planetd: ${err.message}`);
     throw err;
@@ -278,10 +279,19 @@ async function run(opts: CliOptions, io: CliIo): Promise<number> {
     const { Node } = await import("../overlay/node.js");
     node = await Node.start({ config, identity, logger });
   } catch (err) {
-    logger.error({ err }, `startup failed: ${oneLine(err)}`);
+    // One line an operator reads on the terminal or in `systemctl status`; the stack is for developers.
+    if (logLevel === "debug" || logLevel === "trace")
+      logger.error({ err }, `startup failed: ${oneLine(err)}`);
+    else logger.error(`startup failed: ${oneLine(err)}`);
+    io.stderr.write(`planetd: ${oneLine(err)}\n`);
     return 1;
   }
   logger.info("planetd started");
+  // Type=notify units start their dependents only now: listeners, links and the TUN are up.
+  if (process.env.NOTIFY_SOCKET) {
+    const { systemdNotify } = await import("../tun/native.js");
+    systemdNotify(`READY=1\nMAINPID=${process.pid}`);
+  }
 
   return await new Promise<number>((resolveExit) => {
     let stopping = false;

@@ -49,6 +49,8 @@ interface Addon {
   write(handle: Handle, packet: Uint8Array): number;
   name(handle: Handle): string;
   close(handle: Handle): void;
+  /** One datagram to an AF_UNIX socket path ("@" = abstract); 0 or an errno. */
+  notify(socketPath: string, message: string): number;
 }
 
 let addon: Addon | undefined;
@@ -68,6 +70,20 @@ function loadAddon(): Addon {
   throw new Error(
     "TUN: native addon build/Release/planetd_tun.node is missing (run `npm install` or `npx node-gyp rebuild`)",
   );
+}
+
+/**
+ * sd_notify(3): tells systemd (Type=notify) "READY=1", "RELOADING=1", "STOPPING=1" or a STATUS=.
+ * False when not run by systemd ($NOTIFY_SOCKET unset) or the datagram could not be sent.
+ */
+export function systemdNotify(message: string, env: NodeJS.ProcessEnv = process.env): boolean {
+  const socketPath = env.NOTIFY_SOCKET;
+  if (!socketPath) return false;
+  try {
+    return loadAddon().notify(socketPath, message) === 0;
+  } catch {
+    return false; // no addon: readiness is best effort, the unit's timeout says the rest
+  }
 }
 
 export function clampMtu(mtu: number): number {

@@ -13,6 +13,7 @@
  *
  * Reads never block: the fd is O_NONBLOCK and watched with a level-triggered uv_poll_t.
  */
+#include "notify.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if.h>
@@ -463,6 +464,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"write", NULL, js_write, NULL, NULL, NULL, napi_default, NULL},
       {"name", NULL, js_name, NULL, NULL, NULL, napi_default, NULL},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
+      {"notify", NULL, planetd_notify, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
