@@ -2,6 +2,7 @@
 // yggdrasil where it is installed. Set PLANETD_TEST_BIN to try another entry point.
 import { execFile, execFileSync, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import Hjson from "hjson";
@@ -378,5 +379,93 @@ describe("planetd run", () => {
     } finally {
       if (child.exitCode === null) child.kill("SIGKILL");
     }
+  });
+});
+
+describe("startup failures: exit 1, one line on stderr naming what failed, no stack", () => {
+  let held: net.Server;
+  let heldPort = 0;
+  beforeAll(async () => {
+    held = net.createServer();
+    await new Promise<void>((r) => held.listen(0, "127.0.0.1", r));
+    heldPort = (held.address() as net.AddressInfo).port;
+  });
+  afterAll(() => held.close());
+
+  const runWith = (name: string, settings: Record<string, unknown>, args: string[] = []) => {
+    const conf = writeConfig(
+      name,
+      JSON.stringify({
+        PrivateKey: Identity.generate().privateKeyHex,
+        IfName: "none",
+        AdminListen: "none",
+        MulticastInterfaces: [],
+        Listen: [],
+        ...settings,
+      }),
+    );
+    return planetd(["run", "--config", conf, ...args]);
+  };
+
+  function expectStartupFailure(r: Result, pattern: RegExp): void {
+    expect(r.code).toBe(1);
+    expect(r.stderr.endsWith("\n")).toBe(true);
+    expect(r.stderr.trimEnd().split("\n")).toHaveLength(1);
+    expect(r.stderr).toMatch(pattern);
+    expect(r.stderr).not.toMatch(/\bat .*\(|\bat \/|node:internal/);
+    expect(r.stdout).not.toContain('"stack"');
+    expect(r.stdout).toContain("startup failed: ");
+  }
+
+  it("a Listen port already bound, and a Listen address not on this machine (tcp and udp)", async () => {
+    const [inUse, notHere, udpNotHere] = await Promise.all([
+      runWith("listen-inuse.conf", { Listen: [`tcp://127.0.0.1:${heldPort}`] }),
+      // 192.0.2.1 (TEST-NET-1) is on no interface: the bind fails locally, nothing is sent.
+      runWith("listen-absent.conf", { Listen: ["tcp://192.0.2.1:1"] }),
+      runWith("listen-udp.conf", { Listen: ["udp://192.0.2.1:1"] }),
+    ]);
+    expectStartupFailure(
+      inUse,
+      new RegExp(
+        `^planetd: Listen "tcp://127\\.0\\.0\\.1:${heldPort}": cannot bind: address already in use \\(EADDRINUSE\\)\\n$`,
+      ),
+    );
+    expectStartupFailure(
+      notHere,
+      /^planetd: Listen "tcp:\/\/192\.0\.2\.1:1": cannot bind: address not available \(EADDRNOTAVAIL\)\n$/,
+    );
+    expectStartupFailure(
+      udpNotHere,
+      /^planetd: Listen "udp:\/\/192\.0\.2\.1:1": cannot bind: address not available \(EADDRNOTAVAIL\)\n$/,
+    );
+  });
+
+  it("an AdminListen or MetricsListen port already bound", async () => {
+    const [admin, metrics] = await Promise.all([
+      runWith("admin-inuse.conf", { AdminListen: `tcp://127.0.0.1:${heldPort}` }),
+      runWith("metrics-inuse.conf", { Planetd: { MetricsListen: `127.0.0.1:${heldPort}` } }),
+    ]);
+    expectStartupFailure(
+      admin,
+      new RegExp(
+        `^planetd: admin: AdminListen "tcp://127\\.0\\.0\\.1:${heldPort}": cannot bind: address already in use \\(EADDRINUSE\\)\\n$`,
+      ),
+    );
+    expectStartupFailure(
+      metrics,
+      new RegExp(
+        `^planetd: metrics: MetricsListen "127\\.0\\.0\\.1:${heldPort}": cannot bind: address already in use \\(EADDRINUSE\\)\\n$`,
+      ),
+    );
+  });
+
+  it("logs the stack only at log level debug; stderr stays one line", async () => {
+    const r = await runWith("listen-debug.conf", { Listen: [`tcp://127.0.0.1:${heldPort}`] }, [
+      "--log-level",
+      "debug",
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stderr.trimEnd().split("\n")).toHaveLength(1);
+    expect(r.stdout).toContain('"stack"');
   });
 });

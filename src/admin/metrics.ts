@@ -3,6 +3,7 @@
 import http from "node:http";
 import type net from "node:net";
 import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import { systemErrorText } from "../util/system-error.js";
 import type { AdminLogger } from "./server.js";
 
 export interface LinkMetrics {
@@ -184,7 +185,11 @@ export async function startMetrics(
   });
   server.requestTimeout = 10_000;
   await new Promise<void>((resolve, reject) => {
-    server.once("error", (err) => reject(new Error(`metrics: cannot listen on ${listen}: ${err.message}`)));
+    server.once("error", (err) =>
+      reject(
+        new Error(`metrics: MetricsListen ${JSON.stringify(listen)}: cannot bind: ${systemErrorText(err)}`),
+      ),
+    );
     server.listen(endpoint.port, endpoint.host, () => resolve());
   });
   const bound = server.address() as net.AddressInfo;

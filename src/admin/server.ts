@@ -3,6 +3,7 @@
 import { chmodSync, lstatSync, mkdirSync, statSync, unlinkSync } from "node:fs";
 import net from "node:net";
 import { dirname } from "node:path";
+import { systemErrorText } from "../util/system-error.js";
 import { AdminError, COMMANDS, type CommandContext, decodeArguments } from "./commands.js";
 import { goEncodeIndented } from "./gojson.js";
 import { JsonStreamScanner } from "./stream.js";
@@ -350,7 +351,11 @@ export async function startAdminServer(
   } catch (err) {
     server.close();
     const message = (err as Error).message;
-    throw new Error(message.startsWith("admin:") ? message : `admin: cannot listen on ${listen}: ${message}`);
+    throw new Error(
+      message.startsWith("admin:")
+        ? message
+        : `admin: AdminListen ${JSON.stringify(listen)}: cannot bind: ${systemErrorText(err)}`,
+    );
   }
   const ino = unixPath ? statSync(unixPath).ino : undefined;
   // After listen, an accept failure (e.g. EMFILE) is emitted here; without a listener it would kill the daemon.
