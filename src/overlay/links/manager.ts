@@ -12,7 +12,6 @@ import { formatIPv6 } from "../../crypto/address.js";
 import { selfSignedCertificate } from "../../crypto/cert.js";
 import type { Identity } from "../../crypto/identity.js";
 import { LimitedLog } from "../../util/log-limit.js";
-import { systemErrorText } from "../../util/system-error.js";
 import {
   DEFAULT_HANDSHAKE_LIMITS,
   type HandshakeLimits,
@@ -22,6 +21,7 @@ import {
 } from "./handshake-slots.js";
 import type { Link } from "./link.js";
 import { Multicast, type MulticastInterfaceConfig, parseIPv6 } from "./multicast.js";
+import { DEFAULT_REDIAL, RedialBackoff, type RedialOptions } from "./redial.js";
 import { DEFAULT_TIMEOUTS, type LinkTimeouts, type StreamLink, handshake } from "./stream.js";
 import { type UdpDial, type UdpHooks, type UdpLink, UdpListener, dialUdp } from "./udp.js";
 import { type PeerUri, hostPort, isLinkLocal6, parseListenUri, parsePeerUri } from "./uri.js";
@@ -36,8 +36,8 @@ export interface LinkManagerConfig {
   logger: Logger;
   /** Spec values by default; tests shorten them. */
   timeouts?: Partial<LinkTimeouts>;
-  /** Static peer redial backoff: first delay, cap (default 1 s, 60 s). */
-  redial?: { initialMs: number; maxMs: number };
+  /** Static peer redial policy (redial.ts; default 1 s doubling to 8 s, 60 s for hopeless peers). */
+  redial?: Partial<RedialOptions>;
   dialTimeoutMs?: number;
   /** UDP port of the multicast group (spec: 9001). */
   multicastPort?: number;
@@ -68,7 +68,10 @@ interface PeerState {
   link: ManagedLink | undefined;
   attempt: DialAttempt | undefined;
   timer: NodeJS.Timeout | undefined;
-  backoffMs: number;
+  backoff: RedialBackoff;
+  /** The key and IP of its last link: an inbound link from either is a reason to dial now. */
+  lastKey: Buffer | undefined;
+  lastIp: string | undefined;
   removed: boolean;
 }
 
@@ -80,6 +83,11 @@ export interface ListenerHandle {
 }
 
 const DIAL_TIMEOUT_MS = 5000;
+/** How often the interface list is compared with the last one: a change redials every unlinked peer. */
+const INTERFACE_POLL_MS = 3000;
+
+/** The remote answered and refused, or was refused: redialling sooner will not help. */
+class Refused extends Error {}
 
 export class LinkManager {
   private readonly cfg: LinkManagerConfig;
@@ -91,7 +99,9 @@ export class LinkManager {
   /** For lines a remote can cause once per connection, handshake or link. */
   private readonly limitedLog: LimitedLog;
   private readonly allowed: Set<string>;
-  private readonly redial: { initialMs: number; maxMs: number };
+  private readonly redial: RedialOptions;
+  private interfacePoll: NodeJS.Timeout | undefined;
+  private interfaceSignature = "";
   private tlsContext: SecureContext | undefined;
   private readonly listeners: ListenerHandle[] = [];
   private readonly peers = new Map<string, PeerState>();
@@ -114,7 +124,7 @@ export class LinkManager {
     this.handshakes = new HandshakeSlots(limits);
     this.firstByteMs = limits.firstByteMs;
     this.allowed = new Set(cfg.allowedPublicKeys.map((k) => k.toString("hex")));
-    this.redial = cfg.redial ?? { initialMs: 1000, maxMs: 60_000 };
+    this.redial = { ...DEFAULT_REDIAL, ...cfg.redial };
     for (const uri of cfg.peers) this.addPeerState(uri, undefined);
     for (const [iface, uris] of Object.entries(cfg.interfacePeers)) {
       for (const uri of uris) this.addPeerState(uri, iface);
@@ -126,7 +136,10 @@ export class LinkManager {
       port: cfg.multicastPort,
       listen: (host, port, iface, priority) =>
         this.listenOn(`tls://${hostPort(host, port)}?priority=${priority}`, iface),
-      dial: (uri, iface, id) => this.dialOnce(uri, iface, id),
+      dial: (uri, iface, id) => {
+        this.nudgePeers(undefined, beaconHost(uri));
+        this.dialOnce(uri, iface, id);
+      },
     });
   }
 
@@ -141,10 +154,20 @@ export class LinkManager {
       throw e;
     }
     for (const peer of this.peers.values()) this.dialPeer(peer);
+    // Node has no netlink: a poll of the interface list stands in for address and link events.
+    this.interfaceSignature = interfaceSignature();
+    this.interfacePoll = setInterval(() => {
+      const now = interfaceSignature();
+      if (now === this.interfaceSignature) return;
+      this.interfaceSignature = now;
+      this.nudgePeers(undefined, undefined);
+    }, INTERFACE_POLL_MS);
+    this.interfacePoll.unref();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    clearInterval(this.interfacePoll);
     for (const peer of this.peers.values()) this.dropPeer(peer, "stopping");
     for (const dial of [...this.udpDials]) dial.cancel("stopping");
     await this.multicast.stop();
@@ -197,7 +220,9 @@ export class LinkManager {
       link: undefined,
       attempt: undefined,
       timer: undefined,
-      backoffMs: this.redial.initialMs,
+      backoff: new RedialBackoff(this.redial),
+      lastKey: undefined,
+      lastIp: undefined,
       removed: false,
     };
     this.peers.set(peerKey(uri, iface), peer);
@@ -217,6 +242,7 @@ export class LinkManager {
     if (peer.removed || this.stopped) return;
     const attempt: DialAttempt = {};
     peer.attempt = attempt;
+    peer.backoff.attemptStarted(Date.now());
     this.dial(peer.parsed, peer.iface, attempt).then(
       (link) => {
         peer.attempt = undefined;
@@ -225,10 +251,13 @@ export class LinkManager {
           return;
         }
         peer.link = link;
-        peer.backoffMs = this.redial.initialMs;
+        peer.backoff.linkUp(Date.now());
+        peer.lastKey = link.remoteKey;
+        const ip = attempt.socket?.remoteAddress;
+        if (ip !== undefined) peer.lastIp = plainIp(ip);
         link.onClosed(() => {
           peer.link = undefined;
-          this.scheduleRedial(peer);
+          this.scheduleRedial(peer, peer.backoff.linkLost(Date.now()));
         });
         this.admit(link);
       },
@@ -239,16 +268,35 @@ export class LinkManager {
           peer: peer.uri,
           iface: peer.iface,
         });
-        this.scheduleRedial(peer);
-        peer.backoffMs = Math.min(this.redial.maxMs, peer.backoffMs * 2);
+        this.scheduleRedial(peer, peer.backoff.failed(Date.now(), isHopeless(e)));
       },
     );
   }
 
-  private scheduleRedial(peer: PeerState): void {
+  private scheduleRedial(peer: PeerState, at: number): void {
     if (peer.removed || this.stopped || peer.timer) return;
-    const jittered = peer.backoffMs * (0.8 + Math.random() * 0.4);
-    peer.timer = setTimeout(() => this.dialPeer(peer), Math.min(this.redial.maxMs, jittered));
+    peer.timer = setTimeout(() => this.dialPeer(peer), Math.max(0, at - Date.now()));
+  }
+
+  /**
+   * A sign that unlinked static peers may be reachable now: a link to `key`, an inbound link or a
+   * beacon from `ip`, or (both undefined) a change of our interfaces. Matching peers waiting for
+   * their redial timer dial at once (redial.ts bounds how often).
+   */
+  private nudgePeers(key: Buffer | undefined, ip: string | undefined): void {
+    if (this.stopped) return;
+    const now = Date.now();
+    for (const peer of this.peers.values()) {
+      if (peer.link || peer.attempt || !peer.timer) continue;
+      const matches =
+        (key === undefined && ip === undefined) ||
+        (key !== undefined &&
+          (peer.lastKey?.equals(key) === true || peer.parsed.keys.some((k) => k.equals(key)))) ||
+        (ip !== undefined && (ip === peer.lastIp || ip === plainIp(peer.parsed.host)));
+      if (!matches || !peer.backoff.nudge(now)) continue;
+      clearTimeout(peer.timer);
+      this.dialPeer(peer);
+    }
   }
 
   /** One-shot dial (multicast): no redial; failures are logged. */
@@ -321,7 +369,7 @@ export class LinkManager {
       const refused = this.refusal(link.remoteKey, true, parsed.keys, "");
       if (refused !== undefined) {
         link.close(refused);
-        throw new Error(refused);
+        throw new Refused(refused);
       }
       return link;
     } catch (e) {
@@ -351,7 +399,9 @@ export class LinkManager {
     const server = net.createServer({ pauseOnConnect: true }, (socket) => this.accept(socket, parsed, iface));
     if (parsed.scheme === "unix") await clearStaleSocket(parsed.path);
     await new Promise<void>((resolve, reject) => {
-      server.once("error", (e) => reject(bindError(uri, iface, e)));
+      server.once("error", (e) =>
+        reject(new Error(`listen ${JSON.stringify(uri)}: cannot bind: ${e.message}`)),
+      );
       server.once("listening", resolve);
       if (parsed.scheme === "unix") server.listen(parsed.path);
       else server.listen({ host: parsed.host, port: parsed.port });
@@ -577,7 +627,7 @@ export class LinkManager {
         onSocketError: (message) => this.limitedLog.warn(`listener ${uri}`, `listener ${uri}: ${message}`),
       });
     } catch (e) {
-      throw bindError(uri, iface, e);
+      throw new Error(`listen ${JSON.stringify(uri)}: cannot bind: ${(e as Error).message}`);
     }
     const actual = `udp://${hostPort(parsed.host, listener.port)}`;
     this.log.info(`listening on ${actual}`);
@@ -623,13 +673,36 @@ export class LinkManager {
       }
     });
     this.events.onLink(link);
+    // An inbound link says the path from its address works: a static peer there may be redialled.
+    const remoteIp = link.outbound ? undefined : /^\w+:\/\/\[?([^\]]*?)\]?:\d+$/.exec(link.remote)?.[1];
+    this.nudgePeers(link.remoteKey, remoteIp === undefined ? undefined : plainIp(remoteIp));
   }
 }
 
-/** `Listen "tcp://192.0.2.1:1": cannot bind: address not available (EADDRNOTAVAIL)`; "listen" for multicast's. */
-function bindError(uri: string, iface: string | undefined, e: unknown): Error {
-  const what = iface === undefined ? "Listen" : "listen";
-  return new Error(`${what} ${JSON.stringify(uri)}: cannot bind: ${systemErrorText(e)}`);
+/** Failures a redial soon will not mend: the remote was refused, or its name does not resolve. */
+function isHopeless(e: Error): boolean {
+  return e instanceof Refused || (e as NodeJS.ErrnoException).code === "ENOTFOUND";
+}
+
+/** An address as the peers' comparison wants it: no zone, IPv4-mapped IPv6 as IPv4. */
+function plainIp(ip: string): string {
+  const bare = ip.split("%")[0]!.toLowerCase();
+  return bare.startsWith("::ffff:") && bare.includes(".") ? bare.slice(7) : bare;
+}
+
+/** The IP of a beacon's dial URI (`tls://[fe80::1%eth0]:port?…`), without zone. */
+function beaconHost(uri: string): string | undefined {
+  const m = /^\w+:\/\/\[([^\]]+)\]/.exec(uri);
+  return m?.[1] === undefined ? undefined : plainIp(m[1]);
+}
+
+/** Names and addresses of every interface, to notice a change between two polls. */
+function interfaceSignature(): string {
+  const parts: string[] = [];
+  for (const [name, addrs] of Object.entries(os.networkInterfaces())) {
+    for (const a of addrs ?? []) parts.push(`${name}/${a.address}`);
+  }
+  return parts.sort().join(",");
 }
 
 function peerKey(uri: string, iface: string | undefined): string {
