@@ -8,6 +8,7 @@ import os from "node:os";
 import type { Logger } from "pino";
 import { formatIPv6 } from "../../crypto/address.js";
 import type { Identity } from "../../crypto/identity.js";
+import { LimitedLog } from "../../util/log-limit.js";
 import { isLinkLocal6 } from "./uri.js";
 
 export interface MulticastInterfaceConfig {
@@ -167,9 +168,12 @@ export class Multicast {
   private socket: dgram.Socket | undefined;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** Socket errors, interface changes and join failures can repeat every tick. */
+  private readonly limitedLog: LimitedLog;
 
   constructor(opts: MulticastOptions) {
     this.opts = opts;
+    this.limitedLog = new LimitedLog(opts.logger);
     this.regexes = compileMulticastConfig(opts.interfaces);
   }
 
@@ -181,7 +185,9 @@ export class Multicast {
     if (this.opts.interfaces.length === 0) return;
     const socket = dgram.createSocket({ type: "udp6", reuseAddr: true });
     socket.on("message", (msg, rinfo) => this.onBeacon(msg, rinfo.address));
-    socket.on("error", (e) => this.opts.logger.warn(`multicast socket: ${e.message}`));
+    socket.on("error", (e) =>
+      this.limitedLog.warn("multicast socket error", `multicast socket: ${e.message}`),
+    );
     await new Promise<void>((resolve, reject) => {
       socket.once("error", reject);
       socket.bind({ port: this.opts.port ?? MULTICAST_PORT, address: "::" }, () => {
@@ -200,6 +206,7 @@ export class Multicast {
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
+    this.limitedLog.flush();
     this.socket?.close();
     this.socket = undefined;
     const closing = [...this.active.values()].map((a) => a.listener?.close());
@@ -226,7 +233,7 @@ export class Multicast {
       this.active.delete(name);
       if (a.joined) this.membership(false, name);
       void a.listener?.close();
-      this.opts.logger.info(`multicast: stopped on ${name}`);
+      this.limitedLog.info(`multicast interface ${name}`, `multicast: stopped on ${name}`);
     }
     for (const info of found) {
       let a = this.active.get(info.name);
@@ -240,7 +247,10 @@ export class Multicast {
           loggedFailure: false,
         };
         this.active.set(info.name, a);
-        this.opts.logger.info(`multicast: started on ${info.name} (${info.linkLocal})`);
+        this.limitedLog.info(
+          `multicast interface ${info.name}`,
+          `multicast: started on ${info.name} (${info.linkLocal})`,
+        );
       }
       if (info.listen && !a.joined) a.joined = this.membership(true, info.name);
       if (info.beacon && !a.listener && !a.listening) this.startListener(a);
@@ -278,7 +288,8 @@ export class Multicast {
       return true;
     } catch (e) {
       if (join)
-        this.opts.logger.warn(
+        this.limitedLog.warn(
+          `multicast join on ${iface}`,
           `multicast: cannot join ${MULTICAST_GROUP} on ${iface}: ${(e as Error).message}`,
         );
       return false;
