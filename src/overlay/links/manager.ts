@@ -12,6 +12,7 @@ import { formatIPv6 } from "../../crypto/address.js";
 import { selfSignedCertificate } from "../../crypto/cert.js";
 import type { Identity } from "../../crypto/identity.js";
 import { LimitedLog } from "../../util/log-limit.js";
+import { systemErrorText } from "../../util/system-error.js";
 import {
   DEFAULT_HANDSHAKE_LIMITS,
   type HandshakeLimits,
@@ -399,9 +400,7 @@ export class LinkManager {
     const server = net.createServer({ pauseOnConnect: true }, (socket) => this.accept(socket, parsed, iface));
     if (parsed.scheme === "unix") await clearStaleSocket(parsed.path);
     await new Promise<void>((resolve, reject) => {
-      server.once("error", (e) =>
-        reject(new Error(`listen ${JSON.stringify(uri)}: cannot bind: ${e.message}`)),
-      );
+      server.once("error", (e) => reject(bindError(uri, iface, e)));
       server.once("listening", resolve);
       if (parsed.scheme === "unix") server.listen(parsed.path);
       else server.listen({ host: parsed.host, port: parsed.port });
@@ -627,7 +626,7 @@ export class LinkManager {
         onSocketError: (message) => this.limitedLog.warn(`listener ${uri}`, `listener ${uri}: ${message}`),
       });
     } catch (e) {
-      throw new Error(`listen ${JSON.stringify(uri)}: cannot bind: ${(e as Error).message}`);
+      throw bindError(uri, iface, e);
     }
     const actual = `udp://${hostPort(parsed.host, listener.port)}`;
     this.log.info(`listening on ${actual}`);
@@ -703,6 +702,12 @@ function interfaceSignature(): string {
     for (const a of addrs ?? []) parts.push(`${name}/${a.address}`);
   }
   return parts.sort().join(",");
+}
+
+/** `Listen "tcp://192.0.2.1:1": cannot bind: address not available (EADDRNOTAVAIL)`; "listen" for multicast's. */
+function bindError(uri: string, iface: string | undefined, e: unknown): Error {
+  const what = iface === undefined ? "Listen" : "listen";
+  return new Error(`${what} ${JSON.stringify(uri)}: cannot bind: ${systemErrorText(e)}`);
 }
 
 function peerKey(uri: string, iface: string | undefined): string {
