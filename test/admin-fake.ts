@@ -95,4 +95,10 @@ export class FakeView implements AdminView {
     const id = `${uri}|${iface ?? ""}`;
     if (!this.configured.delete(id)) throw new Error("peer not configured");
   }
+  /** What reload() answers next: a summary, or an Error to reject with. */
+  reloadAnswer: string | Error = "nothing changed";
+  reload(): Promise<string> {
+    const a = this.reloadAnswer;
+    return a instanceof Error ? Promise.reject(a) : Promise.resolve(a);
+  }
 }

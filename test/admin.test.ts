@@ -163,7 +163,7 @@ for (const transport of ["unix", "tcp"] as const) {
       expect(text).toContain('"coords": [],');
     });
 
-    it("list: 14 commands sorted, fields omitted when empty", async () => {
+    it("list: 0.4.7's 14 commands and planetd's reload, sorted, fields omitted when empty", async () => {
       const reply = await call(server.address, { request: "list" });
       const list = (reply.response as { list: Array<Record<string, unknown>> }).list;
       expect(list.map((e) => e.command)).toEqual([
@@ -180,6 +180,7 @@ for (const transport of ["unix", "tcp"] as const) {
         "getsessions",
         "gettun",
         "list",
+        "reload",
         "removepeer",
       ]);
       expect(list[0]).toEqual({

@@ -249,6 +249,19 @@ export const COMMANDS: Record<string, Command> = {
         }),
     }),
   },
+  reload: {
+    description:
+      "planetd: re-read the config file and apply Peers, Listen, AllowedPublicKeys, MulticastInterfaces, NodeInfo and the log level",
+    fields: [],
+    goType: "",
+    run: async ({ view }) => {
+      try {
+        return { reloaded: await view.reload() };
+      } catch (err) {
+        throw new AdminError(err instanceof Error ? err.message : String(err));
+      }
+    },
+  },
   removepeer: {
     description: "Remove a peer from the peer list",
     fields: ["uri", "interface"],

@@ -70,5 +70,10 @@ export interface AdminView {
   addPeer(uri: string, iface?: string): void;
   /** Removes `uri` from the peer list and closes its link; throws Error("peer not configured"). */
   removePeer(uri: string, iface?: string): void;
+  /**
+   * planetd only: re-read the config file and apply what can change in place; resolves to one line
+   * saying what changed, rejects with one line saying why nothing was applied.
+   */
+  reload(): Promise<string>;
   proto: RemoteQueries;
 }

@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { formatIPv6, formatSubnet } from "../crypto/address.js";
+import type { Node } from "../overlay/node.js";
 import {
   ConfigError,
   LOG_LEVELS,
@@ -236,6 +237,13 @@ interface RunningNode {
   stop(): Promise<void>;
 }
 
+/** Re-reads `path` and applies it; rejects with one line (validation, or a key that needs a restart). */
+async function reloadFrom(path: string, node: Node, keepLogLevel: boolean): Promise<string> {
+  const { config, warnings } = loadConfigFile(path);
+  const summary = await node.reload(config, keepLogLevel);
+  return warnings.length === 0 ? summary : `${summary} (warnings: ${warnings.join("; ")})`;
+}
+
 async function run(opts: CliOptions, io: CliIo): Promise<number> {
   const loaded = await loadConfig(opts, io, true);
   const { config } = loaded;
@@ -270,14 +278,38 @@ async function run(opts: CliOptions, io: CliIo): Promise<number> {
   const stopHandler = (signal: NodeJS.Signals) => onStop(signal);
   process.on("SIGINT", stopHandler);
   process.on("SIGTERM", stopHandler);
+  // Until the node runs there is nothing to reload; afterwards SIGHUP re-reads the config file.
+  let reload: (() => Promise<string>) | undefined;
   process.on("SIGHUP", () => {
-    logger.info("SIGHUP received; config reload is not supported, restart planetd to apply changes");
+    if (!reload) {
+      logger.warn("SIGHUP during startup ignored; send it again once planetd has started");
+      return;
+    }
+    reload().then(
+      (summary) => logger.info(`SIGHUP: config reloaded: ${summary}`),
+      (err) => logger.error(`SIGHUP: reload refused, the running config stays: ${oneLine(err)}`),
+    );
   });
 
   let node: RunningNode;
   try {
     const { Node } = await import("../overlay/node.js");
-    node = await Node.start({ config, identity, logger });
+    const started = await Node.start({ config, identity, logger });
+    node = started;
+    if (loaded.path !== undefined) {
+      const path = loaded.path;
+      // One reload at a time: a second SIGHUP waits for the first, then reads the file again.
+      let last: Promise<unknown> = Promise.resolve();
+      reload = () => {
+        const next = last.then(() => reloadFrom(path, started, opts.logLevel !== undefined));
+        last = next.catch(() => {});
+        return next;
+      };
+      started.reloadFromSource = reload;
+    } else {
+      reload = () =>
+        Promise.reject(new Error("the config came from --stdin or --autoconf: there is no file to re-read"));
+    }
   } catch (err) {
     // One line an operator reads on the terminal or in `systemctl status`; the stack is for developers.
     if (logLevel === "debug" || logLevel === "trace")

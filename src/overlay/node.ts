@@ -11,12 +11,13 @@ import { Router, type RouterOutput } from "../routing/router.js";
 import { FrameType, TrafficKind } from "../routing/types.js";
 import type { TunDevice } from "../tun/device.js";
 import { Ipv6Adapter } from "../tun/ipv6.js";
+import type { TokenBucket } from "../util/token-bucket.js";
 import type { Link } from "./links/link.js";
 import { LinkManager } from "./links/manager.js";
 import type { PacketConn } from "./packetconn.js";
 import { Proto } from "./proto.js";
+import { ReloadRefused, describePlan, planReload } from "./reload.js";
 import { Sessions, newSessionBudget } from "./sessions.js";
-import type { TokenBucket } from "../util/token-bucket.js";
 import { adminViewFor, metricsSnapshotFor } from "./views.js";
 
 /** Largest IPv6 packet the overlay carries (spec 5.9). */
@@ -68,6 +69,10 @@ export class Node implements PacketConn {
   ipv6: Ipv6Adapter | undefined;
   tun: TunDevice | undefined;
   private readonly log: Logger;
+  /** Set by the CLI: re-read the config file and reload() it (the admin `reload` command and SIGHUP). */
+  reloadFromSource: (() => Promise<string>) | undefined;
+  /** The config running now (the last one reload applied). */
+  private config: PlanetConfig;
   private readonly peers = new Map<number, PeerSlot>();
   private messageHandler: ((source: Buffer, message: Buffer) => void) | undefined;
   private oobHandler: ((source: Buffer, dest: Buffer, payload: Buffer) => void) | undefined;
@@ -87,6 +92,7 @@ export class Node implements PacketConn {
     this.identity = opts.identity;
     this.publicKey = opts.identity.publicKey;
     this.log = opts.logger;
+    this.config = opts.config;
     this.mtu = Math.min(MAX_IFMTU, Math.max(MIN_IFMTU, opts.config.IfMTU));
     this.box = loadBox();
     const now = Date.now();
@@ -126,6 +132,35 @@ export class Node implements PacketConn {
       },
       { onLink: (link) => this.attachLink(link) },
     );
+  }
+
+  /**
+   * Applies a reloaded config: static peers, Listen, AllowedPublicKeys, MulticastInterfaces,
+   * NodeInfo and (unless `keepLogLevel`) the log level change; links and sessions the change does
+   * not concern stay up. A key that needs a restart refuses the whole reload (ReloadRefused).
+   * Returns one line saying what changed.
+   */
+  async reload(next: PlanetConfig, keepLogLevel = false): Promise<string> {
+    const plan = planReload(this.config, next);
+    if (plan.needsRestart.length > 0) {
+      throw new ReloadRefused(
+        `${plan.needsRestart.join(", ")} changed; restart planetd to apply ${plan.needsRestart.length > 1 ? "them" : "it"} (nothing was reloaded)`,
+      );
+    }
+    // NodeInfo first: it is the one change that can still fail validation.
+    if (plan.nodeInfo) this.proto.setNodeInfo(plan.nodeInfo.nodeInfo, plan.nodeInfo.privacy);
+    if (keepLogLevel) plan.logLevel = undefined;
+    if (plan.logLevel) this.log.level = plan.logLevel;
+    const problems = await this.links.reconfigure({
+      peersRemoved: plan.peersRemoved,
+      peersAdded: plan.peersAdded,
+      listen: plan.listen,
+      allowedPublicKeys: plan.allowedPublicKeys?.map((k) => Buffer.from(k, "hex")),
+      multicast: plan.multicast,
+    });
+    this.config = next;
+    const summary = describePlan(plan);
+    return problems.length === 0 ? summary : `${summary}; ${problems.join("; ")}`;
   }
 
   static async start(opts: NodeOptions): Promise<Node> {

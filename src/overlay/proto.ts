@@ -118,8 +118,8 @@ interface Waiter {
 }
 
 export class Proto implements RemoteQueries {
-  readonly nodeInfoJson: string;
-  private readonly nodeInfoBytes: Buffer;
+  nodeInfoJson: string;
+  private nodeInfoBytes: Buffer;
   private readonly pending = new Map<string, Set<Waiter>>();
   private readonly timers: ProtoTimers;
 
@@ -131,6 +131,13 @@ export class Proto implements RemoteQueries {
     this.timers = options.timers ?? realTimers;
     this.nodeInfoJson = buildNodeInfo(self.nodeInfo, self.privacy ?? false);
     this.nodeInfoBytes = Buffer.from(this.nodeInfoJson);
+  }
+
+  /** A reloaded NodeInfo; the next request gets it. Throws (and keeps the old) if it is too large. */
+  setNodeInfo(nodeInfo: Record<string, unknown>, privacy: boolean): void {
+    const json = buildNodeInfo(nodeInfo, privacy);
+    this.nodeInfoJson = json;
+    this.nodeInfoBytes = Buffer.from(json);
   }
 
   /** One proto message from `source`; `message` is what followed the 0x02 session byte. */

@@ -42,6 +42,10 @@ export function adminViewFor(node: Node): AdminView {
     multicastInterfaces: () => node.links.multicastInterfaces(),
     addPeer: (uri, iface) => node.links.addPeer(uri, iface),
     removePeer: (uri, iface) => node.links.removePeer(uri, iface),
+    reload: () =>
+      node.reloadFromSource
+        ? node.reloadFromSource()
+        : Promise.reject(new Error("reload: this node's config was not read from a file")),
     proto: node.proto,
   };
 }

@@ -57,6 +57,15 @@ interface DialAttempt {
   cancel?: (reason: string) => void;
 }
 
+/** What a config reload changes in the link manager (see Node.reload). */
+export interface LinkReconfiguration {
+  peersRemoved: Array<{ uri: string; iface: string | undefined }>;
+  peersAdded: Array<{ uri: string; iface: string | undefined }>;
+  listen?: string[];
+  allowedPublicKeys?: Buffer[];
+  multicast?: MulticastInterfaceConfig[];
+}
+
 export interface LinkManagerEvents {
   /** A link passed the handshake and every admission check. */
   onLink(link: Link): void;
@@ -111,7 +120,7 @@ export class LinkManager {
   private readonly sockets = new Set<Socket>();
   private readonly links = new Set<ManagedLink>();
   private readonly udpDials = new Set<UdpDial>();
-  private readonly multicast: Multicast;
+  private multicast: Multicast;
   private inboundSeq = 0;
   private started = false;
   private stopped = false;
@@ -130,9 +139,14 @@ export class LinkManager {
     for (const [iface, uris] of Object.entries(cfg.interfacePeers)) {
       for (const uri of uris) this.addPeerState(uri, iface);
     }
-    this.multicast = new Multicast({
+    this.multicast = this.makeMulticast(cfg.multicast);
+  }
+
+  private makeMulticast(interfaces: MulticastInterfaceConfig[]): Multicast {
+    const cfg = this.cfg;
+    return new Multicast({
       identity: cfg.identity,
-      interfaces: cfg.multicast,
+      interfaces,
       logger: cfg.logger,
       port: cfg.multicastPort,
       listen: (host, port, iface, priority) =>
@@ -193,6 +207,61 @@ export class LinkManager {
     if (!peer) throw new Error("peer not configured");
     this.peers.delete(key);
     this.dropPeer(peer, "peer removed");
+  }
+
+  /**
+   * A reloaded config's link settings. Peers and listeners that stay are not touched; inbound links
+   * from keys AllowedPublicKeys no longer admits are closed. Returns what could not be applied
+   * (a Listen address that does not bind), one line each; everything else is applied regardless.
+   */
+  async reconfigure(change: LinkReconfiguration): Promise<string[]> {
+    const problems: string[] = [];
+    for (const p of change.peersRemoved)
+      if (this.peers.has(peerKey(p.uri, p.iface))) this.removePeer(p.uri, p.iface);
+    for (const p of change.peersAdded)
+      if (!this.peers.has(peerKey(p.uri, p.iface))) this.addPeer(p.uri, p.iface);
+    if (change.allowedPublicKeys) {
+      this.allowed.clear();
+      for (const k of change.allowedPublicKeys) this.allowed.add(k.toString("hex"));
+      for (const link of [...this.links]) {
+        if (link.outbound) continue;
+        const refused = this.refusal(link.remoteKey, false, [], remoteIp(link.remote));
+        if (refused !== undefined) link.close(`${refused} (config reloaded)`);
+      }
+    }
+    if (change.listen) {
+      // this.listeners[i] serves this.cfg.listen[i]: keep the ones still listed, bind the new.
+      const running = new Map(this.cfg.listen.map((uri, i) => [uri, this.listeners[i]]));
+      const kept: ListenerHandle[] = [];
+      const keptUris: string[] = [];
+      for (const uri of change.listen) {
+        let handle = running.get(uri);
+        running.delete(uri);
+        if (handle === undefined) {
+          try {
+            handle = await this.listenOn(uri, undefined);
+          } catch (e) {
+            problems.push((e as Error).message);
+            continue;
+          }
+        }
+        kept.push(handle);
+        keptUris.push(uri);
+      }
+      for (const handle of running.values()) if (handle) await handle.close();
+      this.listeners.splice(0, this.listeners.length, ...kept);
+      this.cfg.listen = keptUris;
+    }
+    if (change.multicast) {
+      await this.multicast.stop();
+      this.multicast = this.makeMulticast(change.multicast);
+      try {
+        await this.multicast.start();
+      } catch (e) {
+        problems.push(`MulticastInterfaces: ${(e as Error).message}`);
+      }
+    }
+    return problems;
   }
 
   /** Configured static peers as [uri, iface] pairs. */
@@ -708,6 +777,12 @@ function interfaceSignature(): string {
 function bindError(uri: string, iface: string | undefined, e: unknown): Error {
   const what = iface === undefined ? "Listen" : "listen";
   return new Error(`${what} ${JSON.stringify(uri)}: cannot bind: ${systemErrorText(e)}`);
+}
+
+/** The address of an inbound link's `remote` (scheme://ip:port or scheme://[ip%zone]:port). */
+function remoteIp(remote: string): string {
+  const m = /^[a-z]+:\/\/(?:\[([^\]]+)\]|([^:/]+))/.exec(remote);
+  return m?.[1] ?? m?.[2] ?? "";
 }
 
 function peerKey(uri: string, iface: string | undefined): string {
