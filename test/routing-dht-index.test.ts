@@ -149,15 +149,27 @@ function randomWorld(seed: number) {
   const signer = { publicKey: own } as unknown as Signer;
   const dht = new Dht(core, signer, tree as unknown as Tree, 1n);
   const peerList = [...peers.values()];
-  const anyPeer = (): Peer | null =>
-    peerList.length === 0 || rnd() < 0.1 ? null : peerList[int(peerList.length)];
+  const closedForGood = new Set<Peer>();
+  /** A link frames can still arrive on (or null: we are the source or destination). */
+  const anyPeer = (): Peer | null => {
+    const p = peerList.length === 0 || rnd() < 0.1 ? null : peerList[int(peerList.length)];
+    return p !== null && closedForGood.has(p) ? null : p;
+  };
 
   /** Fresh tree state: root, self, peer infos, parent, closed marks. */
   const reshapeTree = (): void => {
     root = rnd() < 0.7 ? key() : own;
     for (const p of peerList) {
       p.info = rnd() < 0.85 ? chain(rnd() < 0.8 ? root : key(), int(5)) : undefined;
-      p.closed = rnd() < 0.2;
+      if (closedForGood.has(p)) continue;
+      if (rnd() < 0.05) {
+        // As the router does on a violation: the peer stays closed and leaves the index.
+        p.closed = true;
+        closedForGood.add(p);
+        dht.peerClosed(p);
+      } else {
+        p.closed = rnd() < 0.2; // a flag the index was not told of: lookups must still skip it
+      }
     }
     const withInfo = peerList.filter((p) => p.info !== undefined);
     tree.parent = withInfo.length > 0 && rnd() < 0.8 ? withInfo[int(withInfo.length)] : null;

@@ -117,6 +117,8 @@ export class Dht {
         this.bestPeer = towardRoot;
       }
     }
+    // Peers and their ancestries are O(links × tree depth): bounded by the link count, which no
+    // routing frame can grow (unlike the DHT entries, which go through the index below).
     if (parentOpen) this.ancestry(tree.self, parent, target, isBootstrap);
     for (const peer of peers.values()) {
       if (peer.info && !peer.closed) this.ancestry(peer.info, peer, target, isBootstrap);
@@ -337,6 +339,15 @@ export class Dht {
       // Other bad news may be on its way: bootstrap once the current event is done.
       this.bootstrapDeferred = true;
     }
+  }
+
+  /**
+   * A peer closed for a violation keeps its paths until removePeer tears them down, but lookups
+   * skip them: take them out of the index now, so a lookup does not walk past a hostile peer's
+   * thousands of entries meanwhile. Once per closed link.
+   */
+  peerClosed(peer: Peer): void {
+    for (const e of this.entries.values()) if (e.peer === peer) this.index.delete(e);
   }
 
   /**

@@ -329,6 +329,7 @@ export class Router implements RouterCore {
     this.drop("peer_closed_protocol_violation");
     peer.closed = true;
     this.dht.invalidate();
+    this.dht.peerClosed(peer);
     this.out.closePeer(peer.port, reason);
   }
 
