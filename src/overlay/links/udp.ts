@@ -16,9 +16,9 @@
 //   self-key check and AllowedPublicKeys are the manager's (same code as TCP), asked on CHALLENGE
 //   (dialer) and CONFIRM (listener).
 //   5 CLOSE      type ‖ receiver's cookie: the sender closed the link.
-//   6 RESET      type ‖ the cookie a DATA datagram carried: a listener's stateless answer to data
+//   6 RESET      type ‖ the cookie a link datagram carried: a listener's stateless answer to one
 //                from an address it has no link with (it restarted), so the dialer redials now
-//                instead of after 6 s of silence. Never larger than the datagram that caused it.
+//                instead of after seconds of silence. Never larger than the datagram that caused it.
 //   0x10 DATA / 0x11 DATA+ACK / 0x12 PING: type ‖ receiver's cookie (8) ‖ [ack block] ‖ records…
 //     ack block (0x11, 0x12): next expected reliable seq (u32) ‖ bitmap of the 64 seqs after it (2 × u32)
 //     PING asks for an ack at once: the liveness probe of a link that heard nothing for a second.
@@ -28,22 +28,21 @@
 //                3 ‖ len u16 ‖ seq u32 ‖ segment      (a reliable segment the next seq continues)
 //   0x13 MTU PROBE: type ‖ cookie ‖ nonce u32 ‖ zero padding to the size probed
 //   0x14 MTU ACK:   type ‖ cookie ‖ nonce u32 ‖ size received u32
+//   0x15 NACK:      type ‖ cookie ‖ (frame id u32 ‖ fragment index u8)…: fragments to send again
 // No datagram is ever larger than the link's validated size (`budget`), so the kernel never
 // fragments: it starts at 1,232 bytes (a 1,280-byte IPv6 packet) and a per-link search (udp-pmtu.ts,
 // RFC 8899 in spirit) raises it towards the route's interface MTU, capped by `datagramBytes`
-// (Planetd.UdpMaxDatagram). Traffic frames over it leave as fragments reassembled in bounded buffers
-// (udp-frag.ts): a lost fragment loses its frame only. Protocol frames go through a small reliable
-// channel because the tree and the DHT assume a stream: they are cut into segments of at most the
-// base size, a window of 64 segments, cumulative + selective acks piggybacked on data or sent once
-// per event-loop turn, retransmission after an RTO (RFC 6298 style, 50 ms – 3 s, Karn's rule) or as
-// soon as three segments sent after it were acknowledged. Traffic is sent once; lost traffic is
-// lost, and it may overtake protocol frames waiting for window space (traffic is routed
-// statelessly; a frame that arrives before the path it needs is forwarded by DHT or dropped, as on
-// any lossy path). Records sent in the same tick are coalesced into datagrams up to the budget.
-// `congested` means the socket's send queue holds over 1 MiB. Liveness (udp-liveness.ts): a
-// keepalive after 1 s without sending, PINGs every second once nothing arrived for a second, close
-// after about 8 s of silence (never over 9.5 s). Malformed datagrams from unknown addresses are
-// ignored statelessly; malformed data on a link closes only it.
+// (Planetd.UdpMaxDatagram). Traffic frames over it leave as fragments reassembled in bounded
+// buffers (udp-frag.ts); the receiver asks for missing fragments a few times (NACK), then gives the
+// frame up. Traffic is otherwise sent once and may overtake protocol frames waiting for window
+// space (it is routed statelessly; a frame that arrives before the path it needs is forwarded by
+// DHT or dropped, as on any lossy path). Protocol frames go through a small reliable channel
+// (udp-reliable.ts) because the tree and the DHT assume a stream. Records sent in the same tick
+// are coalesced into datagrams up to the budget. `congested` means the socket's send queue holds
+// over 1 MiB. Liveness (udp-liveness.ts): a keepalive after 1 s without sending, PINGs every second
+// once nothing arrived for a second, close after about 8 s of silence (never over 9.5 s).
+// Malformed datagrams from unknown addresses are ignored statelessly; malformed data on a link
+// closes only it.
 import { createHmac, randomBytes } from "node:crypto";
 import dgram, { type RemoteInfo, type Socket } from "node:dgram";
 import { isIP } from "node:net";
