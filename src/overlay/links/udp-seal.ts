@@ -1,0 +1,209 @@
+// Sealed udp:// datagrams: the key agreement of the handshake and the AEAD on every link datagram.
+//
+// Handshake (udp.ts carries it; SIGMA-style, WireGuard's properties with ed25519 signatures in place
+// of Noise's static DH): each side contributes a fresh X25519 key, each signs the transcript (both
+// cookies, both ed25519 keys, the ephemeral keys it saw) with its ed25519 identity, and both derive
+// one key per direction with HKDF-SHA256 over the X25519 result and the transcript. The listener's
+// ephemeral key is derived from its secret and the dialer's ephemeral key, so it stays stateless
+// until a CONFIRM from a proven address, and a repeated CONFIRM gets the same ACCEPT.
+//
+// Link datagrams: type ‖ receiver's cookie (8) ‖ counter u64 ‖ ciphertext ‖ tag (16), sealed with
+// ChaCha20-Poly1305 (IETF) under the direction's key, nonce = 0^4 ‖ counter, the first 9 bytes as
+// associated data. The receiver drops (and counts) anything that does not open, and anything whose
+// counter it has seen or that is older than REPLAY_WINDOW datagrams behind the newest (RFC 6479).
+import { createHash, createHmac, hkdfSync } from "node:crypto";
+import { createRequire } from "node:module";
+
+export const SEAL_COUNTER = 8;
+export const SEAL_TAG = 16;
+/** Header (type ‖ cookie) is 9 bytes; the counter follows, the plaintext after it. */
+export const SEAL_BODY_AT = 9 + SEAL_COUNTER;
+export const SEAL_OVERHEAD = SEAL_COUNTER + SEAL_TAG;
+export const EPHEMERAL_BYTES = 32;
+export const SIGNATURE_BYTES = 64;
+export const REPLAY_WINDOW = 2048;
+/** Counters stay exact JavaScript numbers; a link closes long before (2^48 datagrams). */
+export const MAX_COUNTER = 2 ** 48;
+
+interface SodiumAead {
+  crypto_aead_chacha20poly1305_ietf_encrypt_detached(
+    c: Uint8Array,
+    mac: Uint8Array,
+    m: Uint8Array,
+    ad: Uint8Array,
+    nsec: null,
+    npub: Uint8Array,
+    k: Uint8Array,
+  ): void;
+  /** Throws when the tag does not verify. */
+  crypto_aead_chacha20poly1305_ietf_decrypt_detached(
+    m: Uint8Array,
+    nsec: null,
+    c: Uint8Array,
+    mac: Uint8Array,
+    ad: Uint8Array,
+    npub: Uint8Array,
+    k: Uint8Array,
+  ): void;
+  crypto_scalarmult(q: Uint8Array, n: Uint8Array, p: Uint8Array): void;
+  crypto_box_keypair(pk: Uint8Array, sk: Uint8Array): void;
+}
+
+const sodium = createRequire(import.meta.url)("sodium-native") as SodiumAead;
+const BASE_POINT = Buffer.alloc(32);
+BASE_POINT[0] = 9;
+const LABEL = Buffer.from("planetd udp 1", "ascii");
+
+export interface Ephemeral {
+  publicKey: Buffer;
+  secretKey: Buffer;
+}
+
+export function randomEphemeral(): Ephemeral {
+  const publicKey = Buffer.alloc(32);
+  const secretKey = Buffer.alloc(32);
+  sodium.crypto_box_keypair(publicKey, secretKey);
+  return { publicKey, secretKey };
+}
+
+/** The listener's ephemeral key for one handshake, recomputable from its secret. */
+export function derivedEphemeral(secret: Buffer, ...parts: Uint8Array[]): Ephemeral {
+  const h = createHmac("sha256", secret).update("ephemeral");
+  for (const p of parts) h.update(p);
+  const secretKey = h.digest();
+  const publicKey = Buffer.alloc(32);
+  sodium.crypto_scalarmult(publicKey, secretKey, BASE_POINT);
+  return { publicKey, secretKey };
+}
+
+/** What each side signs: the label, a role, both cookies, both identities, the ephemeral keys. */
+export function transcript(role: "confirm" | "accept", parts: Uint8Array[]): Buffer {
+  return Buffer.concat([LABEL, Buffer.from(role, "ascii"), ...parts]);
+}
+
+/** Keys for dialer→listener and listener→dialer, or undefined for a degenerate (low-order) share. */
+export function sessionKeys(
+  mine: Ephemeral,
+  theirs: Uint8Array,
+  context: Uint8Array,
+): { d2l: Buffer; l2d: Buffer } | undefined {
+  const shared = Buffer.alloc(32);
+  try {
+    sodium.crypto_scalarmult(shared, mine.secretKey, theirs);
+  } catch {
+    return undefined;
+  }
+  if (shared.every((b) => b === 0)) return undefined;
+  const salt = createHash("sha256").update(context).digest();
+  const okm = Buffer.from(hkdfSync("sha256", shared, salt, "planetd udp keys", 64));
+  return { d2l: okm.subarray(0, 32), l2d: okm.subarray(32, 64) };
+}
+
+/** One direction's AEAD state: a key and a counter (send) or a replay window (receive). */
+export class Sealer {
+  private readonly key: Buffer;
+  private counter = 0;
+  private readonly nonce = Buffer.alloc(12);
+
+  constructor(key: Buffer) {
+    this.key = key;
+  }
+
+  /** Seals `d` in place: d = header 9 ‖ counter space 8 ‖ plaintext ‖ tag space 16. */
+  seal(d: Buffer): void {
+    const n = this.counter++;
+    const hi = Math.floor(n / 0x1_0000_0000);
+    const lo = n >>> 0;
+    d.writeUInt32BE(hi, 9);
+    d.writeUInt32BE(lo, 13);
+    this.nonce.writeUInt32BE(hi, 4);
+    this.nonce.writeUInt32BE(lo, 8);
+    const body = d.subarray(SEAL_BODY_AT, d.length - SEAL_TAG);
+    sodium.crypto_aead_chacha20poly1305_ietf_encrypt_detached(
+      body,
+      d.subarray(d.length - SEAL_TAG),
+      body,
+      d.subarray(0, 9),
+      null,
+      this.nonce,
+      this.key,
+    );
+  }
+
+  get exhausted(): boolean {
+    return this.counter >= MAX_COUNTER;
+  }
+}
+
+export const OPEN_OK = 0;
+export const OPEN_FORGED = 1;
+export const OPEN_REPLAYED = 2;
+
+export class Opener {
+  private readonly key: Buffer;
+  private readonly nonce = Buffer.alloc(12);
+  private readonly seen = new Uint32Array(REPLAY_WINDOW / 32);
+  /** Highest counter accepted, −1 before the first. */
+  private newest = -1;
+
+  constructor(key: Buffer) {
+    this.key = key;
+  }
+
+  /** Opens `d` in place (same layout as seal). Replays are refused before any cryptography. */
+  open(d: Buffer): number {
+    if (d.length < SEAL_BODY_AT + SEAL_TAG) return OPEN_FORGED;
+    const hi = d.readUInt32BE(9);
+    const lo = d.readUInt32BE(13);
+    if (hi >= 0x1_0000) return OPEN_FORGED;
+    const n = hi * 0x1_0000_0000 + lo;
+    if (!this.fresh(n)) return OPEN_REPLAYED;
+    this.nonce.writeUInt32BE(hi, 4);
+    this.nonce.writeUInt32BE(lo, 8);
+    const body = d.subarray(SEAL_BODY_AT, d.length - SEAL_TAG);
+    try {
+      sodium.crypto_aead_chacha20poly1305_ietf_decrypt_detached(
+        body,
+        null,
+        body,
+        d.subarray(d.length - SEAL_TAG),
+        d.subarray(0, 9),
+        this.nonce,
+        this.key,
+      );
+    } catch {
+      return OPEN_FORGED;
+    }
+    this.accept(n);
+    return OPEN_OK;
+  }
+
+  private fresh(n: number): boolean {
+    if (n > this.newest) return true;
+    if (n + REPLAY_WINDOW <= this.newest) return false;
+    const bit = n % REPLAY_WINDOW;
+    return (this.seen[bit >>> 5]! & (1 << (bit & 31))) === 0;
+  }
+
+  private accept(n: number): void {
+    if (n > this.newest) {
+      // Clear the bits of the counters skipped over, a word at a time once a whole word is passed.
+      const from = this.newest + 1;
+      if (n - from >= REPLAY_WINDOW) this.seen.fill(0);
+      else {
+        for (let c = from; c < n; c++) {
+          const bit = c % REPLAY_WINDOW;
+          if ((bit & 31) === 0 && c + 32 <= n) {
+            this.seen[bit >>> 5] = 0;
+            c += 31;
+          } else {
+            this.seen[bit >>> 5] = this.seen[bit >>> 5]! & ~(1 << (bit & 31));
+          }
+        }
+      }
+      this.newest = n;
+    }
+    const bit = n % REPLAY_WINDOW;
+    this.seen[bit >>> 5] = this.seen[bit >>> 5]! | (1 << (bit & 31));
+  }
+}
