@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AdminServer, parseAdminListen, startAdminServer } from "../src/admin/server.js";
-import { BUILD_VERSION } from "../src/admin/version.js";
+import { BUILD_VERSION } from "../src/util/version.js";
 import { FakeView, keyA, keyB, keyC, protoPair } from "./admin-fake.js";
 
 const execFileAsync = promisify(execFile);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { goArch, goPlatform } from "../src/admin/version.js";
+import { goArch, goPlatform } from "../src/util/version.js";
 import {
   NODEINFO_MAX_BYTES,
   Proto,

@@ -1,7 +1,7 @@
 // planReload: what a reload changes and what refuses it, compared key by key.
 import { describe, expect, it } from "vitest";
 import { type PlanetConfig, generateConfig } from "../src/cli/config.js";
-import { describePlan, planReload } from "../src/overlay/reload.js";
+import { describePlan, planReload } from "../src/daemon/reload.js";
 
 function base(): PlanetConfig {
   const c = generateConfig();

@@ -1,8 +1,8 @@
 // The 14 admin commands of Yggdrasil 0.4.7 (spec 9.2): argument decoding with Go's error texts,
 // response objects with 0.4.7's key order and sort orders.
 import { addressForKey, formatIPv6, formatSubnet, subnetForKey } from "../crypto/address.js";
-import { RawJson } from "./gojson.js";
-import { BUILD_NAME, BUILD_VERSION } from "./version.js";
+import { RawJson } from "../util/gojson.js";
+import { BUILD_NAME, BUILD_VERSION } from "../util/version.js";
 import type { AdminView } from "./view.js";
 
 /** An error whose message is sent to the client as 0.4.7 would word it. */

@@ -4,7 +4,7 @@ import { existsSync } from "node:fs";
 import net from "node:net";
 import { formatResponse } from "./format.js";
 import { JsonStreamScanner } from "./stream.js";
-import { BUILD_NAME, BUILD_VERSION } from "./version.js";
+import { BUILD_NAME, BUILD_VERSION } from "../util/version.js";
 
 export const DEFAULT_ENDPOINTS = [
   "unix:///var/run/planetd/planetd.sock",

@@ -5,7 +5,7 @@ import net from "node:net";
 import { dirname } from "node:path";
 import { systemErrorText } from "../util/system-error.js";
 import { AdminError, COMMANDS, type CommandContext, decodeArguments } from "./commands.js";
-import { goEncodeIndented } from "./gojson.js";
+import { goEncodeIndented } from "../util/gojson.js";
 import { JsonStreamScanner } from "./stream.js";
 import type { AdminView } from "./view.js";
 

@@ -1,5 +1,8 @@
-// What the admin socket reads from and steers in a running node. The daemon (src/overlay/node.ts)
+// What the admin socket reads from and steers in a running node. The daemon (src/daemon/node.ts)
 // implements AdminView; the admin server formats it into 0.4.7's JSON shapes (spec 9.2).
+import type { RemoteQueries } from "../overlay/proto.js";
+
+export type { RemoteQueries };
 
 export interface SelfView {
   key: Buffer;
@@ -42,16 +45,6 @@ export interface TunView {
   enabled: boolean;
   name?: string;
   mtu?: number;
-}
-
-/** Remote queries over the overlay (src/overlay/proto.ts implements these). */
-export interface RemoteQueries {
-  /** Resolves with the remote node's nodeinfo JSON text; rejects with ProtoTimeoutError. */
-  getNodeInfoRaw(key: Buffer, timeoutMs?: number): Promise<string>;
-  /** Resolves with the remote's debug getSelf JSON text (`{"coords":"[…]","key":"…"}`). */
-  debugGetSelfRaw(key: Buffer, timeoutMs?: number): Promise<string>;
-  debugGetPeers(key: Buffer, timeoutMs?: number): Promise<Buffer[]>;
-  debugGetDHT(key: Buffer, timeoutMs?: number): Promise<Buffer[]>;
 }
 
 export interface AdminView {

@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { formatIPv6, formatSubnet } from "../crypto/address.js";
-import type { Node } from "../overlay/node.js";
+import type { Node } from "../daemon/node.js";
 import {
   ConfigError,
   LOG_LEVELS,
@@ -293,7 +293,7 @@ async function run(opts: CliOptions, io: CliIo): Promise<number> {
 
   let node: RunningNode;
   try {
-    const { Node } = await import("../overlay/node.js");
+    const { Node } = await import("../daemon/node.js");
     const started = await Node.start({ config, identity, logger });
     node = started;
     if (loaded.path !== undefined) {

@@ -7,18 +7,18 @@ import { type AdminServer, startAdminServer } from "../admin/server.js";
 import type { PlanetConfig } from "../cli/config.js";
 import { type BoxBackend, loadBox } from "../crypto/box.js";
 import type { Identity } from "../crypto/identity.js";
+import type { Link } from "../overlay/links/link.js";
+import { LinkManager } from "../overlay/links/manager.js";
+import type { PacketConn } from "../overlay/packetconn.js";
+import { Proto } from "../overlay/proto.js";
+import { Sessions, newSessionBudget } from "../overlay/sessions.js";
 import { Router, type RouterOutput } from "../routing/router.js";
 import { FrameType, TrafficKind } from "../routing/types.js";
 import type { TunDevice } from "../tun/device.js";
 import { Ipv6Adapter } from "../tun/ipv6.js";
 import type { TokenBucket } from "../util/token-bucket.js";
-import type { Link } from "./links/link.js";
-import { LinkManager } from "./links/manager.js";
-import type { PacketConn } from "./packetconn.js";
-import { Proto } from "./proto.js";
 import { ReloadRefused, describePlan, planReload } from "./reload.js";
-import { Sessions, newSessionBudget } from "./sessions.js";
-import { adminViewFor, metricsSnapshotFor } from "./views.js";
+import { type NodeCounters, adminViewFor, metricsSnapshotFor } from "./views.js";
 
 /** Largest IPv6 packet the overlay carries (spec 5.9). */
 export const MAX_IFMTU = 53049;
@@ -33,14 +33,6 @@ export interface NodeOptions {
   logger: Logger;
   /** Open the TUN device; tests inject an in-memory one. Undefined = decide from config and privileges. */
   openTun?: (name: string, mtu: number, address: Buffer) => Promise<TunDevice>;
-}
-
-/** Counters the data path bumps as plain numbers; metrics read them. */
-export interface NodeCounters {
-  trafficDroppedCongested: number;
-  trafficDroppedNoLink: number;
-  /** TUN packets dropped because sending them threw (a bug, logged once). */
-  tunSendErrors: number;
 }
 
 interface PeerSlot {

@@ -2,9 +2,41 @@
 // on the data path: it is called per admin request or per scrape.
 import type { MetricsSnapshot } from "../admin/metrics.js";
 import type { AdminView } from "../admin/view.js";
-import type { Node } from "./node.js";
+import type { Link } from "../overlay/links/link.js";
+import type { LinkManager } from "../overlay/links/manager.js";
+import type { Proto } from "../overlay/proto.js";
+import type { Sessions } from "../overlay/sessions.js";
+import type { Router } from "../routing/router.js";
+import type { TunDevice } from "../tun/device.js";
+import type { Ipv6Adapter } from "../tun/ipv6.js";
 
-export function adminViewFor(node: Node): AdminView {
+/** Counters the data path bumps as plain numbers; metrics read them. */
+export interface NodeCounters {
+  trafficDroppedCongested: number;
+  trafficDroppedNoLink: number;
+  /** TUN packets dropped because sending them threw (a bug, logged once). */
+  tunSendErrors: number;
+}
+
+/**
+ * What the views read of a running node. Node implements it; naming the parts here instead of
+ * importing Node keeps node.ts → views.ts one-way.
+ */
+export interface ViewedNode {
+  readonly publicKey: Buffer;
+  readonly router: Router;
+  readonly sessions: Sessions;
+  readonly links: LinkManager;
+  readonly proto: Proto;
+  readonly counters: NodeCounters;
+  readonly ipv6: Ipv6Adapter | undefined;
+  readonly tun: TunDevice | undefined;
+  readonly reloadFromSource: (() => Promise<string>) | undefined;
+  linkForPort(port: number): Link | undefined;
+  portCounters(port: number): { framesIn: number; framesOut: number } | undefined;
+}
+
+export function adminViewFor(node: ViewedNode): AdminView {
   return {
     self: () => ({ key: node.publicKey, coords: node.router.selfInfo().coords }),
     peers: () => {
@@ -55,7 +87,7 @@ function transportOf(remote: string): string {
   return colon > 0 ? remote.slice(0, colon) : "unknown";
 }
 
-export function metricsSnapshotFor(node: Node): MetricsSnapshot {
+export function metricsSnapshotFor(node: ViewedNode): MetricsSnapshot {
   const self = node.router.selfInfo();
   const links: MetricsSnapshot["links"] = [];
   for (const info of node.router.peerInfos()) {

@@ -1,9 +1,8 @@
-import { goMarshal } from "../admin/gojson.js";
+import { goMarshal } from "../util/gojson.js";
 // The Yggdrasil core "proto" layer (spec 7): session messages whose first byte is 0x02 carry
 // nodeinfo and debug requests/responses. Requests carry no id, so a response is matched to the
 // pending request by the responder's key and message type.
-import { BUILD_NAME, BUILD_VERSION, goArch, goPlatform } from "../admin/version.js";
-import type { RemoteQueries } from "../admin/view.js";
+import { BUILD_NAME, BUILD_VERSION, goArch, goPlatform } from "../util/version.js";
 
 export const SESSION_PROTO = 0x02;
 export const NODEINFO_MAX_BYTES = 16384;
@@ -110,6 +109,16 @@ function splitKeys(body: Buffer): Buffer[] {
     keys.push(Buffer.from(body.subarray(at, at + KEY_BYTES)));
   }
   return keys;
+}
+
+/** Remote queries over the overlay (Proto implements them; the admin API and embedders call them). */
+export interface RemoteQueries {
+  /** Resolves with the remote node's nodeinfo JSON text; rejects with ProtoTimeoutError. */
+  getNodeInfoRaw(key: Buffer, timeoutMs?: number): Promise<string>;
+  /** Resolves with the remote's debug getSelf JSON text (`{"coords":"[…]","key":"…"}`). */
+  debugGetSelfRaw(key: Buffer, timeoutMs?: number): Promise<string>;
+  debugGetPeers(key: Buffer, timeoutMs?: number): Promise<Buffer[]>;
+  debugGetDHT(key: Buffer, timeoutMs?: number): Promise<Buffer[]>;
 }
 
 interface Waiter {

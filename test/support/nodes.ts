@@ -2,7 +2,7 @@
 import pino from "pino";
 import { type PlanetConfig, generateConfig } from "../../src/cli/config.js";
 import { Identity } from "../../src/crypto/identity.js";
-import { Node } from "../../src/overlay/node.js";
+import { Node } from "../../src/daemon/node.js";
 import { MemoryTun } from "../../src/tun/memory.js";
 import { memoryLinkPair } from "./memory-link.js";
 
