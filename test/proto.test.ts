@@ -1,5 +1,4 @@
 import { describe, expect, it } from "vitest";
-import { goArch, goPlatform } from "../src/util/version.js";
 import {
   NODEINFO_MAX_BYTES,
   Proto,
@@ -7,6 +6,7 @@ import {
   buildNodeInfo,
   formatGoCoords,
 } from "../src/overlay/proto.js";
+import { goArch, goPlatform } from "../src/util/version.js";
 import { keyA, keyB, keyC, protoPair } from "./admin-fake.js";
 
 describe("nodeinfo content", () => {

@@ -2,9 +2,9 @@
 //   planetctl [-endpoint=unix:///…|tcp://host:port] [-json] <command> [key=value …]
 import { existsSync } from "node:fs";
 import net from "node:net";
+import { BUILD_NAME, BUILD_VERSION } from "../util/version.js";
 import { formatResponse } from "./format.js";
 import { JsonStreamScanner } from "./stream.js";
-import { BUILD_NAME, BUILD_VERSION } from "../util/version.js";
 
 export const DEFAULT_ENDPOINTS = [
   "unix:///var/run/planetd/planetd.sock",

@@ -3,9 +3,9 @@
 import { chmodSync, lstatSync, mkdirSync, statSync, unlinkSync } from "node:fs";
 import net from "node:net";
 import { dirname } from "node:path";
+import { goEncodeIndented } from "../util/gojson.js";
 import { systemErrorText } from "../util/system-error.js";
 import { AdminError, COMMANDS, type CommandContext, decodeArguments } from "./commands.js";
-import { goEncodeIndented } from "../util/gojson.js";
 import { JsonStreamScanner } from "./stream.js";
 import type { AdminView } from "./view.js";
 

@@ -4,6 +4,7 @@
 import { randomBytes } from "node:crypto";
 import { type BoxBackend, type BoxKeyPair, nonceForCounter } from "../crypto/box.js";
 import { type Identity, curveFromEd } from "../crypto/identity.js";
+import { PrefixBuckets, TokenBucket } from "../util/token-bucket.js";
 import { ReplayVerdict, ReplayWindow } from "./sessions/replay.js";
 import { type PendingBuffer, SESSION_TIMEOUT_MS, Session } from "./sessions/state.js";
 import {
@@ -19,7 +20,6 @@ import {
   toU64,
   uvarintResult,
 } from "./sessions/wire.js";
-import { PrefixBuckets, TokenBucket } from "../util/token-bucket.js";
 
 export { SESSION_TIMEOUT_MS };
 
