@@ -632,6 +632,7 @@ export class LinkManager {
       port: parsed.port,
       localAddress: route.localAddress,
       localKey: this.cfg.identity.publicKey,
+      sign: (message) => this.cfg.identity.sign(message),
       priority: parsed.priority,
       remote: parsed.base,
       timeouts: { ...DEFAULT_TIMEOUTS, ...this.cfg.timeouts },
@@ -662,6 +663,7 @@ export class LinkManager {
         host,
         port: parsed.port,
         localKey: this.cfg.identity.publicKey,
+        sign: (message) => this.cfg.identity.sign(message),
         priority: parsed.priority,
         timeouts: { ...DEFAULT_TIMEOUTS, ...this.cfg.timeouts },
         datagramBytes: this.cfg.udp?.datagramBytes,
@@ -742,8 +744,7 @@ export class LinkManager {
     });
     this.events.onLink(link);
     // An inbound link says the path from its address works: a static peer there may be redialled.
-    const remoteIp = link.outbound ? undefined : /^\w+:\/\/\[?([^\]]*?)\]?:\d+$/.exec(link.remote)?.[1];
-    this.nudgePeers(link.remoteKey, remoteIp === undefined ? undefined : plainIp(remoteIp));
+    this.nudgePeers(link.remoteKey, link.outbound ? undefined : plainIp(remoteIp(link.remote)));
   }
 }
 
