@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { Identity } from "../src/crypto/identity.js";
 import { buildPacketTooBig } from "../src/tun/icmpv6.js";
 import { type CoreSender, Ipv6Adapter } from "../src/tun/ipv6.js";
-import { ipv6Packet } from "./support/packets.js";
+import { checksumHolds, ipv6Packet } from "./support/packets.js";
 
 const A = Identity.fromSeed(Buffer.alloc(32));
 const B = Identity.fromSeed(Buffer.from(Array.from({ length: 32 }, (_, i) => i + 1)));
@@ -13,23 +13,6 @@ function ipv6(src: Buffer, dst: Buffer, payload: number): Buffer {
   const body = Buffer.alloc(payload);
   for (let i = 0; i < payload; i++) body[i] = ((40 + i) * 7) & 0xff;
   return ipv6Packet(src, dst, body, 17);
-}
-
-/**
- * Independent check (RFC 1071 style): summing every 16-bit word of pseudo-header and message,
- * checksum field included, must give 0xffff.
- */
-function checksumHolds(packet: Buffer): boolean {
-  const payloadLength = packet.readUInt16BE(4);
-  const pseudo = Buffer.alloc(40);
-  packet.copy(pseudo, 0, 8, 40);
-  pseudo.writeUInt32BE(payloadLength, 32);
-  pseudo[39] = packet[6]!;
-  const all = Buffer.concat([pseudo, packet.subarray(40), Buffer.alloc((packet.length - 40) & 1)]);
-  let sum = 0;
-  for (let i = 0; i < all.length; i += 2) sum += all.readUInt16BE(i);
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  return sum === 0xffff;
 }
 
 describe("ICMPv6 Packet Too Big", () => {

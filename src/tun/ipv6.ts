@@ -1,10 +1,12 @@
 // The IPv6 adapter (spec 8.1–8.3, yggdrasil's ipv6rwc): between the TUN and the overlay. It checks
 // addresses, maps destinations to keys (learning them from traffic or by signed OOB key lookups) and
-// answers oversize packets with ICMPv6 Packet Too Big. Pure: time comes in as `now`, output goes to
+// answers oversize packets with ICMPv6 Packet Too Big. The firewall, when set, sees every packet
+// after decryption on the way in and before encryption on the way out. Pure: time comes in as `now`, output goes to
 // the CoreSender and tunWrite callbacks, synchronously.
 import { partialKeyFor, subnetForKey } from "../crypto/address.js";
 import { type Identity, verify } from "../crypto/identity.js";
-import { IPV6_HEADER_BYTES, buildPacketTooBig } from "./icmpv6.js";
+import { type Firewall, VERDICT_PASS, VERDICT_REJECT } from "./firewall.js";
+import { IPV6_HEADER_BYTES, buildAdminProhibited, buildPacketTooBig } from "./icmpv6.js";
 import { type KeyEntry, KeyStore } from "./keystore.js";
 
 export interface CoreSender {
@@ -53,6 +55,8 @@ export interface Ipv6Stats {
   responsesBadSignature: number;
   responsesAccepted: number;
   keysExpired: number;
+  firewallInDropped: number;
+  firewallOutDropped: number;
 }
 
 export class Ipv6Adapter {
@@ -86,7 +90,11 @@ export class Ipv6Adapter {
     responsesBadSignature: 0,
     responsesAccepted: 0,
     keysExpired: 0,
+    firewallInDropped: 0,
+    firewallOutDropped: 0,
   };
+  /** The stateful firewall (src/tun/firewall.ts); undefined passes everything. */
+  firewall: Firewall | undefined;
   /** Reused to collect the packets a newly learnt key releases. */
   private readonly flushed: Buffer[] = [];
 
@@ -134,8 +142,7 @@ export class Ipv6Adapter {
       return;
     }
     if (entry) {
-      c.sent++;
-      this.core.sendIPv6(entry.key, packet, now);
+      this.send(entry.key, packet, now);
       return;
     }
     const isSubnet = kind === 0x03;
@@ -179,6 +186,16 @@ export class Ipv6Adapter {
     ) {
       c.netBadSource++;
       return;
+    }
+    const firewall = this.firewall;
+    if (firewall) {
+      const verdict = firewall.filterInbound(source, packet, now);
+      if (verdict !== VERDICT_PASS) {
+        c.firewallInDropped++;
+        // The answer comes from the address the packet was for, back through the same session.
+        if (verdict === VERDICT_REJECT) this.core.sendIPv6(source, buildAdminProhibited(packet), now);
+        return;
+      }
     }
     c.delivered++;
     this.tunWrite(packet);
@@ -229,7 +246,10 @@ export class Ipv6Adapter {
 
   /** When handleTimeout next has work (ms since the epoch), or undefined if nothing is stored. */
   nextTimeout(): number | undefined {
-    return this.keys.nextDeadline();
+    const keys = this.keys.nextDeadline();
+    const flows = this.firewall?.nextTimeout();
+    if (flows === undefined) return keys;
+    return keys === undefined ? flows : Math.min(keys, flows);
   }
 
   /** Expire key store entries and pending packets (120 s each). */
@@ -237,6 +257,7 @@ export class Ipv6Adapter {
     const gone = this.keys.expire(now);
     this.counters.keysExpired += gone.keys;
     this.counters.pendingExpired += gone.pending;
+    this.firewall?.handleTimeout(now);
   }
 
   stats(): Ipv6Stats {
@@ -254,6 +275,21 @@ export class Ipv6Adapter {
       .map((e) => ({ key: e.key, address: e.address, subnet: e.subnet, expires: e.expires }));
   }
 
+  /** Out to `key`'s session, unless the firewall says otherwise (a reject is answered on the TUN). */
+  private send(key: Buffer, packet: Buffer, now: number): void {
+    const firewall = this.firewall;
+    if (firewall) {
+      const verdict = firewall.filterOutbound(key, packet, now);
+      if (verdict !== VERDICT_PASS) {
+        this.counters.firewallOutDropped++;
+        if (verdict === VERDICT_REJECT) this.tunWrite(buildAdminProhibited(packet));
+        return;
+      }
+    }
+    this.counters.sent++;
+    this.core.sendIPv6(key, packet, now);
+  }
+
   /** Record the key and send whatever was waiting for its address or subnet. */
   private learn(key: Buffer, now: number): KeyEntry {
     const flushed = this.flushed;
@@ -261,8 +297,7 @@ export class Ipv6Adapter {
     if (flushed.length > 0) {
       for (const packet of flushed) {
         this.counters.pendingFlushed++;
-        this.counters.sent++;
-        this.core.sendIPv6(entry.key, packet, now);
+        this.send(entry.key, packet, now);
       }
       flushed.length = 0;
     }

@@ -20,3 +20,20 @@ export function inSubnet(subnet: Buffer, host: number): Buffer {
   a[15] = host;
   return a;
 }
+
+/**
+ * Independent check (RFC 1071 style): summing every 16-bit word of pseudo-header and message,
+ * checksum field included, must give 0xffff.
+ */
+export function checksumHolds(packet: Buffer): boolean {
+  const payloadLength = packet.readUInt16BE(4);
+  const pseudo = Buffer.alloc(40);
+  packet.copy(pseudo, 0, 8, 40);
+  pseudo.writeUInt32BE(payloadLength, 32);
+  pseudo[39] = packet[6]!;
+  const all = Buffer.concat([pseudo, packet.subarray(40), Buffer.alloc((packet.length - 40) & 1)]);
+  let sum = 0;
+  for (let i = 0; i < all.length; i += 2) sum += all.readUInt16BE(i);
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return sum === 0xffff;
+}
