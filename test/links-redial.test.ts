@@ -21,47 +21,58 @@ function delays(b: RedialBackoff, n: number, t = 0): number[] {
 }
 
 describe("redial policy (fake clock)", () => {
-  it("doubles from 1 s to an 8 s cap while the network fails, jittered down to 80 % at most", () => {
-    expect(delays(backoff(1), 7)).toEqual([1000, 2000, 4000, 8000, 8000, 8000, 8000]);
-    expect(delays(backoff(0), 5)).toEqual([800, 1600, 3200, 6400, 6400]);
+  it("waits a quarter of the time the peer has been unreachable: at least 1 s, at most 8 s, jittered down to 80 %", () => {
+    const full = delays(backoff(1), 16);
+    expect(full.slice(0, 5)).toEqual([1000, 1000, 1000, 1000, 1000]);
+    let t = 0;
+    for (const d of full) {
+      expect(d).toBe(Math.min(8000, Math.max(1000, t / 4)));
+      t += d;
+    }
+    expect(full.at(-1)).toBe(8000);
+    expect(delays(backoff(0), 3)).toEqual([800, 800, 800]);
   });
 
   it("counts the delay from the start of the attempt, so a 5 s dial timeout does not add to it", () => {
     const b = backoff(1);
-    delays(b, 3); // the step is now 8 s
+    b.attemptStarted(0);
     b.attemptStarted(100_000);
+    // Unreachable for 105 s: the step is the 8 s cap, from the attempt's start.
     expect(b.failed(105_000, false)).toBe(108_000);
-    // A step shorter than the attempt: at least half a second after the failure.
+    // A step shorter than the attempt: half a second after the failure.
     const fresh = backoff(1);
     fresh.attemptStarted(0);
     expect(fresh.failed(5000, false)).toBe(5500);
+    const early = backoff(1);
+    early.attemptStarted(0);
+    early.attemptStarted(1000);
+    expect(early.failed(3000, false)).toBe(3500);
   });
 
-  it("backs off to 60 s from a peer that refuses us, and back under 8 s once the failure is the network's", () => {
+  it("a peer that refuses us waits as long as it has been unreachable, up to 60 s; a network failure brings it back under 8 s", () => {
     const b = backoff(1);
     let t = 0;
     const steps: number[] = [];
-    for (let i = 0; i < 8; i++) {
+    for (let i = 0; i < 9; i++) {
       b.attemptStarted(t);
       const next = b.failed(t, true);
       steps.push(next - t);
       t = next;
     }
-    expect(steps).toEqual([1000, 2000, 4000, 8000, 16_000, 32_000, 60_000, 60_000]);
+    expect(steps).toEqual([1000, 1000, 2000, 4000, 8000, 16_000, 32_000, 60_000, 60_000]);
     b.attemptStarted(t);
-    b.failed(t, false);
-    expect(b.currentStepMs).toBe(8000);
+    expect(b.failed(t, false) - t).toBe(8000);
   });
 
-  it("a link that held resets the backoff; one that died at once keeps backing off", () => {
+  it("a link that held starts a new stretch at 1 s; one that died at once keeps the old stretch", () => {
     const b = backoff(1);
-    delays(b, 4);
+    delays(b, 12); // unreachable for about 20 s
     b.linkUp(50_000);
     expect(b.linkLost(70_000)).toBe(71_000);
-    delays(b, 4, 71_000);
+    delays(b, 12, 71_000);
+    // Down since 70 s; a link from 200 s that died at 200.3 s: a quarter of 130 s, capped, from its start.
     b.linkUp(200_000);
-    const next = b.linkLost(200_300);
-    expect(next - 200_000).toBe(8000);
+    expect(b.linkLost(200_300)).toBe(208_000);
   });
 
   it("a nudge dials at once, at most once a second", () => {
