@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
+import { parseConfig } from "../src/cli/config.js";
 import { Identity } from "../src/crypto/identity.js";
 import { type FirewallConfig, readFirewallConfig } from "../src/tun/firewall-config.js";
 import { FirewallRuleError } from "../src/tun/firewall-rules.js";
@@ -74,6 +75,20 @@ describe("firewall config", () => {
     expect(r.errors).toEqual([
       'config: Planetd.Firewall.Inbound[2].Ports "80-" is not a port range (expected 80 or 80-90)',
     ]);
+  });
+
+  it("comes through the config file under Planetd.Firewall, and round-trips", () => {
+    const text = JSON.stringify({
+      Planetd: { Firewall: { Inbound: [{ Action: "accept", Protocol: "tcp", Ports: "80-" }] } },
+    });
+    expect(() => parseConfig(text, "test.conf")).toThrow(
+      'config: Planetd.Firewall.Inbound[0].Ports "80-" is not a port range (expected 80 or 80-90)',
+    );
+    const good = { InboundDefault: "drop", Inbound: [{ Action: "accept", Protocol: "tcp", Ports: ["22"] }] };
+    const { config: parsed } = parseConfig(JSON.stringify({ Planetd: { Firewall: good } }), "test.conf");
+    expect(parsed.Planetd.Firewall).toMatchObject(good);
+    const again = parseConfig(JSON.stringify({ Planetd: parsed.Planetd }), "again.conf").config;
+    expect(again.Planetd.Firewall).toEqual(parsed.Planetd.Firewall);
   });
 
   it("reports every bad field, including misspelt ones and a missing action", () => {

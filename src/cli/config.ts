@@ -8,6 +8,7 @@ import Hjson from "hjson";
 import { Identity } from "../crypto/identity.js";
 import type { MulticastInterfaceConfig } from "../overlay/links/multicast.js";
 import { parseListenUri, parsePeerUri } from "../overlay/links/uri.js";
+import { type FirewallConfig, readFirewallConfig } from "../tun/firewall-config.js";
 import { defaultAdminListen } from "./paths.js";
 
 export type { MulticastInterfaceConfig };
@@ -18,6 +19,8 @@ export interface PlanetdSettings {
   LogLevel: string;
   /** Largest UDP payload a udp:// link's datagram size search may settle on (1232..65507; unset: 65507). */
   UdpMaxDatagram?: number;
+  /** The TUN firewall (src/tun/firewall-config.ts); none when unset. */
+  Firewall?: FirewallConfig;
 }
 
 export interface PlanetConfig {
@@ -74,7 +77,7 @@ const LEGACY_KEYS = new Set([
 ]);
 
 const MULTICAST_KEYS = ["Regex", "Beacon", "Listen", "Port", "Priority"] as const;
-const PLANETD_KEYS = ["MetricsListen", "LogLevel", "UdpMaxDatagram"] as const;
+const PLANETD_KEYS = ["MetricsListen", "LogLevel", "UdpMaxDatagram", "Firewall"] as const;
 
 export function defaultMulticastInterfaces(): MulticastInterfaceConfig[] {
   return [{ Regex: ".*", Beacon: true, Listen: true, Port: 0, Priority: 0 }];
@@ -276,6 +279,12 @@ function readPlanetd(r: Reader, value: unknown, base: PlanetdSettings): PlanetdS
       65507,
       expected,
     );
+  }
+  if (keys.has("Firewall")) {
+    // Every bad rule field is its own line.
+    const { firewall, errors } = readFirewallConfig(keys.get("Firewall"));
+    if (errors.length > 0) throw new ConfigError(errors.join("\n"));
+    out.Firewall = firewall;
   }
   return out;
 }
@@ -517,6 +526,7 @@ const COMMENTS: Record<string, string[]> = {
     'planetd\'s own settings (Yggdrasil ignores this object). MetricsListen: "none" or',
     "host:port for Prometheus metrics. LogLevel: error, warn, info, debug or trace.",
     "UdpMaxDatagram: the largest UDP payload udp:// links probe up to (1232..65507).",
+    "Firewall: rules for traffic to and from this node and its /64 (see the README, Firewall).",
   ],
 };
 

@@ -82,7 +82,6 @@ function show(value: unknown): string {
 /** Collects problems instead of stopping at the first, so one pass reports every bad field. */
 class Problems {
   readonly errors: string[] = [];
-  readonly warnings: string[] = [];
   add(path: string, got: unknown, problem: string, expected: string): undefined {
     this.errors.push(`config: ${path} ${show(got)} ${problem} (expected ${expected})`);
     return undefined;
@@ -285,12 +284,12 @@ function rules(p: Problems, path: string, value: unknown): FirewallRuleConfig[] 
 export function readFirewallConfig(
   value: unknown,
   path = "Planetd.Firewall",
-): { firewall: FirewallConfig | undefined; errors: string[]; warnings: string[] } {
+): { firewall: FirewallConfig | undefined; errors: string[] } {
   const p = new Problems();
-  if (value === null || value === undefined) return { firewall: undefined, errors: [], warnings: [] };
+  if (value === null || value === undefined) return { firewall: undefined, errors: [] };
   if (!isObject(value)) {
     p.add(path, value, "is not an object", '{ InboundDefault: "drop", Inbound: [ ... ] }');
-    return { firewall: undefined, errors: p.errors, warnings: p.warnings };
+    return { firewall: undefined, errors: p.errors };
   }
   const f = fields(p, path, value, TOP_FIELDS);
   const out = defaultFirewallConfig();
@@ -306,5 +305,5 @@ export function readFirewallConfig(
   }
   out.Inbound = rules(p, `${path}.Inbound`, f.get("Inbound"));
   out.Outbound = rules(p, `${path}.Outbound`, f.get("Outbound"));
-  return { firewall: p.errors.length === 0 ? out : undefined, errors: p.errors, warnings: p.warnings };
+  return { firewall: p.errors.length === 0 ? out : undefined, errors: p.errors };
 }
