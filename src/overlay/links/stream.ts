@@ -23,7 +23,50 @@ const META_BYTES = 38;
 const VERSION_MAJOR = 0;
 const VERSION_MINOR = 4;
 const KEEPALIVE = Buffer.from([0x00, 0x01, 0x00]);
-const SLAB_BYTES = 64 * 1024;
+/** Room for at least one largest frame (65,535 + 2), so every slab has the same size and can be reused. */
+const SLAB_BYTES = 128 * 1024;
+/**
+ * Written slabs kept for reuse, shared by all stream links: a link at line rate has up to
+ * CONGESTION_BYTES (32 slabs) queued in the socket, and the pool must refill faster than it drains.
+ * 64 slabs = 8 MiB at most, held only after a burst.
+ */
+const POOL_SLABS = 64;
+
+/** A send buffer and the socket writes of it still in flight; reusable once none is and it is full. */
+class Slab {
+  readonly buf = Buffer.allocUnsafeSlow(SLAB_BYTES);
+  writes = 0;
+  /** No more frames go in; it returns to the pool when its last write completes. */
+  retired = false;
+  /** The write callback, made once per slab: no closure per flush. */
+  readonly written = (): void => {
+    if (this.writes > 0) this.writes--;
+    if (this.writes === 0 && this.retired) {
+      this.retired = false;
+      if (pool.length < POOL_SLABS) pool.push(this);
+    }
+  };
+
+  static allocated = 0;
+
+  static take(): Slab {
+    const slab = pool.pop();
+    if (slab !== undefined) return slab;
+    Slab.allocated++;
+    return new Slab();
+  }
+
+  retire(): void {
+    this.retired = true;
+    if (this.writes === 0) this.written();
+  }
+}
+const pool: Slab[] = [];
+
+/** Send slabs allocated by all stream links since start (tests and metrics: the steady state adds none). */
+export function sendSlabsAllocated(): number {
+  return Slab.allocated;
+}
 
 export function encodeMetadata(publicKey: Buffer): Buffer {
   const out = Buffer.alloc(META_BYTES);
@@ -112,7 +155,7 @@ export class StreamLink extends LinkCore implements Link {
   private rxHave = 0;
   private rxNeed = 0;
   // Send: frames are copied into a slab and flushed once per tick as one write.
-  private slab = Buffer.allocUnsafe(SLAB_BYTES);
+  private slab: Slab = Slab.take();
   private slabStart = 0;
   private slabEnd = 0;
   private flushQueued = false;
@@ -170,14 +213,16 @@ export class StreamLink extends LinkCore implements Link {
   send(frame: Uint8Array): void {
     if (this.closed || frame.length > MAX_FRAME || frame.length === 0) return;
     const need = frame.length + 2;
-    if (this.slab.length - this.slabEnd < need) {
+    if (SLAB_BYTES - this.slabEnd < need) {
       this.flush();
-      this.slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, need));
+      this.slab.retire();
+      this.slab = Slab.take();
       this.slabStart = 0;
       this.slabEnd = 0;
     }
-    this.slab.writeUInt16BE(frame.length, this.slabEnd);
-    this.slab.set(frame, this.slabEnd + 2);
+    const buf = this.slab.buf;
+    buf.writeUInt16BE(frame.length, this.slabEnd);
+    buf.set(frame, this.slabEnd + 2);
     this.slabEnd += need;
     if (!this.flushQueued) {
       this.flushQueued = true;
@@ -188,11 +233,13 @@ export class StreamLink extends LinkCore implements Link {
   private flush(): void {
     this.flushQueued = false;
     if (this.slabEnd === this.slabStart || this.closed) return;
-    // The socket keeps a view of [start, end); later frames go after it in the same slab.
-    const out = this.slab.subarray(this.slabStart, this.slabEnd);
+    // The socket keeps a view of [start, end) until the write completes; later frames go after it.
+    const slab = this.slab;
+    const out = slab.buf.subarray(this.slabStart, this.slabEnd);
     this.slabStart = this.slabEnd;
     this.bytesOut += out.length;
-    this.socket.write(out);
+    slab.writes++;
+    this.socket.write(out, slab.written);
     this.keepaliveTimer.refresh();
   }
 
@@ -273,6 +320,7 @@ export class StreamLink extends LinkCore implements Link {
     clearTimeout(this.keepaliveTimer);
     clearTimeout(this.idleTimer);
     this.socket.destroy();
+    this.slab.retire();
     this.announceClosed(reason);
   }
 }
