@@ -600,7 +600,10 @@ export class Sessions {
         this.counters.answersRateLimited++;
         return;
       }
-      const seq = unixSeconds(now);
+      // One second back: the remote adopts these throw-away keys and acks, our session made from its
+      // ack answers with an ack stamped this second, and that must count as newer than this init
+      // (same second = same seq = ignored, a wait of up to a second after a restart).
+      const seq = unixSeconds(now) - 1n;
       this.sendHandshake(SessionType.Init, source, randomBytes(32), randomBytes(32), 0n, seq, now);
       return;
     }
