@@ -163,7 +163,7 @@ for (const transport of ["unix", "tcp"] as const) {
       expect(text).toContain('"coords": [],');
     });
 
-    it("list: 0.4.7's 14 commands and planetd's reload, sorted, fields omitted when empty", async () => {
+    it("list: 0.4.7's 14 commands and planetd's reload and getfirewall, sorted, fields omitted when empty", async () => {
       const reply = await call(server.address, { request: "list" });
       const list = (reply.response as { list: Array<Record<string, unknown>> }).list;
       expect(list.map((e) => e.command)).toEqual([
@@ -172,6 +172,7 @@ for (const transport of ["unix", "tcp"] as const) {
         "debug_remotegetpeers",
         "debug_remotegetself",
         "getdht",
+        "getfirewall",
         "getmulticastinterfaces",
         "getnodeinfo",
         "getpaths",

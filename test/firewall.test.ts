@@ -1,5 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
+import { COMMANDS } from "../src/admin/commands.js";
+import { formatResponse } from "../src/admin/format.js";
+import type { AdminView } from "../src/admin/view.js";
 import { parseConfig } from "../src/cli/config.js";
 import { Identity } from "../src/crypto/identity.js";
 import { type FirewallConfig, readFirewallConfig } from "../src/tun/firewall-config.js";
@@ -285,6 +288,39 @@ describe("firewall state tracking", () => {
   });
 });
 
+describe("getFirewall", () => {
+  it("lists the rules with their hit counts, for the admin socket and planetctl", async () => {
+    const fw = new Firewall(config(sshFromFriend), SELF);
+    fw.filterInbound(FRIEND.publicKey, tcp(FRIEND.address, SELF.address, 40000, 22), T0);
+    fw.filterInbound(STRANGER.publicKey, tcp(STRANGER.address, SELF.address, 40000, 22), T0);
+    fw.filterInbound(FRIEND.publicKey, tcp(FRIEND.address, SELF.address, 40000, 22, ACK), T0);
+    const view = { firewall: () => fw.view() } as unknown as AdminView;
+    const response = (await COMMANDS.getfirewall!.run({ view, remoteTimeoutMs: 0 }, {})) as Record<
+      string,
+      unknown
+    >;
+    expect(response).toMatchObject({
+      enabled: true,
+      inbound: {
+        default: "drop",
+        default_hits: 1,
+        established: 1,
+        rules: [{ index: 0, name: "ssh", action: "accept", hits: 1 }],
+      },
+      outbound: { default: "accept", default_hits: 0, rules: [] },
+      flows: 1,
+      max_flows: 16384,
+    });
+    const text = formatResponse("getfirewall", response);
+    expect(text).toMatch(/^Direction +# +Name +Action +Match +Hits\n/);
+    expect(text).toMatch(/\ninbound +0 +ssh +accept +tcp port 22 key [0-9a-f]{16}… local self +1\n/);
+    expect(text).toMatch(/\ninbound +- +default +drop +1\n/);
+    expect(text).toContain("Flows: 1 of 16384");
+    const off = await COMMANDS.getfirewall!.run({ view: {} as AdminView, remoteTimeoutMs: 0 }, {});
+    expect(off).toEqual({ enabled: false });
+  });
+});
+
 describe("firewall reload", () => {
   it("keeps established flows the new rules allow and drops the others", () => {
     const fw = new Firewall(
@@ -300,14 +336,19 @@ describe("firewall reload", () => {
     expect(inb(STRANGER, 2222, 22)).toBe(VERDICT_PASS);
     expect(inb(STRANGER, 3333, 80)).toBe(VERDICT_PASS);
     fw.filterOutbound(FRIEND.publicKey, tcp(SELF.address, FRIEND.address, 6000, 443), T0);
+    const friendSsh = {
+      Action: "accept",
+      Protocol: "tcp",
+      Ports: "22",
+      PublicKeys: [FRIEND.publicKey.toString("hex")],
+    };
     fw.replace(
-      config({
-        InboundDefault: "drop",
-        Inbound: [
-          { Action: "accept", Protocol: "tcp", Ports: "22", PublicKeys: [FRIEND.publicKey.toString("hex")] },
-          { Action: "accept", Protocol: "tcp", Ports: ["22", "80"] },
-        ],
-      }),
+      fw.compile(
+        config({
+          InboundDefault: "drop",
+          Inbound: [friendSsh, { Action: "accept", Protocol: "tcp", Ports: ["22", "80"] }],
+        }),
+      ),
     );
     // Still allowed (by the first and the second rule); the outbound flow is untouched.
     expect(inb(FRIEND, 1111, 22, ACK)).toBe(VERDICT_PASS);
@@ -316,12 +357,12 @@ describe("firewall reload", () => {
     // The second rule's hits stay with it; the new first rule starts at 0.
     expect(fw.view().inbound.rules.map((r) => r.hits)).toEqual([0, 3]);
     fw.replace(
-      config({
-        InboundDefault: "drop",
-        Inbound: [
-          { Action: "accept", Protocol: "tcp", Ports: "22", PublicKeys: [FRIEND.publicKey.toString("hex")] },
-        ],
-      }),
+      fw.compile(
+        config({
+          InboundDefault: "drop",
+          Inbound: [friendSsh],
+        }),
+      ),
     );
     expect(fw.view().flowsRevoked).toBe(2);
     expect(inb(FRIEND, 1111, 22, ACK)).toBe(VERDICT_PASS);

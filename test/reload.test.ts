@@ -68,4 +68,25 @@ describe("planReload", () => {
     n.Planetd.MetricsListen = "127.0.0.1:9";
     expect(planReload(c, n).needsRestart).toEqual(["PrivateKey", "IfName", "Planetd.MetricsListen"]);
   });
+
+  it("Planetd.Firewall: rules change in place, MaxFlows needs a restart", () => {
+    const c = base();
+    const fw = {
+      InboundDefault: "drop" as const,
+      OutboundDefault: "accept" as const,
+      MaxFlows: 1024,
+      Inbound: [],
+      Outbound: [],
+    };
+    const n = structuredClone(c);
+    n.Planetd.Firewall = fw;
+    expect(describePlan(planReload(c, n))).toBe("Firewall");
+    const m = structuredClone(n);
+    m.Planetd.Firewall = { ...fw, Inbound: [{ Action: "accept", Protocol: "tcp", Ports: ["22"] }] };
+    expect(planReload(n, m).firewall?.config?.Inbound).toHaveLength(1);
+    expect(planReload(n, structuredClone(n)).firewall).toBeUndefined();
+    m.Planetd.Firewall = { ...fw, MaxFlows: 2048 };
+    expect(planReload(n, m).needsRestart).toEqual(["Planetd.Firewall.MaxFlows"]);
+    expect(describePlan(planReload(n, c))).toBe("Firewall off");
+  });
 });

@@ -1,6 +1,7 @@
 // The 14 admin commands of Yggdrasil 0.4.7 (spec 9.2): argument decoding with Go's error texts,
 // response objects with 0.4.7's key order and sort orders.
 import { addressForKey, formatIPv6, formatSubnet, subnetForKey } from "../crypto/address.js";
+import type { FirewallDirectionView } from "../tun/firewall.js";
 import { RawJson } from "../util/gojson.js";
 import { BUILD_NAME, BUILD_VERSION } from "../util/version.js";
 import type { AdminView } from "./view.js";
@@ -82,6 +83,21 @@ async function remote<T>(work: Promise<T>, timeoutText: string): Promise<T> {
   }
 }
 
+function firewallDirection(d: FirewallDirectionView): Record<string, unknown> {
+  return {
+    default: d.default,
+    default_hits: d.defaultHits,
+    established: d.established,
+    rules: d.rules.map((r) => ({
+      index: r.index,
+      name: r.name,
+      action: r.action,
+      match: r.match,
+      hits: r.hits,
+    })),
+  };
+}
+
 function debugKeysResponse(key: Buffer, keys: Buffer[]): Record<string, unknown> {
   return { [addressOf(key)]: keys.length > 0 ? { keys: keys.map(hexOf) } : {} };
 }
@@ -134,6 +150,27 @@ export const COMMANDS: Record<string, Command> = {
         .map((d) => ({ address: addressOf(d.key), key: hexOf(d.key), port: d.port, rest: d.rest }))
         .sort(byKeyHex),
     }),
+  },
+  getfirewall: {
+    description: "planetd: the firewall's rules with their hit counts, and its flow table",
+    fields: [],
+    goType: "",
+    run: ({ view }) => {
+      const fw = view.firewall?.();
+      if (!fw) return { enabled: false };
+      return {
+        enabled: true,
+        inbound: firewallDirection(fw.inbound),
+        outbound: firewallDirection(fw.outbound),
+        flows: fw.flows,
+        max_flows: fw.maxFlows,
+        flows_evicted: fw.flowsEvicted,
+        flows_expired: fw.flowsExpired,
+        flows_revoked: fw.flowsRevoked,
+        rejects_sent: fw.rejectsSent,
+        rejects_rate_limited: fw.rejectsRateLimited,
+      };
+    },
   },
   getmulticastinterfaces: {
     description: "Show which interfaces multicast is enabled on",
@@ -251,7 +288,7 @@ export const COMMANDS: Record<string, Command> = {
   },
   reload: {
     description:
-      "planetd: re-read the config file and apply Peers, Listen, AllowedPublicKeys, MulticastInterfaces, NodeInfo and the log level",
+      "planetd: re-read the config file and apply Peers, Listen, AllowedPublicKeys, MulticastInterfaces, NodeInfo, the log level and the firewall",
     fields: [],
     goType: "",
     run: async ({ view }) => {

@@ -124,6 +124,32 @@ export function formatResponse(command: string, response: unknown): string {
         ["Interface"],
         (Array.isArray(r.multicast_interfaces) ? r.multicast_interfaces : []).map((i) => [str(i)]),
       );
+    case "getfirewall": {
+      if (!r.enabled) return "Firewall: off (no Planetd.Firewall in the config)\n";
+      const rows: string[][] = [];
+      for (const direction of ["inbound", "outbound"]) {
+        const d = (r[direction] ?? {}) as Json;
+        for (const rule of list(d.rules))
+          rows.push([
+            direction,
+            str(rule.index),
+            str(rule.name),
+            str(rule.action),
+            str(rule.match),
+            str(rule.hits),
+          ]);
+        rows.push([direction, "-", "default", str(d.default), "", str(d.default_hits)]);
+        rows.push([
+          direction,
+          "-",
+          "established",
+          "accept",
+          "tracked flows and related errors",
+          str(d.established),
+        ]);
+      }
+      return `${renderTable(["Direction", "#", "Name", "Action", "Match", "Hits"], rows)}\nFlows: ${str(r.flows)} of ${str(r.max_flows)} (expired ${str(r.flows_expired)}, evicted ${str(r.flows_evicted)}, revoked by reloads ${str(r.flows_revoked)})\nRejects: ${str(r.rejects_sent)} answered, ${str(r.rejects_rate_limited)} over the rate limit\n`;
+    }
     case "getnodeinfo": {
       const first = Object.values(r)[0];
       return `${JSON.stringify(first ?? {}, null, 2)}\n`;

@@ -3,6 +3,7 @@
 import http from "node:http";
 import type net from "node:net";
 import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import type { FirewallView } from "../tun/firewall.js";
 import { systemErrorText } from "../util/system-error.js";
 import type { AdminLogger } from "./server.js";
 
@@ -32,6 +33,8 @@ export interface MetricsSnapshot {
   handshakeFailures: number;
   /** Cumulative inbound connections closed to keep the handshake table fair, by reason. */
   handshakeRefusals?: Record<string, number>;
+  /** Planetd.Firewall's counters; undefined when no firewall is configured. */
+  firewall?: FirewallView;
 }
 
 export interface MetricsServer {
@@ -142,7 +145,67 @@ export function createMetricsRegistry(current: () => MetricsSnapshot | undefined
     "Inbound connections refused or closed before their handshake, by reason (source_limit, table_full, evicted, silent)",
     (s) => s.handshakeRefusals ?? {},
   );
+  addFirewallMetrics(registry, current);
   return registry;
+}
+
+/** Per-rule hit counters (the default policy as rule="default") and the flow table. */
+function addFirewallMetrics(registry: Registry, current: () => MetricsSnapshot | undefined): void {
+  new Counter({
+    name: "planetd_firewall_rule_hits_total",
+    help: "Packets a firewall rule (or the default policy) decided, by direction, rule index, name and action",
+    labelNames: ["direction", "rule", "name", "action"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const fw = current()?.firewall;
+      if (!fw) return;
+      for (const [direction, d] of [
+        ["inbound", fw.inbound],
+        ["outbound", fw.outbound],
+      ] as const) {
+        for (const r of d.rules)
+          this.inc({ direction, rule: String(r.index), name: r.name, action: r.action }, r.hits);
+        this.inc({ direction, rule: "default", name: "default", action: d.default }, d.defaultHits);
+      }
+    },
+  });
+  new Counter({
+    name: "planetd_firewall_established_total",
+    help: "Packets of tracked flows (and related ICMPv6 errors) the firewall passed without its rules",
+    labelNames: ["direction"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const fw = current()?.firewall;
+      if (!fw) return;
+      this.inc({ direction: "inbound" }, fw.inbound.established);
+      this.inc({ direction: "outbound" }, fw.outbound.established);
+    },
+  });
+  new Gauge({
+    name: "planetd_firewall_flows",
+    help: "Flows in the firewall's connection-tracking table",
+    registers: [registry],
+    collect() {
+      const fw = current()?.firewall;
+      this.set(fw ? fw.flows : 0);
+    },
+  });
+  new Counter({
+    name: "planetd_firewall_flows_removed_total",
+    help: "Flows removed from the tracking table: expired, evicted (table full) or revoked (a reload no longer allows them)",
+    labelNames: ["reason"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const fw = current()?.firewall;
+      if (!fw) return;
+      this.inc({ reason: "expired" }, fw.flowsExpired);
+      this.inc({ reason: "evicted" }, fw.flowsEvicted);
+      this.inc({ reason: "revoked" }, fw.flowsRevoked);
+    },
+  });
 }
 
 function parseMetricsListen(listen: string): { host: string; port: number } | null {

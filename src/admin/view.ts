@@ -1,8 +1,9 @@
 // What the admin socket reads from and steers in a running node. The daemon (src/daemon/node.ts)
 // implements AdminView; the admin server formats it into 0.4.7's JSON shapes (spec 9.2).
 import type { RemoteQueries } from "../overlay/proto.js";
+import type { FirewallView } from "../tun/firewall.js";
 
-export type { RemoteQueries };
+export type { FirewallView, RemoteQueries };
 
 export interface SelfView {
   key: Buffer;
@@ -68,5 +69,7 @@ export interface AdminView {
    * saying what changed, rejects with one line saying why nothing was applied.
    */
   reload(): Promise<string>;
+  /** planetd only: the firewall's rules with hit counts and its flow table; undefined when off. */
+  firewall?(): FirewallView | undefined;
   proto: RemoteQueries;
 }

@@ -15,6 +15,8 @@ import { Sessions, newSessionBudget } from "../overlay/sessions.js";
 import { Router, type RouterOutput } from "../routing/router.js";
 import { FrameType, TrafficKind } from "../routing/types.js";
 import type { TunDevice } from "../tun/device.js";
+import { FirewallRuleError } from "../tun/firewall-rules.js";
+import { type CompiledFirewall, Firewall } from "../tun/firewall.js";
 import { Ipv6Adapter } from "../tun/ipv6.js";
 import type { TokenBucket } from "../util/token-bucket.js";
 import { ReloadRefused, describePlan, planReload } from "./reload.js";
@@ -60,6 +62,8 @@ export class Node implements PacketConn {
   };
   ipv6: Ipv6Adapter | undefined;
   tun: TunDevice | undefined;
+  /** Planetd.Firewall, applied by the IPv6 adapter; undefined when not configured. */
+  firewall: Firewall | undefined;
   private readonly log: Logger;
   /** Set by the CLI: re-read the config file and reload() it (the admin `reload` command and SIGHUP). */
   reloadFromSource: (() => Promise<string>) | undefined;
@@ -86,6 +90,8 @@ export class Node implements PacketConn {
     this.log = opts.logger;
     this.config = opts.config;
     this.mtu = Math.min(MAX_IFMTU, Math.max(MIN_IFMTU, opts.config.IfMTU));
+    const rules = opts.config.Planetd.Firewall;
+    this.firewall = rules ? new Firewall(rules, this.identity) : undefined;
     this.box = loadBox();
     const now = Date.now();
     this.eventNow = now;
@@ -139,7 +145,8 @@ export class Node implements PacketConn {
         `${plan.needsRestart.join(", ")} changed; restart planetd to apply ${plan.needsRestart.length > 1 ? "them" : "it"} (nothing was reloaded)`,
       );
     }
-    // NodeInfo first: it is the one change that can still fail validation.
+    // The firewall's rules and NodeInfo first: they are the changes that can still fail validation.
+    const firewall = this.prepareFirewall(plan.firewall);
     if (plan.nodeInfo) this.proto.setNodeInfo(plan.nodeInfo.nodeInfo, plan.nodeInfo.privacy);
     if (keepLogLevel) plan.logLevel = undefined;
     if (plan.logLevel) this.log.level = plan.logLevel;
@@ -150,9 +157,32 @@ export class Node implements PacketConn {
       allowedPublicKeys: plan.allowedPublicKeys?.map((k) => Buffer.from(k, "hex")),
       multicast: plan.multicast,
     });
+    if (plan.firewall) this.applyFirewall(firewall);
     this.config = next;
     const summary = describePlan(plan);
     return problems.length === 0 ? summary : `${summary}; ${problems.join("; ")}`;
+  }
+
+  /** New rules compiled against the running firewall, or a new firewall; nothing changes yet. */
+  private prepareFirewall(
+    change: ReturnType<typeof planReload>["firewall"],
+  ): Firewall | CompiledFirewall | undefined {
+    if (!change?.config) return undefined;
+    try {
+      return this.firewall
+        ? this.firewall.compile(change.config)
+        : new Firewall(change.config, this.identity);
+    } catch (err) {
+      if (err instanceof FirewallRuleError) throw new ReloadRefused(`${err.message} (nothing was reloaded)`);
+      throw err;
+    }
+  }
+
+  /** Flows the new rules still allow keep passing (Firewall.replace). */
+  private applyFirewall(prepared: Firewall | CompiledFirewall | undefined): void {
+    if (prepared instanceof Firewall || prepared === undefined) this.firewall = prepared;
+    else this.firewall?.replace(prepared);
+    if (this.ipv6) this.ipv6.firewall = this.firewall;
   }
 
   static async start(opts: NodeOptions): Promise<Node> {
@@ -329,6 +359,7 @@ export class Node implements PacketConn {
     }
     const tun = this.tun;
     const adapter = adapterFor((packet) => tun.write(packet));
+    adapter.firewall = this.firewall;
     this.ipv6 = adapter;
     // An exception thrown back into the native read callback would be fatal to the process:
     // a packet that trips a bug is dropped and counted instead.

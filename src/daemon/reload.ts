@@ -2,6 +2,7 @@
 // running config with the new one. Keys the running daemon cannot change in place refuse the whole
 // reload, so a half-applied config never runs.
 import type { PlanetConfig } from "../cli/config.js";
+import type { FirewallConfig } from "../tun/firewall-config.js";
 
 /** A reload the running daemon cannot apply; its message says why, in one line. */
 export class ReloadRefused extends Error {
@@ -26,6 +27,8 @@ export interface ReloadPlan {
   multicast: PlanetConfig["MulticastInterfaces"] | undefined;
   nodeInfo: { nodeInfo: Record<string, unknown>; privacy: boolean } | undefined;
   logLevel: string | undefined;
+  /** Planetd.Firewall when it changed; `config` undefined turns the firewall off. */
+  firewall: { config: FirewallConfig | undefined } | undefined;
 }
 
 const RESTART_KEYS = ["PrivateKey", "IfName", "IfMTU", "AdminListen"] as const;
@@ -54,6 +57,11 @@ export function planReload(running: PlanetConfig, next: PlanetConfig): ReloadPla
   for (const key of RESTART_KEYS) if (!sameJson(running[key], next[key])) needsRestart.push(key);
   for (const key of RESTART_PLANETD_KEYS)
     if (!sameJson(running.Planetd[key], next.Planetd[key])) needsRestart.push(`Planetd.${key}`);
+  const fwBefore = running.Planetd.Firewall;
+  const fwAfter = next.Planetd.Firewall;
+  // The flow table is sized once; the rules change in place.
+  if (fwBefore && fwAfter && fwBefore.MaxFlows !== fwAfter.MaxFlows)
+    needsRestart.push("Planetd.Firewall.MaxFlows");
   const before = peerRefs(running);
   const after = peerRefs(next);
   return {
@@ -75,6 +83,7 @@ export function planReload(running: PlanetConfig, next: PlanetConfig): ReloadPla
         ? undefined
         : { nodeInfo: next.NodeInfo, privacy: next.NodeInfoPrivacy },
     logLevel: running.Planetd.LogLevel === next.Planetd.LogLevel ? undefined : next.Planetd.LogLevel,
+    firewall: sameJson(fwBefore, fwAfter) ? undefined : { config: fwAfter },
   };
 }
 
@@ -88,5 +97,6 @@ export function describePlan(plan: ReloadPlan): string {
   if (plan.multicast) parts.push("MulticastInterfaces");
   if (plan.nodeInfo) parts.push("NodeInfo");
   if (plan.logLevel) parts.push(`LogLevel ${plan.logLevel}`);
+  if (plan.firewall) parts.push(plan.firewall.config ? "Firewall" : "Firewall off");
   return parts.length === 0 ? "nothing changed" : parts.join(", ");
 }

@@ -8,6 +8,7 @@ import type { Proto } from "../overlay/proto.js";
 import type { Sessions } from "../overlay/sessions.js";
 import type { Router } from "../routing/router.js";
 import type { TunDevice } from "../tun/device.js";
+import type { Firewall } from "../tun/firewall.js";
 import type { Ipv6Adapter } from "../tun/ipv6.js";
 
 /** Counters the data path bumps as plain numbers; metrics read them. */
@@ -31,6 +32,7 @@ export interface ViewedNode {
   readonly counters: NodeCounters;
   readonly ipv6: Ipv6Adapter | undefined;
   readonly tun: TunDevice | undefined;
+  readonly firewall: Firewall | undefined;
   readonly reloadFromSource: (() => Promise<string>) | undefined;
   linkForPort(port: number): Link | undefined;
   portCounters(port: number): { framesIn: number; framesOut: number } | undefined;
@@ -78,6 +80,7 @@ export function adminViewFor(node: ViewedNode): AdminView {
       node.reloadFromSource
         ? node.reloadFromSource()
         : Promise.reject(new Error("reload: this node's config was not read from a file")),
+    firewall: () => node.firewall?.view(),
     proto: node.proto,
   };
 }
@@ -128,6 +131,8 @@ export function metricsSnapshotFor(node: ViewedNode): MetricsSnapshot {
       "netBadDestination",
       "tunNotIPv6",
       "pendingEvicted",
+      "firewallInDropped",
+      "firewallOutDropped",
     ]) {
       dropped[`ipv6_${name}`] = s[name] ?? 0;
     }
@@ -143,5 +148,6 @@ export function metricsSnapshotFor(node: ViewedNode): MetricsSnapshot {
     droppedPackets: dropped,
     handshakeFailures: node.links.stats().handshakeFailures,
     handshakeRefusals: node.links.stats().handshakeRefusals,
+    firewall: node.firewall?.view(),
   };
 }

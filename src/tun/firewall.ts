@@ -70,6 +70,12 @@ export interface FirewallView {
   rejectsRateLimited: number;
 }
 
+export interface CompiledFirewall {
+  config: FirewallConfig;
+  inbound: RuleSet;
+  outbound: RuleSet;
+}
+
 /** Where the transport header of a packet starts and what it says; -1 for what it does not show. */
 interface Parsed {
   protocol: number;
@@ -133,13 +139,21 @@ export class Firewall {
     return this.filter(ORIGIN_OUTBOUND, peer, packet, now);
   }
 
+  /** The rules of `config`, compiled; throws FirewallRuleError (one line) and changes nothing. */
+  compile(config: FirewallConfig): CompiledFirewall {
+    return {
+      config,
+      inbound: new RuleSet(config.Inbound, config.InboundDefault, `${this.path}.Inbound`, this.self),
+      outbound: new RuleSet(config.Outbound, config.OutboundDefault, `${this.path}.Outbound`, this.self),
+    };
+  }
+
   /**
    * New rules (a reload). Flows the new rules would not accept as they were opened are removed;
-   * the others keep passing. Hit counts stay with unchanged rules. MaxFlows cannot change here.
+   * the others keep passing. Hit counts stay with unchanged rules. MaxFlows does not change here.
    */
-  replace(config: FirewallConfig): void {
-    const inbound = new RuleSet(config.Inbound, config.InboundDefault, `${this.path}.Inbound`, this.self);
-    const outbound = new RuleSet(config.Outbound, config.OutboundDefault, `${this.path}.Outbound`, this.self);
+  replace(compiled: CompiledFirewall): void {
+    const { config, inbound, outbound } = compiled;
     inbound.inheritHits(this.inbound);
     outbound.inheritHits(this.outbound);
     this.inbound = inbound;
