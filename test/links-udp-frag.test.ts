@@ -14,7 +14,8 @@ afterEach(stopLinkNodes);
 /** The fragment record in a data datagram: [frame id, index], or undefined. */
 function fragmentOf(d: Buffer): [number, number] | undefined {
   if (d[0] !== 0x10 && d[0] !== 0x11) return undefined;
-  const pos = d[0] === 0x11 ? 21 : 9;
+  // Hooks see datagrams before sealing: header 9, counter 8, [ack block 12], records.
+  const pos = d[0] === 0x11 ? 29 : 17;
   return d.length > pos + 8 && d[pos] === 2 ? [d.readUInt32BE(pos + 3), d[pos + 7]!] : undefined;
 }
 

@@ -10,6 +10,7 @@ import { FRAG_HEADER, FRAG_MALFORMED, FragStore, MAX_FRAGMENTS, Reassembler } fr
 import { ACT_DEAD, ACT_KEEPALIVE, ACT_PROBE, Liveness, livenessFor } from "./udp-liveness.js";
 import { BASE_DATAGRAM, MAX_DATAGRAM, PmtuSearch, routeCeiling } from "./udp-pmtu.js";
 import { ACK_BLOCK, ReliableReceiver, ReliableSender, type Segment } from "./udp-reliable.js";
+import { OPEN_FORGED, OPEN_OK, Opener, SEAL_BODY_AT, SEAL_OVERHEAD, SEAL_TAG, Sealer } from "./udp-seal.js";
 
 export { BASE_DATAGRAM, MAX_DATAGRAM } from "./udp-pmtu.js";
 
@@ -39,15 +40,18 @@ const REC_RELIABLE = 1;
 const REC_FRAGMENT = 2;
 /** A reliable segment the next one continues. */
 const REC_RELIABLE_MORE = 3;
-/** Headroom every datagram keeps: header and an ack block. */
-const DG_OVERHEAD = DATA_HEADER + ACK_BLOCK;
+/** Headroom every datagram keeps: header, counter and tag, and an ack block. */
+const DG_OVERHEAD = DATA_HEADER + SEAL_OVERHEAD + ACK_BLOCK;
 /** Reliable segments fit the base size, so a retransmission fits whatever size the link falls back to. */
 const SEGMENT_BYTES = BASE_DATAGRAM - DG_OVERHEAD - 7;
 const SLAB_BYTES = 512 * 1024;
 const MAX_PENDING_INPUT = 4096;
 
 export interface UdpHooks {
-  /** Tests: return true to drop an outgoing data or close datagram (loss injection). Handshakes never are. */
+  /**
+   * Tests: return true to drop an outgoing link datagram (loss injection); it sees the datagram
+   * before sealing (type ‖ cookie ‖ counter space ‖ plaintext ‖ tag space). Handshakes never are.
+   */
   dropDatagram?(datagram: Buffer): boolean;
 }
 
@@ -68,6 +72,10 @@ export interface UdpLinkOptions {
   datagramBytes: number;
   congestionBytes: number;
   hooks: UdpHooks | undefined;
+  /** The handshake's keys for what this end sends and what it receives. */
+  keys: { tx: Buffer; rx: Buffer };
+  /** Listener: the ACCEPT that created the link, said again if the CONFIRM is repeated. */
+  acceptPacket?: Buffer;
   /** Called once when the link closes (listener: forget the address; dialer: close the socket). */
   release(): void;
 }
@@ -90,6 +98,10 @@ export class UdpLink extends LinkCore implements Link {
   readonly reassembly = new Reassembler();
   /** Fragments sent again because the peer asked. */
   fragmentsRepaired = 0;
+  /** Datagrams with this link's cookie that did not open (forged, corrupted, truncated). */
+  forged = 0;
+  /** Authentic datagrams seen before, or older than the replay window. */
+  replayed = 0;
   readonly pmtu: PmtuSearch;
 
   private readonly o: UdpLinkOptions;
@@ -108,6 +120,8 @@ export class UdpLink extends LinkCore implements Link {
   private nackTimer: NodeJS.Timeout | undefined;
   private readonly liveness: Liveness;
   private liveTimer: NodeJS.Timeout;
+  private readonly sealer: Sealer;
+  private readonly opener: Opener;
   private readonly tx: ReliableSender;
   private readonly rx: ReliableReceiver;
   private ackPending = false;
@@ -125,6 +139,8 @@ export class UdpLink extends LinkCore implements Link {
     this.o = o;
     this.cookieHi = o.localCookie.readUInt32BE(0);
     this.cookieLo = o.localCookie.readUInt32BE(4);
+    this.sealer = new Sealer(o.keys.tx);
+    this.opener = new Opener(o.keys.rx);
     this.tx = new ReliableSender((seg) => this.appendSegment(seg));
     this.rx = new ReliableReceiver((frame) => this.deliver(frame));
     this.liveness = new Liveness(livenessFor(o.timeouts), now);
@@ -180,6 +196,20 @@ export class UdpLink extends LinkCore implements Link {
     return msg.length >= DATA_HEADER && this.o.remoteCookie.equals(msg.subarray(1, DATA_HEADER));
   }
 
+  /** The ACCEPT to say again for a repeated CONFIRM (listener links). */
+  get acceptPacket(): Buffer | undefined {
+    return this.o.acceptPacket;
+  }
+
+  /**
+   * A RESET is not authenticated (the listener that lost our link has no key for it), so anyone on
+   * the path could send one: it counts only once the link has heard nothing authentic for two
+   * keepalive intervals, which a restarted listener's link soon has.
+   */
+  resetCredible(now: number): boolean {
+    return this.liveness.quietFor(now) >= 2 * this.liveness.intervalMs;
+  }
+
   /** True when `cookie` is this link's own cookie (a repeated handshake for this very link). */
   hasLocalCookie(cookie: Buffer): boolean {
     return cookie.readUInt32BE(0) === this.cookieHi && cookie.readUInt32BE(4) === this.cookieLo;
@@ -230,8 +260,8 @@ export class UdpLink extends LinkCore implements Link {
   }
 
   /** The peer lacks these fragments: send those still kept again. */
-  private receiveNack(msg: Buffer): void {
-    for (let p = DATA_HEADER; p + 5 <= msg.length && !this.closed; p += 5) {
+  private receiveNack(msg: Buffer, len: number): void {
+    for (let p = SEAL_BODY_AT; p + 5 <= len && !this.closed; p += 5) {
       const id = msg.readUInt32BE(p);
       const frame = this.fragStore.frame(id);
       const count = this.fragStore.count(id);
@@ -246,9 +276,9 @@ export class UdpLink extends LinkCore implements Link {
     this.nackTimer = undefined;
     if (this.closed) return;
     let nack: Buffer | undefined;
-    let n = DATA_HEADER;
+    let n = SEAL_BODY_AT;
     const left = this.reassembly.nackDue(Date.now(), this.nackWait(), (id, index) => {
-      if (nack && n + 5 > nack.length) {
+      if (nack && n + 5 > nack.length - SEAL_TAG) {
         this.transmit(nack);
         nack = undefined;
       }
@@ -256,13 +286,13 @@ export class UdpLink extends LinkCore implements Link {
         nack = Buffer.allocUnsafe(BASE_DATAGRAM);
         nack[0] = PKT_NACK;
         this.o.remoteCookie.copy(nack, 1);
-        n = DATA_HEADER;
+        n = SEAL_BODY_AT;
       }
       nack.writeUInt32BE(id, n);
       nack[n + 4] = index;
       n += 5;
     });
-    if (nack) this.transmit((nack as Buffer).subarray(0, n));
+    if (nack) this.transmit((nack as Buffer).subarray(0, n + SEAL_TAG));
     if (left) this.nackTimer = setTimeout(() => this.onNackTimer(), this.nackWait());
   }
 
@@ -282,7 +312,7 @@ export class UdpLink extends LinkCore implements Link {
 
   /** Room for one record of `recLen` bytes in the open datagram (a new one when it would not fit). */
   private reserve(recLen: number): number {
-    if (this.dgOpen && this.dgRecords > 0 && this.dgEnd - this.dgStart + recLen > this.budget) {
+    if (this.dgOpen && this.dgRecords > 0 && this.dgEnd - this.dgStart + recLen > this.budget - SEAL_TAG) {
       this.flushDatagram();
     }
     if (!this.dgOpen) this.openDatagram(PKT_DATA);
@@ -308,7 +338,7 @@ export class UdpLink extends LinkCore implements Link {
     const withAck = this.ackPending || type !== PKT_DATA;
     s[p] = type === PKT_DATA && withAck ? PKT_DATA_ACK : type;
     this.o.remoteCookie.copy(s, p + 1);
-    this.dgEnd = p + DATA_HEADER;
+    this.dgEnd = p + SEAL_BODY_AT;
     if (withAck) {
       this.rx.writeAck(s, this.dgEnd);
       this.dgEnd += ACK_BLOCK;
@@ -327,16 +357,23 @@ export class UdpLink extends LinkCore implements Link {
   private flushDatagram(): void {
     if (!this.dgOpen) return;
     this.dgOpen = false;
+    this.dgEnd += SEAL_TAG;
     const out = this.slab.subarray(this.dgStart, this.dgEnd);
     this.dgStart = this.dgEnd;
     this.transmit(out);
   }
 
+  /** Seals and sends `out` (type ‖ cookie ‖ counter space ‖ plaintext ‖ tag space). */
   private transmit(out: Buffer): void {
     this.bytesOut += out.length;
     this.datagramsOut++;
     this.liveness.sent(Date.now());
+    if (this.sealer.exhausted) {
+      this.close("the link's key is used up (2^48 datagrams): redial");
+      return;
+    }
     if (this.o.hooks?.dropDatagram?.(out)) return;
+    this.sealer.seal(out);
     if (this.o.connected) this.o.socket.send(out);
     else this.o.socket.send(out, this.o.port, this.o.address);
   }
@@ -367,25 +404,42 @@ export class UdpLink extends LinkCore implements Link {
     const probe = Buffer.alloc(size);
     probe[0] = PKT_MTU_PROBE;
     this.o.remoteCookie.copy(probe, 1);
-    probe.writeUInt32BE(nonce, DATA_HEADER);
+    probe.writeUInt32BE(nonce, SEAL_BODY_AT);
     this.transmit(probe);
   }
 
-  /** A link datagram whose cookie matched. Malformed content closes the link. */
+  /** False (and counted) unless `msg` is authentic and new; opens it in place. */
+  private open(msg: Buffer): boolean {
+    const r = this.opener.open(msg);
+    if (r === OPEN_OK) return true;
+    if (r === OPEN_FORGED) this.forged++;
+    else this.replayed++;
+    return false;
+  }
+
+  /** A close datagram whose cookie matched: the link ends if it is authentic. */
+  receiveClose(msg: Buffer): void {
+    if (!this.closed && this.open(msg)) this.close("closed by peer", false);
+  }
+
+  /**
+   * A link datagram whose cookie matched. One that does not open is dropped and counted (anyone on
+   * the path knows the cookie); malformed content in an authentic one closes the link.
+   */
   receive(msg: Buffer): void {
-    if (this.closed) return;
-    const len = msg.length;
-    this.bytesIn += len;
+    if (this.closed || !this.open(msg)) return;
+    const len = msg.length - SEAL_TAG;
+    this.bytesIn += msg.length;
     this.datagramsIn++;
     this.liveness.received(Date.now());
     const type = msg[0];
-    let pos = DATA_HEADER;
+    let pos = SEAL_BODY_AT;
     if (type === PKT_MTU_PROBE || type === PKT_MTU_ACK) {
-      this.receiveMtu(msg);
+      this.receiveMtu(msg, len);
       return;
     }
     if (type === PKT_NACK) {
-      this.receiveNack(msg);
+      this.receiveNack(msg, len);
       return;
     }
     if (type === PKT_DATA_ACK || type === PKT_PING) {
@@ -447,18 +501,18 @@ export class UdpLink extends LinkCore implements Link {
     }
   }
 
-  private receiveMtu(msg: Buffer): void {
-    if (msg.length < DATA_HEADER + 4) return;
-    const nonce = msg.readUInt32BE(DATA_HEADER);
+  private receiveMtu(msg: Buffer, len: number): void {
+    if (len < SEAL_BODY_AT + 4) return;
+    const nonce = msg.readUInt32BE(SEAL_BODY_AT);
     if (msg[0] === PKT_MTU_ACK) {
-      if (msg.length >= DATA_HEADER + 8) this.pmtu.onAck(nonce, msg.readUInt32BE(DATA_HEADER + 4));
+      if (len >= SEAL_BODY_AT + 8) this.pmtu.onAck(nonce, msg.readUInt32BE(SEAL_BODY_AT + 4));
       return;
     }
-    const ack = Buffer.allocUnsafe(DATA_HEADER + 8);
+    const ack = Buffer.allocUnsafe(SEAL_BODY_AT + 8 + SEAL_TAG);
     ack[0] = PKT_MTU_ACK;
     this.o.remoteCookie.copy(ack, 1);
-    ack.writeUInt32BE(nonce, DATA_HEADER);
-    ack.writeUInt32BE(msg.length, DATA_HEADER + 4);
+    ack.writeUInt32BE(nonce, SEAL_BODY_AT);
+    ack.writeUInt32BE(msg.length, SEAL_BODY_AT + 4);
     this.flushDatagram();
     this.transmit(ack);
   }
@@ -499,14 +553,11 @@ export class UdpLink extends LinkCore implements Link {
     clearTimeout(this.nackTimer);
     this.pmtu.stop();
     if (notifyPeer) {
-      const bye = Buffer.allocUnsafe(DATA_HEADER);
+      const bye = Buffer.alloc(SEAL_BODY_AT + SEAL_TAG);
       bye[0] = PKT_CLOSE;
       this.o.remoteCookie.copy(bye, 1);
       try {
-        if (this.o.hooks?.dropDatagram?.(bye)) {
-          // dropped by a test hook
-        } else if (this.o.connected) this.o.socket.send(bye);
-        else this.o.socket.send(bye, this.o.port, this.o.address);
+        this.transmit(bye);
       } catch {
         // The socket is already closed.
       }

@@ -5,21 +5,32 @@
 // socket (udp4/udp6 by address family) serving many peers, demultiplexed by remote ip:port; a dialer
 // uses its own connected socket. Every datagram starts with a type byte:
 //
-//   handshake (55 bytes): type ‖ dialer cookie (8) ‖ listener cookie (8) ‖ metadata (38, spec 4.3)
-//     1 INIT       dialer → listener, listener cookie zero; resent every 1 s
+//   handshake (udp-handshake.ts has the layouts; udp-seal.ts the cryptography):
+//     1 INIT       dialer → listener: its cookie, metadata and a fresh X25519 key; resent every 1 s
 //     2 CHALLENGE  listener → dialer, echoes the dialer cookie; the listener cookie is
-//                  HMAC(secret, source ip:port ‖ dialer cookie), so the listener keeps no state yet
-//     3 CONFIRM    dialer → listener, both cookies; resent every 1 s until ACCEPT or data arrives
-//     4 ACCEPT     listener → dialer: the listener created the link (again on a repeated CONFIRM)
+//                  HMAC(secret, source ip:port ‖ dialer cookie ‖ dialer key), so the listener keeps
+//                  no state and signs nothing yet
+//     3 CONFIRM    dialer → listener, both cookies and an ed25519 signature over the transcript;
+//                  resent every 1 s until ACCEPT
+//     4 ACCEPT     listener → dialer: its fresh X25519 key and signature; the link exists (sent
+//                  again on a repeated CONFIRM)
 //   A blind spoofer never sees the CHALLENGE, so it cannot open a link for someone else's address;
-//   replies are never larger than requests. The 6 s deadline covers the whole exchange. Pins, the
-//   self-key check and AllowedPublicKeys are the manager's (same code as TCP), asked on CHALLENGE
-//   (dialer) and CONFIRM (listener).
-//   5 CLOSE      type ‖ receiver's cookie: the sender closed the link.
+//   replies are never larger than requests; an unauthenticated datagram costs at most one HMAC.
+//   Both identities are proven by signature, so pins, the self-key check and AllowedPublicKeys
+//   (the manager's, same code as TCP; asked on CONFIRM by the listener, on CHALLENGE and again on
+//   ACCEPT by the dialer) mean what they mean on tls://. The handshake deadline covers the exchange.
+//   Every link datagram below is sealed (udp-seal.ts: ChaCha20-Poly1305, counter nonce, replay
+//   window); one that does not open is dropped and counted, so knowing the cookie is not enough to
+//   inject or to close a link. The keys are not renewed: a link that sent 2^48 datagrams closes.
+//   5 CLOSE      type ‖ receiver's cookie ‖ sealed nothing: the sender closed the link (unsealed
+//                only as a listener's refusal of a CONFIRM, which ends nothing but that handshake).
 //   6 RESET      type ‖ the cookie a link datagram carried: a listener's stateless answer to one
 //                from an address it has no link with (it restarted), so the dialer redials now
 //                instead of after seconds of silence. Never larger than the datagram that caused it.
-//   0x10 DATA / 0x11 DATA+ACK / 0x12 PING: type ‖ receiver's cookie (8) ‖ [ack block] ‖ records…
+//                Not sealed (the listener has no key any more): the dialer believes it only after
+//                two keepalive intervals without an authentic datagram.
+//   0x10 DATA / 0x11 DATA+ACK / 0x12 PING: type ‖ receiver's cookie (8) ‖ counter (8) ‖
+//     sealed ([ack block] ‖ records…) ‖ tag (16); the types below have the same envelope
 //     ack block (0x11, 0x12): next expected reliable seq (u32) ‖ bitmap of the 64 seqs after it (2 × u32)
 //     PING asks for an ack at once: the liveness probe of a link that heard nothing for a second.
 //     record:    0 ‖ len u16 ‖ frame                               (types 9, 10: traffic, unreliable)
@@ -46,7 +57,19 @@
 import { createHmac, randomBytes } from "node:crypto";
 import dgram, { type RemoteInfo, type Socket } from "node:dgram";
 import { isIP } from "node:net";
-import { type LinkTimeouts, decodeMetadata, encodeMetadata } from "./stream.js";
+import { type LinkTimeouts, encodeMetadata } from "./stream.js";
+import {
+  CHALLENGE_BYTES,
+  HS_BYTES,
+  type Signer,
+  acceptKeys,
+  acceptPacket,
+  challengeKey,
+  confirmPacket,
+  confirmValid,
+  handshakePacket,
+  parseHandshake,
+} from "./udp-handshake.js";
 import {
   DATA_HEADER,
   MAX_DATAGRAM,
@@ -60,11 +83,11 @@ import {
   UdpLink,
   isLinkPacket,
 } from "./udp-link.js";
+import { EPHEMERAL_BYTES, derivedEphemeral, randomEphemeral } from "./udp-seal.js";
 
 export { UdpLink, type UdpHooks } from "./udp-link.js";
 
-const HS_BYTES = 55;
-const META_AT = 17;
+const EPH_AT = 55;
 const HELLO_RETRY_MS = 1000;
 const DEFAULT_CONGESTION_BYTES = 1024 * 1024;
 const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
@@ -72,6 +95,8 @@ const ZERO_COOKIE = Buffer.alloc(8);
 
 export interface UdpCommonOptions {
   localKey: Buffer;
+  /** Signs with the node's ed25519 identity (whose public key is localKey). */
+  sign: Signer;
   priority: number;
   timeouts: LinkTimeouts;
   datagramBytes?: number;
@@ -87,15 +112,6 @@ export interface UdpListenerOptions extends UdpCommonOptions {
   check(remoteKey: Buffer, ip: string, port: number): string | undefined;
   onLink(link: UdpLink, ip: string, port: number): void;
   onSocketError(message: string): void;
-}
-
-function handshakePacket(type: number, dialer: Buffer, listener: Buffer, meta: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(HS_BYTES);
-  out[0] = type;
-  dialer.copy(out, 1);
-  listener.copy(out, 9);
-  meta.copy(out, META_AT);
-  return out;
 }
 
 function closePacket(cookie: Buffer): Buffer {
@@ -172,46 +188,45 @@ export class UdpListener {
     }
     if (type === PKT_CLOSE) {
       const link = this.links.get(`${rinfo.address}|${rinfo.port}`);
-      if (link?.matches(msg)) link.close("closed by peer", false);
+      if (link?.matches(msg)) link.receiveClose(msg);
       return;
     }
     if (msg.length !== HS_BYTES) return;
     if (type === PKT_INIT) {
       const dialer = msg.subarray(1, 9);
-      this.send(handshakePacket(PKT_CHALLENGE, dialer, this.cookieFor(rinfo, dialer), this.meta), rinfo);
+      const cookie = this.cookieFor(rinfo, dialer, msg.subarray(EPH_AT, EPH_AT + EPHEMERAL_BYTES));
+      this.send(handshakePacket(PKT_CHALLENGE, dialer, cookie, this.meta), rinfo);
     } else if (type === PKT_CONFIRM) {
       this.onConfirm(msg, rinfo);
     }
   }
 
-  private cookieFor(rinfo: RemoteInfo, dialer: Buffer): Buffer {
+  private cookieFor(rinfo: RemoteInfo, dialer: Uint8Array, ephemeral: Uint8Array): Buffer {
     return createHmac("sha256", this.secret)
       .update(`${rinfo.address}|${rinfo.port}|`)
       .update(dialer)
+      .update(ephemeral)
       .digest()
       .subarray(0, 8);
   }
 
   private onConfirm(msg: Buffer, rinfo: RemoteInfo): void {
-    const dialer = Buffer.from(msg.subarray(1, 9));
-    const cookie = this.cookieFor(rinfo, dialer);
-    if (!cookie.equals(msg.subarray(9, 17))) return; // spoofed or stale: no state, no answer
+    const f = parseHandshake(msg);
+    if (!f) return;
+    const dialer = f.dialerCookie;
+    const cookie = this.cookieFor(rinfo, dialer, f.ephemeral);
+    if (!cookie.equals(f.listenerCookie)) return; // spoofed or stale: no state, no answer
     const key = `${rinfo.address}|${rinfo.port}`;
     const existing = this.links.get(key);
-    if (existing) {
-      if (existing.hasLocalCookie(cookie)) {
-        // Our ACCEPT was lost: say it again.
-        this.send(handshakePacket(PKT_ACCEPT, dialer, cookie, this.meta), rinfo);
-        return;
-      }
-      existing.close("peer restarted the handshake", false);
-    }
-    let remoteKey: Buffer;
-    try {
-      remoteKey = decodeMetadata(Buffer.from(msg.subarray(META_AT)));
-    } catch {
+    if (existing?.hasLocalCookie(cookie)) {
+      // Our ACCEPT was lost: say it again.
+      if (existing.acceptPacket) this.send(existing.acceptPacket, rinfo);
       return;
     }
+    // The dialer proves its key (and that it chose this ephemeral key for us) before we sign anything.
+    if (!confirmValid(f, this.o.localKey)) return;
+    existing?.close("peer restarted the handshake", false);
+    const remoteKey = f.key;
     const refused = this.o.check(remoteKey, rinfo.address, rinfo.port);
     if (refused !== undefined) {
       this.send(closePacket(dialer), rinfo);
@@ -224,6 +239,9 @@ export class UdpListener {
         old.close("replaced by a newer link from the same peer");
       }
     }
+    const eph = derivedEphemeral(this.secret, dialer, cookie, f.ephemeral);
+    const accepted = acceptPacket(f, this.meta, this.o.localKey, eph, this.o.sign);
+    if (!accepted) return;
     const link = new UdpLink({
       socket: this.socket,
       address: rinfo.address,
@@ -239,12 +257,14 @@ export class UdpListener {
       datagramBytes: this.o.datagramBytes ?? MAX_DATAGRAM,
       congestionBytes: this.o.congestionBytes ?? DEFAULT_CONGESTION_BYTES,
       hooks: this.o.hooks,
+      keys: { tx: accepted.keys.l2d, rx: accepted.keys.d2l },
+      acceptPacket: accepted.packet,
       release: () => {
         if (this.links.get(key) === link) this.links.delete(key);
       },
     });
     this.links.set(key, link);
-    this.send(handshakePacket(PKT_ACCEPT, dialer, cookie, this.meta), rinfo);
+    this.send(accepted.packet, rinfo);
     this.o.onLink(link, rinfo.address, rinfo.port);
   }
 
@@ -286,6 +306,9 @@ export function dialUdp(o: UdpDialOptions): UdpDial {
   const socket = dgram.createSocket({ type: family === 6 ? "udp6" : "udp4" });
   const dialerCookie = randomBytes(8);
   const meta = encodeMetadata(o.localKey);
+  const eph = randomEphemeral();
+  const init = handshakePacket(PKT_INIT, dialerCookie, ZERO_COOKIE, meta, eph.publicKey);
+  let confirm: Buffer | undefined;
   let listenerCookie: Buffer | undefined;
   let remoteKey: Buffer | undefined;
   let settled = false;
@@ -319,12 +342,9 @@ export function dialUdp(o: UdpDialOptions): UdpDial {
   };
   const hello = (): void => {
     if (!ready || settled) return;
-    const packet = listenerCookie
-      ? handshakePacket(PKT_CONFIRM, dialerCookie, listenerCookie, meta)
-      : handshakePacket(PKT_INIT, dialerCookie, ZERO_COOKIE, meta);
-    socket.send(packet);
+    socket.send(confirm ?? init);
   };
-  const up = (first: Buffer | undefined): void => {
+  const up = (keys: { d2l: Buffer; l2d: Buffer }): void => {
     settled = true;
     stopTimers();
     const udpLink = new UdpLink({
@@ -342,6 +362,7 @@ export function dialUdp(o: UdpDialOptions): UdpDial {
       datagramBytes: o.datagramBytes ?? MAX_DATAGRAM,
       congestionBytes: o.congestionBytes ?? DEFAULT_CONGESTION_BYTES,
       hooks: o.hooks,
+      keys: { tx: keys.d2l, rx: keys.l2d },
       release: () => {
         setImmediate(() => {
           try {
@@ -363,13 +384,12 @@ export function dialUdp(o: UdpDialOptions): UdpDial {
       if (isLinkPacket(type)) {
         if (udpLink.matches(msg)) udpLink.receive(msg);
       } else if (type === PKT_CLOSE && udpLink.matches(msg)) {
-        udpLink.close("closed by peer", false);
-      } else if (type === PKT_RESET && udpLink.resetMatches(msg)) {
+        udpLink.receiveClose(msg);
+      } else if (type === PKT_RESET && udpLink.resetMatches(msg) && udpLink.resetCredible(Date.now())) {
         udpLink.close("reset by peer (it no longer knows this link)", false);
       }
     });
     resolveLink(udpLink);
-    if (first) queueMicrotask(() => udpLink.receive(first));
   };
   const cookieIs = (msg: Buffer, at: number, cookie: Buffer): boolean =>
     msg.length >= at + 8 && cookie.equals(msg.subarray(at, at + 8));
@@ -380,16 +400,15 @@ export function dialUdp(o: UdpDialOptions): UdpDial {
   socket.on("message", (msg: Buffer) => {
     if (settled || msg.length < DATA_HEADER) return;
     const type = msg[0];
-    if (type === PKT_CHALLENGE && msg.length === HS_BYTES && cookieIs(msg, 1, dialerCookie)) {
+    if (type === PKT_CHALLENGE && msg.length === CHALLENGE_BYTES && cookieIs(msg, 1, dialerCookie)) {
       if (listenerCookie) return;
       state.answered = true;
-      let key: Buffer;
-      try {
-        key = decodeMetadata(Buffer.from(msg.subarray(META_AT)));
-      } catch (e) {
-        fail((e as Error).message);
+      const key = challengeKey(msg);
+      if (!key) {
+        fail("malformed challenge metadata");
         return;
       }
+      // Checked now to fail fast; the key is only proven by the ACCEPT's signature.
       const refused = o.check(key);
       if (refused !== undefined) {
         fail(refused);
@@ -397,13 +416,15 @@ export function dialUdp(o: UdpDialOptions): UdpDial {
       }
       remoteKey = key;
       listenerCookie = Buffer.from(msg.subarray(9, 17));
+      confirm = confirmPacket(dialerCookie, listenerCookie, meta, o.localKey, key, eph, o.sign);
       hello();
     } else if (type === PKT_ACCEPT && msg.length === HS_BYTES && listenerCookie) {
-      if (cookieIs(msg, 1, dialerCookie) && cookieIs(msg, 9, listenerCookie)) up(undefined);
-    } else if (isLinkPacket(type) && listenerCookie) {
-      // The ACCEPT was lost but the listener already speaks on the link: that proves it too.
-      if (cookieIs(msg, 1, dialerCookie)) up(Buffer.from(msg));
-    } else if (type === PKT_CLOSE && cookieIs(msg, 1, dialerCookie)) {
+      if (!cookieIs(msg, 1, dialerCookie) || !cookieIs(msg, 9, listenerCookie)) return;
+      const f = parseHandshake(msg);
+      if (!f?.key.equals(remoteKey!)) return;
+      const keys = acceptKeys(f, o.localKey, eph);
+      if (keys) up(keys); // otherwise forged or corrupted: keep waiting for the real one
+    } else if (type === PKT_CLOSE && msg.length === DATA_HEADER && cookieIs(msg, 1, dialerCookie)) {
       state.answered = true;
       fail("refused by the peer");
     }
