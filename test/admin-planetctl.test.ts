@@ -4,6 +4,8 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { COMMANDS } from "../src/admin/commands.js";
+import { COMMAND_HELP } from "../src/admin/ctl-help.js";
 import { formatBytes, formatUptime } from "../src/admin/format.js";
 import { connectError, defaultEndpoint, parseArgs, run } from "../src/admin/planetctl.js";
 import { type AdminServer, startAdminServer } from "../src/admin/server.js";
@@ -57,6 +59,49 @@ describe("planetctl argument parsing", () => {
     expect(formatUptime(90)).toBe("1m30s");
     expect(formatBytes(698)).toBe("698 B");
     expect(formatBytes(5_000_000)).toBe("4.8 MiB");
+  });
+});
+
+describe("planetctl help", () => {
+  it("has a usage text for every command the admin socket serves, planetd's reload included", () => {
+    expect(COMMAND_HELP.map((c) => c.name.toLowerCase()).sort()).toEqual(Object.keys(COMMANDS).sort());
+  });
+
+  it("help <command>, <command> --help and -help <command> print it on stdout without a daemon", async () => {
+    // No endpoint exists here: any attempt to connect would fail with exit code 1.
+    for (const { name, args } of COMMAND_HELP) {
+      const usage = `Usage: planetctl [options] ${name}${args ? ` ${args}` : ""}\n`;
+      for (const argv of [
+        ["help", name],
+        [name, "--help"],
+        [name.toLowerCase(), "-h"],
+        ["-help", name],
+        ["-endpoint=unix:///nonexistent.sock", name, "key=x", "-help"],
+      ]) {
+        const r = await ctl(...argv);
+        expect({ argv, code: r.code, stderr: r.stderr }).toEqual({ argv, code: 0, stderr: "" });
+        expect(r.stdout.startsWith(usage)).toBe(true);
+      }
+    }
+    const reload = await ctl("help", "reload");
+    expect(reload.stdout).toMatch(/re-reads the config file/);
+    const addPeer = await ctl("addPeer", "--help");
+    expect(addPeer.stdout).toMatch(
+      /uri=URI +tcp:\/\/host:port, tls:\/\/host:port, udp:\/\/host:port or unix:\/\/\/path/,
+    );
+  });
+
+  it("lists every command in -help and plain help; refuses help for a command that does not exist", async () => {
+    for (const argv of [["-help"], ["help"], []]) {
+      const r = await ctl(...argv);
+      expect(r.code).toBe(0);
+      for (const { name } of COMMAND_HELP) expect(r.stdout).toMatch(new RegExp(`^  ${name}\\b`, "m"));
+    }
+    expect(await ctl("help", "getPeer")).toEqual({
+      code: 1,
+      stdout: "",
+      stderr: 'planetctl: no command "getPeer" (see planetctl -help for the list)\n',
+    });
   });
 });
 

@@ -8,7 +8,7 @@ import { join, resolve } from "node:path";
 import Hjson from "hjson";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadOrCreateConfigFile } from "../src/cli/config.js";
-import { parseArgs } from "../src/cli/planetd.js";
+import { COMMAND_HELP, HELP, parseArgs, runCli } from "../src/cli/planetd.js";
 import { formatIPv6, formatSubnet } from "../src/crypto/address.js";
 import { Identity } from "../src/crypto/identity.js";
 
@@ -302,6 +302,60 @@ describe("argument spellings", () => {
     const help = await planetd(["--help"]);
     expect(help.code).toBe(0);
     expect(help.stdout).toContain("-useconffile");
+    expect(await planetd(["run", "--help"])).toEqual({ code: 0, stdout: COMMAND_HELP.run, stderr: "" });
+  });
+});
+
+/** runCli in this process: help needs no child process, and 7 commands × 6 spellings would be slow. */
+async function cliInProcess(argv: string[]): Promise<Result> {
+  const { PassThrough } = await import("node:stream");
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  const out: string[] = [];
+  const err: string[] = [];
+  stdout.on("data", (c: Buffer) => out.push(c.toString()));
+  stderr.on("data", (c: Buffer) => err.push(c.toString()));
+  const stdin = new PassThrough();
+  stdin.end();
+  const code = await runCli(argv, { stdout, stderr, stdin });
+  return { code, stdout: out.join(""), stderr: err.join("") };
+}
+
+describe("help for every command", () => {
+  const commands = ["run", "genconf", "normaliseconf", "address", "subnet", "publickey", "version"] as const;
+
+  it("<cmd> --help, -h, help <cmd>, -<cmd> -help print the command's usage on stdout, exit 0", async () => {
+    for (const command of commands) {
+      const text = COMMAND_HELP[command];
+      expect(text).toMatch(new RegExp(`^Usage: planetd (help|${command}|-${command})\\b`));
+      for (const argv of [
+        [command, "--help"],
+        [command, "-h"],
+        ["help", command],
+        ["--help", command],
+        // Yggdrasil's flag spelling; there is no -run (it runs when given a config)
+        command === "run" ? ["run", "-help"] : [`-${command}`, "-help"],
+        // the rest of the line need not be valid yet: help answers first
+        [command, "--config", "/nonexistent.conf", "--log-level", "loud", "--help"],
+      ]) {
+        expect({ argv, ...(await cliInProcess(argv)) }).toEqual({ argv, code: 0, stdout: text, stderr: "" });
+      }
+    }
+    expect(COMMAND_HELP.run).toContain("SIGHUP re-reads the config file");
+    expect(COMMAND_HELP.genconf).toContain("planetd genconf > /etc/planetd/planetd.conf");
+  });
+
+  it("help alone and --help alone print the overview; help for an unknown command is refused", async () => {
+    for (const argv of [["help"], ["--help"], ["-h"], []]) {
+      expect(await cliInProcess(argv)).toEqual({ code: 0, stdout: HELP, stderr: "" });
+    }
+    expect(HELP).toContain("planetd <command> --help");
+    expect(await cliInProcess(["help", "start"])).toEqual({
+      code: 2,
+      stdout: "",
+      stderr:
+        'planetd: no command "start" (commands: run, genconf, normaliseconf, address, subnet, publickey, version)\n',
+    });
   });
 });
 
@@ -320,7 +374,7 @@ describe("default config in the state directory", () => {
 });
 
 describe("planetd run", () => {
-  it("logs its address, survives SIGHUP, stops with exit 0 on SIGTERM", async () => {
+  it("logs its address, reloads on SIGHUP, stops with exit 0 on SIGTERM", async () => {
     const state = join(dir, "state-run");
     mkdirSync(state);
     const id = Identity.generate();
@@ -366,7 +420,7 @@ describe("planetd run", () => {
       await waitFor(new RegExp(`Your IPv6 address is ${formatIPv6(id.address)}`));
       await waitFor(/planetd started/);
       child.kill("SIGHUP");
-      await waitFor(/SIGHUP received/);
+      await waitFor(/SIGHUP: config reloaded: nothing changed/);
       expect(child.exitCode).toBeNull();
       child.kill("SIGTERM");
       expect(await exited).toBe(0);

@@ -3,6 +3,7 @@
 import { existsSync } from "node:fs";
 import net from "node:net";
 import { BUILD_NAME, BUILD_VERSION } from "../util/version.js";
+import { commandSummary, findCommandHelp, formatCommandHelp } from "./ctl-help.js";
 import { formatResponse } from "./format.js";
 import { JsonStreamScanner } from "./stream.js";
 
@@ -21,6 +22,7 @@ export interface CtlIo {
 }
 
 const USAGE = `Usage: planetctl [options] command [key=value] [key=value] ...
+       planetctl help command    (or planetctl command --help) for one command's usage
 
 Options (before the command):
   -endpoint=URI   admin socket: unix:///path, tcp://host:port or host:port
@@ -28,7 +30,10 @@ Options (before the command):
   -json           print the raw JSON response
   -version        print planetctl's version
 
-Commands: use "list" for the list of commands, e.g.
+Commands (names match in any case; "list" asks the daemon for its own list):
+${commandSummary()}
+
+Examples:
   planetctl getPeers
   planetctl getNodeInfo key=<hex public key>
   planetctl -endpoint=tcp://127.0.0.1:9001 addPeer uri=tls://host:port
@@ -43,6 +48,8 @@ interface Parsed {
   help: boolean;
   command?: string;
   args: Record<string, string>;
+  /** `help <command>` or `<command> --help`: print that command's usage, ask no daemon. */
+  helpFor?: string;
 }
 
 function parseBool(name: string, value: string): boolean {
@@ -78,7 +85,16 @@ export function parseArgs(argv: string[]): Parsed {
     }
   }
   parsed.command = argv[i];
-  for (const arg of argv.slice(i + 1)) {
+  const rest = argv.slice(i + 1);
+  if (parsed.command?.toLowerCase() === "help") {
+    parsed.helpFor = rest[0];
+    return parsed;
+  }
+  if (parsed.command !== undefined && rest.some((a) => /^--?(h|help)$/i.test(a))) {
+    parsed.helpFor = parsed.command;
+    return parsed;
+  }
+  for (const arg of rest) {
     const eq = arg.indexOf("=");
     if (eq <= 0) throw new CtlError(`argument "${arg}" is not key=value (e.g. key=<hex public key>)`);
     parsed.args[arg.slice(0, eq)] = arg.slice(eq + 1);
@@ -177,7 +193,18 @@ export async function run(argv: string[], io: CtlIo): Promise<number> {
       io.stdout(`Build name: ${BUILD_NAME}\nBuild version: ${BUILD_VERSION}\n`);
       return 0;
     }
-    if (parsed.help || parsed.command === undefined) {
+    if (parsed.helpFor !== undefined || (parsed.help && parsed.command !== undefined)) {
+      const name = parsed.helpFor ?? parsed.command!;
+      const help = findCommandHelp(name);
+      if (help === undefined) throw new CtlError(`no command "${name}" (see planetctl -help for the list)`);
+      io.stdout(formatCommandHelp(help));
+      return 0;
+    }
+    if (
+      parsed.help ||
+      (parsed.command !== undefined && parsed.command.toLowerCase() === "help") ||
+      parsed.command === undefined
+    ) {
       io.stdout(USAGE);
       return 0;
     }

@@ -36,6 +36,8 @@ export interface CliOptions {
   json: boolean;
   logLevel: string | undefined;
   logTo: string;
+  /** --help, -h or `help` was given: print the usage of `command` (or the overview) and do nothing else. */
+  help: boolean;
 }
 
 export interface CliIo {
@@ -79,9 +81,16 @@ const COMMAND_FLAGS: Record<string, Command> = {
   h: "help",
 };
 
+const CONFIG_OPTIONS = `  --config FILE       read the config from FILE, HJSON or JSON (-useconffile FILE)
+  --stdin             read the config from standard input (-useconf)`;
+
+const DEFAULT_CONFIG = `Without --config or --stdin the config is $PLANETD_STATE_DIR/planetd.conf (default:
+/var/lib/planetd as root, else $XDG_STATE_HOME/planetd or ~/.local/state/planetd).`;
+
 export const HELP = `planetd: a planetary peer-to-peer IPv6 overlay daemon, wire-compatible with Yggdrasil 0.4.7
 
 Usage: planetd <command> [options]
+       planetd <command> --help    (or planetd help <command>) for the command's options
 
 Commands:
   run                 run the daemon (the default when a config is given)
@@ -94,20 +103,88 @@ Commands:
   help                print this text
 
 Options:
-  --config FILE       read the config from FILE (HJSON or JSON)
-  --stdin             read the config from standard input
+${CONFIG_OPTIONS}
   --autoconf          run with a fresh random key and defaults (a new address every start)
   --json              genconf/normaliseconf print JSON instead of HJSON
   --log-level LEVEL   error, warn, info (default), debug or trace
   --logto DEST        stdout (default) or a file path to append to
 
-Without --config, --stdin or --autoconf, run (and address, subnet, publickey) use
-$PLANETD_STATE_DIR/planetd.conf (default: /var/lib/planetd as root, else
-$XDG_STATE_HOME/planetd or ~/.local/state/planetd); run generates it on first start.
+${DEFAULT_CONFIG} run generates it on first start.
 
 Yggdrasil spellings work too: -genconf, -json, -useconffile FILE, -useconf, -normaliseconf,
 -autoconf, -address, -subnet, -publickey, -version, -loglevel LEVEL, -logto DEST.
 `;
+
+const KEY_COMMAND_HELP = (
+  what: string,
+  flag: string,
+  example: string,
+) => `Usage: planetd ${flag} [--config FILE | --stdin]
+
+Prints ${what} that the config's PrivateKey derives, e.g.
+  ${example}
+
+Options:
+${CONFIG_OPTIONS}
+
+${DEFAULT_CONFIG} It is never created here.
+Yggdrasil spelling: planetd -useconffile FILE -${flag}
+`;
+
+/** `planetd <command> --help`: what the command does and the options it reads. */
+export const COMMAND_HELP: Record<Command, string> = {
+  run: `Usage: planetd run [--config FILE | --stdin | --autoconf] [--log-level LEVEL] [--logto DEST]
+
+Runs the daemon in the foreground until SIGINT or SIGTERM; SIGHUP re-reads the config file.
+
+Options:
+${CONFIG_OPTIONS}
+  --autoconf          a fresh random key and defaults (a new address every start)
+  --log-level LEVEL   error, warn, info, debug or trace (default: the config's Planetd.LogLevel)
+  --logto DEST        stdout (default) or a file path to append to
+
+${DEFAULT_CONFIG} It is generated, with a new key, on the first start.
+Yggdrasil spellings: -useconffile FILE, -useconf, -autoconf, -loglevel LEVEL, -logto DEST.
+`,
+  genconf: `Usage: planetd genconf [--json]
+
+Prints a new config with a fresh private key and every default, with comments (HJSON).
+  planetd genconf > /etc/planetd/planetd.conf
+
+Options:
+  --json              print JSON (no comments) instead of HJSON
+
+Yggdrasil spelling: planetd -genconf [-json]
+`,
+  normaliseconf: `Usage: planetd normaliseconf (--config FILE | --stdin) [--json]
+
+Checks a config and prints it with every default filled in, in genconf's layout.
+Problems are reported on stderr, one line each (exit 2); warnings do not stop it.
+
+Options:
+${CONFIG_OPTIONS}
+  --json              print JSON instead of HJSON
+
+Yggdrasil spelling: planetd -useconffile FILE -normaliseconf [-json]
+`,
+  address: KEY_COMMAND_HELP(
+    "the node's IPv6 address (200::/7)",
+    "address",
+    "200:1234:5678:9abc:def0:1234:5678:9abc",
+  ),
+  subnet: KEY_COMMAND_HELP("the node's /64 for workloads (300::/8)", "subnet", "300:1234:5678:9abc::/64"),
+  publickey: KEY_COMMAND_HELP("the node's ed25519 public key (64 hex characters)", "publickey", "1f0e…"),
+  version: `Usage: planetd version
+
+Prints the build name and version (as yggdrasil -version does). Yggdrasil spelling: -version
+`,
+  help: `Usage: planetd help [command]
+
+Prints the overview, or the usage of one command: planetd help run (or planetd run --help).
+`,
+};
+
+const COMMAND_NAMES = ["run", "genconf", "normaliseconf", "address", "subnet", "publickey", "version"];
 
 export function parseArgs(argv: string[]): CliOptions {
   const opts: CliOptions = {
@@ -118,6 +195,7 @@ export function parseArgs(argv: string[]): CliOptions {
     json: false,
     logLevel: undefined,
     logTo: "stdout",
+    help: false,
   };
   const setCommand = (command: Command, spelled: string) => {
     if (opts.command !== undefined && opts.command !== command) {
@@ -131,6 +209,13 @@ export function parseArgs(argv: string[]): CliOptions {
     const arg = argv[i]!;
     if (!arg.startsWith("-") || arg === "-") {
       const command = COMMAND_WORDS[arg];
+      if (command === "help") {
+        opts.help = true;
+        continue;
+      }
+      if (command === undefined && opts.help) {
+        throw new UsageError(`planetd: no command "${arg}" (commands: ${COMMAND_NAMES.join(", ")})`);
+      }
       if (command === undefined || opts.command !== undefined) {
         throw new UsageError(`planetd: unexpected argument "${arg}" (see planetd --help)`);
       }
@@ -164,11 +249,14 @@ export function parseArgs(argv: string[]): CliOptions {
       else if (target === "logLevel") opts.logLevel = value;
       else opts.logTo = value;
     } else if (name in COMMAND_FLAGS && inline === undefined) {
-      setCommand(COMMAND_FLAGS[name]!, arg);
+      if (COMMAND_FLAGS[name] === "help") opts.help = true;
+      else setCommand(COMMAND_FLAGS[name]!, arg);
     } else {
       throw new UsageError(`planetd: unknown flag ${arg} (see planetd --help)`);
     }
   }
+  // Help describes the command; the rest of the line need not be complete or valid yet.
+  if (opts.help) return opts;
   if (opts.logLevel !== undefined && !(LOG_LEVELS as readonly string[]).includes(opts.logLevel)) {
     throw new UsageError(`planetd: log level "${opts.logLevel}" is not one of ${LOG_LEVELS.join(", ")}`);
   }
@@ -358,6 +446,10 @@ function oneLine(err: unknown): string {
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
   try {
     const opts = parseArgs(argv);
+    if (opts.help && opts.command !== undefined) {
+      io.stdout.write(COMMAND_HELP[opts.command]);
+      return 0;
+    }
     switch (opts.command) {
       case undefined:
       case "help":
