@@ -35,7 +35,7 @@ export const DEFAULT_REDIAL: RedialOptions = {
   initialMs: 1000,
   maxMs: 8000,
   hopelessMaxMs: 60_000,
-  stableMs: 3000,
+  stableMs: 1000,
   nudgeIntervalMs: 1000,
 };
 
