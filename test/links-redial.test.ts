@@ -1,6 +1,7 @@
 // Issue 15: the static-peer redial policy (redial.ts) on a fake clock, and the link manager's
 // reasons to redial at once, over loopback.
-import { afterEach, describe, expect, it } from "vitest";
+import os from "node:os";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { Identity } from "../src/crypto/identity.js";
 import { DEFAULT_REDIAL, RedialBackoff } from "../src/overlay/links/redial.js";
 import { startLinkNode, stopLinkNodes } from "./support/links.js";
@@ -106,6 +107,40 @@ describe("redial triggers (loopback)", () => {
     expect(second.remoteKey.equals(aId.publicKey)).toBe(true);
     expect(Date.now() - t0).toBeLessThan(5000);
     expect(b.mgr.peerList()).toEqual([{ uri: expect.any(String), iface: undefined, connected: true }]);
+  });
+
+  it("a change of the local interfaces dials every waiting peer at once", async () => {
+    const aId = Identity.generate();
+    const probe = await startLinkNode({ listen: ["tcp://127.0.0.1:0"] }, aId);
+    const aUri = probe.mgr.listenAddresses()[0]!;
+    await probe.mgr.stop();
+    const real = os.networkInterfaces();
+    const spy = vi.spyOn(os, "networkInterfaces").mockReturnValue(real);
+    try {
+      const b = await startLinkNode({ peers: [aUri], redial: { initialMs: 30_000, maxMs: 30_000 } });
+      await b.nextLog(/failed/);
+      await startLinkNode({ listen: [aUri] }, aId);
+      const t0 = Date.now();
+      // A new address, as DHCP or a returning uplink would bring (polled every 3 s).
+      spy.mockReturnValue({
+        ...real,
+        pdtest0: [
+          {
+            address: "192.0.2.7",
+            netmask: "255.255.255.0",
+            family: "IPv4",
+            mac: "02:00:00:00:00:07",
+            internal: false,
+            cidr: "192.0.2.7/24",
+          },
+        ],
+      });
+      const link = await b.nextLink();
+      expect(link.remoteKey.equals(aId.publicKey)).toBe(true);
+      expect(Date.now() - t0).toBeLessThan(5000);
+    } finally {
+      spy.mockRestore();
+    }
   });
 
   it("without a reason it waits for its timer", async () => {
