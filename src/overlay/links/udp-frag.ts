@@ -11,6 +11,7 @@
 // or an on-path flood of bogus first fragments costs real frames, never memory). Protocol frames are
 // split too, but into reliable in-order segments (udp-link.ts), which need no reassembly table.
 import { MAX_FRAME } from "./stream.js";
+import { BASE_DATAGRAM } from "./udp-pmtu.js";
 
 export const FRAG_HEADER = 8;
 export const MAX_ASSEMBLIES = 16;
@@ -213,4 +214,47 @@ export class FragStore {
   count(id: number): number {
     return this.counts[id % STORE_FRAMES]!;
   }
+}
+
+/** Where a link's datagram puts its type, its peer's cookie, and how much it adds around the body. */
+export interface Envelope {
+  type: number;
+  cookie: Buffer;
+  /** Bytes before the body (type ‖ cookie ‖ anything the link adds). */
+  head: number;
+  /** Bytes after it. */
+  tail: number;
+}
+
+/**
+ * The repair requests due now, as base-size datagrams of (frame id u32 ‖ fragment index u8)
+ * pairs in `envelope`, appended to `out`. Returns whether frames remain incomplete.
+ */
+export function nackDatagrams(
+  r: Reassembler,
+  now: number,
+  waitMs: number,
+  envelope: Envelope,
+  out: Buffer[],
+): boolean {
+  let d: Buffer | undefined;
+  let n = envelope.head;
+  const finish = () => {
+    if (d) out.push(d.subarray(0, n + envelope.tail));
+    d = undefined;
+  };
+  const left = r.nackDue(now, waitMs, (id, index) => {
+    if (d && n + 5 > d.length - envelope.tail) finish();
+    if (!d) {
+      d = Buffer.alloc(BASE_DATAGRAM);
+      d[0] = envelope.type;
+      envelope.cookie.copy(d, 1);
+      n = envelope.head;
+    }
+    d.writeUInt32BE(id, n);
+    d[n + 4] = index;
+    n += 5;
+  });
+  finish();
+  return left;
 }

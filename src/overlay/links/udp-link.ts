@@ -6,54 +6,44 @@ import type { Socket } from "node:dgram";
 import { LinkCore } from "./link-core.js";
 import type { Link, LinkEvents } from "./link.js";
 import { type LinkTimeouts, MAX_FRAME } from "./stream.js";
-import { FRAG_HEADER, FRAG_MALFORMED, FragStore, MAX_FRAGMENTS, Reassembler } from "./udp-frag.js";
+import {
+  FRAG_HEADER,
+  FRAG_MALFORMED,
+  FragStore,
+  MAX_FRAGMENTS,
+  Reassembler,
+  nackDatagrams,
+} from "./udp-frag.js";
 import { ACT_DEAD, ACT_KEEPALIVE, ACT_PROBE, Liveness, livenessFor } from "./udp-liveness.js";
 import { BASE_DATAGRAM, MAX_DATAGRAM, PmtuSearch, routeCeiling } from "./udp-pmtu.js";
 import { ACK_BLOCK, ReliableReceiver, ReliableSender, type Segment } from "./udp-reliable.js";
 import { OPEN_FORGED, OPEN_OK, Opener, SEAL_BODY_AT, SEAL_OVERHEAD, SEAL_TAG, Sealer } from "./udp-seal.js";
 
-export { BASE_DATAGRAM, MAX_DATAGRAM } from "./udp-pmtu.js";
+import {
+  DATA_HEADER,
+  PKT_CLOSE,
+  PKT_DATA,
+  PKT_DATA_ACK,
+  PKT_MTU_ACK,
+  PKT_MTU_PROBE,
+  PKT_NACK,
+  PKT_PING,
+  REC_FRAGMENT,
+  REC_RELIABLE,
+  REC_RELIABLE_MORE,
+  REC_UNRELIABLE,
+  type UdpHooks,
+} from "./udp-wire.js";
 
-export const PKT_INIT = 1;
-export const PKT_CHALLENGE = 2;
-export const PKT_CONFIRM = 3;
-export const PKT_ACCEPT = 4;
-export const PKT_CLOSE = 5;
-export const PKT_RESET = 6;
-export const PKT_DATA = 0x10;
-export const PKT_DATA_ACK = 0x11;
-/** DATA+ACK that asks for an ack at once: the liveness probe. */
-export const PKT_PING = 0x12;
-/** type ‖ cookie ‖ nonce u32 ‖ padding: a datagram size probe. */
-export const PKT_MTU_PROBE = 0x13;
-/** type ‖ cookie ‖ nonce u32 ‖ size received u32. */
-export const PKT_MTU_ACK = 0x14;
-/** type ‖ cookie ‖ (frame id u32 ‖ fragment index u8)…: fragments to send again. */
-export const PKT_NACK = 0x15;
-/** The datagram types that belong to an established link. */
-export const isLinkPacket = (type: number): boolean => type >= PKT_DATA && type <= PKT_NACK;
-/** type ‖ receiver's cookie (8). */
-export const DATA_HEADER = 9;
-const REC_UNRELIABLE = 0;
-/** A reliable segment that ends its frame (most frames are one segment). */
-const REC_RELIABLE = 1;
-const REC_FRAGMENT = 2;
-/** A reliable segment the next one continues. */
-const REC_RELIABLE_MORE = 3;
+export { BASE_DATAGRAM, MAX_DATAGRAM } from "./udp-pmtu.js";
+export * from "./udp-wire.js";
+
 /** Headroom every datagram keeps: header, counter and tag, and an ack block. */
 const DG_OVERHEAD = DATA_HEADER + SEAL_OVERHEAD + ACK_BLOCK;
 /** Reliable segments fit the base size, so a retransmission fits whatever size the link falls back to. */
 const SEGMENT_BYTES = BASE_DATAGRAM - DG_OVERHEAD - 7;
 const SLAB_BYTES = 512 * 1024;
 const MAX_PENDING_INPUT = 4096;
-
-export interface UdpHooks {
-  /**
-   * Tests: return true to drop an outgoing link datagram (loss injection); it sees the datagram
-   * before sealing (type ‖ cookie ‖ counter space ‖ plaintext ‖ tag space). Handshakes never are.
-   */
-  dropDatagram?(datagram: Buffer): boolean;
-}
 
 export interface UdpLinkOptions {
   socket: Socket;
@@ -275,24 +265,10 @@ export class UdpLink extends LinkCore implements Link {
   private onNackTimer(): void {
     this.nackTimer = undefined;
     if (this.closed) return;
-    let nack: Buffer | undefined;
-    let n = SEAL_BODY_AT;
-    const left = this.reassembly.nackDue(Date.now(), this.nackWait(), (id, index) => {
-      if (nack && n + 5 > nack.length - SEAL_TAG) {
-        this.transmit(nack);
-        nack = undefined;
-      }
-      if (!nack) {
-        nack = Buffer.allocUnsafe(BASE_DATAGRAM);
-        nack[0] = PKT_NACK;
-        this.o.remoteCookie.copy(nack, 1);
-        n = SEAL_BODY_AT;
-      }
-      nack.writeUInt32BE(id, n);
-      nack[n + 4] = index;
-      n += 5;
-    });
-    if (nack) this.transmit((nack as Buffer).subarray(0, n + SEAL_TAG));
+    const nacks: Buffer[] = [];
+    const envelope = { type: PKT_NACK, cookie: this.o.remoteCookie, head: SEAL_BODY_AT, tail: SEAL_TAG };
+    const left = nackDatagrams(this.reassembly, Date.now(), this.nackWait(), envelope, nacks);
+    for (const d of nacks) this.transmit(d);
     if (left) this.nackTimer = setTimeout(() => this.onNackTimer(), this.nackWait());
   }
 
