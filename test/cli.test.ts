@@ -256,6 +256,29 @@ describe("bad input: exit code 2 and one line", () => {
       /^config: Peers\[0\] "tcp\/\/x" is not a URI \(expected tcp:\/\/host:port\)\n$/,
     );
   });
+  it("three problems: all three, one line each, exit 2 (run and normaliseconf too)", async () => {
+    const conf = writeConfig(
+      "three.conf",
+      JSON.stringify({ PrivateKey: key, Peers: ["tcp//x"], IfMTU: "big", NodeInfoPrivacy: "yes" }),
+    );
+    const expected = [
+      'config: Peers[0] "tcp//x" is not a URI (expected tcp://host:port)',
+      'config: IfMTU "big" is not a number (expected a whole number, e.g. 65535)',
+      'config: NodeInfoPrivacy "yes" is a string (expected true or false)',
+    ];
+    for (const argv of [
+      ["address", "--config", conf],
+      ["run", "--config", conf],
+      ["-normaliseconf", "-useconffile", conf],
+    ]) {
+      expect({ argv, ...(await planetd(argv)) }).toEqual({
+        argv,
+        code: 2,
+        stdout: "",
+        stderr: `${expected.join("\n")}\n`,
+      });
+    }
+  });
   it("an unknown key is a warning only", async () => {
     const conf = writeConfig("unknown.conf", JSON.stringify({ PrivateKey: key, Colour: "blue" }));
     const r = await planetd(["address", "--config", conf]);
@@ -421,6 +444,15 @@ describe("planetd run", () => {
       await waitFor(/planetd started/);
       child.kill("SIGHUP");
       await waitFor(/SIGHUP: config reloaded: nothing changed/);
+      // A config with two problems is refused in one log line naming both.
+      writeFileSync(
+        join(state, "planetd.conf"),
+        JSON.stringify({ PrivateKey: id.privateKeyHex, IfName: "none", Peers: ["tcp//x"], IfMTU: "big" }),
+      );
+      child.kill("SIGHUP");
+      await waitFor(
+        /reload refused, the running config stays: config: Peers\[0\] [^\n]*; config: IfMTU \S+ is not a number/,
+      );
       expect(child.exitCode).toBeNull();
       child.kill("SIGTERM");
       expect(await exited).toBe(0);

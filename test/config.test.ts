@@ -270,6 +270,48 @@ describe("parseConfig", () => {
     );
   });
 
+  it("reports every problem at once, one line each in file order, and loads nothing", () => {
+    const text = `{
+      Peers: ["tcp//x", "tls://ok.example:443", "socks://proxy:1080/host:22"]
+      IfMTU: "big"
+      MulticastInterfaces: [{ Regex: "(", Port: 70000 }]
+      AllowedPublicKeys: ["ab"]
+      Planetd: { LogLevel: "loud", UdpMaxDatagram: 10 }
+      PrivateKey: "${KEY.slice(1)}"
+    }`;
+    let message = "";
+    try {
+      parseConfig(text, "test.conf");
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      message = (err as Error).message;
+    }
+    expect(message.split("\n")).toEqual([
+      'config: Peers[0] "tcp//x" is not a URI (expected tcp://host:port)',
+      'config: Peers[2] "socks://proxy:1080/host:22": socks:// peers are not supported (use tcp://, tls:// or unix://)',
+      'config: IfMTU "big" is not a number (expected a whole number, e.g. 65535)',
+      'config: MulticastInterfaces[0].Regex "(" is not a valid regular expression (expected a regular expression such as "^eth")',
+      "config: MulticastInterfaces[0].Port 70000 is out of range (expected a port 0..65535 (0 = random))",
+      'config: AllowedPublicKeys[0] "ab" is not a public key (expected 64 hex characters (an ed25519 public key))',
+      'config: Planetd.LogLevel "loud" is not a log level (expected error, warn, info, debug, trace)',
+      "config: Planetd.UdpMaxDatagram 10 is out of range (expected a datagram size in bytes, 1232..65507)",
+      "config: PrivateKey has 127 hex characters (expected 128: seed ‖ public key)",
+    ]);
+  });
+
+  it("shows at most 20 problem lines and counts the rest", () => {
+    const peers = Array.from({ length: 25 }, (_, i) => `tcp//x${i}`);
+    let lines: string[] = [];
+    try {
+      parseConfig(withKey({ Peers: peers }), "test.conf");
+    } catch (err) {
+      lines = (err as Error).message.split("\n");
+    }
+    expect(lines).toHaveLength(21);
+    expect(lines[19]).toBe('config: Peers[19] "tcp//x19" is not a URI (expected tcp://host:port)');
+    expect(lines[20]).toBe("config: 5 more problems not shown; fix the ones above first");
+  });
+
   it("names a missing file", () => {
     expect(() => loadConfigFile(join(dir, "absent.conf"))).toThrow(
       new ConfigError(`config: cannot read ${join(dir, "absent.conf")}: no such file`),

@@ -1,7 +1,8 @@
 // The config file: Yggdrasil 0.4.7's schema (spec 10) in HJSON or JSON, plus planetd's own keys in
 // one nested `Planetd` object that Yggdrasil ignores. Like Yggdrasil, a fresh default config (with a
 // new random key) is generated first and the file's values are laid over it, so every key is optional.
-// Unlike Yggdrasil, a value of the wrong type or shape is refused with one line naming it.
+// Unlike Yggdrasil, a value of the wrong type or shape is refused with one line naming it; the whole
+// file is checked first, so every problem is reported at once.
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import Hjson from "hjson";
@@ -189,6 +190,32 @@ function hexKey(path: string, value: unknown): string {
 
 interface Reader {
   warnings: string[];
+  /** One line per problem, in file order: a config is checked to the end so all of them show at once. */
+  errors: string[];
+}
+
+/** At most this many problem lines; a file of 500 bad peers needs the first few, not a screenful. */
+const MAX_ERROR_LINES = 20;
+
+/** Runs one check; a ConfigError becomes lines in r.errors and the value is left out (undefined). */
+function check<T>(r: Reader, read: () => T): T | undefined {
+  try {
+    return read();
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    r.errors.push(...err.message.split("\n"));
+    return undefined;
+  }
+}
+
+/** Checks every element of a list, so that three bad peers give three lines. */
+function checkEach<T>(r: Reader, list: unknown[], read: (item: unknown, i: number) => T | undefined): T[] {
+  const out: T[] = [];
+  list.forEach((item, i) => {
+    const value = check(r, () => read(item, i));
+    if (value !== undefined) out.push(value);
+  });
+  return out;
 }
 
 /** Known keys in `obj` matched exactly or, as Go's encoding/json does, case-insensitively (with a warning). */
@@ -215,33 +242,35 @@ function pickKeys<K extends string>(
 
 function readMulticast(r: Reader, value: unknown): MulticastInterfaceConfig[] {
   const expected = 'a list like [{ Regex: ".*", Beacon: true, Listen: true, Port: 0, Priority: 0 }]';
-  return asList("MulticastInterfaces", value, expected).map((entry, i) => {
+  return checkEach(r, asList("MulticastInterfaces", value, expected), (entry, i) => {
     const path = `MulticastInterfaces[${i}]`;
     if (!isPlainObject(entry))
       fail(path, entry, `is ${typeName(entry)}`, "an object { Regex, Beacon, Listen, Port, Priority }");
     const keys = pickKeys(r, `${path}.`, entry, MULTICAST_KEYS, () => "");
     // Go starts each list element from its zero value, so a missing field is "", false or 0.
     const out: MulticastInterfaceConfig = { Regex: "", Beacon: false, Listen: false, Port: 0, Priority: 0 };
-    if (keys.has("Regex")) {
-      out.Regex = asString(`${path}.Regex`, keys.get("Regex"), 'a regular expression such as ".*"');
+    const before = r.errors.length;
+    const field = <K extends keyof MulticastInterfaceConfig>(
+      name: K,
+      read: (field: string, value: unknown) => MulticastInterfaceConfig[K],
+    ) =>
+      check(r, () => {
+        if (keys.has(name)) out[name] = read(`${path}.${name}`, keys.get(name));
+      });
+    field("Regex", (field, value) => {
+      const regex = asString(field, value, 'a regular expression such as ".*"');
       try {
-        new RegExp(out.Regex);
+        new RegExp(regex);
       } catch {
-        fail(
-          `${path}.Regex`,
-          out.Regex,
-          "is not a valid regular expression",
-          'a regular expression such as "^eth"',
-        );
+        fail(field, regex, "is not a valid regular expression", 'a regular expression such as "^eth"');
       }
-    }
-    if (keys.has("Beacon")) out.Beacon = asBool(`${path}.Beacon`, keys.get("Beacon"));
-    if (keys.has("Listen")) out.Listen = asBool(`${path}.Listen`, keys.get("Listen"));
-    if (keys.has("Port"))
-      out.Port = asInteger(`${path}.Port`, keys.get("Port"), 0, 65535, "a port 0..65535 (0 = random)");
-    if (keys.has("Priority"))
-      out.Priority = asInteger(`${path}.Priority`, keys.get("Priority"), 0, 255, "a number 0..255");
-    return out;
+      return regex;
+    });
+    field("Beacon", asBool);
+    field("Listen", asBool);
+    field("Port", (field, value) => asInteger(field, value, 0, 65535, "a port 0..65535 (0 = random)"));
+    field("Priority", (field, value) => asInteger(field, value, 0, 255, "a number 0..255"));
+    return r.errors.length === before ? out : undefined;
   });
 }
 
@@ -251,7 +280,8 @@ function readPlanetd(r: Reader, value: unknown, base: PlanetdSettings): PlanetdS
   if (!isPlainObject(value))
     fail("Planetd", value, `is ${typeName(value)}`, "an object { MetricsListen, LogLevel }");
   const keys = pickKeys(r, "Planetd.", value, PLANETD_KEYS, () => "");
-  if (keys.has("MetricsListen")) {
+  check(r, () => {
+    if (!keys.has("MetricsListen")) return;
     const expected = '"none" or host:port, e.g. "127.0.0.1:9464"';
     const listen = asString("Planetd.MetricsListen", keys.get("MetricsListen"), expected);
     if (listen !== "none") {
@@ -262,15 +292,17 @@ function readPlanetd(r: Reader, value: unknown, base: PlanetdSettings): PlanetdS
       }
     }
     out.MetricsListen = listen;
-  }
-  if (keys.has("LogLevel")) {
+  });
+  check(r, () => {
+    if (!keys.has("LogLevel")) return;
     const expected = LOG_LEVELS.join(", ");
     const level = asString("Planetd.LogLevel", keys.get("LogLevel"), expected);
     if (!(LOG_LEVELS as readonly string[]).includes(level))
       fail("Planetd.LogLevel", level, "is not a log level", expected);
     out.LogLevel = level;
-  }
-  if (keys.has("UdpMaxDatagram")) {
+  });
+  check(r, () => {
+    if (!keys.has("UdpMaxDatagram")) return;
     const expected = "a datagram size in bytes, 1232..65507";
     out.UdpMaxDatagram = asInteger(
       "Planetd.UdpMaxDatagram",
@@ -279,26 +311,28 @@ function readPlanetd(r: Reader, value: unknown, base: PlanetdSettings): PlanetdS
       65507,
       expected,
     );
-  }
+  });
   if (keys.has("Firewall")) {
     // Every bad rule field is its own line.
     const { firewall, errors } = readFirewallConfig(keys.get("Firewall"));
-    if (errors.length > 0) throw new ConfigError(errors.join("\n"));
-    out.Firewall = firewall;
+    r.errors.push(...errors);
+    if (errors.length === 0) out.Firewall = firewall;
   }
   return out;
 }
 
-function readInterfacePeers(value: unknown): Record<string, string[]> {
+function readInterfacePeers(r: Reader, value: unknown): Record<string, string[]> {
   const out: Record<string, string[]> = {};
   if (value === null) return out;
   const expected = 'an object like { "eth0": ["tls://host:port"] }';
   if (!isPlainObject(value)) fail("InterfacePeers", value, `is ${typeName(value)}`, expected);
   for (const [iface, peers] of Object.entries(value)) {
     const path = `InterfacePeers[${JSON.stringify(iface)}]`;
-    out[iface] = asList(path, peers, 'a list like ["tls://host:port"]').map((p, i) =>
-      linkUri(`${path}[${i}]`, p, "peer"),
-    );
+    check(r, () => {
+      out[iface] = checkEach(r, asList(path, peers, 'a list like ["tls://host:port"]'), (p, i) =>
+        linkUri(`${path}[${i}]`, p, "peer"),
+      );
+    });
   }
   return out;
 }
@@ -347,77 +381,89 @@ function parseText(text: string, source: string): Record<string, unknown> {
 
 export function parseConfig(text: string, source: string): { config: PlanetConfig; warnings: string[] } {
   const raw = parseText(text, source);
-  const r: Reader = { warnings: [] };
+  const r: Reader = { warnings: [], errors: [] };
   const keys = pickKeys<TopKey>(r, "", raw, TOP_KEYS, (key) =>
     LEGACY_KEYS.has(key) ? " (a Yggdrasil 0.3 setting; 0.4 ignores it too)" : "",
   );
   const config = generateConfig();
-  const keyList = "a list of 64-hex-character public keys";
-  for (const [key, value] of keys) {
-    switch (key) {
-      case "Peers":
-        config.Peers = asList(key, value, 'a list like ["tls://host:port"]').map((p, i) =>
-          linkUri(`Peers[${i}]`, p, "peer"),
-        );
-        break;
-      case "InterfacePeers":
-        config.InterfacePeers = readInterfacePeers(value);
-        break;
-      case "Listen": {
-        // Configs from before 0.4 held one string; Yggdrasil still accepts that.
-        const list = typeof value === "string" ? [value] : asList(key, value, 'a list like ["tls://[::]:0"]');
-        config.Listen = list.map((l, i) => linkUri(`Listen[${i}]`, l, "listen"));
-        break;
-      }
-      case "AdminListen": {
-        if (value === null) break;
-        const admin = asString(key, value, '"none", unix:///path/to.sock or tcp://127.0.0.1:9001');
-        config.AdminListen = admin === "none" ? admin : linkUri(key, admin, "admin");
-        break;
-      }
-      case "MulticastInterfaces":
-        config.MulticastInterfaces = readMulticast(r, value);
-        break;
-      case "AllowedPublicKeys":
-        config.AllowedPublicKeys = asList(key, value, keyList).map((k, i) =>
-          hexKey(`AllowedPublicKeys[${i}]`, k),
-        );
-        break;
-      case "PublicKey":
-        break; // informational; checked against PrivateKey below
-      case "PrivateKey":
-        if (value !== null)
-          config.PrivateKey = asString(key, value, "128 hex characters (seed ‖ public key)");
-        break;
-      case "IfName":
-        if (value !== null) config.IfName = readIfName(value);
-        break;
-      case "IfMTU":
-        if (value !== null)
-          config.IfMTU = asInteger(key, value, 0, Number.MAX_SAFE_INTEGER, "a whole number, e.g. 65535");
-        break;
-      case "NodeInfoPrivacy":
-        if (value !== null) config.NodeInfoPrivacy = asBool(key, value);
-        break;
-      case "NodeInfo":
-        config.NodeInfo = readNodeInfo(value);
-        break;
-      case "Planetd":
-        config.Planetd = readPlanetd(r, value, config.Planetd);
-        break;
-    }
-  }
+  for (const [key, value] of keys) check(r, () => readTopKey(r, config, key, value));
   if (!keys.has("PrivateKey") || keys.get("PrivateKey") === null) {
     r.warnings.push("config: no PrivateKey, so this run uses a new random identity (and a new address)");
   }
-  const identity = identityFromConfig(config);
+  const identity = r.errors.some((e) => e.startsWith("config: PrivateKey"))
+    ? undefined
+    : check(r, () => identityFromConfig(config));
+  if (r.errors.length > 0) {
+    const shown = r.errors.slice(0, MAX_ERROR_LINES);
+    if (r.errors.length > shown.length)
+      shown.push(
+        `config: ${r.errors.length - shown.length} more problems not shown; fix the ones above first`,
+      );
+    throw new ConfigError(shown.join("\n"));
+  }
   const stated = keys.get("PublicKey");
-  if (typeof stated === "string" && stated.toLowerCase() !== identity.publicKey.toString("hex")) {
+  if (typeof stated === "string" && stated.toLowerCase() !== identity!.publicKey.toString("hex")) {
     r.warnings.push("config: PublicKey does not match PrivateKey; it is informational and ignored");
   }
   if (config.IfMTU < 1280)
     r.warnings.push(`config: IfMTU ${config.IfMTU} is below 1280 and is raised to 1280`);
   return { config, warnings: r.warnings };
+}
+
+/** Reads one top-level key into `config`; list elements are checked one by one into r.errors. */
+function readTopKey(r: Reader, config: PlanetConfig, key: TopKey, value: unknown): void {
+  const keyList = "a list of 64-hex-character public keys";
+  switch (key) {
+    case "Peers":
+      config.Peers = checkEach(r, asList(key, value, 'a list like ["tls://host:port"]'), (p, i) =>
+        linkUri(`Peers[${i}]`, p, "peer"),
+      );
+      break;
+    case "InterfacePeers":
+      config.InterfacePeers = readInterfacePeers(r, value);
+      break;
+    case "Listen": {
+      // Configs from before 0.4 held one string; Yggdrasil still accepts that.
+      const list = typeof value === "string" ? [value] : asList(key, value, 'a list like ["tls://[::]:0"]');
+      config.Listen = checkEach(r, list, (l, i) => linkUri(`Listen[${i}]`, l, "listen"));
+      break;
+    }
+    case "AdminListen": {
+      if (value === null) break;
+      const admin = asString(key, value, '"none", unix:///path/to.sock or tcp://127.0.0.1:9001');
+      config.AdminListen = admin === "none" ? admin : linkUri(key, admin, "admin");
+      break;
+    }
+    case "MulticastInterfaces":
+      config.MulticastInterfaces = readMulticast(r, value);
+      break;
+    case "AllowedPublicKeys":
+      config.AllowedPublicKeys = checkEach(r, asList(key, value, keyList), (k, i) =>
+        hexKey(`AllowedPublicKeys[${i}]`, k),
+      );
+      break;
+    case "PublicKey":
+      break; // informational; checked against PrivateKey below
+    case "PrivateKey":
+      if (value !== null) config.PrivateKey = asString(key, value, "128 hex characters (seed ‖ public key)");
+      break;
+    case "IfName":
+      if (value !== null) config.IfName = readIfName(value);
+      break;
+    case "IfMTU":
+      if (value !== null)
+        config.IfMTU = asInteger(key, value, 0, Number.MAX_SAFE_INTEGER, "a whole number, e.g. 65535");
+      break;
+    case "NodeInfoPrivacy":
+      if (value !== null) config.NodeInfoPrivacy = asBool(key, value);
+      break;
+    case "NodeInfo":
+      config.NodeInfo = readNodeInfo(value);
+      break;
+    case "Planetd":
+      config.Planetd = readPlanetd(r, value, config.Planetd);
+      break;
+  }
 }
 
 /** Text of a config file: UTF-8 (optionally with a BOM) or UTF-16 with a BOM, as Windows editors write it. */

@@ -327,7 +327,15 @@ interface RunningNode {
 
 /** Re-reads `path` and applies it; rejects with one line (validation, or a key that needs a restart). */
 async function reloadFrom(path: string, node: Node, keepLogLevel: boolean): Promise<string> {
-  const { config, warnings } = loadConfigFile(path);
+  let loaded: ReturnType<typeof loadConfigFile>;
+  try {
+    loaded = loadConfigFile(path);
+  } catch (err) {
+    // A log line and an admin answer are one line each: every problem, joined.
+    if (err instanceof ConfigError) throw new ConfigError(err.message.split("\n").join("; "));
+    throw err;
+  }
+  const { config, warnings } = loaded;
   const summary = await node.reload(config, keepLogLevel);
   return warnings.length === 0 ? summary : `${summary} (warnings: ${warnings.join("; ")})`;
 }
@@ -485,8 +493,12 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         return await run(opts, io);
     }
   } catch (err) {
-    if (err instanceof ConfigError || err instanceof UsageError) {
-      // ConfigError lines start with "config:" (the DEVELOPERS.md form), UsageError lines with "planetd:".
+    if (err instanceof ConfigError) {
+      // One line per problem, each "config: <key path> ..." (the DEVELOPERS.md form), all at once.
+      io.stderr.write(`${err.message}\n`);
+      return 2;
+    }
+    if (err instanceof UsageError) {
       io.stderr.write(`${oneLine(err)}\n`);
       return 2;
     }
