@@ -17,6 +17,7 @@ import {
 } from "../src/cli/config.js";
 import { defaultAdminListen, stateDir } from "../src/cli/paths.js";
 import { Identity } from "../src/crypto/identity.js";
+import { parseListenUri } from "../src/overlay/links/uri.js";
 
 const KEY = Identity.fromSeed(Buffer.alloc(32, 7)).privateKeyHex;
 const dir = mkdtempSync(join(tmpdir(), "planetd-config-"));
@@ -335,6 +336,24 @@ describe("formatConfig", () => {
     }
     expect(formatConfig(config, false)).toContain("  # ");
     expect(() => JSON.parse(formatConfig(config, true))).not.toThrow();
+  });
+
+  it("comments name exactly the link schemes the links accept, and every example URI in them parses", () => {
+    const text = formatConfig(generateConfig(), false);
+    const comments = text.split("\n").filter((l) => l.trimStart().startsWith("#"));
+    const uris = comments.flatMap((l) => l.match(/\b[a-z]+:\/\/[^\s,()"]+/g) ?? []);
+    expect(new Set(uris.map((u) => u.split(":")[0]))).toEqual(new Set(["tcp", "tls", "udp", "unix"]));
+    expect(text).not.toMatch(/socks/i);
+    // Placeholders (host:port, /path) stand for real values.
+    const real = (uri: string) =>
+      uri.replace(/[.;]$/, "").replace("host:port", "example.net:443").replace(":///path", ":///run/pd.sock");
+    for (const uri of uris) expect(() => parseListenUri(real(uri))).not.toThrow();
+    // The Peers comment's examples are outbound URIs: each one loads as a peer.
+    const peersComment = text.slice(0, text.indexOf("  Peers:"));
+    for (const uri of peersComment.match(/\b[a-z]+:\/\/[^\s,()"]+/g) ?? []) {
+      const peer = real(uri);
+      expect(parseConfig(withKey({ Peers: [peer] }), "t").config.Peers).toEqual([peer]);
+    }
   });
 
   it("generateConfig makes a fresh valid key each time", () => {

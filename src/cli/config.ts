@@ -534,16 +534,15 @@ export function identityFromConfig(config: PlanetConfig): Identity {
 
 const COMMENTS: Record<string, string[]> = {
   Peers: [
-    "Outbound peers as URIs: tcp://host:port, tls://host:port, socks://proxy:port/host:port.",
-    "Optional ?key=<hex public key> pins the remote key; ?priority=N (0..255) ranks parallel links.",
+    "Outbound peers as URIs: tcp://host:port, tls://host:port, unix:///path, or udp://host:port",
+    "(planetd only; Yggdrasil has no udp://). Optional ?key=<hex public key> pins the remote key",
+    "(repeatable), ?priority=N (0..255) ranks parallel links, ?sni=NAME sets the TLS server name.",
   ],
-  InterfacePeers: [
-    'Outbound peers bound to a source interface, e.g. { "eth0": ["tls://host:port"] }.',
-    "SOCKS peers belong in Peers, not here.",
-  ],
+  InterfacePeers: ['Outbound peers bound to a source interface, e.g. { "eth0": ["tls://host:port"] }.'],
   Listen: [
-    "Listeners for inbound peerings, e.g. tls://[::]:0 or tcp://0.0.0.0:12345. Multicast",
-    "discovery on the local network works without any listener here.",
+    "Listeners for inbound peerings, e.g. tls://[::]:0, tcp://0.0.0.0:12345, udp://[::]:12345",
+    "(planetd only) or unix:///path; port 0 lets the kernel pick. Multicast discovery on the",
+    "local network works without any listener here.",
   ],
   AdminListen: [
     "Admin socket for planetctl (and yggdrasilctl -endpoint=...): unix:///path or",
@@ -555,8 +554,8 @@ const COMMENTS: Record<string, string[]> = {
     "Priority (0..255) is given to the links found that way.",
   ],
   AllowedPublicKeys: [
-    "If not empty, only these public keys may peer with this node inbound. Outbound and",
-    "multicast peerings are not affected.",
+    "If not empty, only these public keys may peer with this node inbound. Outbound peerings",
+    "and inbound ones from link-local addresses (multicast discovery) are not affected.",
   ],
   PublicKey: [
     "This node's public key, for peers' AllowedPublicKeys. Derived from PrivateKey; ignored on load.",
