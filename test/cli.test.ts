@@ -459,8 +459,10 @@ describe("planetd run", () => {
       const lines = stdout
         .trim()
         .split("\n")
-        .map((l) => JSON.parse(l) as { msg: string; subnet?: string });
+        .map((l) => JSON.parse(l) as { msg: string; subnet?: string; level: unknown; time: unknown });
       expect(lines.find((l) => l.subnet)?.subnet).toBe(formatSubnet(id.subnet));
+      expect(new Set(lines.map((l) => l.level))).toEqual(new Set(["info", "error"]));
+      for (const l of lines) expect(l.time).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
       expect(stderr).toBe("");
     } finally {
       if (child.exitCode === null) child.kill("SIGKILL");

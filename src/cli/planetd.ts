@@ -107,7 +107,8 @@ ${CONFIG_OPTIONS}
   --autoconf          run with a fresh random key and defaults (a new address every start)
   --json              genconf/normaliseconf print JSON instead of HJSON
   --log-level LEVEL   error, warn, info (default), debug or trace
-  --logto DEST        stdout (default) or a file path to append to
+  --logto DEST        stdout (default), syslog (datagrams to /dev/log), syslog:/path/to/socket,
+                      or a file path to append to (JSON lines)
 
 ${DEFAULT_CONFIG} run generates it on first start.
 
@@ -141,7 +142,8 @@ Options:
 ${CONFIG_OPTIONS}
   --autoconf          a fresh random key and defaults (a new address every start)
   --log-level LEVEL   error, warn, info, debug or trace (default: the config's Planetd.LogLevel)
-  --logto DEST        stdout (default) or a file path to append to
+  --logto DEST        stdout (default), syslog (datagrams to /dev/log), syslog:/path/to/socket,
+                      or a file path to append to (JSON lines)
 
 ${DEFAULT_CONFIG} It is generated, with a new key, on the first start.
 Yggdrasil spellings: -useconffile FILE, -useconf, -autoconf, -loglevel LEVEL, -logto DEST.
