@@ -1,5 +1,5 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,6 +16,10 @@ const dir = mkdtempSync(join(tmpdir(), "pd-ctl-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 async function ctl(...argv: string[]) {
+  return ctlWithEnv({}, ...argv);
+}
+
+async function ctlWithEnv(env: Record<string, string | undefined>, ...argv: string[]) {
   let stdout = "";
   let stderr = "";
   const code = await run(argv, {
@@ -25,7 +29,7 @@ async function ctl(...argv: string[]) {
     stderr: (t) => {
       stderr += t;
     },
-    env: {},
+    env,
     timeoutMs: 8000,
   });
   return { code, stdout, stderr };
@@ -164,6 +168,64 @@ describe("planetctl against planetd's admin socket", () => {
     expect(added).toEqual({ code: 0, stdout: "added peer tcp://192.0.2.1:1\n", stderr: "" });
   });
 
+  it("finds the endpoint like yggdrasilctl: -useconffile's AdminListen, $PLANETD_ADMIN, the default configs", async () => {
+    const conf = (name: string, body: string) => {
+      const path = join(dir, name);
+      writeFileSync(path, body);
+      return path;
+    };
+    const good = conf(
+      "good.conf",
+      `{\n  # HJSON, as genconf writes it\n  AdminListen: "${server.address}"\n}\n`,
+    );
+    const lower = conf("lower.conf", JSON.stringify({ adminlisten: server.address }));
+    const off = conf("off.conf", JSON.stringify({ AdminListen: "none" }));
+    const elsewhere = `unix://${join(dir, "elsewhere.sock")}`;
+    const absent = join(dir, "absent.conf");
+    const noConfigs = { PLANETD_SYSTEM_CONFIG: absent, PLANETD_STATE_DIR: join(dir, "no-state") };
+    for (const argv of [
+      ["-useconffile", good, "getTun"],
+      ["--config", good, "getTun"],
+      [`-useconffile=${lower}`, "getTun"],
+    ]) {
+      // -useconffile wins over $PLANETD_ADMIN, as an explicit flag should.
+      const r = await ctlWithEnv({ ...noConfigs, PLANETD_ADMIN: elsewhere }, ...argv);
+      expect({ argv, ...r }).toMatchObject({ argv, code: 0, stderr: "" });
+    }
+    // Without flags: $PLANETD_ADMIN, then /etc/planetd/planetd.conf, then the state directory's config.
+    expect(defaultEndpoint({ ...noConfigs, PLANETD_ADMIN: elsewhere })).toBe(elsewhere);
+    expect(defaultEndpoint({ PLANETD_SYSTEM_CONFIG: good, PLANETD_ADMIN: elsewhere })).toBe(elsewhere);
+    expect(defaultEndpoint({ PLANETD_SYSTEM_CONFIG: good, PLANETD_STATE_DIR: dir })).toBe(server.address);
+    mkdirSync(join(dir, "state"), { recursive: true });
+    writeFileSync(join(dir, "state", "planetd.conf"), readFileSync(good));
+    expect(defaultEndpoint({ PLANETD_SYSTEM_CONFIG: absent, PLANETD_STATE_DIR: join(dir, "state") })).toBe(
+      server.address,
+    );
+    const viaState = await ctlWithEnv(
+      { PLANETD_SYSTEM_CONFIG: absent, PLANETD_STATE_DIR: join(dir, "state") },
+      "getTun",
+    );
+    expect(viaState).toMatchObject({ code: 0, stderr: "" });
+    // A default config with the socket off or unreadable is passed over; an explicit one is an error.
+    expect(defaultEndpoint({ PLANETD_SYSTEM_CONFIG: off, PLANETD_STATE_DIR: join(dir, "state") })).toBe(
+      server.address,
+    );
+    expect(defaultEndpoint(noConfigs)).toMatch(/^unix:\/\/\//);
+    expect(await ctlWithEnv(noConfigs, "-useconffile", off, "getTun")).toEqual({
+      code: 1,
+      stdout: "",
+      stderr: `planetctl: ${off}: AdminListen is "none": the admin socket is off (set it and reload, or give -endpoint=URI)\n`,
+    });
+    expect(await ctlWithEnv(noConfigs, "-useconffile", absent, "getTun")).toEqual({
+      code: 1,
+      stdout: "",
+      stderr: `planetctl: ${absent}: no such file (give -useconffile FILE or -endpoint=URI)\n`,
+    });
+    expect((await ctlWithEnv(noConfigs, "-useconffile")).stderr).toBe(
+      "planetctl: flag needs an argument: -useconffile\n",
+    );
+  });
+
   it("prints raw JSON with -json", async () => {
     const { code, stdout } = await ctl(`-endpoint=${server.address}`, "-json", "getTun");
     expect(code).toBe(0);
@@ -184,7 +246,7 @@ describe("planetctl against planetd's admin socket", () => {
     const missing = await ctl(`-endpoint=unix://${join(dir, "missing.sock")}`, "getSelf");
     expect(missing.code).toBe(1);
     expect(missing.stderr).toBe(
-      `planetctl: cannot connect to unix://${join(dir, "missing.sock")}: no such file — is planetd running? (try -endpoint=… or set PLANETD_ADMIN)\n`,
+      `planetctl: cannot connect to unix://${join(dir, "missing.sock")}: no such file — is planetd running? (try -endpoint=…, -useconffile FILE or set PLANETD_ADMIN)\n`,
     );
     const probe = net.createServer();
     await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));

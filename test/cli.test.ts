@@ -16,6 +16,9 @@ const BIN = process.env.PLANETD_TEST_BIN ?? resolve("bin/planetd");
 const dir = mkdtempSync(join(tmpdir(), "planetd-cli-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+/** A machine's own /etc/planetd/planetd.conf must not stand in for the configs the tests write. */
+const noSystemConfig = { PLANETD_SYSTEM_CONFIG: join(dir, "no-system.conf") };
+
 interface Result {
   code: number;
   stdout: string;
@@ -31,7 +34,7 @@ function exec(
     const child = execFile(
       file,
       args,
-      { timeout: 15_000, env: { ...process.env, ...options.env }, encoding: "utf8" },
+      { timeout: 15_000, env: { ...process.env, ...noSystemConfig, ...options.env }, encoding: "utf8" },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === "number" ? err.code : -1) : 0;
         done({ code, stdout, stderr });
@@ -151,6 +154,29 @@ describe("planetd address/subnet/publickey", () => {
     writeFileSync(join(state, "planetd.conf"), JSON.stringify({ PrivateKey: id.privateKeyHex }));
     const r = await planetd(["subnet"], { env: { PLANETD_STATE_DIR: state } });
     expect(r).toEqual({ code: 0, stdout: `${formatSubnet(id.subnet)}\n`, stderr: "" });
+  });
+
+  it("prefers /etc/planetd/planetd.conf (here $PLANETD_SYSTEM_CONFIG) to the state directory's", async () => {
+    const state = join(dir, "state-etc");
+    mkdirSync(state);
+    const stateId = Identity.generate();
+    writeFileSync(join(state, "planetd.conf"), JSON.stringify({ PrivateKey: stateId.privateKeyHex }));
+    const etcId = Identity.generate();
+    const etc = writeConfig("etc-planetd.conf", JSON.stringify({ PrivateKey: etcId.privateKeyHex }));
+    const env = { PLANETD_STATE_DIR: state, PLANETD_SYSTEM_CONFIG: etc };
+    expect(await planetd(["address"], { env })).toEqual({
+      code: 0,
+      stdout: `${formatIPv6(etcId.address)}\n`,
+      stderr: "",
+    });
+    // --config still wins, and without the system file the state directory's config is back.
+    const given = writeConfig("given.conf", JSON.stringify({ PrivateKey: stateId.privateKeyHex }));
+    expect((await planetd(["address", "--config", given], { env })).stdout).toBe(
+      `${formatIPv6(stateId.address)}\n`,
+    );
+    const noEtc = { ...env, PLANETD_SYSTEM_CONFIG: join(dir, "absent-etc.conf") };
+    expect((await planetd(["address"], { env: noEtc })).stdout).toBe(`${formatIPv6(stateId.address)}\n`);
+    expect(COMMAND_HELP.run).toContain("/etc/planetd/planetd.conf when it exists");
   });
 });
 
@@ -412,7 +438,7 @@ describe("planetd run", () => {
       }),
     );
     const child = spawn(BIN, ["run"], {
-      env: { ...process.env, PLANETD_STATE_DIR: state },
+      env: { ...process.env, ...noSystemConfig, PLANETD_STATE_DIR: state },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let stdout = "";

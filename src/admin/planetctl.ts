@@ -1,7 +1,9 @@
 // planetctl: yggdrasilctl-style client for the admin socket of planetd (and of Yggdrasil 0.4.7).
-//   planetctl [-endpoint=unix:///…|tcp://host:port] [-json] <command> [key=value …]
-import { existsSync } from "node:fs";
+//   planetctl [-endpoint=unix:///…|tcp://host:port | -useconffile FILE] [-json] <command> [key=value …]
+import { existsSync, readFileSync } from "node:fs";
 import net from "node:net";
+import Hjson from "hjson";
+import { defaultAdminListen, defaultConfigPath, systemConfigPath } from "../cli/paths.js";
 import { BUILD_NAME, BUILD_VERSION } from "../util/version.js";
 import { commandSummary, findCommandHelp, formatCommandHelp } from "./ctl-help.js";
 import { formatResponse } from "./format.js";
@@ -26,7 +28,10 @@ const USAGE = `Usage: planetctl [options] command [key=value] [key=value] ...
 
 Options (before the command):
   -endpoint=URI   admin socket: unix:///path, tcp://host:port or host:port
-                  (default: $PLANETD_ADMIN, else the first of ${DEFAULT_ENDPOINTS.join(", ")} that exists)
+  -useconffile FILE  (or --config FILE) use the AdminListen of that planetd/yggdrasil config
+                  Default: $PLANETD_ADMIN, else the AdminListen of /etc/planetd/planetd.conf, else
+                  of the state directory's planetd.conf (as planetd run picks them), else the
+                  first of ${DEFAULT_ENDPOINTS.join(", ")} that exists
   -json           print the raw JSON response
   -version        print planetctl's version
 
@@ -43,6 +48,8 @@ class CtlError extends Error {}
 
 interface Parsed {
   endpoint?: string;
+  /** -useconffile / --config: read AdminListen from this config. */
+  configFile?: string;
   json: boolean;
   version: boolean;
   help: boolean;
@@ -74,6 +81,10 @@ export function parseArgs(argv: string[]): Parsed {
       const value = inline ?? argv[++i];
       if (value === undefined) throw new CtlError("flag needs an argument: -endpoint");
       parsed.endpoint = value;
+    } else if (name === "useconffile" || name === "config" || name === "c") {
+      const value = inline ?? argv[++i];
+      if (value === undefined) throw new CtlError(`flag needs an argument: ${arg}`);
+      parsed.configFile = value;
     } else if (name === "json" || name === "version" || name === "v") {
       const value = inline === undefined ? true : parseBool(name, inline);
       if (name === "json") parsed.json = value;
@@ -102,8 +113,52 @@ export function parseArgs(argv: string[]): Parsed {
   return parsed;
 }
 
-export function defaultEndpoint(env: Record<string, string | undefined>): string {
+/**
+ * AdminListen of the config at `path`, like yggdrasilctl -useconffile: the daemon's default when the
+ * key is absent. `required` (the operator named the file): problems are errors; otherwise a file
+ * that is missing, unreadable, broken or has the admin socket off is passed over (undefined).
+ */
+export function adminListenFromConfig(
+  path: string,
+  env: Record<string, string | undefined>,
+  required: boolean,
+): string | undefined {
+  const refuse = (problem: string) => {
+    if (required) throw new CtlError(`${path}: ${problem}`);
+    return undefined;
+  };
+  let raw: unknown;
+  try {
+    raw = Hjson.parse(readFileSync(path, "utf8").replace(/^\uFEFF/, ""));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return refuse("no such file (give -useconffile FILE or -endpoint=URI)");
+    if (code === "EACCES") return refuse("permission denied (run as root, or give -endpoint=URI)");
+    return refuse(`not a readable HJSON or JSON config: ${(err as Error).message.split("\n")[0]}`);
+  }
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) return refuse("is not a config object");
+  // Go's encoding/json matches keys case-insensitively.
+  const key = Object.keys(raw).find((k) => k.toLowerCase() === "adminlisten");
+  const value = key === undefined ? null : (raw as Record<string, unknown>)[key];
+  if (value === null || value === undefined) return defaultAdminListen(env as NodeJS.ProcessEnv);
+  if (typeof value !== "string")
+    return refuse("AdminListen is not a string (expected unix:///path or tcp://host:port)");
+  if (value === "none")
+    return refuse(
+      'AdminListen is "none": the admin socket is off (set it and reload, or give -endpoint=URI)',
+    );
+  return value;
+}
+
+/** -endpoint, else -useconffile, else $PLANETD_ADMIN, else the default configs' AdminListen, else the socket defaults. */
+export function defaultEndpoint(env: Record<string, string | undefined>, configFile?: string): string {
+  if (configFile !== undefined) return adminListenFromConfig(configFile, env, true)!;
   if (env.PLANETD_ADMIN) return env.PLANETD_ADMIN;
+  const processEnv = env as NodeJS.ProcessEnv;
+  for (const path of [systemConfigPath(processEnv), defaultConfigPath(processEnv)]) {
+    const endpoint = adminListenFromConfig(path, env, false);
+    if (endpoint !== undefined) return endpoint;
+  }
   return DEFAULT_ENDPOINTS.find((e) => existsSync(e.slice(7))) ?? DEFAULT_ENDPOINTS[0];
 }
 
@@ -119,7 +174,7 @@ function connectOptions(endpoint: string): net.NetConnectOpts {
 
 /** The one-line explanation planetctl prints when it cannot reach the endpoint. */
 export function connectError(endpoint: string, err: NodeJS.ErrnoException): Error {
-  const hint = "is planetd running? (try -endpoint=… or set PLANETD_ADMIN)";
+  const hint = "is planetd running? (try -endpoint=…, -useconffile FILE or set PLANETD_ADMIN)";
   switch (err.code) {
     case "ENOENT":
       return new CtlError(`cannot connect to ${endpoint}: no such file — ${hint}`);
@@ -208,7 +263,7 @@ export async function run(argv: string[], io: CtlIo): Promise<number> {
       io.stdout(USAGE);
       return 0;
     }
-    const endpoint = parsed.endpoint ?? defaultEndpoint(io.env);
+    const endpoint = parsed.endpoint ?? defaultEndpoint(io.env, parsed.configFile);
     const reply = await request(endpoint, parsed.command, parsed.args, io.timeoutMs);
     if (reply.status !== "success") {
       const error = typeof reply.error === "string" && reply.error !== "" ? reply.error : "unspecified error";

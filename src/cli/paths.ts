@@ -15,6 +15,11 @@ export function stateDir(env: NodeJS.ProcessEnv = process.env, root: boolean = i
   return join(env.HOME || homedir(), ".local", "state", "planetd");
 }
 
+/** The system-wide config, used before the state directory's when it exists ($PLANETD_SYSTEM_CONFIG: packagers, tests). */
+export function systemConfigPath(env: NodeJS.ProcessEnv = process.env): string {
+  return env.PLANETD_SYSTEM_CONFIG || "/etc/planetd/planetd.conf";
+}
+
 export function defaultConfigPath(env: NodeJS.ProcessEnv = process.env, root: boolean = isRoot()): string {
   return join(stateDir(env, root), "planetd.conf");
 }

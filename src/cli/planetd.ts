@@ -2,7 +2,7 @@
 // single-dash flags (`planetd -useconffile a.conf -address`) are two spellings of the same request,
 // so existing scripts and systemd units keep working. Bad input ends with one line on stderr and
 // exit code 2; a failure of the running daemon with exit code 1.
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { formatIPv6, formatSubnet } from "../crypto/address.js";
@@ -20,7 +20,7 @@ import {
   parseConfig,
 } from "./config.js";
 import type { Logger } from "./logger.js";
-import { defaultConfigPath } from "./paths.js";
+import { defaultConfigPath, systemConfigPath } from "./paths.js";
 
 export class UsageError extends Error {
   override name = "UsageError";
@@ -84,8 +84,9 @@ const COMMAND_FLAGS: Record<string, Command> = {
 const CONFIG_OPTIONS = `  --config FILE       read the config from FILE, HJSON or JSON (-useconffile FILE)
   --stdin             read the config from standard input (-useconf)`;
 
-const DEFAULT_CONFIG = `Without --config or --stdin the config is $PLANETD_STATE_DIR/planetd.conf (default:
-/var/lib/planetd as root, else $XDG_STATE_HOME/planetd or ~/.local/state/planetd).`;
+const DEFAULT_CONFIG = `Without --config or --stdin the config is /etc/planetd/planetd.conf when it exists, else
+$PLANETD_STATE_DIR/planetd.conf (default: /var/lib/planetd as root, else $XDG_STATE_HOME/planetd
+or ~/.local/state/planetd).`;
 
 export const HELP = `planetd: a planetary peer-to-peer IPv6 overlay daemon, wire-compatible with Yggdrasil 0.4.7
 
@@ -302,6 +303,9 @@ async function loadConfig(opts: CliOptions, io: CliIo, createDefault: boolean): 
     const path = resolve(opts.configPath);
     return { ...loadConfigFile(path), path };
   }
+  // A config the operator put in /etc wins over the one planetd generated for itself.
+  const system = systemConfigPath();
+  if (existsSync(system)) return { ...loadConfigFile(system), path: system };
   const path = defaultConfigPath();
   if (!createDefault) {
     try {
@@ -309,7 +313,7 @@ async function loadConfig(opts: CliOptions, io: CliIo, createDefault: boolean): 
     } catch (err) {
       if (err instanceof ConfigError && err.message.endsWith("no such file")) {
         throw new UsageError(
-          `planetd: ${opts.command} needs a config (--config FILE, --stdin, or ${path} written by a first planetd run)`,
+          `planetd: ${opts.command} needs a config (--config FILE, --stdin, ${system}, or ${path} written by a first planetd run)`,
         );
       }
       throw err;
