@@ -6,9 +6,12 @@
 // that expires soonest among a few looked at from a clock hand is evicted (counted).
 import { randomBytes } from "node:crypto";
 
-/** remote address 16, local address 16, protocol 1, unused 1, local port 2, remote port 2. */
-export const FLOW_KEY_BYTES = 38;
-const KEY_STRIDE = 40;
+/**
+ * A flow key in 32-bit words (big-endian reads of the packet): remote address 0..3, local address
+ * 4..7, protocol 8, local port << 16 | remote port 9. Words, not bytes: a quarter of the work to
+ * hash and compare.
+ */
+export const FLOW_KEY_WORDS = 10;
 const PEER_BYTES = 32;
 /** Slots looked at for an eviction victim. */
 const EVICTION_SAMPLE = 16;
@@ -20,18 +23,21 @@ export const FLOW_CLOSING = 8;
 
 export class Conntrack {
   readonly maxFlows: number;
-  /** The caller writes a flow key here (see FLOW_KEY_BYTES) before hash(), find() and insert(). */
-  readonly key = new Uint8Array(KEY_STRIDE);
+  /** The caller writes a flow key here (see FLOW_KEY_WORDS) before find() and insert(). */
+  readonly key = new Uint32Array(FLOW_KEY_WORDS);
   evicted = 0;
   expired = 0;
   private count = 0;
+  /** The hash of `key` computed by the last find() that looked it up. */
+  private keyHash = 0;
+  private lastSlot = 0;
   private hand = 0;
   private readonly capacity: number;
   private readonly mask: number;
   private readonly seed: number;
   private readonly used: Uint8Array;
   private readonly hashes: Uint32Array;
-  private readonly keys: Uint8Array;
+  private readonly keys: Uint32Array;
   private readonly peers: Uint8Array;
   private readonly expiries: Float64Array;
   private readonly state: Uint8Array;
@@ -47,7 +53,7 @@ export class Conntrack {
     this.seed = randomBytes(4).readUInt32LE(0);
     this.used = new Uint8Array(capacity);
     this.hashes = new Uint32Array(capacity);
-    this.keys = new Uint8Array(capacity * KEY_STRIDE);
+    this.keys = new Uint32Array(capacity * FLOW_KEY_WORDS);
     this.peers = new Uint8Array(capacity * PEER_BYTES);
     this.expiries = new Float64Array(capacity);
     this.state = new Uint8Array(capacity);
@@ -57,24 +63,49 @@ export class Conntrack {
     return this.count;
   }
 
-  /** FNV-1a of `key`, seeded. */
-  hash(): number {
+  /** MurmurHash3 (x86, 32-bit) of `key`'s words, seeded. */
+  private hash(): number {
     const k = this.key;
-    let h = (0x811c9dc5 ^ this.seed) >>> 0;
-    for (let i = 0; i < FLOW_KEY_BYTES; i++) h = Math.imul(h ^ k[i]!, 0x01000193);
-    return h >>> 0;
+    let h = this.seed;
+    for (let i = 0; i < FLOW_KEY_WORDS; i++) {
+      let w = Math.imul(k[i]!, 0xcc9e2d51);
+      w = Math.imul((w << 15) | (w >>> 17), 0x1b873593);
+      h ^= w;
+      h = (Math.imul((h << 13) | (h >>> 19), 5) + 0xe6546b64) | 0;
+    }
+    h ^= h >>> 16;
+    h = Math.imul(h, 0x85ebca6b);
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35);
+    return (h ^ (h >>> 16)) >>> 0;
   }
 
-  /** The slot of the live flow with `key` (hash `h`), or -1. An expired flow found is removed. */
-  find(h: number, now: number): number {
-    const { used, hashes, keys, key, mask } = this;
+  /**
+   * The slot of the live flow with `key`, or -1 (then `insert` may follow). An expired flow found is
+   * removed. The slot found last is tried first: a burst of one flow's packets skips the hash.
+   */
+  find(now: number): number {
+    const { used, keys, key } = this;
+    const last = this.lastSlot;
+    if (used[last] === 1) {
+      const base = last * FLOW_KEY_WORDS;
+      let j = 0;
+      while (j < FLOW_KEY_WORDS && keys[base + j] === key[j]) j++;
+      if (j === FLOW_KEY_WORDS && this.expiries[last]! > now) return last;
+    }
+    const h = this.hash();
+    this.keyHash = h;
+    const { hashes, mask } = this;
     for (let i = h & mask; used[i] === 1; i = (i + 1) & mask) {
       if (hashes[i] !== h) continue;
-      const base = i * KEY_STRIDE;
+      const base = i * FLOW_KEY_WORDS;
       let j = 0;
-      while (j < FLOW_KEY_BYTES && keys[base + j] === key[j]) j++;
-      if (j < FLOW_KEY_BYTES) continue;
-      if (this.expiries[i]! > now) return i;
+      while (j < FLOW_KEY_WORDS && keys[base + j] === key[j]) j++;
+      if (j < FLOW_KEY_WORDS) continue;
+      if (this.expiries[i]! > now) {
+        this.lastSlot = i;
+        return i;
+      }
       this.remove(i);
       this.expired++;
       return -1;
@@ -82,23 +113,17 @@ export class Conntrack {
     return -1;
   }
 
-  /** Adds the flow in `key` (not present: call find first), evicting one if the table is full. */
-  insert(
-    h: number,
-    peer: Uint8Array,
-    peerOffset: number,
-    state: number,
-    expires: number,
-    now: number,
-  ): number {
+  /** Adds the flow in `key` after a find() that missed it, evicting one if the table is full. */
+  insert(peer: Uint8Array, peerOffset: number, state: number, expires: number, now: number): number {
     if (this.count >= this.maxFlows) this.evictOne(now);
     const { used, mask } = this;
+    const h = this.keyHash;
     let i = h & mask;
     while (used[i] === 1) i = (i + 1) & mask;
     used[i] = 1;
     this.hashes[i] = h;
-    const base = i * KEY_STRIDE;
-    for (let j = 0; j < FLOW_KEY_BYTES; j++) this.keys[base + j] = this.key[j]!;
+    const base = i * FLOW_KEY_WORDS;
+    for (let j = 0; j < FLOW_KEY_WORDS; j++) this.keys[base + j] = this.key[j]!;
     for (let j = 0; j < PEER_BYTES; j++) this.peers[i * PEER_BYTES + j] = peer[peerOffset + j]!;
     this.state[i] = state;
     this.expiries[i] = expires;
@@ -119,13 +144,9 @@ export class Conntrack {
     return this.expiries[slot]!;
   }
 
-  /** The flow keys (read-only use): slot's key starts at slot * keyStride. */
-  get flowKeys(): Uint8Array {
+  /** The flow keys (read-only use): slot's key is words slot * FLOW_KEY_WORDS onwards. */
+  get flowKeys(): Uint32Array {
     return this.keys;
-  }
-
-  get keyStride(): number {
-    return KEY_STRIDE;
   }
 
   /** Remote public keys: slot's starts at slot * 32. */
@@ -204,7 +225,7 @@ export class Conntrack {
       if (stays) continue;
       used[hole] = 1;
       hashes[hole] = hashes[j]!;
-      this.keys.copyWithin(hole * KEY_STRIDE, j * KEY_STRIDE, j * KEY_STRIDE + KEY_STRIDE);
+      this.keys.copyWithin(hole * FLOW_KEY_WORDS, j * FLOW_KEY_WORDS, (j + 1) * FLOW_KEY_WORDS);
       this.peers.copyWithin(hole * PEER_BYTES, j * PEER_BYTES, j * PEER_BYTES + PEER_BYTES);
       this.state[hole] = this.state[j]!;
       this.expiries[hole] = this.expiries[j]!;

@@ -5,7 +5,14 @@
 // flow so the replies pass without a rule. ICMPv6 errors quoting a tracked flow pass as related;
 // Packet Too Big and neighbour discovery always pass. Pure and allocation-free per packet.
 import { TokenBucket } from "../util/token-bucket.js";
-import { Conntrack, FLOW_CLOSING, FLOW_REPLIED, ORIGIN_INBOUND, ORIGIN_OUTBOUND } from "./conntrack.js";
+import {
+  Conntrack,
+  FLOW_CLOSING,
+  FLOW_KEY_WORDS,
+  FLOW_REPLIED,
+  ORIGIN_INBOUND,
+  ORIGIN_OUTBOUND,
+} from "./conntrack.js";
 import type { FirewallConfig } from "./firewall-config.js";
 import {
   ACTION_ACCEPT,
@@ -161,17 +168,20 @@ export class Firewall {
     this.config = config;
     const keys = this.flows.flowKeys;
     const peers = this.flows.peerKeys;
-    const stride = this.flows.keyStride;
+    // Remote and local address of one flow as bytes, for the rules' prefix matchers.
+    const addresses = new Uint8Array(32);
+    const view = new DataView(addresses.buffer);
     this.revoked += this.flows.retain((slot) => {
-      const base = slot * stride;
+      const base = slot * FLOW_KEY_WORDS;
+      for (let w = 0; w < 8; w++) view.setUint32(w * 4, keys[base + w]!);
       const origin = this.flows.stateOf(slot) & (ORIGIN_INBOUND | ORIGIN_OUTBOUND);
-      const protocol = keys[base + 32]!;
-      const localPort = (keys[base + 34]! << 8) | keys[base + 35]!;
-      const remotePort = (keys[base + 36]! << 8) | keys[base + 37]!;
+      const protocol = keys[base + 8]!;
+      const localPort = keys[base + 9]! >>> 16;
+      const remotePort = keys[base + 9]! & 0xffff;
       const set = origin === ORIGIN_INBOUND ? inbound : outbound;
       const port = protocol === ICMPV6 ? -1 : origin === ORIGIN_INBOUND ? localPort : remotePort;
       const type = protocol === ICMPV6 ? ECHO_REQUEST : -1;
-      const index = set.match(protocol, port, type, peers, slot * 32, keys, base, keys, base + 16);
+      const index = set.match(protocol, port, type, peers, slot * 32, addresses, 0, addresses, 16);
       const action = index < 0 ? set.defaultAction : set.rules[index]!.action;
       return action === ACTION_ACCEPT;
     });
@@ -228,7 +238,6 @@ export class Firewall {
     const tracked =
       ((protocol === TCP || protocol === UDP) && p.srcPort >= 0) ||
       (protocol === ICMPV6 && (p.icmpType === ECHO_REQUEST || p.icmpType === ECHO_REPLY) && p.srcPort >= 0);
-    let hash = 0;
     if (tracked) {
       // ICMPv6 echo: the identifier is the local port; the remote port holds the direction the
       // request went, so a reply matches its request and a request from the other side does not.
@@ -242,8 +251,7 @@ export class Firewall {
         protocol === ICMPV6 ? p.srcPort : localPort,
         protocol === ICMPV6 ? echoOrigin : remotePort,
       );
-      hash = this.flows.hash();
-      const slot = this.flows.find(hash, now);
+      const slot = this.flows.find(now);
       if (slot >= 0) {
         this.refresh(slot, direction, protocol, p.tcpFlags, now);
         this.countEstablished(direction);
@@ -259,7 +267,7 @@ export class Firewall {
       if (tracked && (protocol !== ICMPV6 || p.icmpType === ECHO_REQUEST)) {
         const expires = now + initialTimeout(protocol, p.tcpFlags);
         const closing = protocol === TCP && (p.tcpFlags & (TCP_FIN | TCP_RST)) !== 0 ? FLOW_CLOSING : 0;
-        this.flows.insert(hash, peer, 0, direction | closing, expires, now);
+        this.flows.insert(peer, 0, direction | closing, expires, now);
       }
       return VERDICT_PASS;
     }
@@ -285,16 +293,14 @@ export class Firewall {
     remotePort: number,
   ): void {
     const key = this.flows.key;
-    for (let i = 0; i < 16; i++) {
-      key[i] = packet[remoteOff + i]!;
-      key[16 + i] = packet[localOff + i]!;
+    for (let w = 0; w < 4; w++) {
+      const r = remoteOff + w * 4;
+      const l = localOff + w * 4;
+      key[w] = (packet[r]! << 24) | (packet[r + 1]! << 16) | (packet[r + 2]! << 8) | packet[r + 3]!;
+      key[4 + w] = (packet[l]! << 24) | (packet[l + 1]! << 16) | (packet[l + 2]! << 8) | packet[l + 3]!;
     }
-    key[32] = protocol;
-    key[33] = 0;
-    key[34] = localPort >> 8;
-    key[35] = localPort & 0xff;
-    key[36] = remotePort >> 8;
-    key[37] = remotePort & 0xff;
+    key[8] = protocol;
+    key[9] = (localPort << 16) | remotePort;
   }
 
   private refresh(slot: number, direction: number, protocol: number, tcpFlags: number, now: number): void {
@@ -339,7 +345,7 @@ export class Firewall {
       remotePort = innerInbound ? ORIGIN_INBOUND : ORIGIN_OUTBOUND;
     } else return false;
     this.flowKey(packet, remoteOff, localOff, q.protocol, localPort, remotePort);
-    return this.flows.find(this.flows.hash(), now) >= 0;
+    return this.flows.find(now) >= 0;
   }
 }
 
