@@ -379,17 +379,17 @@ describe("hostile floods do not grow state", () => {
   });
 
   it("signed control frames beyond a link's budget are dropped before any check; other links keep theirs", () => {
-    const { k, h, portA, portC } = world({ controlPerSecond: 100 });
+    const { k, h, portA, portC } = world({ controlPerSecond: 400 }); // burst 100
     h.take();
     const frame = encodeBootstrap(label(k[6], [3, 1], k[0].publicKey));
     for (let i = 0; i < 500; i++) h.router.handleFrame(portC, frame, h.now); // one instant: the burst only
-    expect(h.router.stats().drop_control_budget).toBe(300);
+    expect(h.router.stats().drop_control_budget).toBe(400);
     expect(h.router.stats().in_bootstrap).toBe(500);
     h.router.handleFrame(portA, frame, h.now);
-    expect(h.router.stats().drop_control_budget).toBe(300);
-    h.now += 1000; // refills 100
+    expect(h.router.stats().drop_control_budget).toBe(400);
+    h.now += 1000; // refills to the burst, not beyond
     for (let i = 0; i < 150; i++) h.router.handleFrame(portC, frame, h.now);
-    expect(h.router.stats().drop_control_budget).toBe(350);
+    expect(h.router.stats().drop_control_budget).toBe(450);
     // Traffic and tree frames are not budgeted.
     for (let i = 0; i < 300; i++)
       h.router.handleFrame(

@@ -101,7 +101,7 @@ export class Router implements RouterCore {
       priority,
       info: undefined,
       closed: false,
-      control: new TokenBucket(perSecond, 2 * perSecond),
+      control: new TokenBucket(perSecond, perSecond / 4),
     };
     this.peers.set(port, peer);
     this.tree.sendHello(peer);

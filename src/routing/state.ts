@@ -21,9 +21,11 @@ export interface RouterLimits {
   paths: number;
   /**
    * Signed control frames (DHT bootstraps, acks and setups, path notifies, lookups and responses)
-   * accepted per second from one link, burst twice that. Each costs a signature check or a
+   * accepted per second from one link, burst a quarter of that. Each costs a signature check or a
    * signature and may create state; beyond the budget they are dropped (the protocol retries on
-   * timers). The 1,000-node simulator's busiest hub link peaks far below this.
+   * timers). The burst is small because verifying it is one uninterrupted stretch of the event
+   * loop: a burst of 2,000 held the admin socket and honest pings for 0.7-3.7 s on a loaded
+   * machine (netns-tests/hostile.test.ts). The simulator's topologies converge as fast with it.
    */
   controlPerSecond: number;
 }
