@@ -64,3 +64,25 @@ it("2,000 frames of 60 kB reuse a bounded set of slabs and arrive byte for byte"
   expect(allocated).toBeGreaterThanOrEqual(1);
   expect(allocated).toBeLessThanOrEqual(40);
 }, 30_000);
+
+it("closes a link whose peer stopped reading once 16 MiB of protocol frames are queued", async () => {
+  const [a] = await linkedPair(); // the other end never gets a handler, so it never reads
+  let closedWith = "";
+  a.setHandler({
+    onFrame() {},
+    onClose(reason) {
+      closedWith = reason;
+    },
+  });
+  const tree = Buffer.alloc(60_000, 1); // type 1: protocol frames are never dropped for congestion
+  const deadline = Date.now() + 20_000;
+  let sent = 0;
+  while (closedWith === "" && Date.now() < deadline && sent < 5000) {
+    for (let i = 0; i < 20; i++) a.send(tree);
+    sent += 20;
+    await new Promise((r) => setImmediate(r));
+  }
+  expect(closedWith).toMatch(/^peer stopped reading \(\d+ bytes queued\)$/);
+  // Closed within a few hundred frames of the bound (kernel buffers take some first), not never.
+  expect(sent * 60_000).toBeGreaterThan(16 * 1024 * 1024);
+});

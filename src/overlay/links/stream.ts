@@ -17,6 +17,11 @@ export const DEFAULT_TIMEOUTS: LinkTimeouts = { handshakeMs: 6000, keepaliveMs: 
 export const MAX_FRAME = 65535;
 /** Above this many queued bytes the link reports `congested`. */
 export const CONGESTION_BYTES = 4 * 1024 * 1024;
+/**
+ * Traffic stops at CONGESTION_BYTES, protocol frames never do (spec 5.8); a peer that stops reading
+ * altogether would let them pile up forever, so past this the link is closed.
+ */
+const STALLED_PEER_BYTES = 4 * CONGESTION_BYTES;
 
 const META_MAGIC = Buffer.from("meta", "ascii");
 const META_BYTES = 38;
@@ -212,6 +217,10 @@ export class StreamLink extends LinkCore implements Link {
 
   send(frame: Uint8Array): void {
     if (this.closed || frame.length > MAX_FRAME || frame.length === 0) return;
+    if (this.socket.writableLength > STALLED_PEER_BYTES) {
+      this.close(`peer stopped reading (${this.socket.writableLength} bytes queued)`);
+      return;
+    }
     const need = frame.length + 2;
     if (SLAB_BYTES - this.slabEnd < need) {
       this.flush();
