@@ -1,11 +1,13 @@
 // The firewall in whole Nodes over in-memory links: the adapter applies it, a reload swaps the rules
 // (or is refused in one line, changing nothing), and the views and metrics read its counters.
 import { afterEach, describe, expect, it } from "vitest";
+import { createMetricsRegistry } from "../src/admin/metrics.js";
 import type { PlanetConfig } from "../src/cli/config.js";
 import { ReloadRefused } from "../src/daemon/reload.js";
 import { metricsSnapshotFor } from "../src/daemon/views.js";
 import { type FirewallConfig, readFirewallConfig } from "../src/tun/firewall-config.js";
 import { connect, deliver, ipv6Packet, startMember, stopAll } from "./support/nodes.js";
+import { parsePrometheus } from "./support/prometheus.js";
 
 afterEach(stopAll);
 
@@ -51,6 +53,13 @@ describe("firewall in a Node", () => {
     const snapshot = metricsSnapshotFor(a.node);
     expect(snapshot.firewall?.inbound.defaultHits).toBe(view.inbound.defaultHits);
     expect(snapshot.droppedPackets.ipv6_firewallInDropped).toBeGreaterThanOrEqual(1);
+    const { samples } = parsePrometheus(await createMetricsRegistry(() => snapshot).metrics());
+    const hits = (rule: string) =>
+      samples.find((x) => x.name === "planetd_firewall_rule_hits_total" && x.labels.rule === rule);
+    expect(hits("0")?.labels).toEqual({ direction: "inbound", rule: "0", name: "echo", action: "accept" });
+    expect(hits("0")?.value).toBe(view.inbound.rules[0]!.hits);
+    expect(hits("default")?.value).toBe(view.inbound.defaultHits);
+    expect(samples.find((x) => x.name === "planetd_firewall_flows")?.value).toBe(view.flows);
 
     const bad = rules({ InboundDefault: "drop", Inbound: [{ Action: "accept", Local: ["300:1:2:3::/64"] }] });
     // The running config (private to Node): reloads below change only its firewall.
