@@ -218,6 +218,40 @@ describe("sealed udp links on loopback", () => {
     expect(await at.closed).toMatch(/malformed/);
   }, 60_000);
 
+  it("moves a link to the new address of an authentic datagram (NAT rebinding), not of a forged one", async () => {
+    const a = await startLinkNode({ listen: ["udp://127.0.0.1:0"] });
+    const port = Number(a.mgr.listenAddresses()[0]!.split(":").pop());
+    const id = Identity.generate();
+    const d = await rawDialer(port, id);
+    const acceptP = next(d.socket);
+    const linkP = a.nextLink();
+    d.socket.send(d.confirm);
+    const keys = acceptKeys(parseHandshake(await acceptP)!, id.publicKey, d.eph)!;
+    const link = (await linkP) as UdpLink;
+    const at = collect(link);
+    const tx = new Sealer(keys.d2l);
+    // A forged datagram with the cookie from elsewhere moves nothing and gets no answer.
+    const forger = await rawSocket(port);
+    let forgerHeard = false;
+    forger.on("message", () => {
+      forgerHeard = true;
+    });
+    forger.send(Buffer.concat([Buffer.from([0x10]), d.lc, Buffer.alloc(8), traffic(1), Buffer.alloc(16)]));
+    await until(() => link.forged === 1);
+    // The peer's NAT gave it a new port: its next authentic datagram comes from there.
+    const rebound = await rawSocket(port);
+    rebound.send(sealed(tx, d.lc, traffic(2)));
+    await at.until((fr) => fr.length === 1);
+    expect(at.frames[0]![1]).toBe(2);
+    expect(link.peerPort).toBe(rebound.address().port);
+    // What the link sends now goes to the new address.
+    const heard = next(rebound);
+    link.send(Buffer.from([1, 2, 3]));
+    expect([0x10, 0x11]).toContain((await heard)[0]);
+    expect(forgerHeard).toBe(false);
+    expect(link.closed).toBe(false);
+  });
+
   it("opens nothing for a CONFIRM whose signature is not the claimed key's (AllowedPublicKeys)", async () => {
     const allowed = Identity.generate();
     const a = await startLinkNode({ listen: ["udp://127.0.0.1:0"], allowedPublicKeys: [allowed.publicKey] });

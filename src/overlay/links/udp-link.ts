@@ -399,11 +399,32 @@ export class UdpLink extends LinkCore implements Link {
   }
 
   /**
-   * A link datagram whose cookie matched. One that does not open is dropped and counted (anyone on
-   * the path knows the cookie); malformed content in an authentic one closes the link.
+   * A link datagram whose cookie matched; true when it was authentic. One that does not open is
+   * dropped and counted (anyone on the path knows the cookie); malformed content in an authentic
+   * one closes the link.
    */
-  receive(msg: Buffer): void {
-    if (this.closed || !this.open(msg)) return;
+  receive(msg: Buffer): boolean {
+    if (this.closed || !this.open(msg)) return false;
+    this.process(msg);
+    return true;
+  }
+
+  /** Where this link sends (a listener's link moves when its peer's address changes). */
+  get peerAddress(): string {
+    return this.o.address;
+  }
+
+  get peerPort(): number {
+    return this.o.port;
+  }
+
+  /** The peer now speaks from here (an authentic datagram arrived from it). */
+  moveTo(address: string, port: number): void {
+    this.o.address = address;
+    this.o.port = port;
+  }
+
+  private process(msg: Buffer): void {
     const len = msg.length - SEAL_TAG;
     this.bytesIn += msg.length;
     this.datagramsIn++;

@@ -22,6 +22,8 @@
 //   Every link datagram below is sealed (udp-seal.ts: ChaCha20-Poly1305, counter nonce, replay
 //   window); one that does not open is dropped and counted, so knowing the cookie is not enough to
 //   inject or to close a link. The keys are not renewed: a link that sent 2^48 datagrams closes.
+//   Roaming: a listener's link that receives an authentic datagram from a new address (NAT
+//   rebinding) moves there; getPeers keeps showing the address it was opened from.
 //   5 CLOSE      type ‖ receiver's cookie ‖ sealed nothing: the sender closed the link (unsealed
 //                only as a listener's refusal of a CONFIRM, which ends nothing but that handshake).
 //   6 RESET      type ‖ the cookie a link datagram carried: a listener's stateless answer to one
@@ -140,6 +142,8 @@ export class UdpListener {
   private readonly secret = randomBytes(32);
   private readonly meta: Buffer;
   private readonly links = new Map<string, UdpLink>();
+  /** The same links by their cookie (latin1), for datagrams from an address that moved. */
+  private readonly byCookie = new Map<string, UdpLink>();
   private closing = false;
 
   static async bind(o: UdpListenerOptions): Promise<UdpListener> {
@@ -179,6 +183,12 @@ export class UdpListener {
       const link = this.links.get(`${rinfo.address}|${rinfo.port}`);
       if (link?.matches(msg)) link.receive(msg);
       else if (!link) {
+        // Roaming: an authentic datagram of a link from a new address (NAT rebinding) moves it there.
+        const moved = this.byCookie.get(msg.toString("latin1", 1, DATA_HEADER));
+        if (moved) {
+          if (moved.receive(msg)) this.rebind(moved, rinfo);
+          return;
+        }
         const reset = Buffer.allocUnsafe(DATA_HEADER);
         reset[0] = PKT_RESET;
         msg.copy(reset, 1, 1, DATA_HEADER);
@@ -260,12 +270,24 @@ export class UdpListener {
       keys: { tx: accepted.keys.l2d, rx: accepted.keys.d2l },
       acceptPacket: accepted.packet,
       release: () => {
-        if (this.links.get(key) === link) this.links.delete(key);
+        const at = `${link.peerAddress}|${link.peerPort}`;
+        if (this.links.get(at) === link) this.links.delete(at);
+        this.byCookie.delete(cookie.toString("latin1"));
       },
     });
     this.links.set(key, link);
+    this.byCookie.set(cookie.toString("latin1"), link);
     this.send(accepted.packet, rinfo);
     this.o.onLink(link, rinfo.address, rinfo.port);
+  }
+
+  private rebind(link: UdpLink, rinfo: RemoteInfo): void {
+    const from = `${link.peerAddress}|${link.peerPort}`;
+    const to = `${rinfo.address}|${rinfo.port}`;
+    if (this.links.get(to)) return; // another link lives there now; this one stays where it was
+    if (this.links.get(from) === link) this.links.delete(from);
+    this.links.set(to, link);
+    link.moveTo(rinfo.address, rinfo.port);
   }
 
   private send(packet: Buffer, rinfo: RemoteInfo): void {
