@@ -1,6 +1,6 @@
 // udp:// links through the LinkManager on loopback: ordered reliable protocol frames under loss,
-// unreliable traffic, keepalive and silence, the cookie handshake against spoofing, admission rules
-// and redial.
+// unreliable traffic, keepalive and silence, admission rules, redial and replacement after a flap
+// (the handshake against spoofing and forged datagrams: links-udp-seal.test.ts).
 import { randomBytes } from "node:crypto";
 import dgram from "node:dgram";
 import { afterEach, describe, expect, it } from "vitest";

@@ -1,7 +1,7 @@
-// One established UDP link: datagram framing and fragmentation, the sending half of the reliable
-// channel for protocol frames (the receiving half is udp-reliable.ts), liveness (udp-liveness.ts)
-// and the datagram size search (udp-pmtu.ts). The handshake, sockets and demultiplexing live in
-// udp.ts, whose header describes the wire format.
+// One established UDP link: datagram framing into sealed datagrams (udp-seal.ts), fragments and
+// their repair (udp-frag.ts), the reliable channel for protocol frames (udp-reliable.ts), liveness
+// (udp-liveness.ts) and the datagram size search (udp-pmtu.ts). The handshake, sockets and
+// demultiplexing live in udp.ts, whose header describes the wire format.
 import type { Socket } from "node:dgram";
 import { LinkCore } from "./link-core.js";
 import type { Link, LinkEvents } from "./link.js";
