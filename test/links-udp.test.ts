@@ -7,13 +7,10 @@ import { afterEach, describe, expect, it } from "vitest";
 import { Identity } from "../src/crypto/identity.js";
 import type { Link } from "../src/overlay/links/link.js";
 import type { LinkManagerConfig } from "../src/overlay/links/manager.js";
-import { encodeMetadata } from "../src/overlay/links/stream.js";
 import type { UdpLink } from "../src/overlay/links/udp.js";
 import { collect, startLinkNode, stopLinkNodes } from "./support/links.js";
 
-const sockets: dgram.Socket[] = [];
 afterEach(async () => {
-  for (const s of sockets.splice(0)) s.close();
   await stopLinkNodes();
 });
 
