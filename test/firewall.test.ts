@@ -184,6 +184,35 @@ describe("firewall matching", () => {
     expect(fw.view().inbound.rules.map((r) => r.hits)).toEqual([1, 3, 1, 1]);
   });
 
+  it("matches prefixes of any length", () => {
+    const friend20 = Buffer.from(FRIEND.address);
+    friend20[2]! &= 0xf0;
+    friend20.fill(0, 3);
+    const fw = new Firewall(
+      config({
+        InboundDefault: "drop",
+        Inbound: [
+          { Action: "accept", Protocol: "udp", Ports: "1", Remote: ["300::/8"] },
+          { Action: "accept", Protocol: "udp", Ports: "2", Remote: [`${fmt(friend20)}/20`] },
+          { Action: "accept", Protocol: "udp", Ports: "3", Remote: ["200::/7"] },
+        ],
+      }),
+      SELF,
+    );
+    const from = (src: Buffer, port: number) =>
+      fw.filterInbound(FRIEND.publicKey, udp(src, SELF.address, 9, port), T0);
+    expect(from(inSubnet(FRIEND.subnet, 5), 1)).toBe(VERDICT_PASS);
+    expect(from(FRIEND.address, 1)).toBe(VERDICT_DROP);
+    expect(from(FRIEND.address, 2)).toBe(VERDICT_PASS);
+    const outside = Buffer.from(FRIEND.address);
+    outside[2]! ^= 0x10; // the 20th bit
+    expect(from(outside, 2)).toBe(VERDICT_DROP);
+    outside[2]! ^= 0x18; // back, and flip the 21st: still inside the /20
+    expect(from(outside, 2)).toBe(VERDICT_PASS);
+    expect(from(FRIEND.address, 3)).toBe(VERDICT_PASS);
+    expect(from(inSubnet(FRIEND.subnet, 5), 3)).toBe(VERDICT_PASS);
+  });
+
   it("lets Packet Too Big and neighbour discovery through a drop-everything policy", () => {
     const fw = new Firewall(config({ InboundDefault: "drop", OutboundDefault: "drop" }), SELF);
     expect(fw.filterInbound(FRIEND.publicKey, icmp(FRIEND.address, SELF.address, 2), T0)).toBe(VERDICT_PASS);

@@ -31,32 +31,34 @@ export interface LocalAddresses {
   subnet: Uint8Array;
 }
 
+/**
+ * Prefixes as four 32-bit words and masks each; an address to match comes as words too (big-endian,
+ * as the flow key holds it), so a /64 is two masked compares.
+ */
 class PrefixList {
-  readonly bytes: Uint8Array;
-  readonly lengths: Uint8Array;
+  private readonly words: Uint32Array;
+  private readonly masks: Uint32Array;
 
   constructor(prefixes: { bytes: Uint8Array; length: number }[]) {
-    this.bytes = new Uint8Array(prefixes.length * 16);
-    this.lengths = new Uint8Array(prefixes.length);
+    this.words = new Uint32Array(prefixes.length * 4);
+    this.masks = new Uint32Array(prefixes.length * 4);
     prefixes.forEach((p, i) => {
-      this.bytes.set(p.bytes.subarray(0, 16), i * 16);
-      this.lengths[i] = p.length;
+      const view = new DataView(p.bytes.buffer, p.bytes.byteOffset, 16);
+      for (let w = 0; w < 4; w++) {
+        const bits = Math.max(0, Math.min(32, p.length - w * 32));
+        const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
+        this.masks[i * 4 + w] = mask;
+        this.words[i * 4 + w] = (view.getUint32(w * 4) & mask) >>> 0;
+      }
     });
   }
 
-  matches(addr: Uint8Array, off: number): boolean {
-    const { bytes, lengths } = this;
-    for (let p = 0; p < lengths.length; p++) {
-      const length = lengths[p]!;
-      const base = p * 16;
-      const whole = length >> 3;
-      let i = 0;
-      while (i < whole && bytes[base + i] === addr[off + i]) i++;
-      if (i < whole) continue;
-      const bits = length & 7;
-      if (bits === 0) return true;
-      const mask = (0xff00 >> bits) & 0xff;
-      if ((bytes[base + whole]! & mask) === (addr[off + whole]! & mask)) return true;
+  matches(addr: Uint32Array, off: number): boolean {
+    const { words, masks } = this;
+    for (let base = 0; base < words.length; base += 4) {
+      let w = 0;
+      while (w < 4 && (addr[off + w]! & masks[base + w]!) >>> 0 === words[base + w]) w++;
+      if (w === 4) return true;
     }
     return false;
   }
@@ -127,13 +129,12 @@ export class CompiledRule {
     return true;
   }
 
-  /** Key and addresses: what the index cannot decide. */
+  /** Key and addresses (as words, see PrefixList): what the index cannot decide. */
   matchesEnds(
     peer: Uint8Array,
     peerOff: number,
-    remote: Uint8Array,
+    addresses: Uint32Array,
     remoteOff: number,
-    local: Uint8Array,
     localOff: number,
   ): boolean {
     const keys = this.keys;
@@ -146,8 +147,8 @@ export class CompiledRule {
       }
       if (!found) return false;
     }
-    if (this.remotes && !this.remotes.matches(remote, remoteOff)) return false;
-    if (this.locals && !this.locals.matches(local, localOff)) return false;
+    if (this.remotes && !this.remotes.matches(addresses, remoteOff)) return false;
+    if (this.locals && !this.locals.matches(addresses, localOff)) return false;
     return true;
   }
 
@@ -253,7 +254,8 @@ export class RuleSet {
 
   /**
    * The index of the first rule matching, or -1 for the default. `port` is the destination port
-   * (tcp/udp) and `icmpType` the ICMPv6 type, -1 when the packet does not show them.
+   * (tcp/udp) and `icmpType` the ICMPv6 type, -1 when the packet does not show them. The remote and
+   * local addresses are four big-endian words each in `addresses`.
    */
   match(
     protocol: number,
@@ -261,9 +263,8 @@ export class RuleSet {
     icmpType: number,
     peer: Uint8Array,
     peerOff: number,
-    remote: Uint8Array,
+    addresses: Uint32Array,
     remoteOff: number,
-    local: Uint8Array,
     localOff: number,
   ): number {
     let list: Int32Array;
@@ -274,7 +275,7 @@ export class RuleSet {
     const rules = this.rules;
     for (let i = 0; i < list.length; i++) {
       const index = list[i]!;
-      if (rules[index]!.matchesEnds(peer, peerOff, remote, remoteOff, local, localOff)) return index;
+      if (rules[index]!.matchesEnds(peer, peerOff, addresses, remoteOff, localOff)) return index;
     }
     return -1;
   }

@@ -168,12 +168,8 @@ export class Firewall {
     this.config = config;
     const keys = this.flows.flowKeys;
     const peers = this.flows.peerKeys;
-    // Remote and local address of one flow as bytes, for the rules' prefix matchers.
-    const addresses = new Uint8Array(32);
-    const view = new DataView(addresses.buffer);
     this.revoked += this.flows.retain((slot) => {
       const base = slot * FLOW_KEY_WORDS;
-      for (let w = 0; w < 8; w++) view.setUint32(w * 4, keys[base + w]!);
       const origin = this.flows.stateOf(slot) & (ORIGIN_INBOUND | ORIGIN_OUTBOUND);
       const protocol = keys[base + 8]!;
       const localPort = keys[base + 9]! >>> 16;
@@ -181,7 +177,7 @@ export class Firewall {
       const set = origin === ORIGIN_INBOUND ? inbound : outbound;
       const port = protocol === ICMPV6 ? -1 : origin === ORIGIN_INBOUND ? localPort : remotePort;
       const type = protocol === ICMPV6 ? ECHO_REQUEST : -1;
-      const index = set.match(protocol, port, type, peers, slot * 32, addresses, 0, addresses, 16);
+      const index = set.match(protocol, port, type, peers, slot * 32, keys, base, base + 4);
       const action = index < 0 ? set.defaultAction : set.rules[index]!.action;
       return action === ACTION_ACCEPT;
     });
@@ -238,19 +234,16 @@ export class Firewall {
     const tracked =
       ((protocol === TCP || protocol === UDP) && p.srcPort >= 0) ||
       (protocol === ICMPV6 && (p.icmpType === ECHO_REQUEST || p.icmpType === ECHO_REPLY) && p.srcPort >= 0);
+    // The flow key's first eight words are the addresses the rules match, tracked or not.
+    const key = this.flows.key;
+    addressWords(key, packet, remoteOff, localOff);
     if (tracked) {
       // ICMPv6 echo: the identifier is the local port; the remote port holds the direction the
       // request went, so a reply matches its request and a request from the other side does not.
       const echoOrigin =
         p.icmpType === ECHO_REQUEST ? direction : ORIGIN_INBOUND + ORIGIN_OUTBOUND - direction;
-      this.flowKey(
-        packet,
-        remoteOff,
-        localOff,
-        protocol,
-        protocol === ICMPV6 ? p.srcPort : localPort,
-        protocol === ICMPV6 ? echoOrigin : remotePort,
-      );
+      key[8] = protocol;
+      key[9] = protocol === ICMPV6 ? (p.srcPort << 16) | echoOrigin : (localPort << 16) | remotePort;
       const slot = this.flows.find(now);
       if (slot >= 0) {
         this.refresh(slot, direction, protocol, p.tcpFlags, now);
@@ -260,9 +253,7 @@ export class Firewall {
     }
     const set = direction === ORIGIN_INBOUND ? this.inbound : this.outbound;
     const port = protocol === TCP || protocol === UDP ? p.dstPort : -1;
-    const action = set.decide(
-      set.match(protocol, port, p.icmpType, peer, 0, packet, remoteOff, packet, localOff),
-    );
+    const action = set.decide(set.match(protocol, port, p.icmpType, peer, 0, key, 0, 4));
     if (action === ACTION_ACCEPT) {
       if (tracked && (protocol !== ICMPV6 || p.icmpType === ECHO_REQUEST)) {
         const expires = now + initialTimeout(protocol, p.tcpFlags);
@@ -282,25 +273,6 @@ export class Firewall {
   private countEstablished(direction: number): void {
     if (direction === ORIGIN_INBOUND) this.establishedIn++;
     else this.establishedOut++;
-  }
-
-  private flowKey(
-    packet: Uint8Array,
-    remoteOff: number,
-    localOff: number,
-    protocol: number,
-    localPort: number,
-    remotePort: number,
-  ): void {
-    const key = this.flows.key;
-    for (let w = 0; w < 4; w++) {
-      const r = remoteOff + w * 4;
-      const l = localOff + w * 4;
-      key[w] = (packet[r]! << 24) | (packet[r + 1]! << 16) | (packet[r + 2]! << 8) | packet[r + 3]!;
-      key[4 + w] = (packet[l]! << 24) | (packet[l + 1]! << 16) | (packet[l + 2]! << 8) | packet[l + 3]!;
-    }
-    key[8] = protocol;
-    key[9] = (localPort << 16) | remotePort;
   }
 
   private refresh(slot: number, direction: number, protocol: number, tcpFlags: number, now: number): void {
@@ -344,8 +316,21 @@ export class Firewall {
       localPort = q.srcPort;
       remotePort = innerInbound ? ORIGIN_INBOUND : ORIGIN_OUTBOUND;
     } else return false;
-    this.flowKey(packet, remoteOff, localOff, q.protocol, localPort, remotePort);
+    const key = this.flows.key;
+    addressWords(key, packet, remoteOff, localOff);
+    key[8] = q.protocol;
+    key[9] = (localPort << 16) | remotePort;
     return this.flows.find(now) >= 0;
+  }
+}
+
+/** Words 0..3 of `key`: the remote address, 4..7: the local one, read big-endian from `packet`. */
+function addressWords(key: Uint32Array, packet: Uint8Array, remoteOff: number, localOff: number): void {
+  for (let w = 0; w < 4; w++) {
+    const r = remoteOff + w * 4;
+    const l = localOff + w * 4;
+    key[w] = (packet[r]! << 24) | (packet[r + 1]! << 16) | (packet[r + 2]! << 8) | packet[r + 3]!;
+    key[4 + w] = (packet[l]! << 24) | (packet[l + 1]! << 16) | (packet[l + 2]! << 8) | packet[l + 3]!;
   }
 }
 
