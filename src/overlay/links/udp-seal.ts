@@ -103,7 +103,10 @@ export function sessionKeys(
 export class Sealer {
   private readonly key: Buffer;
   private counter = 0;
+  // Reused per datagram: only the body is a view of the datagram.
   private readonly nonce = Buffer.alloc(12);
+  private readonly ad = Buffer.alloc(9);
+  private readonly tag = Buffer.alloc(SEAL_TAG);
 
   constructor(key: Buffer) {
     this.key = key;
@@ -118,16 +121,18 @@ export class Sealer {
     d.writeUInt32BE(lo, 13);
     this.nonce.writeUInt32BE(hi, 4);
     this.nonce.writeUInt32BE(lo, 8);
+    d.copy(this.ad, 0, 0, 9);
     const body = d.subarray(SEAL_BODY_AT, d.length - SEAL_TAG);
     sodium.crypto_aead_chacha20poly1305_ietf_encrypt_detached(
       body,
-      d.subarray(d.length - SEAL_TAG),
+      this.tag,
       body,
-      d.subarray(0, 9),
+      this.ad,
       null,
       this.nonce,
       this.key,
     );
+    this.tag.copy(d, d.length - SEAL_TAG);
   }
 
   get exhausted(): boolean {
@@ -142,6 +147,8 @@ export const OPEN_REPLAYED = 2;
 export class Opener {
   private readonly key: Buffer;
   private readonly nonce = Buffer.alloc(12);
+  private readonly ad = Buffer.alloc(9);
+  private readonly tag = Buffer.alloc(SEAL_TAG);
   private readonly seen = new Uint32Array(REPLAY_WINDOW / 32);
   /** Highest counter accepted, −1 before the first. */
   private newest = -1;
@@ -160,14 +167,16 @@ export class Opener {
     if (!this.fresh(n)) return OPEN_REPLAYED;
     this.nonce.writeUInt32BE(hi, 4);
     this.nonce.writeUInt32BE(lo, 8);
+    d.copy(this.ad, 0, 0, 9);
+    d.copy(this.tag, 0, d.length - SEAL_TAG);
     const body = d.subarray(SEAL_BODY_AT, d.length - SEAL_TAG);
     try {
       sodium.crypto_aead_chacha20poly1305_ietf_decrypt_detached(
         body,
         null,
         body,
-        d.subarray(d.length - SEAL_TAG),
-        d.subarray(0, 9),
+        this.tag,
+        this.ad,
         this.nonce,
         this.key,
       );
