@@ -401,31 +401,38 @@ describe("hostile floods do not grow state", () => {
     expect(h.closed).toEqual([]);
   });
 
-  it("setups beyond the global DHT cap are dropped without a teardown, whichever link they come by", () => {
+  it("at the DHT cap, a link's setup displaces the oldest entry of a link holding two or more than it; else it is dropped", () => {
     const { k, h, portA, portB, portC } = world({ dhtEntries: 3 });
     h.take();
-    const sources = sortedIdentities(5);
+    const sources = sortedIdentities(7);
     const setup = (src: Identity, seq: bigint) =>
       encodeSetup(makeSetup(src, seq, makeToken(k[3], src.publicKey, label(k[3], [2, 5], k[0].publicKey))));
     for (const [i, src] of sources.slice(0, 4).entries()) h.frame(portC, setup(src, BigInt(i + 1)));
-    h.frame(portA, setup(sources[4], 5n)); // another link: the same table
+    // C filled the table; its fourth is refused without a teardown (C is the largest itself).
     expect(h.take().map((o) => [o.frame[0], o.port])).toEqual([
       [FrameType.DhtSetup, portB],
       [FrameType.DhtSetup, portB],
       [FrameType.DhtSetup, portB],
     ]);
-    expect(h.router.dhtEntries().length).toBe(3);
+    expect(h.router.stats().drop_setup_table_full).toBe(1);
+    // A (holding none) gets in: C's oldest path is torn down both ways, A's setup goes on.
+    h.frame(portA, setup(sources[4], 5n));
+    const out = h.take();
+    expect(out.map((o) => [o.frame[0], o.port])).toEqual([
+      [FrameType.DhtTeardown, portC],
+      [FrameType.DhtTeardown, portB],
+      [FrameType.DhtSetup, portB],
+    ]);
+    expect(decodeTeardown(out[0].frame.subarray(1)).key).toEqual(sources[0].publicKey);
+    expect(h.router.stats().drop_setup_evicted_fair_share).toBe(1);
+    // C 2, A 1: A's next displaces C again (C holds two more than... 2 >= 1 + 2? no): refused.
+    h.frame(portA, setup(sources[5], 6n));
+    expect(h.take()).toEqual([]);
     expect(h.router.stats().drop_setup_table_full).toBe(2);
-    expect(h.closed).toEqual([]);
-    // A teardown frees a slot.
-    h.frame(
-      portC,
-      encodeTeardown({ seq: 1n, key: sources[0].publicKey, root: k[0].publicKey, rootSeq: SEQ }),
+    expect(h.router.dhtEntries().map((e) => e.key)).toEqual(
+      [sources[1], sources[2], sources[4]].map((s) => s.publicKey),
     );
-    h.take();
-    h.frame(portA, setup(sources[4], 6n));
-    expect(h.take().map((o) => [o.frame[0], o.port])).toEqual([[FrameType.DhtSetup, portB]]);
-    expect(h.router.dhtEntries().length).toBe(3);
+    expect(h.closed).toEqual([]);
   });
 
   it("pathfinder entries are bounded (the oldest goes first)", () => {

@@ -51,6 +51,8 @@ function teardownOfSetup(s: DhtSetup): DhtTeardown {
 export class Dht {
   /** Every path through, from or to us; Map order is expiry order (expiry = creation + 2 h). */
   readonly entries = new Map<string, IndexedEntry>();
+  /** Entries by the peer their setup came from, oldest first: a full table evicts from the largest. */
+  private readonly byPeer = new Map<Peer, Set<IndexedEntry>>();
   /** The same entries by (key, order), for dhtLookup. */
   private readonly index = new KeyIndex<IndexedEntry>();
   private nextOrder = 0;
@@ -277,8 +279,10 @@ export class Dht {
     else if (rootSeq !== self.seq || !root.equals(self.root)) refuse = "setup_foreign_root";
     else if (this.entries.has(mapKey)) refuse = "setup_duplicate";
     if (refuse === undefined && from !== null && this.entries.size >= this.core.limits.dhtEntries) {
-      this.core.drop("setup_table_full");
-      return;
+      if (!this.evictForFairShare(from)) {
+        this.core.drop("setup_table_full");
+        return;
+      }
     }
     if (refuse !== undefined) {
       this.core.drop(refuse);
@@ -298,6 +302,11 @@ export class Dht {
     };
     this.entries.set(mapKey, entry);
     this.index.insert(entry);
+    if (from !== null) {
+      const mine = this.byPeer.get(from);
+      if (mine === undefined) this.byPeer.set(from, new Set([entry]));
+      else mine.add(entry);
+    }
     if (from === null) {
       this.prev = entry;
       this.dkeys.set(entry, token.dest.key);
@@ -329,7 +338,35 @@ export class Dht {
     if (other !== null) this.core.sendFrame(other, encodeTeardown(td));
   }
 
+  /**
+   * The table is full and `from` brings a new setup: the peer whose setups hold the most entries
+   * gives up its oldest, if it holds at least two more than `from` (else the setup is refused). A
+   * link flooding setups fills the table with its own entries and then only displaces those; what
+   * honest links set up stays, and their new setups still get in. Rare (only at the cap), so the
+   * scan over peers is fine. The evicted path is torn down both ways, as a teardown would be.
+   */
+  private evictForFairShare(from: Peer): boolean {
+    const have = this.byPeer.get(from)?.size ?? 0;
+    let largest: Set<IndexedEntry> | undefined;
+    for (const [peer, set] of this.byPeer) {
+      if (peer !== from && set.size > (largest?.size ?? have + 1)) largest = set;
+    }
+    const victim = largest?.values().next().value;
+    if (victim === undefined) return false;
+    const td = encodeTeardown(teardownOf(victim));
+    this.remove(victim);
+    if (victim.peer !== null) this.core.sendFrame(victim.peer, td);
+    if (victim.rest !== null) this.core.sendFrame(victim.rest, td);
+    this.core.drop("setup_evicted_fair_share");
+    return true;
+  }
+
   private remove(entry: IndexedEntry): void {
+    if (entry.peer !== null) {
+      const mine = this.byPeer.get(entry.peer);
+      mine?.delete(entry);
+      if (mine?.size === 0) this.byPeer.delete(entry.peer);
+    }
     this.entries.delete(entry.mapKey);
     this.index.delete(entry);
     this.dkeys.delete(entry);
