@@ -123,17 +123,12 @@ export class Firewall {
 
   /** Throws FirewallRuleError (one line) for a Local prefix outside the node's /64. */
   constructor(
-    private config: FirewallConfig,
+    config: FirewallConfig,
     private readonly self: LocalAddresses,
     private readonly path = "Planetd.Firewall",
   ) {
-    this.inbound = new RuleSet(config.Inbound, config.InboundDefault, `${path}.Inbound`, self);
-    this.outbound = new RuleSet(config.Outbound, config.OutboundDefault, `${path}.Outbound`, self);
+    ({ inbound: this.inbound, outbound: this.outbound } = this.compile(config));
     this.flows = new Conntrack(config.MaxFlows);
-  }
-
-  get maxFlows(): number {
-    return this.flows.maxFlows;
   }
 
   /** A packet from `peer` (the session's key) for this node or its /64, after the adapter's checks. */
@@ -160,12 +155,11 @@ export class Firewall {
    * the others keep passing. Hit counts stay with unchanged rules. MaxFlows does not change here.
    */
   replace(compiled: CompiledFirewall): void {
-    const { config, inbound, outbound } = compiled;
+    const { inbound, outbound } = compiled;
     inbound.inheritHits(this.inbound);
     outbound.inheritHits(this.outbound);
     this.inbound = inbound;
     this.outbound = outbound;
-    this.config = config;
     const keys = this.flows.flowKeys;
     const peers = this.flows.peerKeys;
     this.revoked += this.flows.retain((slot) => {
@@ -181,10 +175,6 @@ export class Firewall {
       const action = index < 0 ? set.defaultAction : set.rules[index]!.action;
       return action === ACTION_ACCEPT;
     });
-  }
-
-  get currentConfig(): FirewallConfig {
-    return this.config;
   }
 
   /** When handleTimeout next has work: a slice of the table is swept every second while it holds flows. */
