@@ -3,6 +3,9 @@
 // per second of Dht.lookup (keyspace index) against the full scan it replaced (copied below as the
 // anchor), on the same table, peers and targets. Interleaved rounds; medians are printed.
 // Usage: npx vite-node bench/dht.mjs [entries=100000] [rounds=5]
+// Measured at 6d19799 on 2 shared cores (load 6-15): 43 -> 103,784 lookups/s. node bench/sim-10k.mjs,
+// e42da7e and e42da7e + the index run side by side: user CPU 548.5 s -> 479.1 s, wall 2,112 s -> 1,997 s,
+// probe phase 189 s -> 142 s; identical events (2,631,272), delivery and stretch.
 import { randomBytes } from "node:crypto";
 import { Dht } from "../src/routing/dht.ts";
 import { DEFAULT_LIMITS, cmpKey, storeInfo } from "../src/routing/state.ts";
