@@ -5,11 +5,13 @@
 #
 #   bench/iperf.sh [both|planetd|yggdrasil]    (default both; seconds per run: IPERF_SECONDS=10)
 #   PLANETD_LINK=udp bench/iperf.sh            (the planetd pair over planetd's own udp:// link)
+#   IFMTU=1420 bench/iperf.sh                  (both pairs' TUN MTU; default 65535)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 which=${1:-both}
 seconds=${IPERF_SECONDS:-10}
+ifmtu=${IFMTU:-65535}
 planetd_link=${PLANETD_LINK:-tcp}
 case "$planetd_link" in tcp | tls | udp) ;; *)
   echo "bench/iperf.sh: PLANETD_LINK must be tcp, tls or udp" >&2
@@ -55,7 +57,7 @@ config() {
   key=$(yggdrasil -genconf -json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).PrivateKey))')
   cat >"$1" <<EOF
 { "PrivateKey": "$key", "Listen": $2, "Peers": $3, "AdminListen": "unix://$4",
-  "MulticastInterfaces": [], "IfName": "pdtun", "IfMTU": 65535, "NodeInfo": {} }
+  "MulticastInterfaces": [], "IfName": "pdtun", "IfMTU": ${ifmtu}, "NodeInfo": {} }
 EOF
 }
 

@@ -151,6 +151,7 @@ describe.skipIf(skipReason !== "")("native TUN in a namespace", () => {
     const link = ip("-n", ns, "link", "show", "dev", name);
     expect(link).toContain(`mtu ${MTU}`);
     expect(link).toMatch(/<[^>]*\bUP\b[^>]*>/);
+    expect(link).toContain("qlen 4096"); // the kernel's queue toward us, longer than the default 500
     const route = ip("-n", ns, "-6", "route", "get", formatIPv6(peer.address));
     expect(route).toContain(`dev ${name}`);
     // A second open of the same, attached name fails with an operator message, not a crash.

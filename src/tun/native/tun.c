@@ -204,6 +204,9 @@ static void on_readable(uv_poll_t *h, int status, int events) {
   if (count > 0 || fatal) deliver(t, count, fatal);
 }
 
+/* Packets the kernel may queue for planetd to read (txqueuelen; Linux defaults TUN devices to 500). */
+#define TUN_TX_QUEUE 4096
+
 static int configure(const char *name, int mtu, const uint8_t *addr, int prefix,
                      const char **step) {
   int s = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -219,6 +222,13 @@ static int configure(const char *name, int mtu, const uint8_t *addr, int prefix,
     *step = "cannot set the MTU";
     goto fail;
   }
+  /* The kernel queues packets for us to read here; its default of 500 overflows in the bursts a
+   * TCP sender makes at IfMTU 1420 before the event loop comes round, and every overflow is an
+   * inner retransmit. A longer queue costs nothing while it is empty; failing to set it is not fatal. */
+  memset(&ifr, 0, sizeof ifr);
+  snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name);
+  ifr.ifr_qlen = TUN_TX_QUEUE;
+  (void)ioctl(s, SIOCSIFTXQLEN, &ifr);
   memset(&ifr, 0, sizeof ifr);
   snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name);
   if (ioctl(s, SIOCGIFINDEX, &ifr) < 0) {
