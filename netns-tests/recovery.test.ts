@@ -3,9 +3,13 @@
 // planetd–yggdrasil; the cut is an nftables drop on both ends of both inter-region veths. During a
 // cut every pair inside a region keeps answering; after the heal every pair answers within 10 s.
 //
-// PD_NETNS_LONG=1: three cycles of a 60 s cut (the figure); otherwise one cycle of 30 s.
+// PD_NETNS_LONG=1: three cycles of a 60 s cut (the figure); otherwise one cycle of 45 s (the
+// redial reaches its 8 s cap after 32 s of downtime). With the old redial (1 s doubling to 60 s after
+// each 5 s dial timeout) PD_RECOVERY_CUT_S=90 healed in 12-14 s; 45 and 60 s cuts happened to heal
+// in 2-3 s, because an attempt was in flight at the heal and its SYN retransmission got through.
 // PD_RECOVERY_CYCLES and PD_RECOVERY_CUT_S override either (for measuring); PD_RECOVERY_YGG_DIALS=1
-// lets the yggdrasil end dial the planetd–yggdrasil link between the regions.
+// lets the yggdrasil end dial the planetd–yggdrasil link between the regions; PD_RECOVERY_DOWN_S sets
+// how long the transit node stays dead (default 5 s).
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, expect, it } from "vitest";
@@ -25,7 +29,7 @@ const LONG = process.env.PD_NETNS_LONG === "1";
 const YGG_DIALS = process.env.PD_RECOVERY_YGG_DIALS === "1";
 const CYCLES = Number(process.env.PD_RECOVERY_CYCLES ?? (LONG ? 3 : 1));
 /** PD_RECOVERY_CUT_S overrides the cut's length (e.g. 90, the first measurement). */
-const CUT_MS = Number(process.env.PD_RECOVERY_CUT_S ?? (LONG ? 60 : 30)) * 1000;
+const CUT_MS = Number(process.env.PD_RECOVERY_CUT_S ?? (LONG ? 60 : 45)) * 1000;
 /** The bound: every pair answers again within this long after the heal. */
 const HEAL_BOUND_MS = 10_000;
 /** How long we keep measuring a heal beyond the bound, so a slow heal still prints its figure. */
@@ -39,8 +43,8 @@ const INTRA_GAP_BOUND_MS = 3000;
 const PORT = 12345;
 const CHURN_MS = 60_000;
 const CHURN_EVERY_MS = 5000;
-/** How long the transit node stays dead before its restart. */
-const RESTART_DOWN_MS = 5000;
+/** How long the transit node stays dead before its restart (a supervisor's delay plus boot). */
+const RESTART_DOWN_MS = Number(process.env.PD_RECOVERY_DOWN_S ?? 5) * 1000;
 
 let lab: Lab;
 
