@@ -127,6 +127,7 @@ export class Node implements PacketConn {
         allowedPublicKeys: opts.config.AllowedPublicKeys.map((k) => Buffer.from(k, "hex")),
         multicast: opts.config.MulticastInterfaces,
         logger: this.log,
+        udp: { datagramBytes: opts.config.Planetd.UdpMaxDatagram },
       },
       { onLink: (link) => this.attachLink(link) },
     );
