@@ -7,8 +7,8 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import Hjson from "hjson";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadOrCreateConfigFile } from "../src/cli/config.js";
 import { COMMAND_HELP, HELP, parseArgs, runCli } from "../src/cli/planetd.js";
+import { loadOrCreateConfigFile } from "../src/config/config.js";
 import { formatIPv6, formatSubnet } from "../src/crypto/address.js";
 import { Identity } from "../src/crypto/identity.js";
 

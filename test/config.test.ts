@@ -14,8 +14,8 @@ import {
   identityFromConfig,
   loadConfigFile,
   parseConfig,
-} from "../src/cli/config.js";
-import { defaultAdminListen, stateDir } from "../src/cli/paths.js";
+} from "../src/config/config.js";
+import { defaultAdminListen, stateDir } from "../src/config/paths.js";
 import { Identity } from "../src/crypto/identity.js";
 import { parseListenUri } from "../src/overlay/links/uri.js";
 

@@ -2,7 +2,7 @@
 // (or is refused in one line, changing nothing), and the views and metrics read its counters.
 import { afterEach, describe, expect, it } from "vitest";
 import { createMetricsRegistry } from "../src/admin/metrics.js";
-import type { PlanetConfig } from "../src/cli/config.js";
+import type { PlanetConfig } from "../src/config/config.js";
 import { ReloadRefused } from "../src/daemon/reload.js";
 import { metricsSnapshotFor } from "../src/daemon/views.js";
 import { type FirewallConfig, readFirewallConfig } from "../src/tun/firewall-config.js";

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { COMMANDS } from "../src/admin/commands.js";
 import { formatResponse } from "../src/admin/format.js";
 import type { AdminView } from "../src/admin/view.js";
-import { parseConfig } from "../src/cli/config.js";
+import { parseConfig } from "../src/config/config.js";
 import { Identity } from "../src/crypto/identity.js";
 import { type FirewallConfig, readFirewallConfig } from "../src/tun/firewall-config.js";
 import { FirewallRuleError } from "../src/tun/firewall-rules.js";

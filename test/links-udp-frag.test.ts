@@ -3,7 +3,7 @@
 // flood, and the datagram size search settles below a path's limit.
 import { randomBytes } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
-import { parseConfig } from "../src/cli/config.js";
+import { parseConfig } from "../src/config/config.js";
 import { FRAG_MALFORMED, FRAG_OK, MAX_ASSEMBLIES, Reassembler } from "../src/overlay/links/udp-frag.js";
 import { BASE_DATAGRAM } from "../src/overlay/links/udp-pmtu.js";
 import type { UdpHooks, UdpLink } from "../src/overlay/links/udp.js";

@@ -1,6 +1,6 @@
 // planReload: what a reload changes and what refuses it, compared key by key.
 import { describe, expect, it } from "vitest";
-import { type PlanetConfig, generateConfig } from "../src/cli/config.js";
+import { type PlanetConfig, generateConfig } from "../src/config/config.js";
 import { describePlan, planReload } from "../src/daemon/reload.js";
 
 function base(): PlanetConfig {

@@ -3,7 +3,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import net from "node:net";
 import Hjson from "hjson";
-import { defaultAdminListen, defaultConfigPath, systemConfigPath } from "../cli/paths.js";
+import { defaultAdminListen, defaultConfigPath, systemConfigPath } from "../config/paths.js";
 import { BUILD_NAME, BUILD_VERSION } from "../util/version.js";
 import { commandSummary, findCommandHelp, formatCommandHelp } from "./ctl-help.js";
 import { formatResponse } from "./format.js";

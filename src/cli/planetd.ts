@@ -5,8 +5,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Readable, Writable } from "node:stream";
-import { formatIPv6, formatSubnet } from "../crypto/address.js";
-import type { Node } from "../daemon/node.js";
 import {
   ConfigError,
   LOG_LEVELS,
@@ -18,9 +16,11 @@ import {
   loadConfigFile,
   loadOrCreateConfigFile,
   parseConfig,
-} from "./config.js";
+} from "../config/config.js";
+import { defaultConfigPath, systemConfigPath } from "../config/paths.js";
+import { formatIPv6, formatSubnet } from "../crypto/address.js";
+import type { Node } from "../daemon/node.js";
 import type { Logger } from "./logger.js";
-import { defaultConfigPath, systemConfigPath } from "./paths.js";
 
 export class UsageError extends Error {
   override name = "UsageError";

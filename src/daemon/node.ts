@@ -4,7 +4,7 @@
 import type { Logger } from "pino";
 import { type MetricsServer, startMetrics } from "../admin/metrics.js";
 import { type AdminServer, startAdminServer } from "../admin/server.js";
-import type { PlanetConfig } from "../cli/config.js";
+import type { PlanetConfig } from "../config/config.js";
 import { type BoxBackend, loadBox } from "../crypto/box.js";
 import type { Identity } from "../crypto/identity.js";
 import type { Link } from "../overlay/links/link.js";

@@ -1,7 +1,7 @@
 // What a config reload (SIGHUP, or the admin `reload` command) changes: a pure comparison of the
 // running config with the new one. Keys the running daemon cannot change in place refuse the whole
 // reload, so a half-applied config never runs.
-import type { PlanetConfig } from "../cli/config.js";
+import type { PlanetConfig } from "../config/config.js";
 import type { FirewallConfig } from "../tun/firewall-config.js";
 
 /** A reload the running daemon cannot apply; its message says why, in one line. */

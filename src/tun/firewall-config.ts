@@ -1,6 +1,6 @@
 // `Planetd.Firewall` in the config file: shape, defaults and validation. Pure: every problem is one
 // line naming the rule and the field, in the "config: <path> <got> <problem> (expected …)" form of
-// src/cli/config.ts. What depends on the node's identity (Local prefixes inside its /64) is checked
+// src/config/config.ts. What depends on the node's identity (Local prefixes inside its /64) is checked
 // when the rules are compiled (firewall-rules.ts), with the same kind of line.
 import { isIP } from "node:net";
 

@@ -1,6 +1,6 @@
 // Build Nodes in one process over in-memory links and TUNs, and move IPv6 packets between them.
 import pino from "pino";
-import { type PlanetConfig, generateConfig } from "../../src/cli/config.js";
+import { type PlanetConfig, generateConfig } from "../../src/config/config.js";
 import { Identity } from "../../src/crypto/identity.js";
 import { Node } from "../../src/daemon/node.js";
 import { MemoryTun } from "../../src/tun/memory.js";
