@@ -381,10 +381,11 @@ export class Dht {
   /**
    * A peer closed for a violation keeps its paths until removePeer tears them down, but lookups
    * skip them: take them out of the index now, so a lookup does not walk past a hostile peer's
-   * thousands of entries meanwhile. Once per closed link.
+   * thousands of entries meanwhile.
    */
   peerClosed(peer: Peer): void {
-    for (const e of this.entries.values()) if (e.peer === peer) this.index.delete(e);
+    const mine = this.byPeer.get(peer);
+    if (mine !== undefined) for (const e of mine) this.index.delete(e);
   }
 
   /**
