@@ -222,6 +222,7 @@ export const COMMANDS: Record<string, Command> = {
           priority: p.priority,
           coords: [...p.coords],
           remote: p.remote,
+          ...(p.punched ? { punched: true } : {}),
           bytes_recvd: Math.trunc(p.bytesRecvd),
           bytes_sent: Math.trunc(p.bytesSent),
           uptime: p.uptimeSeconds,

@@ -84,7 +84,7 @@ export function formatResponse(command: string, response: unknown): string {
           formatBytes(Number(p.bytes_recvd)),
           formatBytes(Number(p.bytes_sent)),
           str(p.priority),
-          str(p.remote),
+          p.punched === true ? `${str(p.remote)} (punched)` : str(p.remote),
         ]),
       );
     case "getdht":

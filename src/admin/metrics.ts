@@ -35,6 +35,8 @@ export interface MetricsSnapshot {
   handshakeRefusals?: Record<string, number>;
   /** Planetd.Firewall's counters; undefined when no firewall is configured. */
   firewall?: FirewallView;
+  /** NAT traversal's counters (src/overlay/nat.ts); undefined when Planetd.NatTraversal is false. */
+  nat?: Record<string, number>;
 }
 
 export interface MetricsServer {
@@ -146,7 +148,43 @@ export function createMetricsRegistry(current: () => MetricsSnapshot | undefined
     (s) => s.handshakeRefusals ?? {},
   );
   addFirewallMetrics(registry, current);
+  addNatMetrics(registry, current);
   return registry;
+}
+
+/** NAT traversal: punch attempts, successes and failures, signalling, and punched links open now. */
+function addNatMetrics(registry: Registry, current: () => MetricsSnapshot | undefined): void {
+  const counter = (name: string, help: string, field: string) =>
+    new Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        const nat = current()?.nat;
+        if (nat) this.inc(Math.max(0, nat[field] ?? 0));
+      },
+    });
+  counter("planetd_nat_punch_attempts_total", "Hole punches started towards a session peer", "attempts");
+  counter("planetd_nat_punch_successes_total", "Hole punches that opened a direct udp:// link", "successes");
+  counter("planetd_nat_punch_failures_total", "Hole punches that got no answer", "failures");
+  counter("planetd_nat_offers_sent_total", "Candidate offers sent over sessions", "offersSent");
+  counter("planetd_nat_answers_sent_total", "Candidate answers sent over sessions", "answersSent");
+  counter(
+    "planetd_nat_offers_ignored_total",
+    "Offers ignored (backing off, no udp://, table full)",
+    "offersIgnored",
+  );
+  counter("planetd_nat_table_full_total", "Destinations turned away by the full state table", "tableFull");
+  new Gauge({
+    name: "planetd_nat_punched_links",
+    help: "udp:// links open now that hole punching made",
+    registers: [registry],
+    collect() {
+      const nat = current()?.nat;
+      this.set(nat?.punchedLinks ?? 0);
+    },
+  });
 }
 
 /** Per-rule hit counters (the default policy as rule="default") and the flow table. */

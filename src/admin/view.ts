@@ -18,6 +18,8 @@ export interface PeerView {
   coords: number[];
   /** Dial URI for outbound links, `tcp://ip:port` / `tls://ip:port` for inbound ones. */
   remote: string;
+  /** Opened by NAT traversal (hole punching). */
+  punched?: boolean;
   /** Raw link bytes including framing. */
   bytesRecvd: number;
   bytesSent: number;

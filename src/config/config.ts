@@ -22,6 +22,8 @@ export interface PlanetdSettings {
   UdpMaxDatagram?: number;
   /** The TUN firewall (src/tun/firewall-config.ts); none when unset. */
   Firewall?: FirewallConfig;
+  /** Hole-punch direct udp:// links to session peers behind NATs (default true; false turns it off). */
+  NatTraversal?: boolean;
 }
 
 export interface PlanetConfig {
@@ -78,7 +80,7 @@ const LEGACY_KEYS = new Set([
 ]);
 
 const MULTICAST_KEYS = ["Regex", "Beacon", "Listen", "Port", "Priority"] as const;
-const PLANETD_KEYS = ["MetricsListen", "LogLevel", "UdpMaxDatagram", "Firewall"] as const;
+const PLANETD_KEYS = ["MetricsListen", "LogLevel", "UdpMaxDatagram", "Firewall", "NatTraversal"] as const;
 
 export function defaultMulticastInterfaces(): MulticastInterfaceConfig[] {
   return [{ Regex: ".*", Beacon: true, Listen: true, Port: 0, Priority: 0 }];
@@ -311,6 +313,9 @@ function readPlanetd(r: Reader, value: unknown, base: PlanetdSettings): PlanetdS
       65507,
       expected,
     );
+  });
+  check(r, () => {
+    if (keys.has("NatTraversal")) out.NatTraversal = asBool("Planetd.NatTraversal", keys.get("NatTraversal"));
   });
   if (keys.has("Firewall")) {
     // Every bad rule field is its own line.
@@ -572,6 +577,7 @@ const COMMENTS: Record<string, string[]> = {
     "host:port for Prometheus metrics. LogLevel: error, warn, info, debug or trace.",
     "UdpMaxDatagram: the largest UDP payload udp:// links probe up to (1232..65507).",
     "Firewall: rules for traffic to and from this node and its /64 (see the README, Firewall).",
+    "NatTraversal: false stops punching direct udp:// links to session peers behind NATs.",
   ],
 };
 

@@ -9,6 +9,7 @@ import { type BoxBackend, loadBox } from "../crypto/box.js";
 import type { Identity } from "../crypto/identity.js";
 import type { Link } from "../overlay/links/link.js";
 import { LinkManager } from "../overlay/links/manager.js";
+import { CORE_PLANETD } from "../overlay/nat.js";
 import type { PacketConn } from "../overlay/packetconn.js";
 import { Proto } from "../overlay/proto.js";
 import { Sessions, newSessionBudget } from "../overlay/sessions.js";
@@ -19,6 +20,7 @@ import { FirewallRuleError } from "../tun/firewall-rules.js";
 import { type CompiledFirewall, Firewall } from "../tun/firewall.js";
 import { Ipv6Adapter } from "../tun/ipv6.js";
 import type { TokenBucket } from "../util/token-bucket.js";
+import { NatDriver } from "./nat-driver.js";
 import { ReloadRefused, describePlan, planReload } from "./reload.js";
 import { type NodeCounters, adminViewFor, metricsSnapshotFor } from "./views.js";
 
@@ -42,6 +44,8 @@ interface PeerSlot {
   port: number;
   framesIn: number;
   framesOut: number;
+  /** Traffic frames (types 9, 10) both ways: NAT traversal closes punched links that carry none. */
+  traffic: number;
   /** What this link may ask of our sessions layer in new-session handshakes and stray-traffic answers. */
   newSessions: TokenBucket;
 }
@@ -55,6 +59,8 @@ export class Node implements PacketConn {
   readonly links: LinkManager;
   readonly proto: Proto;
   readonly box: BoxBackend;
+  /** NAT traversal (Planetd.NatTraversal, on by default); undefined when off. */
+  readonly natDriver: NatDriver | undefined;
   readonly counters: NodeCounters = {
     trafficDroppedCongested: 0,
     trafficDroppedNoLink: 0,
@@ -70,6 +76,9 @@ export class Node implements PacketConn {
   /** The config running now (the last one reload applied). */
   private config: PlanetConfig;
   private readonly peers = new Map<number, PeerSlot>();
+  /** Links per peer key (latin1): a key with one is a direct peer, not a NAT traversal target. */
+  private readonly peerKeys = new Map<string, number>();
+  private lastNatTick = 0;
   private messageHandler: ((source: Buffer, message: Buffer) => void) | undefined;
   private oobHandler: ((source: Buffer, dest: Buffer, payload: Buffer) => void) | undefined;
   private ticker: NodeJS.Timeout | undefined;
@@ -131,6 +140,19 @@ export class Node implements PacketConn {
       },
       { onLink: (link) => this.attachLink(link) },
     );
+    this.natDriver =
+      opts.config.Planetd.NatTraversal === false
+        ? undefined
+        : new NatDriver({
+            selfKey: this.publicKey,
+            links: this.links,
+            log: this.log,
+            sendSignal: (dest, body) => this.sendCore(dest, CORE_PLANETD, body, Date.now()),
+            trafficOf: (link) => {
+              for (const slot of this.peers.values()) if (slot.link === link) return slot.traffic;
+              return 0;
+            },
+          });
   }
 
   /**
@@ -209,6 +231,7 @@ export class Node implements PacketConn {
     if (this.stopped) return;
     this.stopped = true;
     if (this.ticker) clearInterval(this.ticker);
+    this.natDriver?.stop();
     await this.admin?.close();
     await this.metrics?.close();
     await this.links.stop();
@@ -268,6 +291,7 @@ export class Node implements PacketConn {
           return;
         }
         slot.framesOut++;
+        if (isTraffic) slot.traffic++;
         slot.link.send(frame);
       },
       deliver: (source, payload) => this.sessions.handle(source, payload, this.eventNow, this.eventVia),
@@ -293,14 +317,24 @@ export class Node implements PacketConn {
     }
     // addPeer sends the hello before it returns, so the port must already lead to this link.
     const port = this.router.nextFreePort();
-    const slot: PeerSlot = { link, port, framesIn: 0, framesOut: 0, newSessions: newSessionBudget() };
+    const slot: PeerSlot = {
+      link,
+      port,
+      framesIn: 0,
+      framesOut: 0,
+      traffic: 0,
+      newSessions: newSessionBudget(),
+    };
     this.peers.set(port, slot);
+    const keyId = link.remoteKey.toString("latin1");
+    this.peerKeys.set(keyId, (this.peerKeys.get(keyId) ?? 0) + 1);
     const now = Date.now();
     this.eventNow = now;
     this.router.addPeer(link.remoteKey, link.priority, now);
     link.setHandler({
       onFrame: (frame) => {
         slot.framesIn++;
+        if (frame[0] === FrameType.DhtTraffic || frame[0] === FrameType.PathTraffic) slot.traffic++;
         const now = Date.now();
         this.eventNow = now;
         this.eventVia = slot.newSessions;
@@ -311,11 +345,15 @@ export class Node implements PacketConn {
       onClose: () => {
         if (this.peers.get(port) !== slot) return;
         this.peers.delete(port);
+        const left = (this.peerKeys.get(keyId) ?? 1) - 1;
+        if (left > 0) this.peerKeys.set(keyId, left);
+        else this.peerKeys.delete(keyId);
         const now = Date.now();
         this.eventNow = now;
         this.router.removePeer(port, now);
       },
     });
+    this.natDriver?.onLink(link);
   }
 
   /** A decrypted session message: the first byte says what it carries (spec 7). */
@@ -326,11 +364,17 @@ export class Node implements PacketConn {
       this.ipv6?.fromNetwork(source, message.subarray(1), now);
     } else if (kind === CORE_PROTO) {
       this.proto.handle(source, message.subarray(1), now);
+    } else if (kind === CORE_PLANETD) {
+      this.natDriver?.handleSignal(source, message.subarray(1), now);
+      return; // planetd's own signalling is not for PacketConn users
     }
     this.messageHandler?.(source, message);
   }
 
   private sendCore(dest: Buffer, kind: number, body: Uint8Array, now: number): void {
+    if (kind === CORE_IPV6 && this.natDriver && !this.peerKeys.has(dest.toString("latin1"))) {
+      this.natDriver.noteTraffic(dest, now);
+    }
     // Sessions writes the core byte in front of the body in its own buffer: no copy here.
     this.sessions.send(dest, body, now, kind);
   }
@@ -387,6 +431,10 @@ export class Node implements PacketConn {
     if ((this.sessions.nextTimeout() ?? Number.POSITIVE_INFINITY) <= now) this.sessions.handleTimeout(now);
     if (this.ipv6 && (this.ipv6.nextTimeout() ?? Number.POSITIVE_INFINITY) <= now)
       this.ipv6.handleTimeout(now);
+    if (this.natDriver && now - this.lastNatTick >= 1000) {
+      this.lastNatTick = now;
+      this.natDriver.tick(now);
+    }
   }
 }
 

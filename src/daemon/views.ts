@@ -10,6 +10,7 @@ import type { Router } from "../routing/router.js";
 import type { TunDevice } from "../tun/device.js";
 import type { Firewall } from "../tun/firewall.js";
 import type { Ipv6Adapter } from "../tun/ipv6.js";
+import type { NatDriver } from "./nat-driver.js";
 
 /** Counters the data path bumps as plain numbers; metrics read them. */
 export interface NodeCounters {
@@ -33,6 +34,7 @@ export interface ViewedNode {
   readonly ipv6: Ipv6Adapter | undefined;
   readonly tun: TunDevice | undefined;
   readonly firewall: Firewall | undefined;
+  readonly natDriver: NatDriver | undefined;
   readonly reloadFromSource: (() => Promise<string>) | undefined;
   linkForPort(port: number): Link | undefined;
   portCounters(port: number): { framesIn: number; framesOut: number } | undefined;
@@ -54,6 +56,7 @@ export function adminViewFor(node: ViewedNode): AdminView {
           priority: info.priority,
           coords: info.coords,
           remote: link.remote,
+          punched: link.punched === true,
           bytesRecvd: link.bytesIn,
           bytesSent: link.bytesOut,
           uptimeSeconds: (now - link.openedAt) / 1000,
@@ -149,5 +152,8 @@ export function metricsSnapshotFor(node: ViewedNode): MetricsSnapshot {
     handshakeFailures: node.links.stats().handshakeFailures,
     handshakeRefusals: node.links.stats().handshakeRefusals,
     firewall: node.firewall?.view(),
+    nat: node.natDriver
+      ? { ...node.natDriver.nat.counters, punchedLinks: node.natDriver.punchedLinks }
+      : undefined,
   };
 }

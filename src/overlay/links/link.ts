@@ -8,6 +8,8 @@ export interface LinkInfo {
   readonly priority: number;
   /** For getPeers: dial URI without query for outbound links, scheme://ip:port for inbound ones. */
   readonly remote: string;
+  /** A udp:// link opened by NAT traversal's hole punching. */
+  readonly punched?: boolean;
   readonly outbound: boolean;
   readonly bytesIn: number;
   readonly bytesOut: number;

@@ -89,6 +89,9 @@ export interface ListenerHandle {
   /** The bound URI (actual port), e.g. tcp://127.0.0.1:40123. */
   uri: string;
   port: number;
+  /** udp:// listeners: the socket, which NAT traversal punches from, and its address family. */
+  udp?: UdpListener;
+  family?: 4 | 6;
   close(): Promise<void>;
 }
 
@@ -120,6 +123,10 @@ export class LinkManager {
   private readonly sockets = new Set<Socket>();
   private readonly links = new Set<ManagedLink>();
   private readonly udpDials = new Set<UdpDial>();
+  /** NAT traversal: keys a punch is under way with (their inbound links are punched links). */
+  private readonly punchWaiters = new Map<string, (link: UdpLink) => void>();
+  /** Punch sockets bound for NAT traversal when no udp:// Listen of the family exists. */
+  private readonly punchSockets = new Map<number, Promise<ListenerHandle>>();
   private multicast: Multicast;
   private inboundSeq = 0;
   private started = false;
@@ -192,6 +199,16 @@ export class LinkManager {
     for (const socket of sockets) socket.destroy();
     await Promise.all(socketsClosed);
     await Promise.all(this.listeners.splice(0).map((l) => l.close()));
+    const punch = [...this.punchSockets.values()];
+    this.punchSockets.clear();
+    await Promise.all(
+      punch.map((p) =>
+        p.then(
+          (l) => l.close(),
+          () => {},
+        ),
+      ),
+    );
     this.limitedLog.flush();
   }
 
@@ -655,7 +672,98 @@ export class LinkManager {
     }
   }
 
-  private async listenUdp(uri: string, parsed: PeerUri, iface: string | undefined): Promise<ListenerHandle> {
+  /**
+   * The socket NAT traversal punches from for `family`: the first udp:// Listen of that family, or
+   * one bound on demand (any address, ephemeral port) that admits only keys being punched with.
+   */
+  async punchSocket(family: 4 | 6): Promise<UdpListener | undefined> {
+    const configured = this.listeners.find((l) => l.udp && l.family === family);
+    if (configured) return configured.udp;
+    if (this.stopped) return undefined;
+    let bound = this.punchSockets.get(family);
+    if (!bound) {
+      const uri = family === 4 ? "udp://0.0.0.0:0" : "udp://[::]:0";
+      bound = this.listenUdp(uri, parseListenUri(uri), undefined, true);
+      this.punchSockets.set(family, bound);
+      bound.catch(() => this.punchSockets.delete(family));
+    }
+    return (await bound).udp;
+  }
+
+  /**
+   * Punches a udp:// link to `key` at `candidates` (NAT traversal). The dialing side (the smaller
+   * key) resends INITs from the punch socket to every candidate; the other side sends datagrams
+   * that open its NAT and waits for the inbound link. Resolves with the link or undefined.
+   */
+  async punch(
+    key: Buffer,
+    candidates: Array<{ ip: string; port: number }>,
+    dial: boolean,
+    timeoutMs: number,
+  ): Promise<UdpLink | undefined> {
+    const hex = key.toString("hex");
+    if (this.stopped || this.punchWaiters.has(hex) || this.refusal(key, true, [], "") !== undefined) {
+      return undefined;
+    }
+    const targets: Array<{ ip: string; port: number; socket: UdpListener }> = [];
+    for (const c of candidates) {
+      const socket = await this.punchSocket(net.isIPv4(c.ip) ? 4 : 6).catch(() => undefined);
+      if (socket) targets.push({ ...c, socket });
+    }
+    if (targets.length === 0 || this.stopped) return undefined;
+    let settle: (link: UdpLink | undefined) => void = () => {};
+    const result = new Promise<UdpLink | undefined>((resolve) => {
+      settle = resolve;
+    });
+    this.punchWaiters.set(hex, (link) => settle(link));
+    const interval = 200;
+    const dials = dial
+      ? targets.map((t) =>
+          t.socket.punchDial({
+            address: t.ip,
+            port: t.port,
+            expectKey: key,
+            intervalMs: interval,
+            timeoutMs,
+          }),
+        )
+      : [];
+    let winner: UdpLink | undefined;
+    for (const d of dials) {
+      d.link.then(
+        (link) => {
+          if (winner || this.stopped) link.close("another candidate linked first");
+          else {
+            winner = link;
+            link.punched = true;
+            this.admit(link);
+            settle(link);
+          }
+        },
+        () => {},
+      );
+    }
+    const opener = dial
+      ? undefined
+      : setInterval(() => {
+          for (const t of targets) t.socket.punchOpen(t.ip, t.port);
+        }, interval);
+    for (const t of targets) if (!dial) t.socket.punchOpen(t.ip, t.port);
+    const deadline = setTimeout(() => settle(undefined), timeoutMs + interval);
+    const link = await result;
+    clearTimeout(deadline);
+    clearInterval(opener);
+    this.punchWaiters.delete(hex);
+    for (const d of dials) d.cancel(link ? "linked" : "punch timed out");
+    return link;
+  }
+
+  private async listenUdp(
+    uri: string,
+    parsed: PeerUri,
+    iface: string | undefined,
+    punchOnly = false,
+  ): Promise<ListenerHandle> {
     const host = net.isIP(parsed.host.split("%")[0]!) ? parsed.host : (await lookup(parsed.host)).address;
     let listener: UdpListener;
     try {
@@ -673,9 +781,11 @@ export class LinkManager {
           const id = remoteId("udp", iface, ip, port);
           const refused = this.stopped
             ? "stopping"
-            : this.ids.has(id)
-              ? "already connected to this address"
-              : this.refusal(remoteKey, false, [], ip);
+            : punchOnly && !this.punchWaiters.has(remoteKey.toString("hex"))
+              ? "this socket only takes links being punched"
+              : this.ids.has(id)
+                ? "already connected to this address"
+                : this.refusal(remoteKey, false, [], ip);
           if (refused !== undefined) {
             this.counters.handshakeFailures++;
             if (!this.stopped) {
@@ -692,7 +802,10 @@ export class LinkManager {
           const id = remoteId("udp", iface, ip, port);
           this.ids.add(id);
           link.onClosed(() => this.ids.delete(id));
+          const waiter = this.punchWaiters.get(link.remoteKey.toString("hex"));
+          if (waiter) link.punched = true;
           this.admit(link);
+          waiter?.(link);
         },
         onSocketError: (message) => this.limitedLog.warn(`listener ${uri}`, `listener ${uri}: ${message}`),
       });
@@ -700,8 +813,9 @@ export class LinkManager {
       throw bindError(uri, iface, e);
     }
     const actual = `udp://${hostPort(parsed.host, listener.port)}`;
-    this.log.info(`listening on ${actual}`);
-    return { uri: actual, port: listener.port, close: () => listener.close() };
+    this.log.info(`listening on ${actual}${punchOnly ? " (NAT traversal)" : ""}`);
+    const family = net.isIPv4(host) ? 4 : 6;
+    return { uri: actual, port: listener.port, udp: listener, family, close: () => listener.close() };
   }
 
   private serverContext(): SecureContext {

@@ -3,6 +3,7 @@
 // (udp-liveness.ts) and the datagram size search (udp-pmtu.ts). The handshake, sockets and
 // demultiplexing live in udp.ts, whose header describes the wire format.
 import type { Socket } from "node:dgram";
+import { ipBytes, ipText } from "../../util/ip-bytes.js";
 import { LinkCore } from "./link-core.js";
 import type { Link, LinkEvents } from "./link.js";
 import { type LinkTimeouts, MAX_FRAME } from "./stream.js";
@@ -27,6 +28,8 @@ import {
   PKT_MTU_ACK,
   PKT_MTU_PROBE,
   PKT_NACK,
+  PKT_OBSERVE,
+  PKT_OBSERVED,
   PKT_PING,
   REC_FRAGMENT,
   REC_RELIABLE,
@@ -93,6 +96,10 @@ export class UdpLink extends LinkCore implements Link {
   /** Authentic datagrams seen before, or older than the replay window. */
   replayed = 0;
   readonly pmtu: PmtuSearch;
+  /** NAT traversal: an authentic answer to an OBSERVE this end sent (the source the peer saw). */
+  onObserved: ((nonce: number, ip: string, port: number) => void) | undefined;
+  /** Set for links opened by hole punching (getPeers shows it; idle ones are closed). */
+  punched = false;
 
   private readonly o: UdpLinkOptions;
   private readonly cookieHi: number;
@@ -403,10 +410,55 @@ export class UdpLink extends LinkCore implements Link {
    * dropped and counted (anyone on the path knows the cookie); malformed content in an authentic
    * one closes the link.
    */
-  receive(msg: Buffer): boolean {
+  receive(msg: Buffer, fromIp?: string, fromPort?: number): boolean {
     if (this.closed || !this.open(msg)) return false;
-    this.process(msg);
+    if (msg[0] === PKT_OBSERVE) this.answerObserve(msg, fromIp ?? this.o.address, fromPort ?? this.o.port);
+    else this.process(msg);
     return true;
+  }
+
+  /**
+   * A sealed OBSERVE for this link; the caller may send it from another socket (whose NAT mapping it
+   * wants to learn) to the peer's listener, which answers over the link.
+   */
+  observeDatagram(nonce: number): Buffer | undefined {
+    if (this.closed || this.sealer.exhausted) return undefined;
+    const out = Buffer.alloc(SEAL_BODY_AT + 4 + SEAL_TAG);
+    out[0] = PKT_OBSERVE;
+    this.o.remoteCookie.copy(out, 1);
+    out.writeUInt32BE(nonce, SEAL_BODY_AT);
+    this.sealer.seal(out);
+    return out;
+  }
+
+  /** Sends an OBSERVE over the link itself (its socket's mapping is the one to learn). */
+  observe(nonce: number): void {
+    const out = this.observeDatagram(nonce);
+    if (!out) return;
+    if (this.o.connected) this.o.socket.send(out);
+    else this.o.socket.send(out, this.o.port, this.o.address);
+  }
+
+  private answerObserve(msg: Buffer, ip: string, port: number): void {
+    if (msg.length - SEAL_TAG < SEAL_BODY_AT + 4) return;
+    const raw = ipBytes(ip);
+    if (!raw) return;
+    const out = Buffer.alloc(SEAL_BODY_AT + 6 + raw.length + SEAL_TAG);
+    out[0] = PKT_OBSERVED;
+    this.o.remoteCookie.copy(out, 1);
+    msg.copy(out, SEAL_BODY_AT, SEAL_BODY_AT, SEAL_BODY_AT + 4);
+    out.writeUInt16BE(port, SEAL_BODY_AT + 4);
+    raw.copy(out, SEAL_BODY_AT + 6);
+    this.flushDatagram();
+    this.transmit(out);
+  }
+
+  private receiveObserved(msg: Buffer, len: number): void {
+    const n = len - SEAL_BODY_AT - 6;
+    if (n !== 4 && n !== 16) return;
+    const raw = msg.subarray(SEAL_BODY_AT + 6, len);
+    const ip = ipText(raw);
+    this.onObserved?.(msg.readUInt32BE(SEAL_BODY_AT), ip, msg.readUInt16BE(SEAL_BODY_AT + 4));
   }
 
   /** Where this link sends (a listener's link moves when its peer's address changes). */
@@ -437,6 +489,10 @@ export class UdpLink extends LinkCore implements Link {
     }
     if (type === PKT_NACK) {
       this.receiveNack(msg, len);
+      return;
+    }
+    if (type === PKT_OBSERVED) {
+      this.receiveObserved(msg, len);
       return;
     }
     if (type === PKT_DATA_ACK || type === PKT_PING) {

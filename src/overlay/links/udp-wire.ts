@@ -16,8 +16,16 @@ export const PKT_MTU_PROBE = 0x13;
 export const PKT_MTU_ACK = 0x14;
 /** type ‖ cookie ‖ (frame id u32 ‖ fragment index u8)…: fragments to send again. */
 export const PKT_NACK = 0x15;
+/**
+ * type ‖ cookie ‖ nonce u32: "which source ip:port do you see?" (NAT traversal). It may come from
+ * another socket of the sender than the link's own (the one whose mapping it wants to learn), so the
+ * receiver answers over the link and never moves the link to its source.
+ */
+export const PKT_OBSERVE = 0x16;
+/** type ‖ cookie ‖ nonce u32 ‖ port u16 ‖ ip (4 or 16 bytes): the answer to an OBSERVE. */
+export const PKT_OBSERVED = 0x17;
 /** The datagram types that belong to an established link. */
-export const isLinkPacket = (type: number): boolean => type >= PKT_DATA && type <= PKT_NACK;
+export const isLinkPacket = (type: number): boolean => type >= PKT_DATA && type <= PKT_OBSERVED;
 /** type ‖ receiver's cookie (8). */
 export const DATA_HEADER = 9;
 export const REC_UNRELIABLE = 0;

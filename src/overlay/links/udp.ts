@@ -80,11 +80,13 @@ import {
   PKT_CLOSE,
   PKT_CONFIRM,
   PKT_INIT,
+  PKT_OBSERVE,
   PKT_RESET,
   type UdpHooks,
   UdpLink,
   isLinkPacket,
 } from "./udp-link.js";
+import { PUNCH_BYTES, PunchDial } from "./udp-punch.js";
 import { EPHEMERAL_BYTES, derivedEphemeral, randomEphemeral } from "./udp-seal.js";
 
 export { UdpLink, type UdpHooks } from "./udp-link.js";
@@ -144,6 +146,8 @@ export class UdpListener {
   private readonly links = new Map<string, UdpLink>();
   /** The same links by their cookie (latin1), for datagrams from an address that moved. */
   private readonly byCookie = new Map<string, UdpLink>();
+  /** Hole-punching dials from this socket, by the address they punch towards. */
+  private readonly punches = new Map<string, PunchDial>();
   private closing = false;
 
   static async bind(o: UdpListenerOptions): Promise<UdpListener> {
@@ -179,6 +183,18 @@ export class UdpListener {
   private onMessage(msg: Buffer, rinfo: RemoteInfo): void {
     if (msg.length < DATA_HEADER || this.closing) return;
     const type = msg[0];
+    if (type === PKT_OBSERVE) {
+      // May come from another socket of the peer than its link's: answered, never a reason to move.
+      const at = this.links.get(`${rinfo.address}|${rinfo.port}`);
+      const link = at?.matches(msg) ? at : this.byCookie.get(msg.toString("latin1", 1, DATA_HEADER));
+      link?.receive(msg, rinfo.address, rinfo.port);
+      return;
+    }
+    const punch = this.punches.size > 0 ? this.punches.get(`${rinfo.address}|${rinfo.port}`) : undefined;
+    if (punch && (type === PKT_CHALLENGE || type === PKT_ACCEPT || type === PKT_CLOSE)) {
+      punch.onMessage(msg);
+      return;
+    }
     if (isLinkPacket(type)) {
       const link = this.links.get(`${rinfo.address}|${rinfo.port}`);
       if (link?.matches(msg)) link.receive(msg);
@@ -294,9 +310,90 @@ export class UdpListener {
     this.socket.send(packet, rinfo.port, rinfo.address);
   }
 
+  /** Sends from this socket (an OBSERVE sealed by another link, whose mapping is this socket's). */
+  sendTo(packet: Buffer, address: string, port: number): void {
+    if (!this.closing) this.socket.send(packet, port, address);
+  }
+
+  /** Opens this side's NAT towards a peer that will dial us from `address`: a datagram it drops. */
+  punchOpen(address: string, port: number): void {
+    this.sendTo(PUNCH_BYTES, address, port);
+  }
+
+  /**
+   * Dials `address` from this very socket (hole punching; udp-punch.ts), resending the INIT every
+   * `intervalMs` until `timeoutMs`; only `expectKey` may answer. The link lives on this socket.
+   */
+  punchDial(o: {
+    address: string;
+    port: number;
+    expectKey: Buffer;
+    intervalMs: number;
+    timeoutMs: number;
+  }): { link: Promise<UdpLink>; cancel(reason: string): void } {
+    const at = `${o.address}|${o.port}`;
+    if (this.closing) return { link: Promise.reject(new Error("stopping")), cancel: () => {} };
+    if (this.punches.has(at) || this.links.has(at)) {
+      return { link: Promise.reject(new Error("already punching or linked there")), cancel: () => {} };
+    }
+    let resolveLink: (l: UdpLink) => void = () => {};
+    let rejectLink: (e: Error) => void = () => {};
+    const link = new Promise<UdpLink>((resolve, reject) => {
+      resolveLink = resolve;
+      rejectLink = reject;
+    });
+    const dial = new PunchDial({
+      localKey: this.o.localKey,
+      sign: this.o.sign,
+      expectKey: o.expectKey,
+      intervalMs: o.intervalMs,
+      timeoutMs: o.timeoutMs,
+      send: (packet) => this.sendTo(packet, o.address, o.port),
+      fail: (reason) => {
+        if (this.punches.get(at) === dial) this.punches.delete(at);
+        rejectLink(new Error(reason));
+      },
+      up: (keys, dialerCookie, listenerCookie) => {
+        this.punches.delete(at);
+        if (this.closing || this.links.has(at)) {
+          rejectLink(new Error("stopping or already linked there"));
+          return;
+        }
+        const created = new UdpLink({
+          socket: this.socket,
+          address: o.address,
+          port: o.port,
+          connected: false,
+          localCookie: dialerCookie,
+          remoteCookie: listenerCookie,
+          remoteKey: o.expectKey,
+          remote: `udp://${hostPort(o.address, o.port)}`,
+          outbound: true,
+          priority: this.o.priority,
+          timeouts: this.o.timeouts,
+          datagramBytes: this.o.datagramBytes ?? MAX_DATAGRAM,
+          congestionBytes: this.o.congestionBytes ?? DEFAULT_CONGESTION_BYTES,
+          hooks: this.o.hooks,
+          keys: { tx: keys.d2l, rx: keys.l2d },
+          release: () => {
+            const now = `${created.peerAddress}|${created.peerPort}`;
+            if (this.links.get(now) === created) this.links.delete(now);
+            this.byCookie.delete(dialerCookie.toString("latin1"));
+          },
+        });
+        this.links.set(at, created);
+        this.byCookie.set(dialerCookie.toString("latin1"), created);
+        resolveLink(created);
+      },
+    });
+    this.punches.set(at, dial);
+    return { link, cancel: (reason) => dial.cancel(reason) };
+  }
+
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    for (const dial of [...this.punches.values()]) dial.cancel("stopping");
     for (const link of [...this.links.values()]) link.close("stopping");
     // Let the close datagrams leave (unconnected sends resolve the address on the next tick).
     await new Promise((r) => setImmediate(r));
