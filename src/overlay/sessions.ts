@@ -85,6 +85,8 @@ export interface SessionStats {
   sessionsEvicted: number;
   /** waiting packets dropped to keep the pending bytes under their cap (oldest first) */
   buffersEvicted: number;
+  /** acks sent again for an init we had already taken (the first ack was lost) */
+  acksResent: number;
   /** traffic whose key sequences matched no case (answered with an init) */
   keySeqMismatches: number;
   /** traffic for which no session existed (answered with a throw-away init) */
@@ -185,6 +187,7 @@ export class Sessions {
     sessionsRefused: 0,
     sessionsEvicted: 0,
     buffersEvicted: 0,
+    acksResent: 0,
     keySeqMismatches: 0,
     noSession: 0,
     malformed: 0,
@@ -432,6 +435,11 @@ export class Sessions {
       b.data.set(message, 1);
     }
     this.pendingBytes += b.data.length;
+    // Each re-send is stamped with the current second: a receiver that already took an earlier one
+    // and whose ack was lost treats an init with the same seq as old news (Yggdrasil 0.4.7 does),
+    // and would never answer while this buffer is kept alive by further sends.
+    const second = unixSeconds(now);
+    if (second > b.initSeq) b.initSeq = second;
     // A workload writing to many unreachable addresses must not hold 53 KB for each: the oldest
     // waiting packets go first (their handshakes may still complete; only the packet is lost).
     for (const [ok, ob] of this.buffers) {
@@ -562,6 +570,14 @@ export class Sessions {
     const [s, b] = found;
     if (init.seq > s.seq) {
       this.handleUpdate(s, init, now);
+      s.lastAckSent = now;
+      this.sendSessionHandshake(SessionType.Ack, s, now);
+    } else if (init.seq === s.seq && now - s.lastAckSent >= ANSWER_INTERVAL_MS) {
+      // The init we already took, again: the remote re-sends it while it has no session, so our
+      // ack was lost. Go ignores it and, under loss, the remote never gets a session while it keeps
+      // sending (issue 9's stuck destination). The same keys again, throttled per session.
+      s.lastAckSent = now;
+      this.counters.acksResent++;
       this.sendSessionHandshake(SessionType.Ack, s, now);
     }
     if (b) this.sendOn(s, b.data, now);

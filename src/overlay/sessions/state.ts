@@ -42,6 +42,8 @@ export class Session {
   proven = false;
   /** When we last answered this session with an init (decrypt failures answer at most this often). */
   lastInitSent = Number.NEGATIVE_INFINITY;
+  /** When we last acked an init (a repeated init is acked again at most this often). */
+  lastAckSent = Number.NEGATIVE_INFINITY;
   rotated = Number.NEGATIVE_INFINITY;
   readonly since: number;
   rx = 0;
