@@ -70,9 +70,9 @@ function hasCommand(name: string): boolean {
 function prerequisiteProblem(): string | undefined {
   if (process.platform !== "linux") return "network namespaces need Linux";
   if (process.getuid?.() !== 0) return "not running as root (namespaces and TUN need root)";
-  for (const cmd of ["ip", "ping", "yggdrasil", "yggdrasilctl"]) {
+  for (const cmd of ["ip", "ping", "nft", "yggdrasil", "yggdrasilctl"]) {
     if (!hasCommand(cmd))
-      return `\`${cmd}\` is not installed (apt-get install iproute2 iputils-ping yggdrasil)`;
+      return `\`${cmd}\` is not installed (apt-get install iproute2 iputils-ping nftables yggdrasil)`;
   }
   return undefined;
 }

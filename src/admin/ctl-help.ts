@@ -85,6 +85,14 @@ Example: planetctl addPeer uri=tls://192.0.2.1:443`,
     text: "Shows the end-to-end traffic sessions with remote nodes: address, key, bytes, uptime.",
   },
   {
+    name: "getFirewall",
+    args: "",
+    summary: "planetd: firewall rules with hit counts, and the flow table",
+    text: `planetd only: lists the Planetd.Firewall rules of each direction in order, with the packets
+each rule decided, the defaults, the established flows, and the flow table's size and removals.
+Answers enabled: false when no firewall is configured.`,
+  },
+  {
     name: "getTun",
     args: "",
     summary: "the TUN interface's name and MTU",
@@ -102,8 +110,8 @@ Example: planetctl addPeer uri=tls://192.0.2.1:443`,
     args: "",
     text: `planetd only: re-reads the config file and applies Peers, InterfacePeers, Listen,
 AllowedPublicKeys, MulticastInterfaces, NodeInfo, NodeInfoPrivacy and the log level without
-restarting (as SIGHUP does). A config that fails validation is refused and the running one stays;
-a changed PrivateKey or IfName needs a restart.`,
+restarting (as SIGHUP does), and the firewall rules. A config that fails validation is refused and
+the running one stays; a changed PrivateKey, IfName, IfMTU, AdminListen or MetricsListen needs a restart.`,
   },
   {
     name: "removePeer",
