@@ -163,6 +163,11 @@ export class NatDriver {
     const key = dest.toString("hex").slice(0, 16);
     if (link)
       this.o.log.info(`NAT traversal: punched a link to ${key} at ${link.remote} in ${now - started} ms`);
-    else this.o.log.info(`NAT traversal: no direct link to ${key} (punches unanswered)`);
+    else {
+      const at = candidates.map((c) => `${c.ip}:${c.port}`).join(", ");
+      this.o.log.info(
+        `NAT traversal: no direct link to ${key} (${dial ? "dialed" : "opened towards"} ${at})`,
+      );
+    }
   }
 }

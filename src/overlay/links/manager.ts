@@ -42,6 +42,8 @@ export interface LinkManagerConfig {
   dialTimeoutMs?: number;
   /** UDP port of the multicast group (spec: 9001). */
   multicastPort?: number;
+  /** Beacon interfaces also announce a udp:// listener, and udp beacons heard are dialled (Planetd.MulticastUdp). */
+  multicastUdp?: boolean;
   /** udp:// links: coalescing size (default 1452 bytes) and test hooks (loss injection). */
   udp?: { datagramBytes?: number; hooks?: UdpHooks };
   /** Inbound handshakes in flight: total, per source, first-byte deadline (handshake-slots.ts). */
@@ -96,6 +98,9 @@ export interface ListenerHandle {
 }
 
 const DIAL_TIMEOUT_MS = 5000;
+/** Hole punching: datagrams every 200 ms; the first 500 ms only open our own NAT (low hop limit). */
+const PUNCH_INTERVAL_MS = 200;
+const PUNCH_OPEN_MS = 500;
 /** How often the interface list is compared with the last one: a change redials every unlinked peer. */
 const INTERFACE_POLL_MS = 3000;
 
@@ -158,6 +163,10 @@ export class LinkManager {
       port: cfg.multicastPort,
       listen: (host, port, iface, priority) =>
         this.listenOn(`tls://${hostPort(host, port)}?priority=${priority}`, iface),
+      listenUdp: cfg.multicastUdp
+        ? (host, port, iface, priority) =>
+            this.listenOn(`udp://${hostPort(host, port)}?priority=${priority}`, iface)
+        : undefined,
       dial: (uri, iface, id) => {
         this.nudgePeers(undefined, beaconHost(uri));
         this.dialOnce(uri, iface, id);
@@ -716,43 +725,59 @@ export class LinkManager {
       settle = resolve;
     });
     this.punchWaiters.set(hex, (link) => settle(link));
-    const interval = 200;
-    const dials = dial
-      ? targets.map((t) =>
-          t.socket.punchDial({
-            address: t.ip,
-            port: t.port,
-            expectKey: key,
-            intervalMs: interval,
-            timeoutMs,
-          }),
-        )
-      : [];
+    // Both sides first open their own NAT with datagrams that die one hop later (UdpListener.lowTtl),
+    // so neither NAT sees the other's datagrams before it has its own mapping; then the dialer
+    // sends INITs at the normal hop limit and the other side keeps its mapping open.
+    const sockets = [...new Set(targets.map((t) => t.socket))];
+    for (const socket of sockets) socket.lowTtl(true);
+    let lowTtl = true;
+    const restoreTtl = (): void => {
+      if (!lowTtl) return;
+      lowTtl = false;
+      for (const socket of sockets) socket.lowTtl(false);
+    };
+    const open = (): void => {
+      for (const t of targets) t.socket.punchOpen(t.ip, t.port);
+    };
+    open();
+    const opener = setInterval(open, PUNCH_INTERVAL_MS);
+    const dials: Array<ReturnType<UdpListener["punchDial"]>> = [];
     let winner: UdpLink | undefined;
-    for (const d of dials) {
-      d.link.then(
-        (link) => {
-          if (winner || this.stopped) link.close("another candidate linked first");
-          else {
-            winner = link;
-            link.punched = true;
-            this.admit(link);
-            settle(link);
-          }
-        },
-        () => {},
-      );
-    }
-    const opener = dial
-      ? undefined
-      : setInterval(() => {
-          for (const t of targets) t.socket.punchOpen(t.ip, t.port);
-        }, interval);
-    for (const t of targets) if (!dial) t.socket.punchOpen(t.ip, t.port);
-    const deadline = setTimeout(() => settle(undefined), timeoutMs + interval);
+    let done = false;
+    const startDials = setTimeout(() => {
+      restoreTtl();
+      if (!dial || done) return;
+      clearInterval(opener);
+      for (const t of targets) {
+        const d = t.socket.punchDial({
+          address: t.ip,
+          port: t.port,
+          expectKey: key,
+          intervalMs: PUNCH_INTERVAL_MS,
+          timeoutMs: timeoutMs - PUNCH_OPEN_MS,
+        });
+        dials.push(d);
+        d.link.then(
+          (link) => {
+            if (winner || done || this.stopped) link.close("another candidate linked first");
+            else {
+              winner = link;
+              link.punched = true;
+              this.admit(link);
+              settle(link);
+            }
+          },
+          () => {},
+        );
+      }
+    }, PUNCH_OPEN_MS);
+    const deadline = setTimeout(() => settle(undefined), timeoutMs + PUNCH_INTERVAL_MS);
     const link = await result;
+    done = true;
     clearTimeout(deadline);
+    clearTimeout(startDials);
     clearInterval(opener);
+    restoreTtl();
     this.punchWaiters.delete(hex);
     for (const d of dials) d.cancel(link ? "linked" : "punch timed out");
     return link;

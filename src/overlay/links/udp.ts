@@ -96,6 +96,9 @@ const HELLO_RETRY_MS = 1000;
 const DEFAULT_CONGESTION_BYTES = 1024 * 1024;
 const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
 const ZERO_COOKIE = Buffer.alloc(8);
+/** Hop limits: a punch that opens our NAT (the first router) and goes no further, and the default. */
+const PUNCH_TTL = 2;
+const DEFAULT_TTL = 64;
 
 export interface UdpCommonOptions {
   localKey: Buffer;
@@ -313,6 +316,21 @@ export class UdpListener {
   /** Sends from this socket (an OBSERVE sealed by another link, whose mapping is this socket's). */
   sendTo(packet: Buffer, address: string, port: number): void {
     if (!this.closing) this.socket.send(packet, port, address);
+  }
+
+  private lowTtlUsers = 0;
+
+  /**
+   * While a punch opens NAT mappings, this socket's datagrams leave with a hop limit that passes our
+   * own NAT but dies before the peer's: a Linux NAT that receives a datagram for a port it has no
+   * mapping for keeps a conntrack entry for it, and then gives the mapping the peer expects another
+   * port. Counted, so overlapping punches restore the default only when the last one ends.
+   */
+  lowTtl(on: boolean): void {
+    this.lowTtlUsers = Math.max(0, this.lowTtlUsers + (on ? 1 : -1));
+    try {
+      this.socket.setTTL(this.lowTtlUsers > 0 ? PUNCH_TTL : DEFAULT_TTL);
+    } catch {}
   }
 
   /** Opens this side's NAT towards a peer that will dial us from `address`: a datagram it drops. */
