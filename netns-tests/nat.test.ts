@@ -2,6 +2,7 @@
 // for hosts A and B behind them; A and B know only udp://P. A pings B; A and B must punch a direct
 // udp:// link within 10 s of the first ping. With `masquerade random` (endpoint-dependent mapping)
 // on both routers no direct link can appear, and A↔B traffic keeps flowing through P.
+import { readFileSync } from "node:fs";
 import { afterEach, beforeEach, expect, it } from "vitest";
 import { Lab, type Netns, describeNetns, ping6 } from "./harness.js";
 
@@ -106,5 +107,9 @@ describeNetns("NAT traversal between planetd nodes behind NATs", () => {
     expect(r.lossPercent, r.output).toBe(0);
     expect(await directTo(a, b.key)).toBeUndefined();
     expect(await directTo(b, a.key)).toBeUndefined();
+    // The punch was tried and failed (not merely never started), on both sides.
+    for (const node of [a, b]) {
+      expect(readFileSync(node.logPath, "utf8")).toMatch(/NAT traversal: no direct link to/);
+    }
   });
 });
