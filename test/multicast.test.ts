@@ -7,6 +7,7 @@ import {
   compileMulticastConfig,
   eligibleInterfaces,
   encodeBeacon,
+  encodeUdpBeacon,
   parseIPv6,
 } from "../src/overlay/links/multicast.js";
 import { parsePeerUri } from "../src/overlay/links/uri.js";
@@ -104,6 +105,30 @@ describe("beacons", () => {
     expect(beaconDialUri(beacon, "fe80::2816:78ff:fe0d:246d", ours, undefined)).toBeNull();
     expect(beaconDialUri(beacon.subarray(0, 33), "fe80::2816:78ff:fe0d:246d", ours, iface)).toBeNull();
     expect(beaconDialUri(beacon, "10.0.0.1", ours, iface)).toBeNull();
+  });
+
+  it("a udp beacon (planetd's) is a udp:// dial only for a node that announces udp:// itself", () => {
+    const udp = encodeUdpBeacon(B.publicKey, "fe80::2816:78ff:fe0d:246d", 12401);
+    expect(udp.toString("hex")).toBe(
+      `${B_HEX}fe80000000000000281678fffe0d246d${Buffer.from("pdU1").toString("hex")}3071`,
+    );
+    const src = "fe80::2816:78ff:fe0d:246d%yspecvA";
+    expect(beaconDialUri(udp, src, ours, iface, true)).toBe(
+      `udp://[fe80::2816:78ff:fe0d:246d%yspecvA]:12401?key=${B_HEX}&priority=2`,
+    );
+    expect(beaconDialUri(udp, src, ours, iface, false)).toBeNull();
+    expect(beaconDialUri(udp, "fe80::1%yspecvA", ours, iface, true)).toBeNull();
+    // The standard beacon still dials TLS for a udp-announcing node (Yggdrasil only sends that one).
+    expect(beaconDialUri(beacon, src, ours, iface, true)).toMatch(/^tls:/);
+  });
+
+  it("Yggdrasil 0.4.7's reading of a udp beacon is no IPv6 address (bytes 32..n-2: 20 of them)", () => {
+    // Go takes net.IP(bs[32:n-2]) and the port from the last two bytes: an IP of 20 bytes has no
+    // text form, so the dial address does not resolve and the datagram is dropped.
+    const udp = encodeUdpBeacon(B.publicKey, "fe80::2816:78ff:fe0d:246d", 12401);
+    expect(udp.length - 2 - 32).toBe(20);
+    // planetd's own reading before the udp beacon (a 50-byte beacon only) ignores it too.
+    expect(beaconDialUri(udp, "fe80::2816:78ff:fe0d:246d%yspecvA", ours, iface)).toBeNull();
   });
 
   it("parses IPv6 text to bytes", () => {

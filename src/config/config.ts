@@ -24,6 +24,8 @@ export interface PlanetdSettings {
   Firewall?: FirewallConfig;
   /** Hole-punch direct udp:// links to session peers behind NATs (default true; false turns it off). */
   NatTraversal?: boolean;
+  /** Multicast Beacon interfaces also announce a udp:// listener; planetd peers then link over udp:// (default false). */
+  MulticastUdp?: boolean;
 }
 
 export interface PlanetConfig {
@@ -80,7 +82,14 @@ const LEGACY_KEYS = new Set([
 ]);
 
 const MULTICAST_KEYS = ["Regex", "Beacon", "Listen", "Port", "Priority"] as const;
-const PLANETD_KEYS = ["MetricsListen", "LogLevel", "UdpMaxDatagram", "Firewall", "NatTraversal"] as const;
+const PLANETD_KEYS = [
+  "MetricsListen",
+  "LogLevel",
+  "UdpMaxDatagram",
+  "Firewall",
+  "NatTraversal",
+  "MulticastUdp",
+] as const;
 
 export function defaultMulticastInterfaces(): MulticastInterfaceConfig[] {
   return [{ Regex: ".*", Beacon: true, Listen: true, Port: 0, Priority: 0 }];
@@ -316,6 +325,9 @@ function readPlanetd(r: Reader, value: unknown, base: PlanetdSettings): PlanetdS
   });
   check(r, () => {
     if (keys.has("NatTraversal")) out.NatTraversal = asBool("Planetd.NatTraversal", keys.get("NatTraversal"));
+  });
+  check(r, () => {
+    if (keys.has("MulticastUdp")) out.MulticastUdp = asBool("Planetd.MulticastUdp", keys.get("MulticastUdp"));
   });
   if (keys.has("Firewall")) {
     // Every bad rule field is its own line.
@@ -578,6 +590,8 @@ const COMMENTS: Record<string, string[]> = {
     "UdpMaxDatagram: the largest UDP payload udp:// links probe up to (1232..65507).",
     "Firewall: rules for traffic to and from this node and its /64 (see the README, Firewall).",
     "NatTraversal: false stops punching direct udp:// links to session peers behind NATs.",
+    "MulticastUdp: true makes Beacon interfaces also announce a udp:// listener, so planetd nodes",
+    "on a LAN link over udp:// (Yggdrasil ignores that beacon and keeps using TLS).",
   ],
 };
 

@@ -137,6 +137,7 @@ export class Node implements PacketConn {
         multicast: opts.config.MulticastInterfaces,
         logger: this.log,
         udp: { datagramBytes: opts.config.Planetd.UdpMaxDatagram },
+        multicastUdp: opts.config.Planetd.MulticastUdp === true,
       },
       { onLink: (link) => this.attachLink(link) },
     );

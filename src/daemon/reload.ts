@@ -32,7 +32,7 @@ export interface ReloadPlan {
 }
 
 const RESTART_KEYS = ["PrivateKey", "IfName", "IfMTU", "AdminListen"] as const;
-const RESTART_PLANETD_KEYS = ["MetricsListen", "UdpMaxDatagram", "NatTraversal"] as const;
+const RESTART_PLANETD_KEYS = ["MetricsListen", "UdpMaxDatagram", "NatTraversal", "MulticastUdp"] as const;
 
 function peerRefs(config: PlanetConfig): Map<string, PeerRef> {
   const refs = new Map<string, PeerRef>();

@@ -1,6 +1,12 @@
 // Multicast peer discovery (spec 4.8): beacons on [ff02::114]:9001 announce a link-local TLS listener;
 // a beacon from another key on a Listen interface makes us dial it. Interface selection and beacon
 // coding are pure functions; the Multicast class only owns the UDP socket, the listeners and a 1 s tick.
+//
+// planetd's udp:// beacon (opt-in, Planetd.MulticastUdp) is a second datagram next to the standard one:
+// key ‖ link-local ‖ "pdU1" ‖ udp port, 54 bytes. Yggdrasil 0.4.7 reads bytes 32..n-2 as the IP, 20
+// bytes here, which is no IP: it drops the datagram without a word, and still dials the standard TLS
+// beacon; planetd before this reads only 50-byte beacons. A node announcing udp:// itself dials a udp
+// beacon it hears and leaves that peer's TLS beacon alone.
 import dgram from "node:dgram";
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
@@ -32,6 +38,10 @@ export interface EligibleInterface {
 export const MULTICAST_GROUP = "ff02::114";
 export const MULTICAST_PORT = 9001;
 const BEACON_BYTES = 50;
+const UDP_BEACON_MAGIC = Buffer.from("pdU1", "latin1");
+const UDP_BEACON_BYTES = 32 + 16 + UDP_BEACON_MAGIC.length + 2;
+/** A TLS beacon is left alone this long after a udp beacon from the same address (beacons come each second). */
+const UDP_BEACON_HOLD_MS = 5000;
 const IFF_UP = 0x1;
 const IFF_POINTOPOINT = 0x10;
 const IFF_MULTICAST = 0x1000;
@@ -100,25 +110,47 @@ export function encodeBeacon(publicKey: Buffer, linkLocal: string, port: number)
   return out;
 }
 
+/** planetd's udp:// beacon (see the header): never a valid beacon to Yggdrasil 0.4.7. */
+export function encodeUdpBeacon(publicKey: Buffer, linkLocal: string, port: number): Buffer {
+  const out = Buffer.alloc(UDP_BEACON_BYTES);
+  publicKey.copy(out, 0);
+  parseIPv6(linkLocal).copy(out, 32);
+  UDP_BEACON_MAGIC.copy(out, 48);
+  out.writeUInt16BE(port, 48 + UDP_BEACON_MAGIC.length);
+  return out;
+}
+
 /**
  * Decide what to do with a received beacon: the URI to dial, or null to ignore it. `source` is the
- * UDP source address (with or without zone), `iface` the receiving interface's config.
+ * UDP source address (with or without zone), `iface` the receiving interface's config. A udp beacon
+ * gives a udp:// URI only when `udp` is set (we announce udp:// ourselves).
  */
 export function beaconDialUri(
   msg: Buffer,
   source: string,
   ourKey: Buffer,
   iface: EligibleInterface | undefined,
+  udp = false,
 ): string | null {
   if (msg.length < 32 + 2 || !iface || !iface.listen) return null;
   const key = msg.subarray(0, 32);
   if (key.equals(ourKey)) return null;
-  const addr = msg.subarray(32, msg.length - 2);
+  let scheme = "tls";
+  let addrEnd = msg.length - 2;
+  if (
+    msg.length === UDP_BEACON_BYTES &&
+    msg.subarray(48, 48 + UDP_BEACON_MAGIC.length).equals(UDP_BEACON_MAGIC)
+  ) {
+    if (!udp) return null;
+    scheme = "udp";
+    addrEnd = 48;
+  }
+  const addr = msg.subarray(32, addrEnd);
   const src = source.split("%")[0]!;
   if (addr.length !== 16 || isIP(src) !== 6 || !addr.equals(parseIPv6(src))) return null;
   const port = msg.readUInt16BE(msg.length - 2);
   if (port === 0) return null;
-  return `tls://[${formatIPv6(addr)}%${iface.name}]:${port}?key=${key.toString("hex")}&priority=${iface.priority}`;
+  return `${scheme}://[${formatIPv6(addr)}%${iface.name}]:${port}?key=${key.toString("hex")}&priority=${iface.priority}`;
 }
 
 /** 16 bytes of an IPv6 address (no zone, no embedded IPv4 needed here). */
@@ -147,6 +179,8 @@ export interface MulticastOptions {
   port?: number;
   intervalMs?: number;
   listen(host: string, port: number, iface: string, priority: number): Promise<ListenerLike>;
+  /** With it, Beacon interfaces also run a udp:// listener and announce it (Planetd.MulticastUdp). */
+  listenUdp?(host: string, port: number, iface: string, priority: number): Promise<ListenerLike>;
   /** Dial a discovered peer once; `id` is the dedupe id of spec 4.2 (tls|iface|ip). */
   dial(uri: string, iface: string, id: string): void;
   scan?: () => Record<string, os.NetworkInterfaceInfo[] | undefined>;
@@ -156,6 +190,9 @@ interface ActiveInterface {
   info: EligibleInterface;
   listener: ListenerLike | undefined;
   listening: boolean;
+  udpListener: ListenerLike | undefined;
+  udpListening: boolean;
+  udpBeacon: Buffer | undefined;
   joined: boolean;
   beacon: Buffer | undefined;
   loggedFailure: boolean;
@@ -165,6 +202,8 @@ export class Multicast {
   private readonly opts: MulticastOptions;
   private readonly regexes: RegExp[];
   private readonly active = new Map<string, ActiveInterface>();
+  /** iface|address of peers heard announcing udp:// -> until when their TLS beacons are left alone. */
+  private readonly udpHeard = new Map<string, number>();
   private socket: dgram.Socket | undefined;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -209,7 +248,7 @@ export class Multicast {
     this.limitedLog.flush();
     this.socket?.close();
     this.socket = undefined;
-    const closing = [...this.active.values()].map((a) => a.listener?.close());
+    const closing = [...this.active.values()].flatMap((a) => [a.listener?.close(), a.udpListener?.close()]);
     this.active.clear();
     await Promise.all(closing);
   }
@@ -233,6 +272,7 @@ export class Multicast {
       this.active.delete(name);
       if (a.joined) this.membership(false, name);
       void a.listener?.close();
+      void a.udpListener?.close();
       this.limitedLog.info(`multicast interface ${name}`, `multicast: stopped on ${name}`);
     }
     for (const info of found) {
@@ -242,6 +282,9 @@ export class Multicast {
           info,
           listener: undefined,
           listening: false,
+          udpListener: undefined,
+          udpListening: false,
+          udpBeacon: undefined,
           joined: false,
           beacon: undefined,
           loggedFailure: false,
@@ -254,8 +297,11 @@ export class Multicast {
       }
       if (info.listen && !a.joined) a.joined = this.membership(true, info.name);
       if (info.beacon && !a.listener && !a.listening) this.startListener(a);
-      if (a.beacon)
-        this.socket.send(a.beacon, this.opts.port ?? MULTICAST_PORT, `${MULTICAST_GROUP}%${info.name}`);
+      if (info.beacon && this.opts.listenUdp && !a.udpListener && !a.udpListening) this.startUdpListener(a);
+      const to = `${MULTICAST_GROUP}%${info.name}`;
+      // The udp beacon first: a planetd hearing both then skips the TLS one.
+      if (a.udpBeacon) this.socket.send(a.udpBeacon, this.opts.port ?? MULTICAST_PORT, to);
+      if (a.beacon) this.socket.send(a.beacon, this.opts.port ?? MULTICAST_PORT, to);
     }
   }
 
@@ -277,6 +323,28 @@ export class Multicast {
         // Typically a link-local address still in duplicate address detection; retried next tick.
         if (!a.loggedFailure) this.opts.logger.warn(`multicast: ${e.message}`);
         a.loggedFailure = true;
+      },
+    );
+  }
+
+  private startUdpListener(a: ActiveInterface): void {
+    const listenUdp = this.opts.listenUdp;
+    if (!listenUdp) return;
+    a.udpListening = true;
+    const { name, linkLocal, port, priority } = a.info;
+    listenUdp(`${linkLocal}%${name}`, port, name, priority).then(
+      (listener) => {
+        a.udpListening = false;
+        if (this.stopped || this.active.get(name) !== a) {
+          void listener.close();
+          return;
+        }
+        a.udpListener = listener;
+        a.udpBeacon = encodeUdpBeacon(this.opts.identity.publicKey, linkLocal, listener.port);
+      },
+      (e: Error) => {
+        a.udpListening = false;
+        this.limitedLog.warn(`multicast udp listener ${name}`, `multicast: ${e.message}`);
       },
     );
   }
@@ -305,8 +373,17 @@ export class Multicast {
         : this.active.size === 1
           ? [...this.active.values()][0]
           : undefined;
-    const uri = beaconDialUri(msg, source, this.opts.identity.publicKey, a?.info);
+    const udp = this.opts.listenUdp !== undefined;
+    const uri = beaconDialUri(msg, source, this.opts.identity.publicKey, a?.info, udp);
     if (!uri || !a) return;
-    this.opts.dial(uri, a.info.name, `tls|${a.info.name}|${formatIPv6(parseIPv6(source.split("%")[0]!))}`);
+    const address = formatIPv6(parseIPv6(source.split("%")[0]!));
+    const heard = `${a.info.name}|${address}`;
+    const scheme = uri.startsWith("udp:") ? "udp" : "tls";
+    const now = Date.now();
+    if (scheme === "udp") {
+      if (this.udpHeard.size > 1024) this.udpHeard.clear(); // one entry per LAN neighbour; bound it anyway
+      this.udpHeard.set(heard, now + UDP_BEACON_HOLD_MS);
+    } else if ((this.udpHeard.get(heard) ?? 0) > now) return;
+    this.opts.dial(uri, a.info.name, `${scheme}|${a.info.name}|${address}`);
   }
 }
