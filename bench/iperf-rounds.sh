@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Interleaved rounds of bench/iperf.sh's single measurements, medians and ratios: single runs on the
+# 2-core machines here swing by 20 %, so only medians of interleaved rounds are compared.
+#   sudo bench/iperf-rounds.sh                 (3 rounds of planetd tcp://, planetd udp://, yggdrasil)
+#   ROUNDS=5 IFMTU=1420 IPERF_SECONDS=8 sudo bench/iperf-rounds.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${ROUNDS:-3}
+export IFMTU=${IFMTU:-65535} IPERF_SECONDS=${IPERF_SECONDS:-10}
+
+declare -A runs=([tcp]="" [udp]="" [yggdrasil]="")
+for r in $(seq 1 "$rounds"); do
+  for kind in tcp udp yggdrasil; do
+    if [ "$kind" = yggdrasil ]; then
+      v=$(bash bench/iperf.sh __one yggdrasil) || v=""
+    else
+      v=$(PLANETD_LINK=$kind bash bench/iperf.sh __one planetd) || v=""
+    fi
+    echo "round $r: $kind ${v:-failed} Mbit/s" >&2
+    [ -n "$v" ] && runs[$kind]+="$v "
+  done
+done
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {if (NR == 0) print "nan"; else if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+tcp=$(echo "${runs[tcp]}" | median)
+udp=$(echo "${runs[udp]}" | median)
+ygg=$(echo "${runs[yggdrasil]}" | median)
+echo "iperf3 one stream, ${IPERF_SECONDS} s, IfMTU ${IFMTU}, medians of ${rounds} interleaved rounds, $(nproc) CPUs"
+echo "planetd tcp://:    ${tcp} Mbit/s  (${runs[tcp]})"
+echo "planetd udp://:    ${udp} Mbit/s  (${runs[udp]})"
+echo "yggdrasil 0.4.7:   ${ygg} Mbit/s  (${runs[yggdrasil]})"
+node -e "const [t,u,y]=[${tcp:-NaN},${udp:-NaN},${ygg:-NaN}]; console.log('ratios: tcp/yggdrasil ' + (t/y).toFixed(2) + ', udp/yggdrasil ' + (u/y).toFixed(2) + ', udp/tcp ' + (u/t).toFixed(2))"
