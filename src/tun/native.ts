@@ -51,6 +51,8 @@ interface Addon {
   close(handle: Handle): void;
   /** One datagram to an AF_UNIX socket path ("@" = abstract); 0 or an errno. */
   notify(socketPath: string, message: string): number;
+  /** setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name); 0 or an errno. */
+  tcpCongestion(fd: number, name: string): number;
 }
 
 let addon: Addon | undefined;
@@ -83,6 +85,18 @@ export function systemdNotify(message: string, env: NodeJS.ProcessEnv = process.
     return loadAddon().notify(socketPath, message) === 0;
   } catch {
     return false; // no addon: readiness is best effort, the unit's timeout says the rest
+  }
+}
+
+/**
+ * Asks for congestion control `name` (e.g. "bbr") on a connected TCP socket's fd. False when it was
+ * not set (no addon, no such algorithm, not allowed): the socket keeps the system's default.
+ */
+export function requestTcpCongestion(fd: number, name: string): boolean {
+  try {
+    return loadAddon().tcpCongestion(fd, name) === 0;
+  } catch {
+    return false;
   }
 }
 

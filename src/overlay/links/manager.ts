@@ -11,6 +11,7 @@ import type { Logger } from "pino";
 import { formatIPv6 } from "../../crypto/address.js";
 import { selfSignedCertificate } from "../../crypto/cert.js";
 import type { Identity } from "../../crypto/identity.js";
+import { requestTcpCongestion } from "../../tun/native.js";
 import { LimitedLog } from "../../util/log-limit.js";
 import { systemErrorText } from "../../util/system-error.js";
 import {
@@ -40,6 +41,8 @@ export interface LinkManagerConfig {
   /** Static peer redial policy (redial.ts; default 1 s doubling to 8 s, 60 s for hopeless peers). */
   redial?: Partial<RedialOptions>;
   dialTimeoutMs?: number;
+  /** Congestion control asked for on tcp:// and tls:// sockets (default bbr, as Yggdrasil; see requestCongestion). */
+  tcpCongestion?: string;
   /** UDP port of the multicast group (spec: 9001). */
   multicastPort?: number;
   /** Beacon interfaces also announce a udp:// listener, and udp beacons heard are dialled (Planetd.MulticastUdp). */
@@ -437,6 +440,7 @@ export class LinkManager {
     try {
       await withTimeout(once(raw, "connect"), timeoutMs, raw, "dial timed out");
       connected = true;
+      if (parsed.scheme !== "unix") requestCongestion(raw, this.cfg.tcpCongestion);
       id =
         parsed.scheme === "unix"
           ? `unix||${parsed.path}|out`
@@ -600,6 +604,7 @@ export class LinkManager {
     remote: string,
     ip: string,
   ): Promise<StreamLink | null> {
+    if (parsed.scheme !== "unix") requestCongestion(raw, this.cfg.tcpCongestion);
     let stream: Socket = raw;
     if (parsed.scheme === "tls") {
       const secured = new tls.TLSSocket(raw, {
@@ -984,4 +989,14 @@ async function clearStaleSocket(path: string): Promise<void> {
       unlinkSync(path);
     } catch {}
   }
+}
+
+/**
+ * Spec 4.1: Yggdrasil asks for bbr on every link socket. Under random loss a loss-based default
+ * (Debian's cubic, reno) holds the outer TCP, and all the traffic tunnelled through it, to a small
+ * fraction of what bbr keeps (bench/lossy-tcp.sh). Where bbr is missing the system default stays.
+ */
+function requestCongestion(socket: Socket, name = "bbr"): boolean {
+  const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+  return typeof fd === "number" && fd >= 0 && requestTcpCongestion(fd, name);
 }

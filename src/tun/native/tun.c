@@ -10,10 +10,12 @@
  * write(handle, bytes) write one packet; returns 0 or a negative errno (EAGAIN = kernel queue full).
  * name(handle)         the interface name the kernel assigned.
  * close(handle)        stop reading and close the fd (idempotent); lets the event loop exit.
+ * notify, tcpCongestion: see notify.c and sockopt.c (they share this addon, not its TUN state).
  *
  * Reads never block: the fd is O_NONBLOCK and watched with a level-triggered uv_poll_t.
  */
 #include "notify.h"
+#include "sockopt.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if.h>
@@ -475,6 +477,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"name", NULL, js_name, NULL, NULL, NULL, napi_default, NULL},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
       {"notify", NULL, planetd_notify, NULL, NULL, NULL, napi_default, NULL},
+      {"tcpCongestion", NULL, planetd_tcp_congestion, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
