@@ -101,47 +101,8 @@ while True:
             pass
 EOF
 
-# One TCP transfer: `server <addr> <port>` prints bytes and sha256 when the client closes;
-# `client <addr> <port> <MiB>` sends random data (retrying the connect while routes settle) and
-# prints bytes, sha256 and milliseconds from connect to close.
-cat >"$work/transfer.mjs" <<'EOF'
-import net from "node:net";
-import { createHash, randomBytes } from "node:crypto";
-const [role, addr, port, mib] = process.argv.slice(2);
-const hash = createHash("sha256");
-if (role === "server") {
-  let bytes = 0;
-  const server = net.createServer((s) => {
-    s.on("data", (d) => { bytes += d.length; hash.update(d); });
-    s.on("end", () => { console.log(JSON.stringify({ bytes, sha: hash.digest("hex") })); s.end(); server.close(); });
-  });
-  server.listen(Number(port), addr, () => console.log("listening"));
-} else {
-  const total = Math.round(Number(mib) * 1048576);
-  const connect = () => new Promise((resolve, reject) => {
-    const s = net.connect({ host: addr, port: Number(port) });
-    s.once("connect", () => resolve(s));
-    s.once("error", reject);
-  });
-  let sock;
-  for (let i = 0; ; i++) {
-    try { sock = await connect(); break; } catch (e) { if (i > 80) throw e; await new Promise((r) => setTimeout(r, 250)); }
-  }
-  const t0 = Date.now();
-  let sent = 0;
-  const pump = () => {
-    while (sent < total) {
-      const chunk = randomBytes(Math.min(65536, total - sent));
-      hash.update(chunk);
-      sent += chunk.length;
-      if (!sock.write(chunk)) { sock.once("drain", pump); return; }
-    }
-    sock.end();
-  };
-  sock.on("close", () => console.log(JSON.stringify({ bytes: sent, sha: hash.digest("hex"), ms: Date.now() - t0 })));
-  pump();
-}
-EOF
+# One TCP transfer: netns-tests/support/tcp-transfer.mjs (server prints bytes and sha256 when the
+# client closes; client sends random data and prints bytes, sha256 and milliseconds).
 
 # ---- the line: A (10.78.1.1) - (10.78.1.2) B (10.78.2.2) - (10.78.2.1) C ----
 id=$(od -An -N2 -tx1 /dev/urandom | tr -d ' \n')
@@ -265,7 +226,7 @@ round() {
     fi
     sleep 0.5
   done
-  start_in "$C" "$dir/server.log" node "$work/transfer.mjs" server "$addr_c" 5001
+  start_in "$C" "$dir/server.log" node netns-tests/support/tcp-transfer.mjs server "$addr_c" 5001
   echo "$last_pid" >>"$work/round.pids"
   wait_listening "$C" 5001 "transfer server" "$dir/server.log" || return 1
   local sampler=""
@@ -274,7 +235,7 @@ round() {
     sampler=$!
   fi
   local out
-  if ! out=$(timeout $((120 + mib * 20)) ip netns exec "$A" node "$work/transfer.mjs" client "$addr_c" 5001 "$mib"); then
+  if ! out=$(timeout $((120 + mib * 20)) ip netns exec "$A" node netns-tests/support/tcp-transfer.mjs client "$addr_c" 5001 "$mib"); then
     echo "$variant: transfer failed or timed out: $out" >&2
     return 1
   fi

@@ -4,55 +4,15 @@
 //
 // PD_UDP_LOSS_IDLE_S (default 60; the issue's figure is 300) sets the idle period and
 // PD_UDP_LOSS_MIB (default 10; the issue's figure is 50) the size of each TCP transfer.
-import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, expect, it } from "vitest";
-import { type DaemonNode, Lab, type Netns, delay, describeNetns, ping6 } from "./harness.js";
+import { type DaemonNode, Lab, type Netns, delay, describeNetns, ping6, repoRoot } from "./harness.js";
 
 const IDLE_S = Number(process.env.PD_UDP_LOSS_IDLE_S ?? 60);
 const MIB = Number(process.env.PD_UDP_LOSS_MIB ?? 10);
 
-// One TCP transfer through the overlay: `server <addr> <port>` prints the received byte count and
-// sha256 when the client closes; `client <addr> <port> <MiB>` sends random data (retrying the
-// connect while routes settle) and prints its byte count, sha256 and duration.
-const TRANSFER_JS = `
-import net from "node:net";
-import { createHash, randomBytes } from "node:crypto";
-const [role, addr, port, mib] = process.argv.slice(2);
-const hash = createHash("sha256");
-if (role === "server") {
-  let bytes = 0;
-  const server = net.createServer((s) => {
-    s.on("data", (d) => { bytes += d.length; hash.update(d); });
-    s.on("end", () => { console.log(JSON.stringify({ bytes, sha: hash.digest("hex") })); s.end(); server.close(); });
-  });
-  server.listen(Number(port), addr);
-} else {
-  const total = Number(mib) * 1048576;
-  const connect = () => new Promise((resolve, reject) => {
-    const s = net.connect({ host: addr, port: Number(port) });
-    s.once("connect", () => resolve(s));
-    s.once("error", reject);
-  });
-  let sock;
-  for (let i = 0; ; i++) {
-    try { sock = await connect(); break; } catch (e) { if (i > 40) throw e; await new Promise((r) => setTimeout(r, 250)); }
-  }
-  const t0 = Date.now();
-  let sent = 0;
-  const pump = () => {
-    while (sent < total) {
-      const chunk = randomBytes(Math.min(65536, total - sent));
-      hash.update(chunk);
-      sent += chunk.length;
-      if (!sock.write(chunk)) { sock.once("drain", pump); return; }
-    }
-    sock.end();
-  };
-  sock.on("close", () => console.log(JSON.stringify({ bytes: sent, sha: hash.digest("hex"), ms: Date.now() - t0 })));
-  pump();
-}
-`;
+// One TCP transfer through the overlay (server/client, sha256 checked): support/tcp-transfer.mjs.
+const TRANSFER_SCRIPT = join(repoRoot, "netns-tests", "support", "tcp-transfer.mjs");
 
 let lab: Lab;
 
@@ -108,8 +68,7 @@ async function reachable(a: DaemonNode, c: DaemonNode): Promise<void> {
 
 /** Moves `MIB` MiB A→C over TCP through the overlay; returns the duration in ms. */
 async function transfer(a: DaemonNode, c: DaemonNode, label: string): Promise<number> {
-  const script = join(lab.dir, "transfer.mjs");
-  writeFileSync(script, TRANSFER_JS);
+  const script = TRANSFER_SCRIPT;
   const port = String(5000 + Math.floor(Math.random() * 1000));
   const timeout = 300_000;
   const server = c.ns.exec(process.execPath, [script, "server", c.address, port], timeout);

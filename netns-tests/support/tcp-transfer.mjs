@@ -1,0 +1,59 @@
+// One TCP transfer through the overlay, for the udp-loss test and bench/lossy-tcp.sh:
+// `server <addr> <port>` prints the received byte count and sha256 when the client closes;
+// `client <addr> <port> <MiB>` sends random data (retrying the connect while routes settle) and
+// prints its byte count, sha256 and duration, as one JSON line each.
+import { createHash, randomBytes } from "node:crypto";
+import net from "node:net";
+const [role, addr, port, mib] = process.argv.slice(2);
+const hash = createHash("sha256");
+if (role === "server") {
+  let bytes = 0;
+  const server = net.createServer((s) => {
+    s.on("data", (d) => {
+      bytes += d.length;
+      hash.update(d);
+    });
+    s.on("end", () => {
+      console.log(JSON.stringify({ bytes, sha: hash.digest("hex") }));
+      s.end();
+      server.close();
+    });
+  });
+  server.listen(Number(port), addr);
+} else {
+  const total = Number(mib) * 1048576;
+  const connect = () =>
+    new Promise((resolve, reject) => {
+      const s = net.connect({ host: addr, port: Number(port) });
+      s.once("connect", () => resolve(s));
+      s.once("error", reject);
+    });
+  let sock;
+  for (let i = 0; ; i++) {
+    try {
+      sock = await connect();
+      break;
+    } catch (e) {
+      if (i > 40) throw e;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+  const t0 = Date.now();
+  let sent = 0;
+  const pump = () => {
+    while (sent < total) {
+      const chunk = randomBytes(Math.min(65536, total - sent));
+      hash.update(chunk);
+      sent += chunk.length;
+      if (!sock.write(chunk)) {
+        sock.once("drain", pump);
+        return;
+      }
+    }
+    sock.end();
+  };
+  sock.on("close", () =>
+    console.log(JSON.stringify({ bytes: sent, sha: hash.digest("hex"), ms: Date.now() - t0 })),
+  );
+  pump();
+}
