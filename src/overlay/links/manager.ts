@@ -3,17 +3,21 @@
 // for stream links (TCP, TLS, unix) and our UDP links (udp.ts).
 import { lookup } from "node:dns/promises";
 import { once } from "node:events";
-import { existsSync, unlinkSync } from "node:fs";
 import net, { type Server, type Socket } from "node:net";
-import os from "node:os";
 import tls, { type SecureContext } from "node:tls";
 import type { Logger } from "pino";
-import { formatIPv6 } from "../../crypto/address.js";
 import { selfSignedCertificate } from "../../crypto/cert.js";
 import type { Identity } from "../../crypto/identity.js";
-import { requestTcpCongestion } from "../../tun/native.js";
 import { LimitedLog } from "../../util/log-limit.js";
-import { systemErrorText } from "../../util/system-error.js";
+import {
+  beaconHost,
+  interfaceSignature,
+  peerKey,
+  plainIp,
+  remoteId,
+  remoteIp,
+  routeVia,
+} from "./addresses.js";
 import {
   DEFAULT_HANDSHAKE_LIMITS,
   type HandshakeLimits,
@@ -22,8 +26,9 @@ import {
   sourceOf,
 } from "./handshake-slots.js";
 import type { Link } from "./link.js";
-import { Multicast, type MulticastInterfaceConfig, parseIPv6 } from "./multicast.js";
+import { Multicast, type MulticastInterfaceConfig } from "./multicast.js";
 import { DEFAULT_REDIAL, RedialBackoff, type RedialOptions } from "./redial.js";
+import { bindError, clearStaleSocket, requestCongestion, withTimeout } from "./sockets.js";
 import { DEFAULT_TIMEOUTS, type LinkTimeouts, type StreamLink, handshake } from "./stream.js";
 import { type UdpDial, type UdpHooks, type UdpLink, UdpListener, dialUdp } from "./udp.js";
 import { type PeerUri, hostPort, isLinkLocal6, parseListenUri, parsePeerUri } from "./uri.js";
@@ -895,108 +900,4 @@ export class LinkManager {
 /** Failures a redial soon will not mend: the remote was refused, or its name does not resolve. */
 function isHopeless(e: Error): boolean {
   return e instanceof Refused || (e as NodeJS.ErrnoException).code === "ENOTFOUND";
-}
-
-/** An address as the peers' comparison wants it: no zone, IPv4-mapped IPv6 as IPv4. */
-function plainIp(ip: string): string {
-  const bare = ip.split("%")[0]!.toLowerCase();
-  return bare.startsWith("::ffff:") && bare.includes(".") ? bare.slice(7) : bare;
-}
-
-/** The IP of a beacon's dial URI (`tls://[fe80::1%eth0]:port?…`), without zone. */
-function beaconHost(uri: string): string | undefined {
-  const m = /^\w+:\/\/\[([^\]]+)\]/.exec(uri);
-  return m?.[1] === undefined ? undefined : plainIp(m[1]);
-}
-
-/** Names and addresses of every interface, to notice a change between two polls. */
-function interfaceSignature(): string {
-  const parts: string[] = [];
-  for (const [name, addrs] of Object.entries(os.networkInterfaces())) {
-    for (const a of addrs ?? []) parts.push(`${name}/${a.address}`);
-  }
-  return parts.sort().join(",");
-}
-
-/** `Listen "tcp://192.0.2.1:1": cannot bind: address not available (EADDRNOTAVAIL)`; "listen" for multicast's. */
-function bindError(uri: string, iface: string | undefined, e: unknown): Error {
-  const what = iface === undefined ? "Listen" : "listen";
-  return new Error(`${what} ${JSON.stringify(uri)}: cannot bind: ${systemErrorText(e)}`);
-}
-
-/** The address of an inbound link's `remote` (scheme://ip:port or scheme://[ip%zone]:port). */
-function remoteIp(remote: string): string {
-  const m = /^[a-z]+:\/\/(?:\[([^\]]+)\]|([^:/]+))/.exec(remote);
-  return m?.[1] ?? m?.[2] ?? "";
-}
-
-function peerKey(uri: string, iface: string | undefined): string {
-  return `${iface ?? ""}|${uri}`;
-}
-
-/** Spec 4.2: ip:port normally, only the IP for IPv6 link-local remotes. */
-function remoteId(scheme: string, iface: string | undefined, ip: string, port: number): string {
-  const id = isLinkLocal6(ip) ? formatIPv6(parseIPv6(ip.split("%")[0]!)) : hostPort(ip, port);
-  return `${scheme}|${iface ?? ""}|${id}`;
-}
-
-/** For InterfacePeers: add the zone to a link-local target and pick a source address on the interface. */
-function routeVia(host: string, iface: string | undefined): { host: string; localAddress?: string } {
-  if (!iface) return { host };
-  const addrs = os.networkInterfaces()[iface];
-  if (!addrs) throw new Error(`interface ${iface} not found`);
-  const family = net.isIP(host.split("%")[0]!);
-  const linkLocal = isLinkLocal6(host);
-  const target = linkLocal && !host.includes("%") ? `${host}%${iface}` : host;
-  const source = addrs.find(
-    (a) =>
-      (family === 0 || a.family === (family === 6 ? "IPv6" : "IPv4")) &&
-      isLinkLocal6(a.address) === linkLocal,
-  );
-  return { host: target, localAddress: source && !linkLocal ? source.address : undefined };
-}
-
-async function withTimeout<T>(p: Promise<T>, ms: number, socket: Socket, message: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const closed = once(socket, "close").then(() => {
-    throw new Error("connection closed");
-  });
-  try {
-    return await Promise.race([
-      p,
-      closed,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(message)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-    closed.catch(() => {});
-  }
-}
-
-/** A socket file left by a crashed daemon would make listen fail; one that still answers stays. */
-async function clearStaleSocket(path: string): Promise<void> {
-  if (!existsSync(path)) return;
-  const probe = net.connect({ path });
-  const live = await new Promise<boolean>((resolve) => {
-    probe.once("connect", () => resolve(true));
-    probe.once("error", () => resolve(false));
-  });
-  probe.destroy();
-  if (!live) {
-    try {
-      unlinkSync(path);
-    } catch {}
-  }
-}
-
-/**
- * Spec 4.1: Yggdrasil asks for bbr on every link socket. Under random loss a loss-based default
- * (Debian's cubic, reno) holds the outer TCP, and all the traffic tunnelled through it, to a small
- * fraction of what bbr keeps (bench/lossy-tcp.sh). Where bbr is missing the system default stays.
- */
-function requestCongestion(socket: Socket, name = "bbr"): boolean {
-  const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
-  return typeof fd === "number" && fd >= 0 && requestTcpCongestion(fd, name);
 }
