@@ -10,6 +10,7 @@ import { Identity } from "../crypto/identity.js";
 import type { MulticastInterfaceConfig } from "../overlay/links/multicast.js";
 import { parseListenUri, parsePeerUri } from "../overlay/links/uri.js";
 import { type FirewallConfig, readFirewallConfig } from "../tun/firewall-config.js";
+import { showValue as show } from "../util/show-value.js";
 import { defaultAdminListen } from "./paths.js";
 
 export type { MulticastInterfaceConfig };
@@ -114,14 +115,6 @@ export function generateConfig(): PlanetConfig {
 
 // ---------------------------------------------------------------------------------------------
 // Validation helpers: each throws a ConfigError "config: <path> <got> <problem> (expected …)".
-
-function show(value: unknown): string {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "a list";
-  if (typeof value === "object") return "an object";
-  const text = JSON.stringify(value) ?? String(value);
-  return text.length > 70 ? `${text.slice(0, 67)}…` : text;
-}
 
 function fail(path: string, got: unknown, problem: string, expected: string): never {
   throw new ConfigError(`config: ${path} ${show(got)} ${problem} (expected ${expected})`);

@@ -3,6 +3,7 @@
 // src/config/config.ts. What depends on the node's identity (Local prefixes inside its /64) is checked
 // when the rules are compiled (firewall-rules.ts), with the same kind of line.
 import { isIP } from "node:net";
+import { showValue as show } from "../util/show-value.js";
 
 export type FirewallAction = "accept" | "drop" | "reject";
 export const FIREWALL_ACTIONS: readonly FirewallAction[] = ["accept", "drop", "reject"];
@@ -69,14 +70,6 @@ export function defaultFirewallConfig(): FirewallConfig {
     Inbound: [],
     Outbound: [],
   };
-}
-
-function show(value: unknown): string {
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "a list";
-  if (typeof value === "object") return "an object";
-  const text = JSON.stringify(value) ?? String(value);
-  return text.length > 70 ? `${text.slice(0, 67)}…` : text;
 }
 
 /** Collects problems instead of stopping at the first, so one pass reports every bad field. */
