@@ -27,6 +27,7 @@ import {
 } from "./handshake-slots.js";
 import type { Link } from "./link.js";
 import { Multicast, type MulticastInterfaceConfig } from "./multicast.js";
+import { Puncher } from "./punch.js";
 import { DEFAULT_REDIAL, RedialBackoff, type RedialOptions } from "./redial.js";
 import { bindError, clearStaleSocket, requestCongestion, withTimeout } from "./sockets.js";
 import { DEFAULT_TIMEOUTS, type LinkTimeouts, type StreamLink, handshake } from "./stream.js";
@@ -106,9 +107,6 @@ export interface ListenerHandle {
 }
 
 const DIAL_TIMEOUT_MS = 5000;
-/** Hole punching: datagrams every 200 ms; the first 500 ms only open our own NAT (low hop limit). */
-const PUNCH_INTERVAL_MS = 200;
-const PUNCH_OPEN_MS = 500;
 /** How often the interface list is compared with the last one: a change redials every unlinked peer. */
 const INTERFACE_POLL_MS = 3000;
 
@@ -136,10 +134,8 @@ export class LinkManager {
   private readonly sockets = new Set<Socket>();
   private readonly links = new Set<ManagedLink>();
   private readonly udpDials = new Set<UdpDial>();
-  /** NAT traversal: keys a punch is under way with (their inbound links are punched links). */
-  private readonly punchWaiters = new Map<string, (link: UdpLink) => void>();
-  /** Punch sockets bound for NAT traversal when no udp:// Listen of the family exists. */
-  private readonly punchSockets = new Map<number, Promise<ListenerHandle>>();
+  /** NAT traversal: punch sockets and punches under way (punch.ts). */
+  private readonly puncher: Puncher;
   private multicast: Multicast;
   private inboundSeq = 0;
   private started = false;
@@ -160,6 +156,16 @@ export class LinkManager {
       for (const uri of uris) this.addPeerState(uri, iface);
     }
     this.multicast = this.makeMulticast(cfg.multicast);
+    this.puncher = new Puncher({
+      configuredUdp: (family) => this.listeners.find((l) => l.udp && l.family === family)?.udp,
+      bindPunchSocket: (family) => {
+        const uri = family === 4 ? "udp://0.0.0.0:0" : "udp://[::]:0";
+        return this.listenUdp(uri, parseListenUri(uri), undefined, true);
+      },
+      refusal: (key) => this.refusal(key, true, [], ""),
+      admit: (link) => this.admit(link),
+      stopped: () => this.stopped,
+    });
   }
 
   private makeMulticast(interfaces: MulticastInterfaceConfig[]): Multicast {
@@ -216,16 +222,7 @@ export class LinkManager {
     for (const socket of sockets) socket.destroy();
     await Promise.all(socketsClosed);
     await Promise.all(this.listeners.splice(0).map((l) => l.close()));
-    const punch = [...this.punchSockets.values()];
-    this.punchSockets.clear();
-    await Promise.all(
-      punch.map((p) =>
-        p.then(
-          (l) => l.close(),
-          () => {},
-        ),
-      ),
-    );
+    await this.puncher.close();
     this.limitedLog.flush();
   }
 
@@ -691,106 +688,19 @@ export class LinkManager {
     }
   }
 
-  /**
-   * The socket NAT traversal punches from for `family`: the first udp:// Listen of that family, or
-   * one bound on demand (any address, ephemeral port) that admits only keys being punched with.
-   */
-  async punchSocket(family: 4 | 6): Promise<UdpListener | undefined> {
-    const configured = this.listeners.find((l) => l.udp && l.family === family);
-    if (configured) return configured.udp;
-    if (this.stopped) return undefined;
-    let bound = this.punchSockets.get(family);
-    if (!bound) {
-      const uri = family === 4 ? "udp://0.0.0.0:0" : "udp://[::]:0";
-      bound = this.listenUdp(uri, parseListenUri(uri), undefined, true);
-      this.punchSockets.set(family, bound);
-      bound.catch(() => this.punchSockets.delete(family));
-    }
-    return (await bound).udp;
+  /** The socket NAT traversal punches from for `family` (Puncher.socket). */
+  punchSocket(family: 4 | 6): Promise<UdpListener | undefined> {
+    return this.puncher.socket(family);
   }
 
-  /**
-   * Punches a udp:// link to `key` at `candidates` (NAT traversal). The dialing side (the smaller
-   * key) resends INITs from the punch socket to every candidate; the other side sends datagrams
-   * that open its NAT and waits for the inbound link. Resolves with the link or undefined.
-   */
-  async punch(
+  /** Punches a udp:// link to `key` at `candidates` (NAT traversal, Puncher.punch). */
+  punch(
     key: Buffer,
     candidates: Array<{ ip: string; port: number }>,
     dial: boolean,
     timeoutMs: number,
   ): Promise<UdpLink | undefined> {
-    const hex = key.toString("hex");
-    if (this.stopped || this.punchWaiters.has(hex) || this.refusal(key, true, [], "") !== undefined) {
-      return undefined;
-    }
-    const targets: Array<{ ip: string; port: number; socket: UdpListener }> = [];
-    for (const c of candidates) {
-      const socket = await this.punchSocket(net.isIPv4(c.ip) ? 4 : 6).catch(() => undefined);
-      if (socket) targets.push({ ...c, socket });
-    }
-    if (targets.length === 0 || this.stopped) return undefined;
-    let settle: (link: UdpLink | undefined) => void = () => {};
-    const result = new Promise<UdpLink | undefined>((resolve) => {
-      settle = resolve;
-    });
-    this.punchWaiters.set(hex, (link) => settle(link));
-    // Both sides first open their own NAT with datagrams that die one hop later (UdpListener.lowTtl),
-    // so neither NAT sees the other's datagrams before it has its own mapping; then the dialer
-    // sends INITs at the normal hop limit and the other side keeps its mapping open.
-    const sockets = [...new Set(targets.map((t) => t.socket))];
-    for (const socket of sockets) socket.lowTtl(true);
-    let lowTtl = true;
-    const restoreTtl = (): void => {
-      if (!lowTtl) return;
-      lowTtl = false;
-      for (const socket of sockets) socket.lowTtl(false);
-    };
-    const open = (): void => {
-      for (const t of targets) t.socket.punchOpen(t.ip, t.port);
-    };
-    open();
-    const opener = setInterval(open, PUNCH_INTERVAL_MS);
-    const dials: Array<ReturnType<UdpListener["punchDial"]>> = [];
-    let winner: UdpLink | undefined;
-    let done = false;
-    const startDials = setTimeout(() => {
-      restoreTtl();
-      if (!dial || done) return;
-      clearInterval(opener);
-      for (const t of targets) {
-        const d = t.socket.punchDial({
-          address: t.ip,
-          port: t.port,
-          expectKey: key,
-          intervalMs: PUNCH_INTERVAL_MS,
-          timeoutMs: timeoutMs - PUNCH_OPEN_MS,
-        });
-        dials.push(d);
-        d.link.then(
-          (link) => {
-            if (winner || done || this.stopped) link.close("another candidate linked first");
-            else {
-              winner = link;
-              link.punched = true;
-              this.admit(link);
-              settle(link);
-            }
-          },
-          () => {},
-        );
-      }
-    }, PUNCH_OPEN_MS);
-    const deadline = setTimeout(() => settle(undefined), timeoutMs + PUNCH_INTERVAL_MS);
-    const link = await result;
-    done = true;
-    clearTimeout(deadline);
-    clearTimeout(startDials);
-    clearInterval(opener);
-    restoreTtl();
-    this.punchWaiters.delete(hex);
-    for (const d of dials) d.cancel(link ? "linked" : "punch timed out");
-    return link;
+    return this.puncher.punch(key, candidates, dial, timeoutMs);
   }
 
   private async listenUdp(
@@ -816,7 +726,7 @@ export class LinkManager {
           const id = remoteId("udp", iface, ip, port);
           const refused = this.stopped
             ? "stopping"
-            : punchOnly && !this.punchWaiters.has(remoteKey.toString("hex"))
+            : punchOnly && !this.puncher.punching(remoteKey.toString("hex"))
               ? "this socket only takes links being punched"
               : this.ids.has(id)
                 ? "already connected to this address"
@@ -837,10 +747,7 @@ export class LinkManager {
           const id = remoteId("udp", iface, ip, port);
           this.ids.add(id);
           link.onClosed(() => this.ids.delete(id));
-          const waiter = this.punchWaiters.get(link.remoteKey.toString("hex"));
-          if (waiter) link.punched = true;
-          this.admit(link);
-          waiter?.(link);
+          this.puncher.inbound(link);
         },
         onSocketError: (message) => this.limitedLog.warn(`listener ${uri}`, `listener ${uri}: ${message}`),
       });

@@ -1,0 +1,159 @@
+// NAT traversal's side of the link manager: the socket each address family punches from, and the
+// punch itself (src/daemon/nat-driver.ts decides when; src/overlay/nat.ts holds the decisions).
+// The dialing side (the smaller key) resends INITs from the punch socket to every candidate; the
+// other side sends datagrams that open its NAT and waits for the inbound link.
+import net from "node:net";
+import type { UdpLink, UdpListener } from "./udp.js";
+
+/** Hole punching: datagrams every 200 ms; the first 500 ms only open our own NAT (low hop limit). */
+const PUNCH_INTERVAL_MS = 200;
+const PUNCH_OPEN_MS = 500;
+
+/** What the punches need from the link manager. */
+export interface PuncherHost {
+  /** The first udp:// Listen of `family`, if any: its socket is the one to punch from. */
+  configuredUdp(family: 4 | 6): UdpListener | undefined;
+  /** Binds a socket for `family` on any address and an ephemeral port, admitting punched keys only. */
+  bindPunchSocket(family: 4 | 6): Promise<{ udp?: UdpListener; close(): Promise<void> }>;
+  /** Why a link to `key` would be refused (ourselves, AllowedPublicKeys), or undefined. */
+  refusal(key: Buffer): string | undefined;
+  /** Hand a link that passed the handshake to the node. */
+  admit(link: UdpLink): void;
+  stopped(): boolean;
+}
+
+export class Puncher {
+  /** Keys a punch is under way with (their inbound links are punched links). */
+  private readonly waiters = new Map<string, (link: UdpLink) => void>();
+  /** Punch sockets bound for NAT traversal when no udp:// Listen of the family exists. */
+  private readonly sockets = new Map<number, Promise<{ udp?: UdpListener; close(): Promise<void> }>>();
+  private readonly host: PuncherHost;
+
+  constructor(host: PuncherHost) {
+    this.host = host;
+  }
+
+  /** True while a punch with `keyHex` is under way. */
+  punching(keyHex: string): boolean {
+    return this.waiters.has(keyHex);
+  }
+
+  /** An inbound udp:// link: when a punch waits for its key it is a punched link, and the punch ends. */
+  inbound(link: UdpLink): void {
+    const waiter = this.waiters.get(link.remoteKey.toString("hex"));
+    if (waiter) link.punched = true;
+    this.host.admit(link);
+    waiter?.(link);
+  }
+
+  /**
+   * The socket NAT traversal punches from for `family`: the first udp:// Listen of that family, or
+   * one bound on demand (any address, ephemeral port) that admits only keys being punched with.
+   */
+  async socket(family: 4 | 6): Promise<UdpListener | undefined> {
+    const configured = this.host.configuredUdp(family);
+    if (configured) return configured;
+    if (this.host.stopped()) return undefined;
+    let bound = this.sockets.get(family);
+    if (!bound) {
+      bound = this.host.bindPunchSocket(family);
+      this.sockets.set(family, bound);
+      bound.catch(() => this.sockets.delete(family));
+    }
+    return (await bound).udp;
+  }
+
+  /** Closes the sockets bound on demand. */
+  async close(): Promise<void> {
+    const bound = [...this.sockets.values()];
+    this.sockets.clear();
+    await Promise.all(
+      bound.map((p) =>
+        p.then(
+          (l) => l.close(),
+          () => {},
+        ),
+      ),
+    );
+  }
+
+  /** Punches a udp:// link to `key` at `candidates`. Resolves with the link or undefined. */
+  async punch(
+    key: Buffer,
+    candidates: Array<{ ip: string; port: number }>,
+    dial: boolean,
+    timeoutMs: number,
+  ): Promise<UdpLink | undefined> {
+    const hex = key.toString("hex");
+    if (this.host.stopped() || this.waiters.has(hex) || this.host.refusal(key) !== undefined) {
+      return undefined;
+    }
+    const targets: Array<{ ip: string; port: number; socket: UdpListener }> = [];
+    for (const c of candidates) {
+      const socket = await this.socket(net.isIPv4(c.ip) ? 4 : 6).catch(() => undefined);
+      if (socket) targets.push({ ...c, socket });
+    }
+    if (targets.length === 0 || this.host.stopped()) return undefined;
+    let settle: (link: UdpLink | undefined) => void = () => {};
+    const result = new Promise<UdpLink | undefined>((resolve) => {
+      settle = resolve;
+    });
+    this.waiters.set(hex, (link) => settle(link));
+    // Both sides first open their own NAT with datagrams that die one hop later (UdpListener.lowTtl),
+    // so neither NAT sees the other's datagrams before it has its own mapping; then the dialer
+    // sends INITs at the normal hop limit and the other side keeps its mapping open.
+    const sockets = [...new Set(targets.map((t) => t.socket))];
+    for (const socket of sockets) socket.lowTtl(true);
+    let lowTtl = true;
+    const restoreTtl = (): void => {
+      if (!lowTtl) return;
+      lowTtl = false;
+      for (const socket of sockets) socket.lowTtl(false);
+    };
+    const open = (): void => {
+      for (const t of targets) t.socket.punchOpen(t.ip, t.port);
+    };
+    open();
+    const opener = setInterval(open, PUNCH_INTERVAL_MS);
+    const dials: Array<ReturnType<UdpListener["punchDial"]>> = [];
+    let winner: UdpLink | undefined;
+    let done = false;
+    const startDials = setTimeout(() => {
+      restoreTtl();
+      if (!dial || done) return;
+      clearInterval(opener);
+      for (const t of targets) {
+        const d = t.socket.punchDial({
+          address: t.ip,
+          port: t.port,
+          expectKey: key,
+          intervalMs: PUNCH_INTERVAL_MS,
+          timeoutMs: timeoutMs - PUNCH_OPEN_MS,
+        });
+        dials.push(d);
+        d.link.then(
+          (link) => {
+            if (winner || done || this.host.stopped()) link.close("another candidate linked first");
+            else {
+              winner = link;
+              link.punched = true;
+              this.host.admit(link);
+              settle(link);
+            }
+          },
+          () => {},
+        );
+      }
+    }, PUNCH_OPEN_MS);
+    const deadline = setTimeout(() => settle(undefined), timeoutMs + PUNCH_INTERVAL_MS);
+    const link = await result;
+    done = true;
+    clearTimeout(deadline);
+    clearTimeout(startDials);
+    clearInterval(opener);
+    restoreTtl();
+    this.waiters.delete(hex);
+    for (const d of dials) d.cancel(link ? "linked" : "punch timed out");
+    return link;
+  }
+}
