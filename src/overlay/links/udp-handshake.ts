@@ -1,10 +1,17 @@
 import { verify } from "../../crypto/identity.js";
 // The udp:// handshake packets (udp.ts drives the exchange; udp-seal.ts holds the cryptography):
 //
-//   INIT      1 ‖ dialer cookie ‖ 0^8 ‖ dialer metadata ‖ dialer ephemeral ‖ 0^64       151 bytes
-//   CHALLENGE 2 ‖ dialer cookie ‖ listener cookie ‖ listener metadata                      55 bytes
-//   CONFIRM   3 ‖ dialer cookie ‖ listener cookie ‖ dialer metadata ‖ dialer eph ‖ sig   151 bytes
-//   ACCEPT    4 ‖ dialer cookie ‖ listener cookie ‖ listener metadata ‖ listener eph ‖ sig 151 bytes
+//   INIT      1 ‖ dialer cookie ‖ 0^8 ‖ dialer metadata ‖ dialer ephemeral ‖ 0^81                168 bytes
+//   CHALLENGE 2 ‖ dialer cookie ‖ listener cookie ‖ listener metadata                         55 bytes
+//   CONFIRM   3 ‖ dialer cookie ‖ listener cookie ‖ dialer metadata ‖ dialer eph ‖ sig ‖
+//             priority u8 ‖ 0^16                                                            168 bytes
+//   ACCEPT    4 ‖ dialer cookie ‖ listener cookie ‖ listener metadata ‖ listener eph ‖ sig ‖
+//             0 ‖ sealed reset token (16)                                                   168 bytes
+//
+// The priority is the dialer's for this link (one link per peer key and priority: the listener
+// replaces an older link only when key, host and priority all match). The reset token
+// (udp.ts: the listener's authentic RESET) travels XORed with a pad that only the two ends derive
+// from the X25519 result, and the ACCEPT's signature covers it.
 //
 // The listener cookie is HMAC(secret, source ip:port ‖ dialer cookie ‖ dialer ephemeral), so the
 // listener answers an INIT with no state and no signature (INIT is padded: replies are never larger
@@ -13,11 +20,14 @@ import { verify } from "../../crypto/identity.js";
 import { decodeMetadata } from "./stream.js";
 import { EPHEMERAL_BYTES, type Ephemeral, SIGNATURE_BYTES, sessionKeys, transcript } from "./udp-seal.js";
 
-export const HS_BYTES = 151;
+export const HS_BYTES = 168;
 export const CHALLENGE_BYTES = 55;
+export const RESET_TOKEN_BYTES = 16;
 const META_AT = 17;
 const EPH_AT = 55;
 const SIG_AT = EPH_AT + EPHEMERAL_BYTES;
+const PRIORITY_AT = SIG_AT + SIGNATURE_BYTES;
+const TOKEN_AT = PRIORITY_AT + 1;
 
 export type Signer = (message: Uint8Array) => Buffer;
 
@@ -28,6 +38,10 @@ export interface HandshakeFields {
   key: Buffer;
   ephemeral: Buffer;
   signature: Buffer;
+  /** CONFIRM: the dialer's priority for this link. */
+  priority: number;
+  /** ACCEPT: the reset token XORed with the pad of the handshake's keys. */
+  sealedToken: Buffer;
 }
 
 export function handshakePacket(
@@ -37,6 +51,8 @@ export function handshakePacket(
   meta: Uint8Array,
   ephemeral?: Uint8Array,
   signature?: Uint8Array,
+  priority = 0,
+  sealedToken?: Uint8Array,
 ): Buffer {
   const out = Buffer.alloc(ephemeral ? HS_BYTES : CHALLENGE_BYTES);
   out[0] = type;
@@ -45,6 +61,8 @@ export function handshakePacket(
   out.set(meta, META_AT);
   if (ephemeral) out.set(ephemeral, EPH_AT);
   if (signature) out.set(signature, SIG_AT);
+  if (ephemeral) out[PRIORITY_AT] = priority;
+  if (sealedToken) out.set(sealedToken, TOKEN_AT);
   return out;
 }
 
@@ -62,6 +80,8 @@ export function parseHandshake(msg: Buffer): HandshakeFields | undefined {
     key,
     ephemeral: Buffer.from(msg.subarray(EPH_AT, SIG_AT)),
     signature: Buffer.from(msg.subarray(SIG_AT, SIG_AT + SIGNATURE_BYTES)),
+    priority: msg[PRIORITY_AT]!,
+    sealedToken: Buffer.from(msg.subarray(TOKEN_AT, TOKEN_AT + RESET_TOKEN_BYTES)),
   };
 }
 
@@ -80,8 +100,9 @@ function confirmTranscript(
   dKey: Uint8Array,
   lKey: Uint8Array,
   dEph: Uint8Array,
+  priority: number,
 ) {
-  return transcript("confirm", [dc, lc, dKey, lKey, dEph]);
+  return transcript("confirm", [dc, lc, dKey, lKey, dEph, Uint8Array.of(priority)]);
 }
 
 function acceptTranscript(
@@ -104,19 +125,26 @@ export function confirmPacket(
   listenerKey: Buffer,
   eph: Ephemeral,
   sign: Signer,
+  priority = 0,
 ): Buffer {
-  const sig = sign(confirmTranscript(dc, lc, localKey, listenerKey, eph.publicKey));
-  return handshakePacket(3, dc, lc, meta, eph.publicKey, sig);
+  const sig = sign(confirmTranscript(dc, lc, localKey, listenerKey, eph.publicKey, priority));
+  return handshakePacket(3, dc, lc, meta, eph.publicKey, sig, priority);
 }
 
 export function confirmValid(f: HandshakeFields, listenerKey: Buffer): boolean {
-  const t = confirmTranscript(f.dialerCookie, f.listenerCookie, f.key, listenerKey, f.ephemeral);
+  const t = confirmTranscript(f.dialerCookie, f.listenerCookie, f.key, listenerKey, f.ephemeral, f.priority);
   return verify(f.key, t, f.signature);
 }
 
 export interface Accepted {
   packet: Buffer;
   keys: { d2l: Buffer; l2d: Buffer };
+}
+
+function xorPad(token: Uint8Array, pad: Buffer): Buffer {
+  const out = Buffer.alloc(RESET_TOKEN_BYTES);
+  for (let i = 0; i < RESET_TOKEN_BYTES; i++) out[i] = token[i]! ^ pad[i]!;
+  return out;
 }
 
 /** The listener's ACCEPT and the link keys, or undefined for a degenerate dialer ephemeral key. */
@@ -126,21 +154,29 @@ export function acceptPacket(
   localKey: Buffer,
   eph: Ephemeral,
   sign: Signer,
+  resetToken: Buffer,
 ): Accepted | undefined {
   const t = acceptTranscript(f.dialerCookie, f.listenerCookie, f.key, localKey, f.ephemeral, eph.publicKey);
   const keys = sessionKeys(eph, f.ephemeral, t);
   if (!keys) return undefined;
-  const packet = handshakePacket(4, f.dialerCookie, f.listenerCookie, meta, eph.publicKey, sign(t));
-  return { packet, keys };
+  const sealed = xorPad(resetToken, keys.pad);
+  const sig = sign(Buffer.concat([t, sealed]));
+  const packet = handshakePacket(4, f.dialerCookie, f.listenerCookie, meta, eph.publicKey, sig, 0, sealed);
+  return { packet, keys: { d2l: keys.d2l, l2d: keys.l2d } };
 }
 
-/** The dialer's check of an ACCEPT; returns the link keys when the listener proved its key. */
+/**
+ * The dialer's check of an ACCEPT; returns the link keys and the listener's reset token when the
+ * listener proved its key.
+ */
 export function acceptKeys(
   f: HandshakeFields,
   localKey: Buffer,
   eph: Ephemeral,
-): { d2l: Buffer; l2d: Buffer } | undefined {
+): { d2l: Buffer; l2d: Buffer; resetToken: Buffer } | undefined {
   const t = acceptTranscript(f.dialerCookie, f.listenerCookie, localKey, f.key, eph.publicKey, f.ephemeral);
-  if (!verify(f.key, t, f.signature)) return undefined;
-  return sessionKeys(eph, f.ephemeral, t);
+  if (!verify(f.key, Buffer.concat([t, f.sealedToken]), f.signature)) return undefined;
+  const keys = sessionKeys(eph, f.ephemeral, t);
+  if (!keys) return undefined;
+  return { d2l: keys.d2l, l2d: keys.l2d, resetToken: xorPad(f.sealedToken, keys.pad) };
 }

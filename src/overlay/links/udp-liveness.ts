@@ -52,15 +52,6 @@ export class Liveness {
     this.lastRecv = now;
   }
 
-  /** Milliseconds since something arrived. */
-  quietFor(now: number): number {
-    return now - this.lastRecv;
-  }
-
-  get intervalMs(): number {
-    return this.c.intervalMs;
-  }
-
   /** Silence after which the peer counts as dead, given the current RTT estimate (0 = unknown). */
   deadline(srtt: number, rttvar: number): number {
     return Math.min(this.c.capMs, this.c.deadMs + srtt + 4 * rttvar);

@@ -81,12 +81,15 @@ export function transcript(role: "confirm" | "accept", parts: Uint8Array[]): Buf
   return Buffer.concat([LABEL, Buffer.from(role, "ascii"), ...parts]);
 }
 
-/** Keys for dialer→listener and listener→dialer, or undefined for a degenerate (low-order) share. */
+/**
+ * Keys for dialer→listener and listener→dialer (and a 16-byte pad the handshake hides the reset
+ * token with), or undefined for a degenerate (low-order) share.
+ */
 export function sessionKeys(
   mine: Ephemeral,
   theirs: Uint8Array,
   context: Uint8Array,
-): { d2l: Buffer; l2d: Buffer } | undefined {
+): { d2l: Buffer; l2d: Buffer; pad: Buffer } | undefined {
   const shared = Buffer.alloc(32);
   try {
     sodium.crypto_scalarmult(shared, mine.secretKey, theirs);
@@ -95,8 +98,8 @@ export function sessionKeys(
   }
   if (shared.every((b) => b === 0)) return undefined;
   const salt = createHash("sha256").update(context).digest();
-  const okm = Buffer.from(hkdfSync("sha256", shared, salt, "planetd udp keys", 64));
-  return { d2l: okm.subarray(0, 32), l2d: okm.subarray(32, 64) };
+  const okm = Buffer.from(hkdfSync("sha256", shared, salt, "planetd udp keys", 80));
+  return { d2l: okm.subarray(0, 32), l2d: okm.subarray(32, 64), pad: okm.subarray(64, 80) };
 }
 
 /** One direction's AEAD state: a key and a counter (send) or a replay window (receive). */

@@ -28,6 +28,8 @@ export const PKT_OBSERVED = 0x17;
 export const isLinkPacket = (type: number): boolean => type >= PKT_DATA && type <= PKT_OBSERVED;
 /** type ‖ receiver's cookie (8). */
 export const DATA_HEADER = 9;
+/** RESET: type ‖ the cookie a stray datagram carried ‖ the listener's reset token for it (16). */
+export const RESET_BYTES = DATA_HEADER + 16;
 export const REC_UNRELIABLE = 0;
 /** A reliable segment that ends its frame (most frames are one segment). */
 export const REC_RELIABLE = 1;
