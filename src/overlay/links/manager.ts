@@ -1,6 +1,7 @@
 // The link manager: listeners, static peers with redial, multicast discovery, and the admission rules
 // of spec 4.2 (dedupe per scheme+interface+remote, pins, AllowedPublicKeys, no self-links), the same
 // for stream links (TCP, TLS, unix) and our UDP links (udp.ts).
+import { hkdfSync } from "node:crypto";
 import { lookup } from "node:dns/promises";
 import { once } from "node:events";
 import net, { type Server, type Socket } from "node:net";
@@ -657,7 +658,8 @@ export class LinkManager {
     const route = routeVia(parsed.host, iface);
     const address = net.isIP(route.host.split("%")[0]!) ? route.host : (await lookup(route.host)).address;
     if (this.stopped) throw new Error("stopping");
-    const id = remoteId("udp", iface, address, parsed.port);
+    // One link per peer key and priority: two Peers entries that differ only in priority both link.
+    const id = `${remoteId("udp", iface, address, parsed.port)}|p${parsed.priority}`;
     if (this.ids.has(id)) throw new Error("already connected to this address");
     this.ids.add(id);
     const dial = dialUdp({
@@ -717,6 +719,7 @@ export class LinkManager {
         port: parsed.port,
         localKey: this.cfg.identity.publicKey,
         sign: (message) => this.cfg.identity.sign(message),
+        resetSecret: this.udpResetSecret(),
         priority: parsed.priority,
         timeouts: { ...DEFAULT_TIMEOUTS, ...this.cfg.timeouts },
         datagramBytes: this.cfg.udp?.datagramBytes,
@@ -758,6 +761,11 @@ export class LinkManager {
     this.log.info(`listening on ${actual}${punchOnly ? " (NAT traversal)" : ""}`);
     const family = net.isIPv4(host) ? 4 : 6;
     return { uri: actual, port: listener.port, udp: listener, family, close: () => listener.close() };
+  }
+
+  /** udp:// reset tokens are keyed from the node's private key, so they survive a restart. */
+  private udpResetSecret(): Buffer {
+    return Buffer.from(hkdfSync("sha256", this.cfg.identity.seed, "", "planetd udp reset token", 32));
   }
 
   private serverContext(): SecureContext {

@@ -2,6 +2,7 @@
 // their repair (udp-frag.ts), the reliable channel for protocol frames (udp-reliable.ts), liveness
 // (udp-liveness.ts) and the datagram size search (udp-pmtu.ts). The handshake, sockets and
 // demultiplexing live in udp.ts, whose header describes the wire format.
+import { timingSafeEqual } from "node:crypto";
 import type { Socket } from "node:dgram";
 import { ipBytes, ipText } from "../../util/ip-bytes.js";
 import { LinkCore } from "./link-core.js";
@@ -35,6 +36,7 @@ import {
   REC_RELIABLE,
   REC_RELIABLE_MORE,
   REC_UNRELIABLE,
+  RESET_BYTES,
   type UdpHooks,
 } from "./udp-wire.js";
 
@@ -69,6 +71,10 @@ export interface UdpLinkOptions {
   keys: { tx: Buffer; rx: Buffer };
   /** Listener: the ACCEPT that created the link, said again if the CONFIRM is repeated. */
   acceptPacket?: Buffer;
+  /** The dialer's priority for this link (its CONFIRM says it): one link per key and priority. */
+  dialPriority: number;
+  /** Dialer: the listener's reset token from the ACCEPT (a RESET is believed only with it). */
+  resetToken?: Buffer;
   /** Called once when the link closes (listener: forget the address; dialer: close the socket). */
   release(): void;
 }
@@ -95,6 +101,8 @@ export class UdpLink extends LinkCore implements Link {
   forged = 0;
   /** Authentic datagrams seen before, or older than the replay window. */
   replayed = 0;
+  /** RESETs naming this link without its reset token (forged, or from a listener that lost it). */
+  resetsRefused = 0;
   readonly pmtu: PmtuSearch;
   /** NAT traversal: an authentic answer to an OBSERVE this end sent (the source the peer saw). */
   onObserved: ((nonce: number, ip: string, port: number) => void) | undefined;
@@ -188,23 +196,34 @@ export class UdpLink extends LinkCore implements Link {
     return msg.readUInt32BE(1) === this.cookieHi && msg.readUInt32BE(5) === this.cookieLo;
   }
 
-  /** True when a reset names the peer's cookie: the peer no longer knows this link. */
-  resetMatches(msg: Buffer): boolean {
-    return msg.length >= DATA_HEADER && this.o.remoteCookie.equals(msg.subarray(1, DATA_HEADER));
+  /** The priority the dialer gave this link in its CONFIRM. */
+  get dialPriority(): number {
+    return this.o.dialPriority;
+  }
+
+  /**
+   * A RESET naming the peer's cookie (the listener no longer knows this link): the link closes at
+   * once when it carries the listener's reset token, which only the listener can compute (from its
+   * node key: the token survives its restart); anything else is counted and ignored.
+   */
+  receiveReset(msg: Buffer): void {
+    if (
+      this.closed ||
+      msg.length < DATA_HEADER ||
+      !this.o.remoteCookie.equals(msg.subarray(1, DATA_HEADER))
+    ) {
+      return;
+    }
+    const token = this.o.resetToken;
+    const at = DATA_HEADER;
+    if (token && msg.length === RESET_BYTES && timingSafeEqual(token, msg.subarray(at, at + token.length))) {
+      this.close("reset by peer (it no longer knows this link)", false);
+    } else this.resetsRefused++;
   }
 
   /** The ACCEPT to say again for a repeated CONFIRM (listener links). */
   get acceptPacket(): Buffer | undefined {
     return this.o.acceptPacket;
-  }
-
-  /**
-   * A RESET is not authenticated (the listener that lost our link has no key for it), so anyone on
-   * the path could send one: it counts only once the link has heard nothing authentic for two
-   * keepalive intervals, which a restarted listener's link soon has.
-   */
-  resetCredible(now: number): boolean {
-    return this.liveness.quietFor(now) >= 2 * this.liveness.intervalMs;
   }
 
   /** True when `cookie` is this link's own cookie (a repeated handshake for this very link). */

@@ -31,7 +31,11 @@ export interface PunchDialOptions {
   timeoutMs: number;
   send(packet: Buffer): void;
   /** The handshake proved the key: build the link (the listener registers it under its cookie). */
-  up(keys: { d2l: Buffer; l2d: Buffer }, dialerCookie: Buffer, listenerCookie: Buffer): void;
+  up(
+    keys: { d2l: Buffer; l2d: Buffer; resetToken: Buffer },
+    dialerCookie: Buffer,
+    listenerCookie: Buffer,
+  ): void;
   fail(reason: string): void;
 }
 

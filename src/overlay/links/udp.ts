@@ -10,10 +10,11 @@
 //     2 CHALLENGE  listener → dialer, echoes the dialer cookie; the listener cookie is
 //                  HMAC(secret, source ip:port ‖ dialer cookie ‖ dialer key), so the listener keeps
 //                  no state and signs nothing yet
-//     3 CONFIRM    dialer → listener, both cookies and an ed25519 signature over the transcript;
-//                  resent every 1 s until ACCEPT
-//     4 ACCEPT     listener → dialer: its fresh X25519 key and signature; the link exists (sent
-//                  again on a repeated CONFIRM)
+//     3 CONFIRM    dialer → listener, both cookies, the dialer's priority for this link and an
+//                  ed25519 signature over the transcript; resent every 1 s until ACCEPT
+//     4 ACCEPT     listener → dialer: its fresh X25519 key, the link's reset token (hidden under a
+//                  pad from the key agreement) and its signature; the link exists (sent again on a
+//                  repeated CONFIRM)
 //   A blind spoofer never sees the CHALLENGE, so it cannot open a link for someone else's address;
 //   replies are never larger than requests; an unauthenticated datagram costs at most one HMAC.
 //   Both identities are proven by signature, so pins, the self-key check and AllowedPublicKeys
@@ -26,11 +27,16 @@
 //   rebinding) moves there; getPeers keeps showing the address it was opened from.
 //   5 CLOSE      type ‖ receiver's cookie ‖ sealed nothing: the sender closed the link (unsealed
 //                only as a listener's refusal of a CONFIRM, which ends nothing but that handshake).
-//   6 RESET      type ‖ the cookie a link datagram carried: a listener's stateless answer to one
-//                from an address it has no link with (it restarted), so the dialer redials now
-//                instead of after seconds of silence. Never larger than the datagram that caused it.
-//                Not sealed (the listener has no key any more): the dialer believes it only after
-//                two keepalive intervals without an authentic datagram.
+//   6 RESET      type ‖ the cookie a link datagram carried ‖ reset token (16): a listener's
+//                stateless answer to one from an address it has no link with (it restarted), so
+//                the dialer redials now instead of after seconds of silence. Never larger than the
+//                datagram that caused it (none for one under 25 bytes). The token is RFC 9000
+//                §10.3's stateless reset token: HMAC(reset secret, cookie), the secret derived
+//                from the node's ed25519 private key so a restarted listener computes the same
+//                one; the ACCEPT gave it to the dialer, which believes a RESET at once only when
+//                the token matches (anything else is counted in resetsRefused and ignored). A
+//                live link's cookie from a wrong address never gets a RESET (it could not open),
+//                so the token is never handed to whoever merely read a cookie on the path.
 //   0x10 DATA / 0x11 DATA+ACK / 0x12 PING: type ‖ receiver's cookie (8) ‖ counter (8) ‖
 //     sealed ([ack block] ‖ records…) ‖ tag (16); the types below have the same envelope
 //     ack block (0x11, 0x12): next expected reliable seq (u32) ‖ bitmap of the 64 seqs after it (2 × u32)
@@ -63,6 +69,7 @@ import { type LinkTimeouts, encodeMetadata } from "./stream.js";
 import {
   CHALLENGE_BYTES,
   HS_BYTES,
+  RESET_TOKEN_BYTES,
   type Signer,
   acceptKeys,
   acceptPacket,
@@ -82,6 +89,7 @@ import {
   PKT_INIT,
   PKT_OBSERVE,
   PKT_RESET,
+  RESET_BYTES,
   type UdpHooks,
   UdpLink,
   isLinkPacket,
@@ -115,6 +123,11 @@ export interface UdpListenerOptions extends UdpCommonOptions {
   /** Literal IP address to bind. */
   host: string;
   port: number;
+  /**
+   * Keys the reset tokens (HMAC of a link's cookie): derived from the node's private key, so a
+   * restarted listener sends the same token for its old links. Random when not given.
+   */
+  resetSecret?: Buffer;
   /** Admission for an inbound handshake that proved its address: a string is the reason to refuse. */
   check(remoteKey: Buffer, ip: string, port: number): string | undefined;
   onLink(link: UdpLink, ip: string, port: number): void;
@@ -145,6 +158,7 @@ export class UdpListener {
   private readonly o: UdpListenerOptions;
   private readonly socket: Socket;
   private readonly secret = randomBytes(32);
+  private readonly resetSecret: Buffer;
   private readonly meta: Buffer;
   private readonly links = new Map<string, UdpLink>();
   /** The same links by their cookie (latin1), for datagrams from an address that moved. */
@@ -172,6 +186,7 @@ export class UdpListener {
   private constructor(o: UdpListenerOptions, socket: Socket) {
     this.o = o;
     this.socket = socket;
+    this.resetSecret = o.resetSecret ?? randomBytes(32);
     this.port = socket.address().port;
     this.meta = encodeMetadata(o.localKey);
     socket.on("message", (msg: Buffer, rinfo: RemoteInfo) => this.onMessage(msg, rinfo));
@@ -208,11 +223,20 @@ export class UdpListener {
           if (moved.receive(msg)) this.rebind(moved, rinfo);
           return;
         }
-        const reset = Buffer.allocUnsafe(DATA_HEADER);
+        // A link we do not know (we restarted): the authentic RESET, never larger than its cause.
+        if (msg.length < RESET_BYTES) return;
+        const reset = Buffer.allocUnsafe(RESET_BYTES);
         reset[0] = PKT_RESET;
         msg.copy(reset, 1, 1, DATA_HEADER);
+        this.resetToken(msg.subarray(1, DATA_HEADER)).copy(reset, DATA_HEADER);
         this.send(reset, rinfo);
       }
+      return;
+    }
+    if (type === PKT_RESET) {
+      // For a link this socket dialled (hole punching).
+      const link = this.links.get(`${rinfo.address}|${rinfo.port}`);
+      if (link?.outbound) link.receiveReset(msg);
       return;
     }
     if (type === PKT_CLOSE) {
@@ -239,6 +263,11 @@ export class UdpListener {
       .subarray(0, 8);
   }
 
+  /** RFC 9000 §10.3's stateless reset token, for the link whose (listener) cookie is `cookie`. */
+  private resetToken(cookie: Uint8Array): Buffer {
+    return createHmac("sha256", this.resetSecret).update(cookie).digest().subarray(0, RESET_TOKEN_BYTES);
+  }
+
   private onConfirm(msg: Buffer, rinfo: RemoteInfo): void {
     const f = parseHandshake(msg);
     if (!f) return;
@@ -262,14 +291,20 @@ export class UdpListener {
       return;
     }
     // A peer that redials after a flap comes from a new port, and its old link here would linger
-    // until its own silence timeout: the newest link from the same key and host replaces it at once.
+    // until its own silence timeout: the newest link from the same key, host and dialer priority
+    // replaces it at once (a peer may hold one link per priority to the same listener).
     for (const [at, old] of this.links) {
-      if (at.startsWith(`${rinfo.address}|`) && old.remoteKey.equals(remoteKey)) {
+      if (
+        at.startsWith(`${rinfo.address}|`) &&
+        old.remoteKey.equals(remoteKey) &&
+        old.dialPriority === f.priority &&
+        !old.outbound
+      ) {
         old.close("replaced by a newer link from the same peer");
       }
     }
     const eph = derivedEphemeral(this.secret, dialer, cookie, f.ephemeral);
-    const accepted = acceptPacket(f, this.meta, this.o.localKey, eph, this.o.sign);
+    const accepted = acceptPacket(f, this.meta, this.o.localKey, eph, this.o.sign, this.resetToken(cookie));
     if (!accepted) return;
     const link = new UdpLink({
       socket: this.socket,
@@ -288,6 +323,7 @@ export class UdpListener {
       hooks: this.o.hooks,
       keys: { tx: accepted.keys.l2d, rx: accepted.keys.d2l },
       acceptPacket: accepted.packet,
+      dialPriority: f.priority,
       release: () => {
         const at = `${link.peerAddress}|${link.peerPort}`;
         if (this.links.get(at) === link) this.links.delete(at);
@@ -393,6 +429,8 @@ export class UdpListener {
           congestionBytes: this.o.congestionBytes ?? DEFAULT_CONGESTION_BYTES,
           hooks: this.o.hooks,
           keys: { tx: keys.d2l, rx: keys.l2d },
+          dialPriority: this.o.priority,
+          resetToken: keys.resetToken,
           release: () => {
             const now = `${created.peerAddress}|${created.peerPort}`;
             if (this.links.get(now) === created) this.links.delete(now);
@@ -481,7 +519,7 @@ export function dialUdp(o: UdpDialOptions): UdpDial {
     if (!ready || settled) return;
     socket.send(confirm ?? init);
   };
-  const up = (keys: { d2l: Buffer; l2d: Buffer }): void => {
+  const up = (keys: { d2l: Buffer; l2d: Buffer; resetToken: Buffer }): void => {
     settled = true;
     stopTimers();
     const udpLink = new UdpLink({
@@ -500,6 +538,8 @@ export function dialUdp(o: UdpDialOptions): UdpDial {
       congestionBytes: o.congestionBytes ?? DEFAULT_CONGESTION_BYTES,
       hooks: o.hooks,
       keys: { tx: keys.d2l, rx: keys.l2d },
+      dialPriority: o.priority,
+      resetToken: keys.resetToken,
       release: () => {
         setImmediate(() => {
           try {
@@ -522,8 +562,8 @@ export function dialUdp(o: UdpDialOptions): UdpDial {
         if (udpLink.matches(msg)) udpLink.receive(msg);
       } else if (type === PKT_CLOSE && udpLink.matches(msg)) {
         udpLink.receiveClose(msg);
-      } else if (type === PKT_RESET && udpLink.resetMatches(msg) && udpLink.resetCredible(Date.now())) {
-        udpLink.close("reset by peer (it no longer knows this link)", false);
+      } else if (type === PKT_RESET) {
+        udpLink.receiveReset(msg);
       }
     });
     resolveLink(udpLink);
@@ -553,7 +593,7 @@ export function dialUdp(o: UdpDialOptions): UdpDial {
       }
       remoteKey = key;
       listenerCookie = Buffer.from(msg.subarray(9, 17));
-      confirm = confirmPacket(dialerCookie, listenerCookie, meta, o.localKey, key, eph, o.sign);
+      confirm = confirmPacket(dialerCookie, listenerCookie, meta, o.localKey, key, eph, o.sign, o.priority);
       hello();
     } else if (type === PKT_ACCEPT && msg.length === HS_BYTES && listenerCookie) {
       if (!cookieIs(msg, 1, dialerCookie) || !cookieIs(msg, 9, listenerCookie)) return;
