@@ -20,6 +20,9 @@ describe("Prometheus metrics", () => {
     treeDepth: 2,
     droppedPackets: { queue_full: 1 },
     handshakeFailures: 0,
+    forwardedFrames: 7,
+    forwardedBytes: 7000,
+    nat: { attempts: 3, successes: 1, failures: 1, skipped: 1, punchedLinks: 1 },
   };
   let server: MetricsServer;
   let scrapes = 0;
@@ -58,6 +61,12 @@ describe("Prometheus metrics", () => {
     expect(find(samples, "planetd_link_received_bytes_total", { peer: peerB, port: "1" })[0].value).toBe(100);
     expect(find(samples, "planetd_link_sent_packets_total", { peer: peerB, port: "1" })[0].value).toBe(4);
     expect(find(samples, "planetd_dropped_packets_total", { reason: "queue_full" })[0].value).toBe(1);
+    expect(find(samples, "planetd_forwarded_frames_total")[0].value).toBe(7);
+    expect(find(samples, "planetd_forwarded_bytes_total")[0].value).toBe(7000);
+    expect(find(samples, "planetd_nat_punch_attempts_total")[0].value).toBe(3);
+    expect(find(samples, "planetd_nat_punch_successes_total")[0].value).toBe(1);
+    expect(find(samples, "planetd_nat_punch_skipped_total")[0].value).toBe(1);
+    expect(find(samples, "planetd_nat_punched_links")[0].value).toBe(1);
     expect(types.get("planetd_link_received_bytes_total")).toBe("counter");
     expect(types.get("planetd_peers")).toBe("gauge");
     expect(find(samples, "nodejs_eventloop_lag_seconds")).toHaveLength(1);

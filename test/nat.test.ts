@@ -212,6 +212,44 @@ describe("per-destination state", () => {
     expect(a.sent.at(-1)!.dest.equals(key(5))).toBe(true);
   });
 
+  it("skips the punch when both mappings are endpoint-dependent, counts it and backs off", () => {
+    const dependent = (self: Buffer) => {
+      const h = harness(self);
+      h.nat.reflexive.record(key(0xe1), "192.0.2.1", "203.0.113.5", 5000, 0);
+      h.nat.reflexive.record(key(0xe2), "192.0.2.2", "203.0.113.5", 5001, 0);
+      expect(h.nat.reflexive.mapping()).toBe(MAPPING_DEPENDENT);
+      return h;
+    };
+    const a = dependent(key(1));
+    const b = dependent(key(2));
+    const exchange = (now: number) => {
+      const offers = a.sent.length;
+      a.nat.noteTraffic(key(2), now, LOCAL);
+      if (a.sent.length === offers) return false;
+      b.nat.handleSignal(key(1), a.sent.at(-1)!.body, now, LOCAL);
+      a.nat.handleSignal(key(2), b.sent.at(-1)!.body, now, LOCAL);
+      return true;
+    };
+    expect(exchange(0)).toBe(true);
+    // The answer went out (so the offerer learns it too), and neither side punched.
+    expect(decodeSignal(b.sent[0]!.body)!.mapping).toBe(MAPPING_DEPENDENT);
+    expect(a.punches.length + b.punches.length).toBe(0);
+    expect(a.nat.counters).toMatchObject({ skipped: 1, attempts: 0, failures: 0 });
+    expect(b.nat.counters).toMatchObject({ skipped: 1, attempts: 0, failures: 0 });
+    // Traffic every 10 ms for 20 s: offers only when the backoff ends (1, 2, 4, 8 s), never a punch.
+    const offerTimes = [0];
+    for (let t = 10; t <= 20_000; t += 10) if (exchange(t)) offerTimes.push(t);
+    expect(offerTimes).toEqual([0, 1000, 3000, 7000, 15000]);
+    expect(a.punches.length + b.punches.length).toBe(0);
+    expect(a.nat.counters.skipped).toBe(5);
+    // One side endpoint-independent (or unknown): it is worth a punch.
+    const c = harness(key(3));
+    const offer = encodeSignal({ type: SIG_OFFER, nonce: 9, mapping: MAPPING_DEPENDENT, candidates: LOCAL });
+    c.nat.handleSignal(key(1), offer, 0, LOCAL);
+    expect(c.punches.length).toBe(1);
+    expect(c.nat.counters.skipped).toBe(0);
+  });
+
   it("ignores offers while punching or backing off, so offers cannot make it punch in a loop", () => {
     const b = harness(key(2));
     const offer = (n: number) => encodeSignal({ type: SIG_OFFER, nonce: n, mapping: 0, candidates: LOCAL });

@@ -42,3 +42,39 @@ describe("exceptions from the layers above", () => {
     expect(stats.peers).toBe(1);
   });
 });
+
+describe("forwarded traffic counters", () => {
+  it("count frames relayed from one peer to another, not frames delivered here or sent from here", () => {
+    const [us, left, right] = [Identity.generate(), Identity.generate(), Identity.generate()];
+    const sent: Array<{ port: number; frame: Buffer }> = [];
+    const out: RouterOutput = {
+      send: (port, frame) => sent.push({ port, frame }),
+      deliver: () => {},
+      deliverOutOfBand: () => {},
+      closePeer: () => {},
+    };
+    const r = new Router(us, out, NOW, () => 0.5);
+    const fromLeft = r.addPeer(left.publicKey, 0, NOW);
+    const toRight = r.addPeer(right.publicKey, 0, NOW);
+    sent.length = 0;
+    const payload = Buffer.alloc(100, 7);
+    const relayed = encodePathTraffic({
+      path: [toRight, 0],
+      traffic: { source: left.publicKey, dest: right.publicKey, kind: TrafficKind.Standard, payload },
+    });
+    r.handleFrame(fromLeft, relayed, NOW);
+    r.handleFrame(fromLeft, relayed, NOW);
+    const out1 = sent.filter((s) => s.port === toRight);
+    expect(out1).toHaveLength(2);
+    let stats = r.stats();
+    expect(stats.forwarded_frames).toBe(2);
+    expect(stats.forwarded_bytes).toBe(out1[0]!.frame.length + out1[1]!.frame.length);
+    // Delivered here, and sent from here: neither is forwarding.
+    const toUs = { source: left.publicKey, dest: us.publicKey, kind: TrafficKind.Standard, payload };
+    r.handleFrame(fromLeft, encodeDhtTraffic(toUs), NOW);
+    r.sendTraffic(right.publicKey, TrafficKind.Standard, payload, NOW);
+    stats = r.stats();
+    expect(stats.delivered).toBe(1);
+    expect(stats.forwarded_frames).toBe(2);
+  });
+});

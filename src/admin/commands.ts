@@ -172,6 +172,42 @@ export const COMMANDS: Record<string, Command> = {
       };
     },
   },
+  getnat: {
+    description: "planetd: NAT traversal's mapping, punch counters and punched links, and traffic relayed",
+    fields: [],
+    goType: "",
+    run: ({ view }) => {
+      const forwarded = view.forwarded?.() ?? { frames: 0, bytes: 0 };
+      const relayed = { forwarded_frames: forwarded.frames, forwarded_bytes: forwarded.bytes };
+      const nat = view.nat?.();
+      if (!nat) return { enabled: false, ...relayed };
+      const c = nat.counters;
+      return {
+        enabled: true,
+        mapping: nat.mapping,
+        reflexive: nat.reflexive.map((r) => `${r.ip.includes(":") ? `[${r.ip}]` : r.ip}:${r.port}`),
+        punch_attempts: c.attempts ?? 0,
+        punch_successes: c.successes ?? 0,
+        punch_failures: c.failures ?? 0,
+        punch_skipped: c.skipped ?? 0,
+        offers_sent: c.offersSent ?? 0,
+        answers_sent: c.answersSent ?? 0,
+        offers_ignored: c.offersIgnored ?? 0,
+        table_full: c.tableFull ?? 0,
+        signals_malformed: c.signalsMalformed ?? 0,
+        destinations: {
+          offered: nat.destinations.offered,
+          punching: nat.destinations.punching,
+          direct: nat.destinations.direct,
+          backing_off: nat.destinations.backingOff,
+        },
+        punched_peers: nat.punchedPeers
+          .map((p) => ({ address: addressOf(p.key), key: hexOf(p.key), remote: p.remote }))
+          .sort(byKeyHex),
+        ...relayed,
+      };
+    },
+  },
   getmulticastinterfaces: {
     description: "Show which interfaces multicast is enabled on",
     fields: [],

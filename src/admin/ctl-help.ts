@@ -93,6 +93,16 @@ each rule decided, the defaults, the established flows, and the flow table's siz
 Answers enabled: false when no firewall is configured.`,
   },
   {
+    name: "getNat",
+    args: "",
+    summary: "planetd: NAT traversal's punches and punched links, and traffic relayed",
+    text: `planetd only: shows the NAT mapping type udp:// peers report (unknown, independent,
+dependent), our reflexive addresses, punch attempts, successes, failures and skips (both sides
+endpoint-dependent), the signalling counters, the udp:// peers that are punched links, and the
+traffic frames and bytes this node relayed between two peers. Answers enabled: false (with the
+relayed traffic) when Planetd.NatTraversal is false.`,
+  },
+  {
     name: "getTun",
     args: "",
     summary: "the TUN interface's name and MTU",

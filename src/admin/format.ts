@@ -150,6 +150,30 @@ export function formatResponse(command: string, response: unknown): string {
       }
       return `${renderTable(["Direction", "#", "Name", "Action", "Match", "Hits"], rows)}\nFlows: ${str(r.flows)} of ${str(r.max_flows)} (expired ${str(r.flows_expired)}, evicted ${str(r.flows_evicted)}, revoked by reloads ${str(r.flows_revoked)})\nRejects: ${str(r.rejects_sent)} answered, ${str(r.rejects_rate_limited)} over the rate limit\n`;
     }
+    case "getnat": {
+      const relayed = `Relayed for others: ${str(r.forwarded_frames)} frames, ${str(r.forwarded_bytes)} bytes\n`;
+      if (!r.enabled) return `NAT traversal: off (Planetd.NatTraversal is false)\n${relayed}`;
+      const d = (r.destinations ?? {}) as Json;
+      const head = renderTable(null, [
+        ["Mapping:", str(r.mapping)],
+        ["Reflexive:", list(r.reflexive).map(str).join(", ") || "-"],
+        [
+          "Punches:",
+          `${str(r.punch_attempts)} attempted, ${str(r.punch_successes)} linked, ${str(r.punch_failures)} failed, ${str(r.punch_skipped)} skipped (both endpoint-dependent)`,
+        ],
+        [
+          "Signalling:",
+          `${str(r.offers_sent)} offers, ${str(r.answers_sent)} answers, ${str(r.offers_ignored)} offers ignored, ${str(r.signals_malformed)} malformed, ${str(r.table_full)} turned away (table full)`,
+        ],
+        [
+          "Destinations:",
+          `${str(d.offered)} offered, ${str(d.punching)} punching, ${str(d.direct)} direct, ${str(d.backing_off)} backing off`,
+        ],
+      ]);
+      const peers = list(r.punched_peers).map((p) => [str(p.address), str(p.remote)]);
+      const table = peers.length > 0 ? `\n${renderTable(["Punched peer", "Remote"], peers)}` : "";
+      return `${head}${table}${relayed}`;
+    }
     case "getnodeinfo": {
       const first = Object.values(r)[0];
       return `${JSON.stringify(first ?? {}, null, 2)}\n`;

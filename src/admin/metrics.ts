@@ -31,6 +31,9 @@ export interface MetricsSnapshot {
   droppedPackets: Record<string, number>;
   /** Cumulative failed link handshakes. */
   handshakeFailures: number;
+  /** Traffic frames (and their bytes) this node relayed from one peer to another. */
+  forwardedFrames?: number;
+  forwardedBytes?: number;
   /** Cumulative inbound connections closed to keep the handshake table fair, by reason. */
   handshakeRefusals?: Record<string, number>;
   /** Planetd.Firewall's counters; undefined when no firewall is configured. */
@@ -132,6 +135,18 @@ export function createMetricsRegistry(current: () => MetricsSnapshot | undefined
       },
     });
   reasonCounter("planetd_dropped_packets_total", "Packets dropped, by reason", (s) => s.droppedPackets);
+  const nodeCounter = (name: string, help: string, read: (s: MetricsSnapshot) => number | undefined) =>
+    snapshotCounter(registry, current, name, help, read);
+  nodeCounter(
+    "planetd_forwarded_frames_total",
+    "Traffic frames relayed from one peer to another",
+    (s) => s.forwardedFrames,
+  );
+  nodeCounter(
+    "planetd_forwarded_bytes_total",
+    "Bytes of traffic frames relayed from one peer to another",
+    (s) => s.forwardedBytes,
+  );
   new Counter({
     name: "planetd_handshake_failures_total",
     help: "Link handshakes that failed",
@@ -152,22 +167,38 @@ export function createMetricsRegistry(current: () => MetricsSnapshot | undefined
   return registry;
 }
 
+/** A counter without labels that reads one number from the snapshot at scrape time. */
+function snapshotCounter(
+  registry: Registry,
+  current: () => MetricsSnapshot | undefined,
+  name: string,
+  help: string,
+  read: (s: MetricsSnapshot) => number | undefined,
+): Counter {
+  return new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.reset();
+      const s = current();
+      if (s) this.inc(Math.max(0, read(s) ?? 0));
+    },
+  });
+}
+
 /** NAT traversal: punch attempts, successes and failures, signalling, and punched links open now. */
 function addNatMetrics(registry: Registry, current: () => MetricsSnapshot | undefined): void {
   const counter = (name: string, help: string, field: string) =>
-    new Counter({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.reset();
-        const nat = current()?.nat;
-        if (nat) this.inc(Math.max(0, nat[field] ?? 0));
-      },
-    });
+    snapshotCounter(registry, current, name, help, (s) => s.nat?.[field]);
   counter("planetd_nat_punch_attempts_total", "Hole punches started towards a session peer", "attempts");
   counter("planetd_nat_punch_successes_total", "Hole punches that opened a direct udp:// link", "successes");
   counter("planetd_nat_punch_failures_total", "Hole punches that got no answer", "failures");
+  counter(
+    "planetd_nat_punch_skipped_total",
+    "Hole punches not started: both sides' mappings are endpoint-dependent",
+    "skipped",
+  );
   counter("planetd_nat_offers_sent_total", "Candidate offers sent over sessions", "offersSent");
   counter("planetd_nat_answers_sent_total", "Candidate answers sent over sessions", "answersSent");
   counter(

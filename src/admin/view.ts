@@ -50,6 +50,18 @@ export interface TunView {
   mtu?: number;
 }
 
+/** NAT traversal's state for getNat (src/daemon/nat-driver.ts). */
+export interface NatView {
+  /** "unknown", "independent" or "dependent" (src/overlay/nat.ts Reflexive.mapping). */
+  mapping: string;
+  /** Our addresses as udp:// peers see them, newest first. */
+  reflexive: Array<{ ip: string; port: number }>;
+  counters: Record<string, number>;
+  destinations: { offered: number; punching: number; direct: number; backingOff: number };
+  /** udp:// links open now that hole punching made. */
+  punchedPeers: Array<{ key: Buffer; remote: string }>;
+}
+
 export interface AdminView {
   self(): SelfView;
   /** Only links that have delivered at least one tree message. */
@@ -73,5 +85,9 @@ export interface AdminView {
   reload(): Promise<string>;
   /** planetd only: the firewall's rules with hit counts and its flow table; undefined when off. */
   firewall?(): FirewallView | undefined;
+  /** planetd only: NAT traversal's state and counters; undefined when Planetd.NatTraversal is false. */
+  nat?(): NatView | undefined;
+  /** planetd only: traffic frames and bytes this node relayed from one peer to another. */
+  forwarded?(): { frames: number; bytes: number };
   proto: RemoteQueries;
 }

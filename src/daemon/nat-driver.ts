@@ -4,10 +4,11 @@
 import { randomBytes } from "node:crypto";
 import { networkInterfaces } from "node:os";
 import type { Logger } from "pino";
+import type { NatView } from "../admin/view.js";
 import type { Link } from "../overlay/links/link.js";
 import type { LinkManager } from "../overlay/links/manager.js";
 import { UdpLink } from "../overlay/links/udp-link.js";
-import { type Candidate, type NatOptions, NatTraversal } from "../overlay/nat.js";
+import { type Candidate, type NatOptions, NatTraversal, mappingName } from "../overlay/nat.js";
 
 export interface NatDriverOptions {
   selfKey: Buffer;
@@ -62,6 +63,21 @@ export class NatDriver {
     let n = 0;
     for (const link of this.udpLinks) if (link.punched) n++;
     return n;
+  }
+
+  /** For getNat: the mapping, our reflexive addresses, the counters, and the punched links. */
+  view(): NatView {
+    const punchedPeers: NatView["punchedPeers"] = [];
+    for (const link of this.udpLinks) {
+      if (link.punched) punchedPeers.push({ key: link.remoteKey, remote: link.remote });
+    }
+    return {
+      mapping: mappingName(this.nat.reflexive.mapping()),
+      reflexive: this.nat.reflexive.addresses(),
+      counters: { ...this.nat.counters },
+      destinations: this.nat.summary(Date.now()),
+      punchedPeers,
+    };
   }
 
   noteTraffic(dest: Buffer, now: number): void {

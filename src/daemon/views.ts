@@ -84,6 +84,11 @@ export function adminViewFor(node: ViewedNode): AdminView {
         ? node.reloadFromSource()
         : Promise.reject(new Error("reload: this node's config was not read from a file")),
     firewall: () => node.firewall?.view(),
+    nat: () => node.natDriver?.view(),
+    forwarded: () => {
+      const s = node.router.stats();
+      return { frames: s.forwarded_frames ?? 0, bytes: s.forwarded_bytes ?? 0 };
+    },
     proto: node.proto,
   };
 }
@@ -115,7 +120,8 @@ export function metricsSnapshotFor(node: ViewedNode): MetricsSnapshot {
     no_link: node.counters.trafficDroppedNoLink,
     tun_send_error: node.counters.tunSendErrors,
   };
-  for (const [name, n] of Object.entries(node.router.stats())) {
+  const routerStats = node.router.stats();
+  for (const [name, n] of Object.entries(routerStats)) {
     if (name.startsWith("drop_")) dropped[`router_${name.slice(5)}`] = n;
   }
   const sessionStats = node.sessions.stats();
@@ -150,6 +156,8 @@ export function metricsSnapshotFor(node: ViewedNode): MetricsSnapshot {
     treeDepth: self.coords.length,
     droppedPackets: dropped,
     handshakeFailures: node.links.stats().handshakeFailures,
+    forwardedFrames: routerStats.forwarded_frames,
+    forwardedBytes: routerStats.forwarded_bytes,
     handshakeRefusals: node.links.stats().handshakeRefusals,
     firewall: node.firewall?.view(),
     nat: node.natDriver

@@ -12,6 +12,9 @@
 // The offerer sends OFFER when it has session traffic for a key that is not a direct peer; the
 // answerer replies with its own candidates and starts punching at once, the offerer when the
 // ANSWER arrives. The node with the smaller key dials (udp-punch.ts); the other only opens its NAT.
+// When both sides' mappings are endpoint-dependent no candidate can be right (each NAT gives the
+// other side a port nobody announced): the answer still goes out, so both sides know, and neither
+// punches; the destination backs off as after a failed punch and traffic keeps the relayed path.
 
 import { ipBytes, ipText } from "../util/ip-bytes.js";
 
@@ -162,6 +165,8 @@ export interface NatCounters {
   attempts: number;
   successes: number;
   failures: number;
+  /** Punches not started because both sides' mappings are endpoint-dependent. */
+  skipped: number;
   /** Destinations turned away because the state table was full of active ones. */
   tableFull: number;
   signalsMalformed: number;
@@ -176,6 +181,7 @@ export class NatTraversal {
     attempts: 0,
     successes: 0,
     failures: 0,
+    skipped: 0,
     tableFull: 0,
     signalsMalformed: 0,
     offersIgnored: 0,
@@ -230,12 +236,12 @@ export class NatTraversal {
       }
       this.counters.answersSent++;
       this.out.sendSignal(source, encodeSignal(this.signal(SIG_ANSWER, s.nonce, local)));
-      this.startPunch(st, s.candidates, now);
+      this.startPunch(st, s, now);
       return;
     }
     const st = this.dests.get(source.toString("latin1"));
     if (!st || st.phase !== OFFERED || st.nonce !== s.nonce) return;
-    this.startPunch(st, s.candidates, now);
+    this.startPunch(st, s, now);
   }
 
   /** The punch towards `dest` ended: a link (ok) or nothing. */
@@ -262,9 +268,8 @@ export class NatTraversal {
   }
 
   /** Destinations by phase, for the admin view. */
-  summary(): { offered: number; punching: number; direct: number; backingOff: number } {
+  summary(now: number): { offered: number; punching: number; direct: number; backingOff: number } {
     const out = { offered: 0, punching: 0, direct: 0, backingOff: 0 };
-    const now = Date.now();
     for (const st of this.dests.values()) {
       if (st.phase === OFFERED) out.offered++;
       else if (st.phase === PUNCHING) out.punching++;
@@ -278,15 +283,20 @@ export class NatTraversal {
     return { type, nonce, mapping: this.reflexive.mapping(), candidates: local.slice(0, MAX_CANDIDATES) };
   }
 
-  private startPunch(st: DestState, candidates: Candidate[], now: number): void {
-    if (candidates.length === 0) {
+  private startPunch(st: DestState, peer: Signal, now: number): void {
+    if (peer.candidates.length === 0) {
+      this.failed(st, now);
+      return;
+    }
+    if (peer.mapping === MAPPING_DEPENDENT && this.reflexive.mapping() === MAPPING_DEPENDENT) {
+      this.counters.skipped++;
       this.failed(st, now);
       return;
     }
     st.phase = PUNCHING;
     st.since = now;
     this.counters.attempts++;
-    this.out.punch(st.key, candidates, Buffer.compare(this.selfKey, st.key) < 0);
+    this.out.punch(st.key, peer.candidates, Buffer.compare(this.selfKey, st.key) < 0);
   }
 
   private failed(st: DestState, now: number): void {

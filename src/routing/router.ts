@@ -63,6 +63,9 @@ export class Router implements RouterCore {
   private readonly framesOut = new Array<number>(FRAME_TYPES).fill(0);
   private readonly drops = new Map<string, number>();
   private delivered = 0;
+  /** Traffic frames that came from one peer and left to another (this node relayed them). */
+  private forwardedFrames = 0;
+  private forwardedBytes = 0;
 
   constructor(
     signer: Signer,
@@ -216,16 +219,18 @@ export class Router implements RouterCore {
       }
       case FrameType.DhtTraffic:
         if (frame.length < TRAFFIC_HEADER) throw new ProtocolError("truncated traffic");
-        this.routeDhtTraffic(frame, false);
+        if (this.routeDhtTraffic(frame, false)) this.forwarded(frame.length);
         return;
       case FrameType.PathTraffic: {
         const { port, rest } = pathTrafficPopFirst(body);
         const next = port === 0 ? undefined : this.peers.get(port);
         if (next !== undefined && !next.closed) {
           this.sendFrame(next, rest);
+          this.forwarded(rest.length);
           return;
         }
-        this.routeDhtTraffic(port === 0 ? rest : pathTrafficToDht(body), true);
+        const dht = port === 0 ? rest : pathTrafficToDht(body);
+        if (this.routeDhtTraffic(dht, true)) this.forwarded(dht.length);
         return;
       }
       default:
@@ -241,14 +246,14 @@ export class Router implements RouterCore {
 
   /**
    * Greedy keyspace forwarding of a type-9 frame (spec 5.5). viaPath: it came by source route (or
-   * locally), which selects the slow notify throttle when it ends here.
+   * locally), which selects the slow notify throttle when it ends here. True when it went to a peer.
    */
-  private routeDhtTraffic(frame: Buffer, viaPath: boolean): void {
+  private routeDhtTraffic(frame: Buffer, viaPath: boolean): boolean {
     const dest = frame.subarray(33, 65);
     const next = this.dht.lookupTraffic(dest);
     if (next !== null) {
       this.sendFrame(next, frame);
-      return;
+      return true;
     }
     const source = frame.subarray(1, 33);
     const toUs = dest.equals(this.ownKey);
@@ -272,6 +277,12 @@ export class Router implements RouterCore {
     } else {
       this.drop(kind === TrafficKind.Standard ? "traffic_no_route" : "traffic_bad_kind");
     }
+    return false;
+  }
+
+  private forwarded(bytes: number): void {
+    this.forwardedFrames++;
+    this.forwardedBytes += bytes;
   }
 
   /** Local send: by a known source route if the pathfinder has one, else greedy DHT routing. */
@@ -397,6 +408,8 @@ export class Router implements RouterCore {
     }
     for (const [reason, n] of this.drops) s[`drop_${reason}`] = n;
     s.delivered = this.delivered;
+    s.forwarded_frames = this.forwardedFrames;
+    s.forwarded_bytes = this.forwardedBytes;
     s.peers = this.peers.size;
     s.dht_entries = this.dht.entries.size;
     s.path_entries = this.pf.paths.size;
