@@ -5,6 +5,12 @@
       "sources": ["src/tun/native/tun.c", "src/tun/native/notify.c", "src/tun/native/sockopt.c"],
       "defines": ["NAPI_VERSION=8"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+    },
+    {
+      "target_name": "planetd_udp",
+      "sources": ["src/tun/native/udp.c"],
+      "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
     }
   ]
 }

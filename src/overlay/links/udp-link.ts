@@ -3,7 +3,6 @@
 // (udp-liveness.ts) and the datagram size search (udp-pmtu.ts). The handshake, sockets and
 // demultiplexing live in udp.ts, whose header describes the wire format.
 import { timingSafeEqual } from "node:crypto";
-import type { Socket } from "node:dgram";
 import { ipBytes, ipText } from "../../util/ip-bytes.js";
 import { LinkCore } from "./link-core.js";
 import type { Link, LinkEvents } from "./link.js";
@@ -20,6 +19,7 @@ import { ACT_DEAD, ACT_KEEPALIVE, ACT_PROBE, Liveness, livenessFor } from "./udp
 import { BASE_DATAGRAM, MAX_DATAGRAM, PmtuSearch, routeCeiling } from "./udp-pmtu.js";
 import { ACK_BLOCK, ReliableReceiver, ReliableSender, type Segment } from "./udp-reliable.js";
 import { OPEN_FORGED, OPEN_OK, Opener, SEAL_BODY_AT, SEAL_OVERHEAD, SEAL_TAG, Sealer } from "./udp-seal.js";
+import type { UdpSocket } from "./udp-socket.js";
 
 import {
   DATA_HEADER,
@@ -51,7 +51,7 @@ const SLAB_BYTES = 512 * 1024;
 const MAX_PENDING_INPUT = 4096;
 
 export interface UdpLinkOptions {
-  socket: Socket;
+  socket: UdpSocket;
   /** For an unconnected (listener) socket: where to send. */
   address: string;
   port: number;
@@ -169,7 +169,7 @@ export class UdpLink extends LinkCore implements Link {
   }
 
   get congested(): boolean {
-    return this.o.socket.getSendQueueSize() > this.o.congestionBytes;
+    return this.o.socket.congested(this.o.congestionBytes);
   }
 
   /** Reliable segments sent but not yet acknowledged, plus those waiting for window space. */

@@ -63,7 +63,6 @@
 // Malformed datagrams from unknown addresses are ignored statelessly; malformed data on a link
 // closes only it.
 import { createHmac, randomBytes } from "node:crypto";
-import dgram, { type RemoteInfo, type Socket } from "node:dgram";
 import { isIP } from "node:net";
 import { type LinkTimeouts, encodeMetadata } from "./stream.js";
 import {
@@ -96,13 +95,13 @@ import {
 } from "./udp-link.js";
 import { PUNCH_BYTES, PunchDial } from "./udp-punch.js";
 import { EPHEMERAL_BYTES, derivedEphemeral, randomEphemeral } from "./udp-seal.js";
+import { type RemoteInfo, type UdpErrorHandler, type UdpSocket, openUdpSocket } from "./udp-socket.js";
 
 export { UdpLink, type UdpHooks } from "./udp-link.js";
 
 const EPH_AT = 55;
 const HELLO_RETRY_MS = 1000;
 const DEFAULT_CONGESTION_BYTES = 1024 * 1024;
-const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
 const ZERO_COOKIE = Buffer.alloc(8);
 /** Hop limits: a punch that opens our NAT (the first router) and goes no further, and the default. */
 const PUNCH_TTL = 2;
@@ -141,14 +140,6 @@ function closePacket(cookie: Buffer): Buffer {
   return out;
 }
 
-function tuneBuffers(socket: Socket): void {
-  // The kernel caps these at net.core.[rw]mem_max; bigger is better for bursts, failure is harmless.
-  try {
-    socket.setRecvBufferSize(SOCKET_BUFFER_BYTES);
-    socket.setSendBufferSize(SOCKET_BUFFER_BYTES);
-  } catch {}
-}
-
 function hostPort(host: string, port: number): string {
   return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
 }
@@ -156,7 +147,7 @@ function hostPort(host: string, port: number): string {
 export class UdpListener {
   readonly port: number;
   private readonly o: UdpListenerOptions;
-  private readonly socket: Socket;
+  private readonly socket: UdpSocket;
   private readonly secret = randomBytes(32);
   private readonly resetSecret: Buffer;
   private readonly meta: Buffer;
@@ -171,26 +162,18 @@ export class UdpListener {
     const family = isIP(o.host.split("%")[0]!);
     if (family === 0)
       throw new Error(`"${o.host}" is not an IP address (udp listeners bind literal addresses)`);
-    const socket = dgram.createSocket({ type: family === 6 ? "udp6" : "udp4" });
-    await new Promise<void>((resolve, reject) => {
-      socket.once("error", reject);
-      socket.bind({ address: o.host, port: o.port, exclusive: true }, () => {
-        socket.off("error", reject);
-        resolve();
-      });
-    });
-    tuneBuffers(socket);
+    const socket = await openUdpSocket({ family: family === 6 ? 6 : 4, address: o.host, port: o.port });
     return new UdpListener(o, socket);
   }
 
-  private constructor(o: UdpListenerOptions, socket: Socket) {
+  private constructor(o: UdpListenerOptions, socket: UdpSocket) {
     this.o = o;
     this.socket = socket;
     this.resetSecret = o.resetSecret ?? randomBytes(32);
     this.port = socket.address().port;
     this.meta = encodeMetadata(o.localKey);
-    socket.on("message", (msg: Buffer, rinfo: RemoteInfo) => this.onMessage(msg, rinfo));
-    socket.on("error", (e: Error) => o.onSocketError(e.message));
+    socket.onMessage((msg, rinfo) => this.onMessage(msg, rinfo));
+    socket.onError((e) => o.onSocketError(e.message));
   }
 
   /** Established inbound links on this socket. */
@@ -364,9 +347,7 @@ export class UdpListener {
    */
   lowTtl(on: boolean): void {
     this.lowTtlUsers = Math.max(0, this.lowTtlUsers + (on ? 1 : -1));
-    try {
-      this.socket.setTTL(this.lowTtlUsers > 0 ? PUNCH_TTL : DEFAULT_TTL);
-    } catch {}
+    this.socket.setTTL(this.lowTtlUsers > 0 ? PUNCH_TTL : DEFAULT_TTL);
   }
 
   /** Opens this side's NAT towards a peer that will dial us from `address`: a datagram it drops. */
@@ -453,7 +434,7 @@ export class UdpListener {
     for (const link of [...this.links.values()]) link.close("stopping");
     // Let the close datagrams leave (unconnected sends resolve the address on the next tick).
     await new Promise((r) => setImmediate(r));
-    await new Promise<void>((resolve) => this.socket.close(() => resolve()));
+    await this.socket.close();
   }
 }
 
@@ -478,7 +459,7 @@ export interface UdpDial {
 /** Dial a UDP listener; the returned promise settles when the link is up or the handshake failed. */
 export function dialUdp(o: UdpDialOptions): UdpDial {
   const family = isIP(o.address.split("%")[0]!);
-  const socket = dgram.createSocket({ type: family === 6 ? "udp6" : "udp4" });
+  let socket: UdpSocket | undefined;
   const dialerCookie = randomBytes(8);
   const meta = encodeMetadata(o.localKey);
   const eph = randomEphemeral();
@@ -509,21 +490,20 @@ export function dialUdp(o: UdpDialOptions): UdpDial {
     if (settled) return;
     settled = true;
     stopTimers();
-    socket.removeAllListeners("message");
-    try {
-      socket.close();
-    } catch {}
+    socket?.onMessage(undefined);
+    void socket?.close();
     rejectLink(new Error(message));
   };
   const hello = (): void => {
     if (!ready || settled) return;
-    socket.send(confirm ?? init);
+    socket?.send(confirm ?? init);
   };
   const up = (keys: { d2l: Buffer; l2d: Buffer; resetToken: Buffer }): void => {
     settled = true;
     stopTimers();
+    const linkSocket = socket!;
     const udpLink = new UdpLink({
-      socket,
+      socket: linkSocket,
       address: o.address,
       port: o.port,
       connected: true,
@@ -541,21 +521,15 @@ export function dialUdp(o: UdpDialOptions): UdpDial {
       dialPriority: o.priority,
       resetToken: keys.resetToken,
       release: () => {
-        setImmediate(() => {
-          try {
-            socket.close();
-          } catch {}
-        });
+        setImmediate(() => void linkSocket.close());
       },
     });
-    socket.removeAllListeners("message");
-    socket.removeAllListeners("error");
     // dgram reports only receive errors here. An ICMP port unreachable (ECONNREFUSED) means the
     // listener is gone; other errors (e.g. a transient ENOBUFS) do not end the link, silence does.
-    socket.on("error", (e: Error & { code?: string }) => {
+    linkSocket.onError((e) => {
       if (e.code === "ECONNREFUSED") udpLink.close("connection refused", false);
     });
-    socket.on("message", (msg: Buffer) => {
+    linkSocket.onMessage((msg) => {
       if (msg.length < DATA_HEADER) return;
       const type = msg[0];
       if (isLinkPacket(type)) {
@@ -571,10 +545,9 @@ export function dialUdp(o: UdpDialOptions): UdpDial {
   const cookieIs = (msg: Buffer, at: number, cookie: Buffer): boolean =>
     msg.length >= at + 8 && cookie.equals(msg.subarray(at, at + 8));
 
-  socket.on("error", (e: Error & { code?: string }) =>
-    fail(e.code === "ECONNREFUSED" ? "connection refused" : `udp: ${e.message}`),
-  );
-  socket.on("message", (msg: Buffer) => {
+  const handshakeError: UdpErrorHandler = (e) =>
+    fail(e.code === "ECONNREFUSED" ? "connection refused" : `udp: ${e.message}`);
+  const handshakeMessage = (msg: Buffer): void => {
     if (settled || msg.length < DATA_HEADER) return;
     const type = msg[0];
     if (type === PKT_CHALLENGE && msg.length === CHALLENGE_BYTES && cookieIs(msg, 1, dialerCookie)) {
@@ -605,18 +578,22 @@ export function dialUdp(o: UdpDialOptions): UdpDial {
       state.answered = true;
       fail("refused by the peer");
     }
-  });
-
-  const start = (): void => {
-    socket.connect(o.port, o.address, () => {
-      if (settled) return;
-      tuneBuffers(socket);
-      ready = true;
-      hello();
-    });
   };
-  if (o.localAddress) socket.bind({ address: o.localAddress, port: 0 }, start);
-  else start();
+
+  const start = async (): Promise<void> => {
+    const opened = await openUdpSocket({ family: family === 6 ? 6 : 4, address: o.localAddress, port: 0 });
+    if (settled) {
+      void opened.close();
+      return;
+    }
+    socket = opened;
+    opened.onError(handshakeError);
+    opened.onMessage(handshakeMessage);
+    await opened.connect(o.port, o.address);
+    ready = true;
+    hello();
+  };
+  start().catch(handshakeError);
 
   return {
     link,

@@ -1,0 +1,306 @@
+// The batched UDP socket over the planetd_udp addon (src/tun/native/udp.c): one recvmmsg per
+// wakeup and one call into JS per batch; sends queued into a preallocated buffer and flushed once
+// per turn of the microtask queue with sendmmsg, equal-size runs to one peer as one GSO message.
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import { constants } from "node:os";
+import type {
+  RemoteInfo,
+  UdpErrorHandler,
+  UdpMessageHandler,
+  UdpSocket,
+  UdpSocketOptions,
+} from "./udp-socket.js";
+
+type Handle = object & { readonly __udpHandle: unique symbol };
+
+export interface NativeUdpAddon {
+  open(
+    family: number,
+    address: string,
+    port: number,
+    bufferBytes: number,
+    recvBuf: Buffer,
+    recvMeta: Int32Array,
+    sendBuf: Buffer,
+    sendMeta: Int32Array,
+    state: Int32Array,
+    onEvent: (count: number, errno: number, slot: number) => void,
+  ): Handle;
+  setDest(h: Handle, slot: number, address: string, port: number): number;
+  connect(h: Handle, address: string, port: number): number;
+  flush(h: Handle): number;
+  setTTL(h: Handle, ttl: number): number;
+  sourceText(h: Handle, entry: number): string;
+  address(h: Handle): { address: string; port: number; family: string };
+  close(h: Handle): void;
+}
+
+// Layouts shared with udp.c.
+const RECV_SLOT = 65536;
+const RECV_SLOTS = 16;
+/** A GRO buffer holds at most 64 datagrams. */
+const RECV_ENTRIES = RECV_SLOTS * 64;
+const RM_STRIDE = 8;
+const SM_STRIDE = 4;
+const MAX_DESTS = 256;
+const SEND_BYTES = 1024 * 1024;
+const SEND_ENTRIES = 4096;
+export const S_QUEUED = 0;
+export const S_BYTES = 1;
+export const S_DROPPED = 2;
+const S_ERR_SLOT = 3;
+export const S_SENT = 4;
+export const S_GSO_MSGS = 5;
+export const S_GRO_BUFS = 6;
+export const S_RECV_TRUNC = 7;
+export const S_FLAGS = 8;
+const S_COUNT = 9;
+export const F_GRO = 1;
+export const F_GSO = 2;
+const RECV_EVENT = -2;
+
+let addon: NativeUdpAddon | null | undefined;
+
+/** The addon, or undefined when it is not built (the caller falls back to node:dgram). */
+export function loadNativeUdp(): NativeUdpAddon | undefined {
+  if (addon !== undefined) return addon ?? undefined;
+  addon = null;
+  const require = createRequire(import.meta.url);
+  // src/overlay/links in a checkout and dist/overlay/links when built; dist/src/overlay/links under tsc -p .
+  for (const rel of [
+    "../../../build/Release/planetd_udp.node",
+    "../../../../build/Release/planetd_udp.node",
+  ]) {
+    const path = new URL(rel, import.meta.url);
+    if (!existsSync(path)) continue;
+    try {
+      addon = require(path.pathname) as NativeUdpAddon;
+    } catch {
+      addon = null; // built for another Node ABI: dgram still works
+    }
+    break;
+  }
+  return addon ?? undefined;
+}
+
+const errnoNames = new Map<number, string>(Object.entries(constants.errno).map(([name, n]) => [n, name]));
+
+function errnoError(syscall: string, errno: number, where = ""): Error & { code: string; errno: number } {
+  const code = errnoNames.get(errno) ?? `E${errno}`;
+  return Object.assign(new Error(`${syscall} ${code}${where ? ` ${where}` : ""}`), { code, errno: -errno });
+}
+
+/**
+ * The socket the receive batches are read into, shared by every native socket: each batch is
+ * handed to JS and consumed before the event loop reads the next, so one buffer serves them all.
+ */
+let shared: { buf: Buffer; meta: Int32Array } | undefined;
+
+export function openNativeUdp(lib: NativeUdpAddon, o: UdpSocketOptions): UdpSocket {
+  shared ??= {
+    buf: Buffer.allocUnsafeSlow(RECV_SLOT * RECV_SLOTS),
+    meta: new Int32Array(RECV_ENTRIES * RM_STRIDE),
+  };
+  return new NativeUdpSocket(lib, o, shared.buf, shared.meta);
+}
+
+export class NativeUdpSocket implements UdpSocket {
+  readonly kind = "native";
+  /** Counters shared with the addon (S_* indices): queue, drops, sends, GSO and GRO use. */
+  readonly state = new Int32Array(S_COUNT);
+  private readonly lib: NativeUdpAddon;
+  private readonly handle: Handle;
+  private readonly recvBuf: Buffer;
+  private readonly recvMeta: Int32Array;
+  private readonly sendBuf = Buffer.allocUnsafeSlow(SEND_BYTES);
+  private readonly sendMeta = new Int32Array(SEND_ENTRIES * SM_STRIDE);
+  private messageHandler: UdpMessageHandler | undefined;
+  private errorHandler: UdpErrorHandler | undefined;
+  /** The source of the last datagram, as raw words (udp.c's layout) and as the object handed out. */
+  private readonly from: RemoteInfo = { address: "", port: 0 };
+  private readonly fromWords = new Int32Array(5);
+  private fromKnown = false;
+  /** Destination slots in the addon, by address and then port; destText for error messages. */
+  private readonly dests = new Map<string, Map<number, number>>();
+  private readonly destText: string[] = [];
+  private lastDestAddress: string | undefined;
+  private lastDestPort = 0;
+  private lastDestSlot = -1;
+  private flushQueued = false;
+  private readonly flushTask = (): void => this.flushNow(true);
+  private pendingError = 0;
+  private pendingSlot = -1;
+  private closed = false;
+
+  constructor(lib: NativeUdpAddon, o: UdpSocketOptions, recvBuf: Buffer, recvMeta: Int32Array) {
+    this.lib = lib;
+    this.recvBuf = recvBuf;
+    this.recvMeta = recvMeta;
+    this.handle = lib.open(
+      o.family,
+      o.address ?? "",
+      o.port ?? 0,
+      o.bufferBytes ?? 4 * 1024 * 1024,
+      recvBuf,
+      recvMeta,
+      this.sendBuf,
+      this.sendMeta,
+      this.state,
+      (count, errno, slot) => this.onEvent(count, errno, slot),
+    );
+  }
+
+  onMessage(handler: UdpMessageHandler | undefined): void {
+    this.messageHandler = handler;
+  }
+
+  onError(handler: UdpErrorHandler | undefined): void {
+    this.errorHandler = handler;
+  }
+
+  send(data: Uint8Array, port?: number, address?: string): void {
+    if (this.closed || data.length === 0 || data.length > RECV_SLOT - 1) return;
+    let slot = -1;
+    if (address !== undefined) {
+      if (address === this.lastDestAddress && port === this.lastDestPort) slot = this.lastDestSlot;
+      else slot = this.destSlot(address, port ?? 0);
+      if (slot < 0) {
+        this.state[S_DROPPED]!++;
+        return;
+      }
+    }
+    const st = this.state;
+    if (st[S_QUEUED]! >= SEND_ENTRIES || st[S_BYTES]! + data.length > SEND_BYTES) {
+      this.flushNow(false);
+      if (st[S_QUEUED]! >= SEND_ENTRIES || st[S_BYTES]! + data.length > SEND_BYTES) {
+        st[S_DROPPED]!++;
+        return;
+      }
+    }
+    const q = st[S_QUEUED]!;
+    const at = st[S_BYTES]!;
+    this.sendBuf.set(data, at);
+    const m = q * SM_STRIDE;
+    this.sendMeta[m] = at;
+    this.sendMeta[m + 1] = data.length;
+    this.sendMeta[m + 2] = slot;
+    st[S_QUEUED] = q + 1;
+    st[S_BYTES] = at + data.length;
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      queueMicrotask(this.flushTask);
+    }
+  }
+
+  /** The addon's slot for a destination; -1 when the address is not one of this socket's family. */
+  private destSlot(address: string, port: number): number {
+    let byPort = this.dests.get(address);
+    let slot = byPort?.get(port);
+    if (slot === undefined) {
+      if (this.destText.length >= MAX_DESTS) {
+        // Slots are reused only once no queued datagram still names one.
+        this.flushNow(false);
+        if (this.state[S_QUEUED]! > 0) return -1;
+        this.dests.clear();
+        this.destText.length = 0;
+        this.lastDestAddress = undefined;
+        byPort = undefined;
+      }
+      slot = this.destText.length;
+      if (this.lib.setDest(this.handle, slot, address, port) !== 0) return -1;
+      this.destText.push(address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`);
+      if (!byPort) {
+        byPort = new Map();
+        this.dests.set(address, byPort);
+      }
+      byPort.set(port, slot);
+    }
+    this.lastDestAddress = address;
+    this.lastDestPort = port;
+    this.lastDestSlot = slot;
+    return slot;
+  }
+
+  /** Sends the queue; an error is reported from the microtask, never from inside send(). */
+  private flushNow(report: boolean): void {
+    if (report) this.flushQueued = false;
+    if (this.closed) return;
+    if (this.state[S_QUEUED]! > 0) {
+      const e = this.lib.flush(this.handle);
+      if (e !== 0 && this.pendingError === 0) {
+        this.pendingError = e;
+        this.pendingSlot = this.state[S_ERR_SLOT]!;
+      }
+    }
+    if (report && this.pendingError !== 0) {
+      const e = this.pendingError;
+      this.pendingError = 0;
+      this.sendError(e, this.pendingSlot);
+    }
+  }
+
+  /**
+   * Only ECONNREFUSED is reported: on a connected socket it is the ICMP port unreachable that
+   * dgram reports as a receive error (a send may consume it first). Other refusals are counted.
+   */
+  private sendError(errno: number, slot: number): void {
+    if (errnoNames.get(errno) !== "ECONNREFUSED") return;
+    this.errorHandler?.(errnoError("send", errno, slot >= 0 ? this.destText[slot] : ""));
+  }
+
+  private onEvent(count: number, errno: number, slot: number): void {
+    if (slot !== RECV_EVENT) {
+      this.sendError(errno, slot);
+      return;
+    }
+    const meta = this.recvMeta;
+    const words = this.fromWords;
+    const from = this.from;
+    for (let i = 0; i < count && !this.closed; i++) {
+      const m = i * RM_STRIDE;
+      if (
+        !this.fromKnown ||
+        meta[m + 3] !== words[0] ||
+        meta[m + 4] !== words[1] ||
+        meta[m + 5] !== words[2] ||
+        meta[m + 6] !== words[3] ||
+        meta[m + 7] !== words[4]
+      ) {
+        from.address = this.lib.sourceText(this.handle, i);
+        for (let w = 0; w < 5; w++) words[w] = meta[m + 3 + w]!;
+        this.fromKnown = true;
+      }
+      from.port = meta[m + 2]!;
+      const off = meta[m]!;
+      this.messageHandler?.(this.recvBuf.subarray(off, off + meta[m + 1]!), from);
+    }
+    if (errno !== 0 && !this.closed) this.errorHandler?.(errnoError("recvmsg", errno));
+  }
+
+  async connect(port: number, address: string): Promise<void> {
+    if (this.closed) throw new Error("udp: socket is closed");
+    const r = this.lib.connect(this.handle, address, port);
+    if (r !== 0)
+      throw errnoError("connect", -r, address.includes(":") ? `[${address}]:${port}` : `${address}:${port}`);
+  }
+
+  address(): { address: string; port: number; family: string } {
+    return this.lib.address(this.handle);
+  }
+
+  setTTL(ttl: number): void {
+    if (!this.closed) this.lib.setTTL(this.handle, ttl);
+  }
+
+  congested(limitBytes: number): boolean {
+    return this.state[S_BYTES]! > Math.min(limitBytes, SEND_BYTES / 2);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.flushNow(false);
+    this.closed = true;
+    this.lib.close(this.handle);
+  }
+}

@@ -1,0 +1,146 @@
+// The UDP socket udp:// links use: the batched native one (udp-native.ts: recvmmsg/sendmmsg, GSO and
+// GRO) when the planetd_udp addon is built, node:dgram otherwise. PLANETD_UDP_SOCKET=dgram (or
+// `impl: "dgram"`) forces the portable one, for benches and tests; =native refuses to fall back.
+import dgram from "node:dgram";
+import { type NativeUdpAddon, loadNativeUdp, openNativeUdp } from "./udp-native.js";
+
+/** Where a datagram came from. The native socket reuses one object: valid only during the call. */
+export interface RemoteInfo {
+  address: string;
+  port: number;
+}
+
+export type UdpMessageHandler = (msg: Buffer, from: RemoteInfo) => void;
+export type UdpErrorHandler = (e: Error & { code?: string }) => void;
+
+export interface UdpSocket {
+  readonly kind: "native" | "dgram";
+  /** Datagrams as they arrive; `msg` is a view valid only during the call (copy what you keep). */
+  onMessage(handler: UdpMessageHandler | undefined): void;
+  /** Receive errors (ECONNREFUSED: an ICMP port unreachable on a connected socket). */
+  onError(handler: UdpErrorHandler | undefined): void;
+  /** Queues one datagram; without address it goes to the connected peer. Never throws. */
+  send(data: Uint8Array, port?: number, address?: string): void;
+  connect(port: number, address: string): Promise<void>;
+  address(): { address: string; port: number; family: string };
+  /** IP_TTL or IPV6_UNICAST_HOPS for what this socket sends. */
+  setTTL(ttl: number): void;
+  /** True when datagrams wait in the send queue beyond what a link should add to. */
+  congested(limitBytes: number): boolean;
+  close(): Promise<void>;
+}
+
+export interface UdpSocketOptions {
+  family: 4 | 6;
+  /** Literal address to bind ("" or undefined: any). */
+  address?: string;
+  port?: number;
+  /** SO_RCVBUF and SO_SNDBUF (the kernel caps them at net.core.[rw]mem_max). */
+  bufferBytes?: number;
+  impl?: "auto" | "native" | "dgram";
+}
+
+export const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
+
+function implWanted(o: UdpSocketOptions): "auto" | "native" | "dgram" {
+  if (o.impl) return o.impl;
+  const env = process.env.PLANETD_UDP_SOCKET;
+  return env === "dgram" || env === "native" ? env : "auto";
+}
+
+/**
+ * Opens and binds a socket; a bind failure rejects with the errno's code (EADDRINUSE, ...).
+ * `addon` null stands for a missing addon (tests of the fallback).
+ */
+export async function openUdpSocket(
+  o: UdpSocketOptions,
+  addon: NativeUdpAddon | null | undefined = loadNativeUdp(),
+): Promise<UdpSocket> {
+  const want = implWanted(o);
+  if (want !== "dgram") {
+    if (addon) return openNativeUdp(addon, o);
+    if (want === "native")
+      throw new Error("udp: the planetd_udp addon is not built (run `npx node-gyp rebuild`)");
+  }
+  return DgramUdpSocket.open(o);
+}
+
+/** The portable socket: one send call and one 'message' event per datagram. */
+class DgramUdpSocket implements UdpSocket {
+  readonly kind = "dgram";
+  private readonly socket: dgram.Socket;
+  private messageHandler: UdpMessageHandler | undefined;
+  private errorHandler: UdpErrorHandler | undefined;
+
+  static async open(o: UdpSocketOptions): Promise<DgramUdpSocket> {
+    const socket = dgram.createSocket({ type: o.family === 6 ? "udp6" : "udp4" });
+    await new Promise<void>((resolve, reject) => {
+      socket.once("error", reject);
+      socket.bind({ address: o.address || undefined, port: o.port ?? 0, exclusive: true }, () => {
+        socket.off("error", reject);
+        resolve();
+      });
+    });
+    const bytes = o.bufferBytes ?? SOCKET_BUFFER_BYTES;
+    try {
+      socket.setRecvBufferSize(bytes);
+      socket.setSendBufferSize(bytes);
+    } catch {}
+    return new DgramUdpSocket(socket);
+  }
+
+  private constructor(socket: dgram.Socket) {
+    this.socket = socket;
+    socket.on("message", (msg: Buffer, rinfo: dgram.RemoteInfo) => this.messageHandler?.(msg, rinfo));
+    socket.on("error", (e: Error) => this.errorHandler?.(e));
+  }
+
+  onMessage(handler: UdpMessageHandler | undefined): void {
+    this.messageHandler = handler;
+  }
+
+  onError(handler: UdpErrorHandler | undefined): void {
+    this.errorHandler = handler;
+  }
+
+  send(data: Uint8Array, port?: number, address?: string): void {
+    try {
+      if (address === undefined) this.socket.send(data);
+      else this.socket.send(data, port, address);
+    } catch {} // closed: nothing to send from
+  }
+
+  async connect(port: number, address: string): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.socket.once("error", reject);
+      this.socket.connect(port, address, () => {
+        this.socket.off("error", reject);
+        resolve();
+      });
+    });
+  }
+
+  address(): { address: string; port: number; family: string } {
+    return this.socket.address();
+  }
+
+  setTTL(ttl: number): void {
+    try {
+      this.socket.setTTL(ttl);
+    } catch {}
+  }
+
+  congested(limitBytes: number): boolean {
+    return this.socket.getSendQueueSize() > limitBytes;
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      try {
+        this.socket.close(() => resolve());
+      } catch {
+        resolve(); // already closed
+      }
+    });
+  }
+}
