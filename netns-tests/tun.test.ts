@@ -47,6 +47,7 @@ tun.onPackets((packets) => {
       reply[40] = 129;
       reply.writeUInt16BE(icmpv6Checksum(reply.subarray(8, 24), reply.subarray(24, 40), reply.subarray(40)), 42);
       tun.write(reply);
+      tun.flush(); // writes are queued until the end of the turn; the counters are read now
       out({ event: "replied", counters: tun.counters });
     }
   }

@@ -307,7 +307,13 @@ export const COMMANDS: Record<string, Command> = {
       const tun = view.tun();
       if (!tun.enabled) return { enabled: false };
       // Go's omitempty drops an empty name and a zero MTU.
-      return { enabled: true, name: tun.name || undefined, mtu: tun.mtu || undefined };
+      return {
+        enabled: true,
+        name: tun.name || undefined,
+        mtu: tun.mtu || undefined,
+        offload: tun.offload,
+        counters: tun.counters,
+      };
     },
   },
   list: {

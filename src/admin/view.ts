@@ -48,6 +48,9 @@ export interface TunView {
   enabled: boolean;
   name?: string;
   mtu?: number;
+  /** planetd's own: whether the TUN has checksum/segmentation offloads, and their counters. */
+  offload?: boolean;
+  counters?: Record<string, number>;
 }
 
 /** NAT traversal's state for getNat (src/daemon/nat-driver.ts). */

@@ -404,6 +404,9 @@ export class Node implements PacketConn {
       return;
     }
     const tun = this.tun;
+    const refused = tun.offloadError ?? 0;
+    if (refused > 0)
+      this.log.warn(`TUN offloads refused by the kernel (errno ${refused}); ${tun.name} runs without them`);
     const adapter = adapterFor((packet) => tun.write(packet));
     adapter.firewall = this.firewall;
     this.ipv6 = adapter;

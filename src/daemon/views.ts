@@ -75,7 +75,11 @@ export function adminViewFor(node: ViewedNode): AdminView {
         uptimeSeconds: (now - s.since) / 1000,
       }));
     },
-    tun: () => (node.tun ? { enabled: true, name: node.tun.name, mtu: node.tun.mtu } : { enabled: false }),
+    tun: () => {
+      const tun = node.tun;
+      if (!tun) return { enabled: false };
+      return { enabled: true, name: tun.name, mtu: tun.mtu, offload: tun.offload, counters: tun.stats?.() };
+    },
     multicastInterfaces: () => node.links.multicastInterfaces(),
     addPeer: (uri, iface) => node.links.addPeer(uri, iface),
     removePeer: (uri, iface) => node.links.removePeer(uri, iface),

@@ -1,5 +1,7 @@
 // TunDevice over the planetd_tun N-API addon (src/tun/native/tun.c). The addon reads whole batches
-// into one preallocated buffer; here each batch becomes an array of views into it.
+// into one preallocated buffer; here each batch becomes an array of views into it. Writes are queued
+// into another preallocated buffer and handed to the addon once per turn of the event loop, where
+// runs of TCP segments become one GSO write (src/tun/native/offload.c).
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import type { TunDevice } from "./device.js";
@@ -8,10 +10,25 @@ import type { TunDevice } from "./device.js";
 export const TUN_MIN_MTU = 1280;
 export const TUN_MAX_MTU = 53049;
 
-/** Packets per wakeup; the kernel queue holds the rest until the next turn of the event loop. */
-const MAX_BATCH = 64;
+/**
+ * Packets per wakeup; the kernel queue holds the rest until the next turn of the event loop. A 64 KiB
+ * super-packet at IfMTU 1420 is cut into ~48 segments, so a batch holds at least two.
+ */
+const MAX_BATCH = 128;
 /** Room for the batch; the addon only starts a read while a maximum-size packet still fits. */
 const READ_BUFFER_BYTES = 512 * 1024;
+/** Packets queued for one writeBatch call (the addon's limit), and the bytes they may take. */
+const MAX_WRITE_BATCH = 256;
+const WRITE_BUFFER_BYTES = 512 * 1024;
+/** The addon's offload counters, in its enum order. */
+const OFFLOAD_COUNTER_NAMES = [
+  "gsoReads",
+  "segmentsProduced",
+  "checksumsCompleted",
+  "offloadMalformed",
+  "coalescedWrites",
+  "coalescedSegments",
+] as const;
 
 export interface TunOptions {
   /** "auto" lets the kernel pick tunN; otherwise the interface name (at most 15 characters). */
@@ -22,16 +39,22 @@ export interface TunOptions {
   address: Buffer;
   /** 7 by default, so that all of 200::/7 routes to the interface. */
   prefixLength?: number;
+  /** Checksum and TCP segmentation offloads (IFF_VNET_HDR); true by default. */
+  offload?: boolean;
 }
 
-export interface TunCounters {
+export type TunCounters = {
   packetsRead: number;
   bytesRead: number;
   packetsWritten: number;
   bytesWritten: number;
   /** Writes the kernel refused (EAGAIN: queue full; EIO: interface down; others). */
   writeDrops: number;
-}
+  /** writeBatch calls: packetsWritten / writeBatches is the mean batch a crossing carried. */
+  writeBatches: number;
+};
+
+export type OffloadCounters = Record<(typeof OFFLOAD_COUNTER_NAMES)[number], number>;
 
 type Handle = object & { readonly __tunHandle: unique symbol };
 
@@ -44,9 +67,15 @@ interface Addon {
     buffer: Buffer,
     meta: Int32Array,
     onBatch: (count: number, errno: number) => void,
+    offload: boolean,
   ): Handle;
   start(handle: Handle): void;
   write(handle: Handle, packet: Uint8Array): number;
+  /** Packets at meta[2i] (offset), meta[2i+1] (length) of buffer; returns how many were written. */
+  writeBatch(handle: Handle, buffer: Buffer, meta: Int32Array, count: number): number;
+  counters(handle: Handle, into: Float64Array): void;
+  /** 0: offloads on; -1: not asked for; else the errno with which the kernel refused them. */
+  offloadError(handle: Handle): number;
   name(handle: Handle): string;
   close(handle: Handle): void;
   /** One datagram to an AF_UNIX socket path ("@" = abstract); 0 or an errno. */
@@ -116,12 +145,26 @@ export class NativeTun implements TunDevice {
     packetsWritten: 0,
     bytesWritten: 0,
     writeDrops: 0,
+    writeBatches: 0,
   };
+  /** 0: offloads on; -1: not asked for; else the errno with which the kernel refused them. */
+  readonly offloadError: number;
   private readonly lib: Addon;
   private readonly handle: Handle;
   private readonly readBuffer: Buffer;
   private readonly meta: Int32Array;
   private readonly batch: Buffer[] = [];
+  private readonly writeBuffer: Buffer;
+  private readonly writeMeta: Int32Array;
+  private writeCount = 0;
+  private writeBytes = 0;
+  private flushScheduled = false;
+  /** Bound once: the one callback each turn's flush is scheduled with. */
+  private readonly flushQueued = (): void => {
+    this.flushScheduled = false;
+    this.flush();
+  };
+  private readonly offloadValues = new Float64Array(OFFLOAD_COUNTER_NAMES.length);
   private packetHandler: ((packets: Buffer[]) => void) | undefined;
   private errorHandler: ((err: Error) => void) | undefined;
   private started = false;
@@ -135,6 +178,8 @@ export class NativeTun implements TunDevice {
     this.prefixLength = options.prefixLength ?? 7;
     this.readBuffer = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES);
     this.meta = new Int32Array(MAX_BATCH * 2);
+    this.writeBuffer = Buffer.allocUnsafeSlow(WRITE_BUFFER_BYTES);
+    this.writeMeta = new Int32Array(MAX_WRITE_BATCH * 2);
     this.handle = this.lib.open(
       options.name,
       this.mtu,
@@ -143,8 +188,10 @@ export class NativeTun implements TunDevice {
       this.readBuffer,
       this.meta,
       (count, errno) => this.onBatch(count, errno),
+      options.offload ?? true,
     );
     this.name = this.lib.name(this.handle);
+    this.offloadError = this.lib.offloadError(this.handle);
   }
 
   /** Reading starts with the first handler, so the kernel queues packets until someone listens. */
@@ -161,18 +208,59 @@ export class NativeTun implements TunDevice {
     this.errorHandler = handler;
   }
 
+  /**
+   * Queues one packet (copied: the caller's buffer is reused) for the flush at the end of this turn
+   * of the event loop, so that a turn's packets cross into the addon once and in-order TCP segments
+   * can leave as one GSO write.
+   */
   write(packet: Uint8Array): void {
-    const r = this.lib.write(this.handle, packet);
-    if (r === 0) {
-      this.counters.packetsWritten++;
-      this.counters.bytesWritten += packet.length;
-    } else {
+    if (packet.length > WRITE_BUFFER_BYTES) {
       this.counters.writeDrops++;
+      return;
     }
+    if (this.writeCount === MAX_WRITE_BATCH || this.writeBytes + packet.length > WRITE_BUFFER_BYTES)
+      this.flush();
+    const i = this.writeCount++;
+    this.writeMeta[2 * i] = this.writeBytes;
+    this.writeMeta[2 * i + 1] = packet.length;
+    this.writeBuffer.set(packet, this.writeBytes);
+    this.writeBytes += packet.length;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flushQueued);
+    }
+  }
+
+  /** Writes what write() queued now, in one addon call. */
+  flush(): void {
+    const count = this.writeCount;
+    if (count === 0 || this.closed) return;
+    const written = this.lib.writeBatch(this.handle, this.writeBuffer, this.writeMeta, count);
+    this.counters.writeBatches++;
+    this.counters.packetsWritten += written;
+    this.counters.writeDrops += count - written;
+    this.counters.bytesWritten += this.writeBytes; // queued bytes: exact unless something was dropped
+    this.writeCount = 0;
+    this.writeBytes = 0;
+  }
+
+  get offload(): boolean {
+    return this.offloadError === 0;
+  }
+
+  /** Packet counters and the addon's offload counters (super-packets read and cut, runs coalesced). */
+  stats(): TunCounters & OffloadCounters {
+    this.lib.counters(this.handle, this.offloadValues);
+    const out = { ...this.counters } as TunCounters & OffloadCounters;
+    OFFLOAD_COUNTER_NAMES.forEach((name, i) => {
+      out[name] = this.offloadValues[i]!;
+    });
+    return out;
   }
 
   close(): void {
     if (this.closed) return;
+    this.flush();
     this.closed = true;
     this.lib.close(this.handle);
   }

@@ -1,20 +1,29 @@
 /*
  * planetd_tun: a Linux TUN device for Node.js (N-API + libuv).
  *
- * open(name, mtu, address16, prefixLength, buffer, meta, onBatch) -> handle
+ * open(name, mtu, address16, prefixLength, buffer, meta, onBatch, offload) -> handle
  *   Creates the interface (IFF_TUN | IFF_NO_PI), sets its MTU, adds address/prefixLength and brings it up.
  *   "auto" (or "") lets the kernel pick tunN. Throws an Error with an operator-readable message.
+ *   offload: also IFF_VNET_HDR with checksum and TCPv6 segmentation offloads (see offload.h); if the
+ *   kernel refuses them the device is reopened plain and offloadError(handle) says why.
  * start(handle)        begin reading: on each readable wakeup up to meta.length/2 packets are read into
  *                      `buffer`; meta[2i] = offset, meta[2i+1] = length; then onBatch(count, errno) is called
- *                      once (errno != 0 only for a fatal read error, after which reading stops).
+ *                      once (errno != 0 only for a fatal read error, after which reading stops). With
+ *                      offloads, super-packets arrive already cut into MTU-sized segments.
  * write(handle, bytes) write one packet; returns 0 or a negative errno (EAGAIN = kernel queue full).
+ * writeBatch(handle, buffer, meta, count) write count packets (meta as for reads) in one call, runs of
+ *                      in-order TCP segments of one flow as one GSO write; returns how many the kernel took.
+ * counters(handle, Float64Array) the offload counters, in the order of enum offload_counter.
+ * offloadError(handle) 0 with offloads on, -1 if not asked for, else the errno that refused them.
  * name(handle)         the interface name the kernel assigned.
  * close(handle)        stop reading and close the fd (idempotent); lets the event loop exit.
  * notify, tcpCongestion: see notify.c and sockopt.c (they share this addon, not its TUN state).
  *
  * Reads never block: the fd is O_NONBLOCK and watched with a level-triggered uv_poll_t.
  */
+#include "tun.h"
 #include "notify.h"
+#include "offload_js.h"
 #include "sockopt.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -32,43 +41,12 @@
 #include <node_api.h>
 #include <uv.h>
 
-/* Largest packet the kernel can hand us without GSO: IPv6 header + 65535-byte payload. */
-#define MAX_READ 65575
-
 /* Layout of the kernel's struct in6_ifreq (linux/ipv6.h clashes with glibc's netinet/in.h). */
 struct pd_in6_ifreq {
   struct in6_addr addr;
   uint32_t prefixlen;
   int ifindex;
 };
-
-typedef struct {
-  napi_env env;
-  int fd;
-  char name[IFNAMSIZ];
-  uv_poll_t poll;
-  int poll_inited;
-  int polling;
-  int closed;
-  int poll_closed;
-  int finalized;
-  napi_ref cb_ref;
-  napi_ref buf_ref;
-  napi_ref meta_ref;
-  napi_async_context actx;
-  uint8_t *buf;
-  size_t buf_len;
-  int32_t *meta;
-  size_t max_packets;
-} tun_t;
-
-#define CHECK(call)                                                   \
-  do {                                                                \
-    if ((call) != napi_ok) {                                          \
-      napi_throw_error(env, NULL, "TUN: internal N-API call failed"); \
-      return NULL;                                                    \
-    }                                                                 \
-  } while (0)
 
 static const char *errno_code(int e) {
   switch (e) {
@@ -108,6 +86,17 @@ static tun_t *get_tun(napi_env env, napi_value v) {
     return NULL;
   }
   return t;
+}
+
+/* A call's arguments (missing ones undefined) and its handle, argv[0]; NULL after throwing. */
+tun_t *tun_args(napi_env env, napi_callback_info info, size_t n, napi_value *argv) {
+  size_t argc = n;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
+    napi_throw_error(env, NULL, "TUN: internal N-API call failed");
+    return NULL;
+  }
+  for (size_t i = argc; i < n; i++) napi_get_undefined(env, &argv[i]);
+  return get_tun(env, argv[0]);
 }
 
 static void on_poll_closed(uv_handle_t *h) {
@@ -153,57 +142,6 @@ static void finalize_tun(napi_env env, void *data, void *hint) {
   t->finalized = 1;
   do_close(t, 0);
   if (!t->poll_inited || t->poll_closed) free(t);
-}
-
-static void deliver(tun_t *t, int count, int err) {
-  napi_env env = t->env;
-  napi_handle_scope scope;
-  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value cb, recv, argv[2], result;
-  if (t->cb_ref && napi_get_reference_value(env, t->cb_ref, &cb) == napi_ok && cb != NULL) {
-    napi_get_global(env, &recv);
-    napi_create_int32(env, count, &argv[0]);
-    napi_create_int32(env, err, &argv[1]);
-    napi_status st = napi_make_callback(env, t->actx, recv, cb, 2, argv, &result);
-    if (st == napi_pending_exception) {
-      napi_value exc;
-      if (napi_get_and_clear_last_exception(env, &exc) == napi_ok) napi_fatal_exception(env, exc);
-    }
-  }
-  napi_close_handle_scope(env, scope);
-}
-
-static void on_readable(uv_poll_t *h, int status, int events) {
-  (void)events;
-  tun_t *t = (tun_t *)h->data;
-  if (t->closed) return;
-  if (status < 0) {
-    uv_poll_stop(&t->poll);
-    t->polling = 0;
-    deliver(t, 0, -status);
-    return;
-  }
-  size_t off = 0;
-  int count = 0;
-  int fatal = 0;
-  while ((size_t)count < t->max_packets && t->buf_len - off >= MAX_READ) {
-    ssize_t n = read(t->fd, t->buf + off, MAX_READ);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) fatal = errno;
-      break;
-    }
-    if (n == 0) break;
-    t->meta[2 * count] = (int32_t)off;
-    t->meta[2 * count + 1] = (int32_t)n;
-    off += (size_t)n;
-    count++;
-  }
-  if (fatal) {
-    uv_poll_stop(&t->poll);
-    t->polling = 0;
-  }
-  if (count > 0 || fatal) deliver(t, count, fatal);
 }
 
 /* Packets the kernel may queue for planetd to read (txqueuelen; Linux defaults TUN devices to 500). */
@@ -266,9 +204,40 @@ fail : {
 }
 }
 
+/* A TUN fd for `name` ("" = kernel's choice), with a virtio_net_hdr on every packet if vnet; the
+ * name the kernel gave in actual. -1 with *opening set when /dev/net/tun itself failed, errno kept. */
+static int create_tun(const char *name, bool vnet, char actual[IFNAMSIZ], int *opening) {
+  *opening = 1;
+  int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return -1;
+  *opening = 0;
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  ifr.ifr_flags = IFF_TUN | IFF_NO_PI | (vnet ? IFF_VNET_HDR : 0);
+  snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name);
+  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  memset(actual, 0, IFNAMSIZ);
+  memcpy(actual, ifr.ifr_name, IFNAMSIZ - 1);
+  return fd;
+}
+
+/* Checksum offload and TCPv6 segmentation (with ECN's CWR): the kernel then hands us super-packets
+ * up to 64 KiB at any MTU and takes GSO writes. 0 or the errno that refused them. */
+static int enable_offloads(int fd) {
+  int hdr_len = VNET_HDR_LEN;
+  if (ioctl(fd, TUNSETVNETHDRSZ, &hdr_len) < 0) return errno;
+  if (ioctl(fd, TUNSETOFFLOAD, (unsigned long)(TUN_F_CSUM | TUN_F_TSO6 | TUN_F_TSO_ECN)) < 0) return errno;
+  return 0;
+}
+
 static napi_value js_open(napi_env env, napi_callback_info info) {
-  size_t argc = 7;
-  napi_value argv[7];
+  size_t argc = 8;
+  napi_value argv[8];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 7) {
     napi_throw_type_error(env, NULL, "TUN: open(name, mtu, address, prefixLength, buffer, meta, onBatch)");
@@ -307,8 +276,8 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   void *buf = NULL;
   size_t buf_len = 0;
   napi_is_buffer(env, argv[4], &is_buf);
-  if (!is_buf || napi_get_buffer_info(env, argv[4], &buf, &buf_len) != napi_ok || buf_len < MAX_READ) {
-    napi_throw_type_error(env, NULL, "TUN: read buffer must be a Buffer of at least 65575 bytes");
+  if (!is_buf || napi_get_buffer_info(env, argv[4], &buf, &buf_len) != napi_ok || buf_len < VNET_HDR_LEN + MAX_READ) {
+    napi_throw_type_error(env, NULL, "TUN: read buffer must be a Buffer of at least 65585 bytes");
     return NULL;
   }
   bool is_ta = false;
@@ -328,26 +297,30 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
     return NULL;
   }
 
-  int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  bool offload = false;
+  if (argc > 7) napi_get_value_bool(env, argv[7], &offload);
+  char actual[IFNAMSIZ];
+  int opening = 0;
+  int fd = create_tun(name, offload, actual, &opening);
   if (fd < 0) {
-    throw_errno(env, "cannot open /dev/net/tun", errno);
-    return NULL;
-  }
-  struct ifreq ifr;
-  memset(&ifr, 0, sizeof ifr);
-  ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
-  snprintf(ifr.ifr_name, IFNAMSIZ, "%s", name);
-  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
-    int e = errno;
-    close(fd);
     char what[96];
     snprintf(what, sizeof what, "cannot create interface \"%s\"", name[0] ? name : "tun%d");
-    throw_errno(env, what, e);
+    throw_errno(env, opening ? "cannot open /dev/net/tun" : what, errno);
     return NULL;
   }
-  char actual[IFNAMSIZ];
-  memset(actual, 0, sizeof actual);
-  memcpy(actual, ifr.ifr_name, IFNAMSIZ - 1);
+  int offload_error = -1;
+  if (offload) {
+    offload_error = enable_offloads(fd);
+    if (offload_error != 0) {
+      /* The interface goes with its fd; the same name comes back plain. */
+      close(fd);
+      fd = create_tun(actual, false, actual, &opening);
+      if (fd < 0) {
+        throw_errno(env, "cannot reopen the interface without offloads", errno);
+        return NULL;
+      }
+    }
+  }
   const char *step = "";
   int e = configure(actual, mtu, (const uint8_t *)addr, prefix, &step);
   if (e != 0) {
@@ -358,7 +331,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
     return NULL;
   }
 
-  tun_t *t = (tun_t *)calloc(1, sizeof(tun_t));
+  tun_t *t = (tun_t *)calloc(1, sizeof(tun_t) + VNET_HDR_LEN + MAX_READ);
   if (t == NULL) {
     close(fd);
     napi_throw_error(env, NULL, "TUN: out of memory");
@@ -371,6 +344,8 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   t->buf_len = buf_len;
   t->meta = (int32_t *)meta;
   t->max_packets = meta_len / 2;
+  t->vnet = offload && offload_error == 0;
+  t->offload_error = offload_error;
   napi_value resource_name, handle;
   if (napi_create_reference(env, argv[6], 1, &t->cb_ref) != napi_ok ||
       napi_create_reference(env, argv[4], 1, &t->buf_ref) != napi_ok ||
@@ -389,10 +364,8 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_start(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  tun_t *t = get_tun(env, argv[0]);
+  tun_t *t = tun_args(env, info, 1, argv);
   if (t == NULL) return NULL;
   if (t->closed) {
     napi_throw_error(env, NULL, "TUN: device is closed");
@@ -410,7 +383,7 @@ static napi_value js_start(napi_env env, napi_callback_info info) {
     t->poll.data = t;
     t->poll_inited = 1;
   }
-  int r = uv_poll_start(&t->poll, UV_READABLE, on_readable);
+  int r = uv_poll_start(&t->poll, UV_READABLE, tun_on_readable);
   if (r < 0) {
     throw_errno(env, "cannot watch the TUN fd", -r);
     return NULL;
@@ -419,51 +392,17 @@ static napi_value js_start(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static napi_value js_write(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2], out;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  tun_t *t = get_tun(env, argv[0]);
-  if (t == NULL) return NULL;
-  napi_typedarray_type type;
-  size_t len = 0;
-  void *data = NULL;
-  bool is_ta = false;
-  napi_is_typedarray(env, argv[1], &is_ta);
-  if (!is_ta || napi_get_typedarray_info(env, argv[1], &type, &len, &data, NULL, NULL) != napi_ok ||
-      type != napi_uint8_array) {
-    napi_throw_type_error(env, NULL, "TUN: packet must be a Uint8Array");
-    return NULL;
-  }
-  int result = 0;
-  if (t->closed) {
-    result = -EBADF;
-  } else {
-    ssize_t n;
-    do {
-      n = write(t->fd, data, len);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) result = -errno;
-  }
-  CHECK(napi_create_int32(env, result, &out));
-  return out;
-}
-
 static napi_value js_name(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1], out;
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  tun_t *t = get_tun(env, argv[0]);
+  tun_t *t = tun_args(env, info, 1, argv);
   if (t == NULL) return NULL;
   CHECK(napi_create_string_utf8(env, t->name, NAPI_AUTO_LENGTH, &out));
   return out;
 }
 
 static napi_value js_close(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  tun_t *t = get_tun(env, argv[0]);
+  tun_t *t = tun_args(env, info, 1, argv);
   if (t == NULL) return NULL;
   do_close(t, 0);
   return NULL;
@@ -473,7 +412,12 @@ static napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"open", NULL, js_open, NULL, NULL, NULL, napi_default, NULL},
       {"start", NULL, js_start, NULL, NULL, NULL, napi_default, NULL},
-      {"write", NULL, js_write, NULL, NULL, NULL, napi_default, NULL},
+      {"write", NULL, tun_js_write, NULL, NULL, NULL, napi_default, NULL},
+      {"writeBatch", NULL, tun_js_write_batch, NULL, NULL, NULL, napi_default, NULL},
+      {"counters", NULL, tun_js_counters, NULL, NULL, NULL, napi_default, NULL},
+      {"offloadError", NULL, tun_js_offload_error, NULL, NULL, NULL, napi_default, NULL},
+      {"gsoSplit", NULL, planetd_gso_split, NULL, NULL, NULL, napi_default, NULL},
+      {"groCoalesce", NULL, planetd_gro_coalesce, NULL, NULL, NULL, napi_default, NULL},
       {"name", NULL, js_name, NULL, NULL, NULL, napi_default, NULL},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
       {"notify", NULL, planetd_notify, NULL, NULL, NULL, napi_default, NULL},

@@ -1,0 +1,68 @@
+/* The TUN device's state, shared by tun.c (open, configure, lifecycle) and tun_io.c (reads, writes). */
+#ifndef PLANETD_TUN_H
+#define PLANETD_TUN_H
+
+#include "offload.h"
+#include <linux/if.h>
+#include <node_api.h>
+#include <stdint.h>
+#include <uv.h>
+
+/* Largest packet the kernel can hand us: IPv6 header + 65535-byte payload (a GSO super-packet too). */
+#define MAX_READ 65575
+/* Packets one writeBatch call may carry. */
+#define WRITE_BATCH_MAX 256
+
+enum offload_counter {
+  GSO_READS,          /* super-packets read */
+  SEGMENTS_PRODUCED,  /* segments cut from them */
+  CSUM_COMPLETED,     /* partial checksums completed on ordinary packets */
+  OFFLOAD_MALFORMED,  /* reads with a vnet header or GSO packet we refused (dropped) */
+  COALESCED_WRITES,   /* GSO writes of more than one segment */
+  COALESCED_SEGMENTS, /* segments those carried */
+  OFFLOAD_COUNTERS
+};
+
+typedef struct {
+  napi_env env;
+  int fd;
+  char name[IFNAMSIZ];
+  uv_poll_t poll;
+  int poll_inited;
+  int polling;
+  int closed;
+  int poll_closed;
+  int finalized;
+  napi_ref cb_ref;
+  napi_ref buf_ref;
+  napi_ref meta_ref;
+  napi_async_context actx;
+  uint8_t *buf;
+  size_t buf_len;
+  int32_t *meta;
+  size_t max_packets;
+  int vnet;            /* every read and write carries a virtio_net_hdr */
+  int offload_error;   /* 0, -1 (not asked for) or the errno that refused the offloads */
+  gso_split_t split;   /* a super-packet (in scratch) not yet wholly cut into the batch */
+  double counters[OFFLOAD_COUNTERS];
+  uint8_t scratch[];   /* VNET_HDR_LEN + MAX_READ: where a super-packet waits while it is cut */
+} tun_t;
+
+#define CHECK(call)                                                   \
+  do {                                                                \
+    if ((call) != napi_ok) {                                          \
+      napi_throw_error(env, NULL, "TUN: internal N-API call failed"); \
+      return NULL;                                                    \
+    }                                                                 \
+  } while (0)
+
+/* The handle (argv[0]) and up to n arguments of a call, missing ones undefined; NULL after throwing. */
+tun_t *tun_args(napi_env env, napi_callback_info info, size_t n, napi_value *argv);
+/* The uv_poll_t callback: reads a batch (cutting super-packets) and hands it to JS. */
+void tun_on_readable(uv_poll_t *h, int status, int events);
+napi_value tun_js_write(napi_env env, napi_callback_info info);
+napi_value tun_js_write_batch(napi_env env, napi_callback_info info);
+napi_value tun_js_counters(napi_env env, napi_callback_info info);
+napi_value tun_js_offload_error(napi_env env, napi_callback_info info);
+
+#endif

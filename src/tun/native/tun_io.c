@@ -1,0 +1,231 @@
+/*
+ * The TUN's data path: batched reads (super-packets cut into segments when offloads are on) and
+ * batched writes (runs of TCP segments coalesced into GSO writes). See tun.c for the JS API.
+ */
+#include "tun.h"
+#include "offload_js.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+static void deliver(tun_t *t, int count, int err) {
+  napi_env env = t->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value cb, recv, argv[2], result;
+  if (t->cb_ref && napi_get_reference_value(env, t->cb_ref, &cb) == napi_ok && cb != NULL) {
+    napi_get_global(env, &recv);
+    napi_create_int32(env, count, &argv[0]);
+    napi_create_int32(env, err, &argv[1]);
+    napi_status st = napi_make_callback(env, t->actx, recv, cb, 2, argv, &result);
+    if (st == napi_pending_exception) {
+      napi_value exc;
+      if (napi_get_and_clear_last_exception(env, &exc) == napi_ok) napi_fatal_exception(env, exc);
+    }
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+/* Cuts the pending super-packet into the batch while segments and meta slots fit. */
+static void fill_segments(tun_t *t, size_t *off, int *count) {
+  while (t->split.active && (size_t)*count < t->max_packets) {
+    size_t n = gso_split_next(&t->split, t->buf + *off, t->buf_len - *off);
+    if (n == 0) break;
+    t->meta[2 * *count] = (int32_t)*off;
+    t->meta[2 * *count + 1] = (int32_t)n;
+    *off += n;
+    (*count)++;
+    t->counters[SEGMENTS_PRODUCED]++;
+  }
+}
+
+/* A read of n bytes at `at` (= buf + *off) with its virtio_net_hdr: an ordinary packet joins the
+ * batch (its checksum completed if the kernel left it partial); a super-packet moves to scratch and
+ * is cut into the batch from there. */
+static void take_offloaded(tun_t *t, uint8_t *at, size_t n, size_t *off, int *count) {
+  struct virtio_net_hdr h;
+  if (n < VNET_HDR_LEN) {
+    t->counters[OFFLOAD_MALFORMED]++;
+    return;
+  }
+  memcpy(&h, at, sizeof h);
+  uint8_t *pkt = at + VNET_HDR_LEN;
+  size_t len = n - VNET_HDR_LEN;
+  if (h.gso_type == VIRTIO_NET_HDR_GSO_NONE) {
+    if (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
+      if (offload_complete_csum(pkt, len, h.csum_start, h.csum_offset) != 0) {
+        t->counters[OFFLOAD_MALFORMED]++;
+        return;
+      }
+      t->counters[CSUM_COMPLETED]++;
+    }
+    t->meta[2 * *count] = (int32_t)(*off + VNET_HDR_LEN);
+    t->meta[2 * *count + 1] = (int32_t)len;
+    *off += n;
+    (*count)++;
+    return;
+  }
+  t->counters[GSO_READS]++;
+  memcpy(t->scratch, pkt, len);
+  if (gso_split_init(&t->split, &h, t->scratch, len) != 0) {
+    t->counters[OFFLOAD_MALFORMED]++;
+    return;
+  }
+  fill_segments(t, off, count);
+}
+
+void tun_on_readable(uv_poll_t *h, int status, int events) {
+  (void)events;
+  tun_t *t = (tun_t *)h->data;
+  if (t->closed) return;
+  if (status < 0) {
+    uv_poll_stop(&t->poll);
+    t->polling = 0;
+    deliver(t, 0, -status);
+    return;
+  }
+  size_t room = t->vnet ? VNET_HDR_LEN + MAX_READ : MAX_READ;
+  /* One batch per round; another round only while a super-packet is still being cut, since the
+   * fd may have nothing left to wake us for it. Each round takes at least one segment. */
+  for (;;) {
+    size_t off = 0;
+    int count = 0;
+    int fatal = 0;
+    fill_segments(t, &off, &count);
+    while (!t->split.active && (size_t)count < t->max_packets && t->buf_len - off >= room) {
+      ssize_t n = read(t->fd, t->buf + off, room);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) fatal = errno;
+        break;
+      }
+      if (n == 0) break;
+      if (t->vnet) {
+        take_offloaded(t, t->buf + off, (size_t)n, &off, &count);
+        continue;
+      }
+      t->meta[2 * count] = (int32_t)off;
+      t->meta[2 * count + 1] = (int32_t)n;
+      off += (size_t)n;
+      count++;
+    }
+    if (fatal) {
+      uv_poll_stop(&t->poll);
+      t->polling = 0;
+      t->split.active = 0;
+    }
+    if (count > 0 || fatal) deliver(t, count, fatal);
+    if (t->closed || !t->split.active) break;
+  }
+}
+
+napi_value tun_js_write(napi_env env, napi_callback_info info) {
+  napi_value argv[2], out;
+  tun_t *t = tun_args(env, info, 2, argv);
+  if (t == NULL) return NULL;
+  size_t len = 0;
+  void *data = typed_array_of(env, argv[1], napi_uint8_array, &len);
+  if (data == NULL) {
+    napi_throw_type_error(env, NULL, "TUN: packet must be a Uint8Array");
+    return NULL;
+  }
+  int result = 0;
+  if (t->closed) {
+    result = -EBADF;
+  } else {
+    struct virtio_net_hdr h;
+    memset(&h, 0, sizeof h);
+    struct iovec iov[2] = {{&h, VNET_HDR_LEN}, {data, len}};
+    ssize_t n;
+    do {
+      n = writev(t->fd, iov + (t->vnet ? 0 : 1), t->vnet ? 2 : 1);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) result = -errno;
+  }
+  CHECK(napi_create_int32(env, result, &out));
+  return out;
+}
+
+/* Writes packets[i..i+n) as one writev: a coalesced run (a GSO super-packet: the head whole, the
+ * others' payloads after it) or, for n = 1, one packet behind a zero vnet header when there is one. */
+static int write_run(tun_t *t, uint8_t *const *packets, const size_t *lens, size_t i, size_t n) {
+  struct virtio_net_hdr h;
+  memset(&h, 0, sizeof h);
+  if (n > 1) gro_prepare_head(packets, lens, i, n, &h);
+  struct iovec iov[GRO_MAX_SEGMENTS + 1];
+  int iovcnt = 0;
+  if (t->vnet) iov[iovcnt++] = (struct iovec){&h, VNET_HDR_LEN};
+  iov[iovcnt++] = (struct iovec){packets[i], lens[i]};
+  for (size_t k = 1; k < n; k++)
+    iov[iovcnt++] = (struct iovec){packets[i + k] + h.hdr_len, lens[i + k] - h.hdr_len};
+  ssize_t w;
+  do {
+    w = writev(t->fd, iov, iovcnt);
+  } while (w < 0 && errno == EINTR);
+  return w < 0 ? -1 : 0;
+}
+
+napi_value tun_js_write_batch(napi_env env, napi_callback_info info) {
+  napi_value argv[4], out;
+  tun_t *t = tun_args(env, info, 4, argv);
+  if (t == NULL) return NULL;
+  size_t buf_len = 0, meta_len = 0;
+  int32_t count = 0;
+  uint8_t *buf = (uint8_t *)typed_array_of(env, argv[1], napi_uint8_array, &buf_len);
+  const int32_t *meta = (const int32_t *)typed_array_of(env, argv[2], napi_int32_array, &meta_len);
+  if (buf == NULL || meta == NULL || napi_get_value_int32(env, argv[3], &count) != napi_ok || count < 0 ||
+      count > WRITE_BATCH_MAX || (size_t)count * 2 > meta_len) {
+    napi_throw_type_error(env, NULL, "TUN: writeBatch(handle, buffer, meta: Int32Array, count <= 256)");
+    return NULL;
+  }
+  uint8_t *packets[WRITE_BATCH_MAX];
+  size_t lens[WRITE_BATCH_MAX];
+  for (int32_t i = 0; i < count; i++) {
+    int32_t off = meta[2 * i], len = meta[2 * i + 1];
+    if (off < 0 || len < 0 || (size_t)off + (size_t)len > buf_len) {
+      napi_throw_range_error(env, NULL, "TUN: writeBatch: a packet lies outside the buffer");
+      return NULL;
+    }
+    packets[i] = buf + off;
+    lens[i] = (size_t)len;
+  }
+  int written = 0;
+  for (size_t i = 0; i < (size_t)count && !t->closed;) {
+    size_t n = t->vnet ? gro_run(packets, lens, (size_t)count, i) : 1;
+    if (write_run(t, packets, lens, i, n) == 0) {
+      written += (int)n;
+      if (n > 1) {
+        t->counters[COALESCED_WRITES]++;
+        t->counters[COALESCED_SEGMENTS] += (double)n;
+      }
+    }
+    i += n;
+  }
+  CHECK(napi_create_int32(env, written, &out));
+  return out;
+}
+
+napi_value tun_js_counters(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  tun_t *t = tun_args(env, info, 2, argv);
+  if (t == NULL) return NULL;
+  size_t len = 0;
+  void *data = typed_array_of(env, argv[1], napi_float64_array, &len);
+  if (data == NULL) {
+    napi_throw_type_error(env, NULL, "TUN: counters(handle, Float64Array)");
+    return NULL;
+  }
+  if (len > OFFLOAD_COUNTERS) len = OFFLOAD_COUNTERS;
+  memcpy(data, t->counters, len * sizeof(double));
+  return NULL;
+}
+
+napi_value tun_js_offload_error(napi_env env, napi_callback_info info) {
+  napi_value argv[1], out;
+  tun_t *t = tun_args(env, info, 1, argv);
+  if (t == NULL) return NULL;
+  CHECK(napi_create_int32(env, t->offload_error, &out));
+  return out;
+}
