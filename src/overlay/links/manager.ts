@@ -32,6 +32,7 @@ import { Puncher } from "./punch.js";
 import { DEFAULT_REDIAL, RedialBackoff, type RedialOptions } from "./redial.js";
 import { bindError, clearStaleSocket, requestCongestion, withTimeout } from "./sockets.js";
 import { DEFAULT_TIMEOUTS, type LinkTimeouts, type StreamLink, handshake } from "./stream.js";
+import type { RekeyOptions } from "./udp-rekey.js";
 import { type UdpDial, type UdpHooks, type UdpLink, UdpListener, dialUdp } from "./udp.js";
 import { type PeerUri, hostPort, isLinkLocal6, parseListenUri, parsePeerUri } from "./uri.js";
 
@@ -55,7 +56,7 @@ export interface LinkManagerConfig {
   /** Beacon interfaces also announce a udp:// listener, and udp beacons heard are dialled (Planetd.MulticastUdp). */
   multicastUdp?: boolean;
   /** udp:// links: coalescing size (default 1452 bytes) and test hooks (loss injection). */
-  udp?: { datagramBytes?: number; hooks?: UdpHooks };
+  udp?: { datagramBytes?: number; hooks?: UdpHooks; rekey?: Partial<RekeyOptions> };
   /** Inbound handshakes in flight: total, per source, first-byte deadline (handshake-slots.ts). */
   handshakes?: Partial<HandshakeLimits>;
 }
@@ -673,6 +674,7 @@ export class LinkManager {
       timeouts: { ...DEFAULT_TIMEOUTS, ...this.cfg.timeouts },
       datagramBytes: this.cfg.udp?.datagramBytes,
       hooks: this.cfg.udp?.hooks,
+      rekey: this.cfg.udp?.rekey,
       check: (remoteKey) => this.refusal(remoteKey, true, parsed.keys, ""),
     });
     attempt.cancel = (reason) => dial.cancel(reason);
@@ -724,6 +726,7 @@ export class LinkManager {
         timeouts: { ...DEFAULT_TIMEOUTS, ...this.cfg.timeouts },
         datagramBytes: this.cfg.udp?.datagramBytes,
         hooks: this.cfg.udp?.hooks,
+        rekey: this.cfg.udp?.rekey,
         check: (remoteKey, ip, port) => {
           const remote = `udp://${hostPort(ip, port)}`;
           const id = remoteId("udp", iface, ip, port);

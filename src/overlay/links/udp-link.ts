@@ -17,8 +17,9 @@ import {
 } from "./udp-frag.js";
 import { ACT_DEAD, ACT_KEEPALIVE, ACT_PROBE, Liveness, livenessFor } from "./udp-liveness.js";
 import { BASE_DATAGRAM, MAX_DATAGRAM, PmtuSearch, routeCeiling } from "./udp-pmtu.js";
+import { DEFAULT_REKEY, LinkKeys, type RekeyOptions } from "./udp-rekey.js";
 import { ACK_BLOCK, ReliableReceiver, ReliableSender, type Segment } from "./udp-reliable.js";
-import { OPEN_FORGED, OPEN_OK, Opener, SEAL_BODY_AT, SEAL_OVERHEAD, SEAL_TAG, Sealer } from "./udp-seal.js";
+import { OPEN_FORGED, OPEN_OK, SEAL_BODY_AT, SEAL_OVERHEAD, SEAL_TAG } from "./udp-seal.js";
 import type { UdpSocket } from "./udp-socket.js";
 
 import {
@@ -32,6 +33,8 @@ import {
   PKT_OBSERVE,
   PKT_OBSERVED,
   PKT_PING,
+  PKT_REKEY,
+  PKT_REKEY_ACK,
   REC_FRAGMENT,
   REC_RELIABLE,
   REC_RELIABLE_MORE,
@@ -69,6 +72,8 @@ export interface UdpLinkOptions {
   hooks: UdpHooks | undefined;
   /** The handshake's keys for what this end sends and what it receives. */
   keys: { tx: Buffer; rx: Buffer };
+  /** When the keys are renewed (defaults: DEFAULT_REKEY). */
+  rekey?: Partial<RekeyOptions>;
   /** Listener: the ACCEPT that created the link, said again if the CONFIRM is repeated. */
   acceptPacket?: Buffer;
   /** The dialer's priority for this link (its CONFIRM says it): one link per key and priority. */
@@ -125,8 +130,8 @@ export class UdpLink extends LinkCore implements Link {
   private nackTimer: NodeJS.Timeout | undefined;
   private readonly liveness: Liveness;
   private liveTimer: NodeJS.Timeout;
-  private readonly sealer: Sealer;
-  private readonly opener: Opener;
+  /** The link's keys, renewed now and then (udp-rekey.ts). */
+  private readonly keys: LinkKeys;
   private readonly tx: ReliableSender;
   private readonly rx: ReliableReceiver;
   private ackPending = false;
@@ -144,8 +149,20 @@ export class UdpLink extends LinkCore implements Link {
     this.o = o;
     this.cookieHi = o.localCookie.readUInt32BE(0);
     this.cookieLo = o.localCookie.readUInt32BE(4);
-    this.sealer = new Sealer(o.keys.tx);
-    this.opener = new Opener(o.keys.rx);
+    this.keys = new LinkKeys(
+      {
+        outbound: o.outbound,
+        dialerCookie: o.outbound ? o.localCookie : o.remoteCookie,
+        listenerCookie: o.outbound ? o.remoteCookie : o.localCookie,
+        sendRekey: (type, body) => this.sendRekey(type, body),
+        kick: () => {
+          if (!this.closed) this.sendBare(PKT_DATA_ACK);
+        },
+        srtt: () => this.tx.srtt,
+      },
+      o.keys,
+      { ...DEFAULT_REKEY, ...o.rekey },
+    );
     this.tx = new ReliableSender((seg) => this.appendSegment(seg));
     this.rx = new ReliableReceiver((frame) => this.deliver(frame));
     this.liveness = new Liveness(livenessFor(o.timeouts), now);
@@ -179,6 +196,32 @@ export class UdpLink extends LinkCore implements Link {
 
   get retransmits(): number {
     return this.tx.retransmits;
+  }
+
+  /** The key generation sending uses (0: the handshake's; each rekey adds one). */
+  get keyGeneration(): number {
+    return this.keys.generation;
+  }
+
+  /** Rekeys: completed, REKEYs sent again after a loss, exchanges given up (retried later). */
+  get rekeyStats(): { rekeys: number; resends: number; abandoned: number } {
+    const k = this.keys;
+    return { rekeys: k.rekeys, resends: k.rekeyResends, abandoned: k.rekeysAbandoned };
+  }
+
+  /** Starts a rekey now (tests; the link's own timers and counters start them otherwise). */
+  rekeyNow(): void {
+    this.keys.start();
+  }
+
+  private sendRekey(type: number, body: Buffer): void {
+    if (this.closed) return;
+    const out = Buffer.alloc(SEAL_BODY_AT + body.length + SEAL_TAG);
+    out[0] = type;
+    this.o.remoteCookie.copy(out, 1);
+    body.copy(out, SEAL_BODY_AT);
+    this.flushDatagram();
+    this.transmit(out);
   }
 
   setHandler(events: LinkEvents): void {
@@ -370,12 +413,12 @@ export class UdpLink extends LinkCore implements Link {
     this.bytesOut += out.length;
     this.datagramsOut++;
     this.liveness.sent(Date.now());
-    if (this.sealer.exhausted) {
+    if (this.keys.exhausted) {
       this.close("the link's key is used up (2^48 datagrams): redial");
       return;
     }
     if (this.o.hooks?.dropDatagram?.(out)) return;
-    this.sealer.seal(out);
+    this.keys.seal(out);
     if (this.o.connected) this.o.socket.send(out);
     else this.o.socket.send(out, this.o.port, this.o.address);
   }
@@ -412,7 +455,7 @@ export class UdpLink extends LinkCore implements Link {
 
   /** False (and counted) unless `msg` is authentic and new; opens it in place. */
   private open(msg: Buffer): boolean {
-    const r = this.opener.open(msg);
+    const r = this.keys.open(msg);
     if (r === OPEN_OK) return true;
     if (r === OPEN_FORGED) this.forged++;
     else this.replayed++;
@@ -441,12 +484,12 @@ export class UdpLink extends LinkCore implements Link {
    * wants to learn) to the peer's listener, which answers over the link.
    */
   observeDatagram(nonce: number): Buffer | undefined {
-    if (this.closed || this.sealer.exhausted) return undefined;
+    if (this.closed || this.keys.exhausted) return undefined;
     const out = Buffer.alloc(SEAL_BODY_AT + 4 + SEAL_TAG);
     out[0] = PKT_OBSERVE;
     this.o.remoteCookie.copy(out, 1);
     out.writeUInt32BE(nonce, SEAL_BODY_AT);
-    this.sealer.seal(out);
+    this.keys.seal(out);
     return out;
   }
 
@@ -512,6 +555,10 @@ export class UdpLink extends LinkCore implements Link {
     }
     if (type === PKT_OBSERVED) {
       this.receiveObserved(msg, len);
+      return;
+    }
+    if (type === PKT_REKEY || type === PKT_REKEY_ACK) {
+      this.keys.receive(type, msg, SEAL_BODY_AT, len);
       return;
     }
     if (type === PKT_DATA_ACK || type === PKT_PING) {
@@ -621,6 +668,7 @@ export class UdpLink extends LinkCore implements Link {
   close(reason: string, notifyPeer = true): void {
     if (!this.markClosed(reason)) return;
     clearTimeout(this.liveTimer);
+    this.keys.stop();
     this.tx.stop();
     clearTimeout(this.nackTimer);
     this.pmtu.stop();

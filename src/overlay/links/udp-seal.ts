@@ -76,8 +76,11 @@ export function derivedEphemeral(secret: Buffer, ...parts: Uint8Array[]): Epheme
   return { publicKey, secretKey };
 }
 
-/** What each side signs: the label, a role, both cookies, both identities, the ephemeral keys. */
-export function transcript(role: "confirm" | "accept", parts: Uint8Array[]): Buffer {
+/**
+ * What each side signs: the label, a role, both cookies, both identities, the ephemeral keys (and,
+ * as "rekey", the context of a rekey's key derivation: udp-rekey.ts).
+ */
+export function transcript(role: "confirm" | "accept" | "rekey", parts: Uint8Array[]): Buffer {
   return Buffer.concat([LABEL, Buffer.from(role, "ascii"), ...parts]);
 }
 
@@ -102,23 +105,29 @@ export function sessionKeys(
   return { d2l: okm.subarray(0, 32), l2d: okm.subarray(32, 64), pad: okm.subarray(64, 80) };
 }
 
+/** The counter's top bit: which of the two latest keys sealed the datagram (udp-rekey.ts). */
+const PHASE_BIT = 0x8000_0000;
+
 /** One direction's AEAD state: a key and a counter (send) or a replay window (receive). */
 export class Sealer {
   private readonly key: Buffer;
+  private readonly phase: number;
   private counter = 0;
   // Reused per datagram: only the body is a view of the datagram.
   private readonly nonce = Buffer.alloc(12);
   private readonly ad = Buffer.alloc(9);
   private readonly tag = Buffer.alloc(SEAL_TAG);
 
-  constructor(key: Buffer) {
+  /** `phase` (0 or 1): the key phase bit every datagram sealed with this key carries. */
+  constructor(key: Buffer, phase = 0) {
     this.key = key;
+    this.phase = phase === 0 ? 0 : PHASE_BIT;
   }
 
   /** Seals `d` in place: d = header 9 ‖ counter space 8 ‖ plaintext ‖ tag space 16. */
   seal(d: Buffer): void {
     const n = this.counter++;
-    const hi = Math.floor(n / 0x1_0000_0000);
+    const hi = (Math.floor(n / 0x1_0000_0000) | this.phase) >>> 0;
     const lo = n >>> 0;
     d.writeUInt32BE(hi, 9);
     d.writeUInt32BE(lo, 13);
@@ -140,6 +149,11 @@ export class Sealer {
 
   get exhausted(): boolean {
     return this.counter >= MAX_COUNTER;
+  }
+
+  /** Datagrams sealed with this key. */
+  get sent(): number {
+    return this.counter;
   }
 }
 
@@ -165,8 +179,10 @@ export class Opener {
     if (d.length < SEAL_BODY_AT + SEAL_TAG) return OPEN_FORGED;
     const hi = d.readUInt32BE(9);
     const lo = d.readUInt32BE(13);
-    if (hi >= 0x1_0000) return OPEN_FORGED;
-    const n = hi * 0x1_0000_0000 + lo;
+    // The phase bit (the caller picked this key by it) is part of the nonce, not of the counter.
+    const counterHi = hi & ~PHASE_BIT;
+    if (counterHi >= 0x1_0000) return OPEN_FORGED;
+    const n = counterHi * 0x1_0000_0000 + lo;
     if (!this.fresh(n)) return OPEN_REPLAYED;
     this.nonce.writeUInt32BE(hi, 4);
     this.nonce.writeUInt32BE(lo, 8);

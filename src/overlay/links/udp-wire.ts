@@ -24,8 +24,12 @@ export const PKT_NACK = 0x15;
 export const PKT_OBSERVE = 0x16;
 /** type ‖ cookie ‖ nonce u32 ‖ port u16 ‖ ip (4 or 16 bytes): the answer to an OBSERVE. */
 export const PKT_OBSERVED = 0x17;
+/** type ‖ cookie ‖ counter ‖ sealed (generation u32 ‖ fresh X25519 key) ‖ tag: new keys, please. */
+export const PKT_REKEY = 0x18;
+/** The same layout: the responder's fresh key for that generation (udp-rekey.ts). */
+export const PKT_REKEY_ACK = 0x19;
 /** The datagram types that belong to an established link. */
-export const isLinkPacket = (type: number): boolean => type >= PKT_DATA && type <= PKT_OBSERVED;
+export const isLinkPacket = (type: number): boolean => type >= PKT_DATA && type <= PKT_REKEY_ACK;
 /** type ‖ receiver's cookie (8). */
 export const DATA_HEADER = 9;
 /** RESET: type ‖ the cookie a stray datagram carried ‖ the listener's reset token for it (16). */

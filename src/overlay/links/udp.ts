@@ -22,7 +22,9 @@
 //   ACCEPT by the dialer) mean what they mean on tls://. The handshake deadline covers the exchange.
 //   Every link datagram below is sealed (udp-seal.ts: ChaCha20-Poly1305, counter nonce, replay
 //   window); one that does not open is dropped and counted, so knowing the cookie is not enough to
-//   inject or to close a link. The keys are not renewed: a link that sent 2^48 datagrams closes.
+//   inject or to close a link. The top bit of the counter is the key phase: the keys are renewed
+//   every 2 minutes (each end jitters) or after 2^30 datagrams, whichever first, by REKEY/REKEY
+//   ACK below (udp-rekey.ts); the old receive key stays for 5 s after the peer switched.
 //   Roaming: a listener's link that receives an authentic datagram from a new address (NAT
 //   rebinding) moves there; getPeers keeps showing the address it was opened from.
 //   5 CLOSE      type ‖ receiver's cookie ‖ sealed nothing: the sender closed the link (unsealed
@@ -48,6 +50,11 @@
 //   0x13 MTU PROBE: type ‖ cookie ‖ nonce u32 ‖ zero padding to the size probed
 //   0x14 MTU ACK:   type ‖ cookie ‖ nonce u32 ‖ size received u32
 //   0x15 NACK:      type ‖ cookie ‖ (frame id u32 ‖ fragment index u8)…: fragments to send again
+//   0x16 OBSERVE / 0x17 OBSERVED: NAT traversal's reflexive address (udp-wire.ts)
+//   0x18 REKEY:     type ‖ cookie ‖ counter ‖ sealed (generation u32 ‖ fresh X25519 key) ‖ tag, under
+//                   the current keys; resent until answered (bounded, then retried later)
+//   0x19 REKEY ACK: the same layout, the responder's fresh X25519 key; both derive the next keys
+//                   as the handshake does, and the dialer's REKEY wins when both ends start at once
 // No datagram is ever larger than the link's validated size (`budget`), so the kernel never
 // fragments: it starts at 1,232 bytes (a 1,280-byte IPv6 packet) and a per-link search (udp-pmtu.ts,
 // RFC 8899 in spirit) raises it towards the route's interface MTU, capped by `datagramBytes`
@@ -94,6 +101,7 @@ import {
   isLinkPacket,
 } from "./udp-link.js";
 import { PUNCH_BYTES, PunchDial } from "./udp-punch.js";
+import type { RekeyOptions } from "./udp-rekey.js";
 import { EPHEMERAL_BYTES, derivedEphemeral, randomEphemeral } from "./udp-seal.js";
 import { type RemoteInfo, type UdpErrorHandler, type UdpSocket, openUdpSocket } from "./udp-socket.js";
 
@@ -116,6 +124,8 @@ export interface UdpCommonOptions {
   datagramBytes?: number;
   congestionBytes?: number;
   hooks?: UdpHooks;
+  /** When link keys are renewed (udp-rekey.ts; tests shorten it). */
+  rekey?: Partial<RekeyOptions>;
 }
 
 export interface UdpListenerOptions extends UdpCommonOptions {
@@ -304,6 +314,7 @@ export class UdpListener {
       datagramBytes: this.o.datagramBytes ?? MAX_DATAGRAM,
       congestionBytes: this.o.congestionBytes ?? DEFAULT_CONGESTION_BYTES,
       hooks: this.o.hooks,
+      rekey: this.o.rekey,
       keys: { tx: accepted.keys.l2d, rx: accepted.keys.d2l },
       acceptPacket: accepted.packet,
       dialPriority: f.priority,
@@ -409,6 +420,7 @@ export class UdpListener {
           datagramBytes: this.o.datagramBytes ?? MAX_DATAGRAM,
           congestionBytes: this.o.congestionBytes ?? DEFAULT_CONGESTION_BYTES,
           hooks: this.o.hooks,
+          rekey: this.o.rekey,
           keys: { tx: keys.d2l, rx: keys.l2d },
           dialPriority: this.o.priority,
           resetToken: keys.resetToken,
@@ -517,6 +529,7 @@ export function dialUdp(o: UdpDialOptions): UdpDial {
       datagramBytes: o.datagramBytes ?? MAX_DATAGRAM,
       congestionBytes: o.congestionBytes ?? DEFAULT_CONGESTION_BYTES,
       hooks: o.hooks,
+      rekey: o.rekey,
       keys: { tx: keys.d2l, rx: keys.l2d },
       dialPriority: o.priority,
       resetToken: keys.resetToken,
