@@ -21,82 +21,7 @@
  * setDest(slot, address, port), connect(address, port), setTTL(ttl): 0 or -errno.
  * sourceText(i): entry i's source address as text (Node's form, with %zone), for a cache miss only.
  */
-#include <arpa/inet.h>
-#include <errno.h>
-#include <net/if.h>
-#include <netinet/in.h>
-#include <netinet/udp.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <node_api.h>
-#include <uv.h>
-
-#ifndef UDP_SEGMENT
-#define UDP_SEGMENT 103
-#endif
-#ifndef UDP_GRO
-#define UDP_GRO 104
-#endif
-
-#define RECV_SLOTS 16
-#define RECV_SLOT 65536
-#define RM_STRIDE 8
-#define SM_STRIDE 4
-#define MAX_DESTS 256
-/* The kernel's UDP_MAX_SEGMENTS was 64 before 6.x raised it; a GSO message stays under an IP packet. */
-#define GSO_MAX_SEGS 64
-#define GSO_MAX_BYTES 65000
-#define SEND_MSGS 64
-
-/* state: shared with JS (udp-native.ts names the same indices). */
-enum {
-  S_QUEUED, S_BYTES, S_DROPPED, S_ERR_SLOT, S_SENT, S_GSO_MSGS, S_GRO_BUFS, S_RECV_TRUNC, S_FLAGS,
-  S_COUNT
-};
-#define F_GRO 1
-#define F_GSO 2
-
-typedef union {
-  struct sockaddr sa;
-  struct sockaddr_in v4;
-  struct sockaddr_in6 v6;
-} addr_t;
-
-typedef struct {
-  napi_env env;
-  int fd;
-  int family;
-  uv_poll_t poll;
-  int poll_inited, poll_events, closed, poll_closed, finalized;
-  napi_ref cb_ref, rbuf_ref, rmeta_ref, sbuf_ref, smeta_ref, state_ref;
-  napi_async_context actx;
-  uint8_t *rbuf;
-  size_t rslots;
-  int32_t *rmeta;
-  size_t rmeta_entries;
-  uint8_t *sbuf;
-  size_t sbuf_len;
-  int32_t *smeta;
-  size_t smeta_entries;
-  int32_t *state;
-  /* A GSO message the kernel refused: its datagrams go one by one up to this entry. */
-  int32_t nogso_until;
-  addr_t dests[MAX_DESTS];
-  socklen_t dest_len[MAX_DESTS];
-  struct mmsghdr rmsgs[RECV_SLOTS];
-  struct iovec riov[RECV_SLOTS];
-  addr_t rsrc[RECV_SLOTS];
-  char rctl[RECV_SLOTS][CMSG_SPACE(sizeof(int))];
-  struct mmsghdr smsgs[SEND_MSGS];
-  struct iovec siov[SEND_MSGS];
-  char sctl[SEND_MSGS][CMSG_SPACE(sizeof(uint16_t))];
-  int32_t sentries[SEND_MSGS];
-} sock_t;
+#include "udp.h"
 
 #define CHECK(call)                                                   \
   do {                                                                \
@@ -183,274 +108,6 @@ static void finalize_sock(napi_env env, void *data, void *hint) {
   if (!t->poll_inited || t->poll_closed) free(t);
 }
 
-static void emit(sock_t *t, int count, int err, int slot) {
-  napi_env env = t->env;
-  napi_handle_scope scope;
-  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value cb, recv, argv[3], result;
-  if (t->cb_ref && napi_get_reference_value(env, t->cb_ref, &cb) == napi_ok && cb != NULL) {
-    napi_get_global(env, &recv);
-    napi_create_int32(env, count, &argv[0]);
-    napi_create_int32(env, err, &argv[1]);
-    napi_create_int32(env, slot, &argv[2]);
-    napi_status st = napi_make_callback(env, t->actx, recv, cb, 3, argv, &result);
-    if (st == napi_pending_exception) {
-      napi_value exc;
-      if (napi_get_and_clear_last_exception(env, &exc) == napi_ok) napi_fatal_exception(env, exc);
-    }
-  }
-  napi_close_handle_scope(env, scope);
-}
-
-static void set_poll(sock_t *t, int events);
-
-/* One entry of recvMeta per datagram; false when recvMeta is full. */
-static int add_entry(sock_t *t, size_t *n, size_t off, size_t len, const addr_t *src) {
-  if (*n >= t->rmeta_entries) return 0;
-  int32_t *m = t->rmeta + RM_STRIDE * *n;
-  m[0] = (int32_t)off;
-  m[1] = (int32_t)len;
-  if (src->sa.sa_family == AF_INET6) {
-    m[2] = ntohs(src->v6.sin6_port);
-    memcpy(&m[3], &src->v6.sin6_addr, 16);
-    m[7] = (int32_t)src->v6.sin6_scope_id;
-  } else {
-    m[2] = ntohs(src->v4.sin_port);
-    memcpy(&m[3], &src->v4.sin_addr, 4);
-    m[4] = m[5] = m[6] = m[7] = 0;
-  }
-  (*n)++;
-  return 1;
-}
-
-/* One recvmmsg and one call into JS; false when the socket had nothing more (or closed). */
-static int receive_batch(sock_t *t) {
-  size_t slots = t->rslots < RECV_SLOTS ? t->rslots : RECV_SLOTS;
-  for (size_t i = 0; i < slots; i++) {
-    t->riov[i].iov_base = t->rbuf + i * RECV_SLOT;
-    t->riov[i].iov_len = RECV_SLOT;
-    struct msghdr *h = &t->rmsgs[i].msg_hdr;
-    memset(h, 0, sizeof *h);
-    h->msg_name = &t->rsrc[i];
-    h->msg_namelen = sizeof t->rsrc[i];
-    h->msg_iov = &t->riov[i];
-    h->msg_iovlen = 1;
-    h->msg_control = t->rctl[i];
-    h->msg_controllen = sizeof t->rctl[i];
-  }
-  int got;
-  do {
-    got = recvmmsg(t->fd, t->rmsgs, (unsigned)slots, 0, NULL);
-  } while (got < 0 && errno == EINTR);
-  if (got < 0) {
-    int e = errno;
-    if (e == EAGAIN || e == EWOULDBLOCK) return 0;
-    emit(t, 0, e, -2);
-    return !t->closed;
-  }
-  size_t n = 0;
-  for (int i = 0; i < got; i++) {
-    size_t len = t->rmsgs[i].msg_len;
-    size_t off = (size_t)i * RECV_SLOT;
-    int gso = 0;
-    struct msghdr *h = &t->rmsgs[i].msg_hdr;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c != NULL; c = CMSG_NXTHDR(h, c)) {
-      if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) memcpy(&gso, CMSG_DATA(c), sizeof gso);
-    }
-    if (gso > 0 && (size_t)gso < len) {
-      t->state[S_GRO_BUFS]++;
-      for (size_t at = 0; at < len; at += (size_t)gso) {
-        size_t part = len - at < (size_t)gso ? len - at : (size_t)gso;
-        if (!add_entry(t, &n, off + at, part, &t->rsrc[i])) t->state[S_RECV_TRUNC]++;
-      }
-    } else if (!add_entry(t, &n, off, len, &t->rsrc[i])) {
-      t->state[S_RECV_TRUNC]++;
-    }
-  }
-  if (n > 0) emit(t, (int)n, 0, -2);
-  return got == (int)slots && !t->closed;
-}
-
-static int flush_queue(sock_t *t);
-
-static void on_poll(uv_poll_t *h, int status, int events) {
-  sock_t *t = (sock_t *)h->data;
-  if (t->closed) return;
-  if (status < 0) {
-    /* libuv stops the poll on POLLERR: a socket error (ECONNREFUSED from an ICMP error on a
-     * connected socket) is read and cleared here, reported, and the poll restarted. */
-    int err = 0;
-    socklen_t len = sizeof err;
-    int wanted = t->poll_events;
-    t->poll_events = 0;
-    if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0) {
-      emit(t, 0, err, -2);
-      set_poll(t, wanted);
-    } else {
-      emit(t, 0, -status, -2);
-    }
-    return;
-  }
-  if (events & UV_WRITABLE) {
-    int e = flush_queue(t);
-    if (e != 0 && !t->closed) emit(t, 0, e, t->state[S_ERR_SLOT]);
-  }
-  /* A few batches per wakeup; the level-triggered poll comes back for the rest. */
-  for (int round = 0; round < 4 && !t->closed && (events & UV_READABLE); round++) {
-    if (!receive_batch(t)) break;
-  }
-}
-
-static void set_poll(sock_t *t, int events) {
-  if (t->closed || t->poll_events == events) return;
-  if (uv_poll_start(&t->poll, events, on_poll) == 0) t->poll_events = events;
-}
-
-/*
- * Sends the queue. Returns 0 or the errno of the first datagram refused for good (the destination
- * slot in state[S_ERR_SLOT]).
- */
-static int flush_queue(sock_t *t) {
-  int32_t queued = t->state[S_QUEUED];
-  int32_t i = 0;
-  int first_err = 0;
-  int blocked = 0;
-  if (queued < 0 || (size_t)queued > t->smeta_entries) queued = 0;
-  while (i < queued && !blocked) {
-    int nmsg = 0;
-    int32_t j = i;
-    while (j < queued && nmsg < SEND_MSGS) {
-      int32_t *m = t->smeta + SM_STRIDE * j;
-      int32_t off = m[0], len = m[1], slot = m[2];
-      int32_t k = j + 1;
-      size_t total = (size_t)len;
-      if ((t->state[S_FLAGS] & F_GSO) && j >= t->nogso_until) {
-        while (k < queued && k - j < GSO_MAX_SEGS) {
-          int32_t *n = t->smeta + SM_STRIDE * k;
-          if (n[2] != slot || n[1] > len || n[0] != off + (int32_t)total || total + n[1] > GSO_MAX_BYTES) break;
-          total += (size_t)n[1];
-          k++;
-          if (n[1] < len) break; /* a shorter one ends the run */
-        }
-      }
-      if ((size_t)off + total > t->sbuf_len) { /* cannot happen unless JS broke the layout */
-        queued = j;
-        break;
-      }
-      struct msghdr *h = &t->smsgs[nmsg].msg_hdr;
-      memset(h, 0, sizeof *h);
-      t->siov[nmsg].iov_base = t->sbuf + off;
-      t->siov[nmsg].iov_len = total;
-      h->msg_iov = &t->siov[nmsg];
-      h->msg_iovlen = 1;
-      if (slot >= 0 && slot < MAX_DESTS) {
-        h->msg_name = &t->dests[slot];
-        h->msg_namelen = t->dest_len[slot];
-      }
-      if (k - j > 1) {
-        h->msg_control = t->sctl[nmsg];
-        h->msg_controllen = CMSG_SPACE(sizeof(uint16_t));
-        struct cmsghdr *c = CMSG_FIRSTHDR(h);
-        c->cmsg_level = SOL_UDP;
-        c->cmsg_type = UDP_SEGMENT;
-        c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-        uint16_t seg = (uint16_t)len;
-        memcpy(CMSG_DATA(c), &seg, sizeof seg);
-      }
-      t->sentries[nmsg] = k - j;
-      nmsg++;
-      j = k;
-    }
-    int done = 0;
-    while (done < nmsg) {
-      int r = sendmmsg(t->fd, t->smsgs + done, (unsigned)(nmsg - done), 0);
-      if (r > 0) {
-        for (int x = done; x < done + r; x++) {
-          t->state[S_SENT] += t->sentries[x];
-          if (t->sentries[x] > 1) t->state[S_GSO_MSGS]++;
-          i += t->sentries[x];
-        }
-        done += r;
-        continue;
-      }
-      int e = r == 0 ? EAGAIN : errno;
-      if (e == EINTR) continue;
-      if (e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS) {
-        blocked = 1;
-        break;
-      }
-      int count = t->sentries[done];
-      if (count > 1 && (e == EIO || e == EINVAL || e == EMSGSIZE || e == EOPNOTSUPP)) {
-        /* The device or route cannot take this GSO message: its datagrams go one by one. */
-        t->nogso_until = i + count;
-        if (e == EIO || e == EOPNOTSUPP) t->state[S_FLAGS] &= ~F_GSO;
-        break;
-      }
-      t->state[S_DROPPED] += count;
-      if (first_err == 0) {
-        first_err = e;
-        t->state[S_ERR_SLOT] = t->smeta[SM_STRIDE * i + 2];
-      }
-      i += count;
-      done++;
-    }
-  }
-  /* Keep what is left at the front of the buffer. */
-  int32_t left = queued - i;
-  if (left > 0 && i > 0) {
-    int32_t base = t->smeta[SM_STRIDE * i];
-    int32_t end = t->state[S_BYTES];
-    memmove(t->sbuf, t->sbuf + base, (size_t)(end - base));
-    memmove(t->smeta, t->smeta + SM_STRIDE * i, (size_t)left * SM_STRIDE * sizeof(int32_t));
-    for (int32_t x = 0; x < left; x++) t->smeta[SM_STRIDE * x] -= base;
-    t->state[S_BYTES] = end - base;
-  } else if (left <= 0) {
-    left = 0;
-    t->state[S_BYTES] = 0;
-  }
-  t->nogso_until = t->nogso_until > i ? t->nogso_until - i : 0;
-  t->state[S_QUEUED] = left;
-  set_poll(t, left > 0 ? UV_READABLE | UV_WRITABLE : UV_READABLE);
-  return first_err;
-}
-
-/* address text (with an optional %zone) and port into a sockaddr of `family`; 0 or an errno. */
-static int parse_addr(int family, const char *text, int port, addr_t *out, socklen_t *len) {
-  char host[INET6_ADDRSTRLEN + IF_NAMESIZE + 2];
-  snprintf(host, sizeof host, "%s", text);
-  char *zone = strchr(host, '%');
-  if (zone) *zone++ = '\0';
-  memset(out, 0, sizeof *out);
-  struct in_addr v4;
-  int is_v4 = inet_pton(AF_INET, host, &v4) == 1;
-  if (family == 4) {
-    if (!is_v4 && host[0] != '\0') return EINVAL;
-    out->v4.sin_family = AF_INET;
-    out->v4.sin_port = htons((uint16_t)port);
-    if (is_v4) out->v4.sin_addr = v4;
-    *len = sizeof out->v4;
-    return 0;
-  }
-  out->v6.sin6_family = AF_INET6;
-  out->v6.sin6_port = htons((uint16_t)port);
-  *len = sizeof out->v6;
-  if (host[0] == '\0') return 0;
-  if (is_v4) {
-    out->v6.sin6_addr.s6_addr[10] = 0xff;
-    out->v6.sin6_addr.s6_addr[11] = 0xff;
-    memcpy(&out->v6.sin6_addr.s6_addr[12], &v4, 4);
-    return 0;
-  }
-  if (inet_pton(AF_INET6, host, &out->v6.sin6_addr) != 1) return EINVAL;
-  if (zone && *zone) {
-    unsigned idx = if_nametoindex(zone);
-    if (idx == 0) idx = (unsigned)strtoul(zone, NULL, 10);
-    if (idx == 0) return EINVAL;
-    out->v6.sin6_scope_id = idx;
-  }
-  return 0;
-}
-
 static int get_string(napi_env env, napi_value v, char *out, size_t size) {
   size_t n = 0;
   return napi_get_value_string_utf8(env, v, out, size, &n) == napi_ok;
@@ -489,7 +146,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   }
   addr_t bind_addr;
   socklen_t bind_len;
-  if (parse_addr(family, host, port, &bind_addr, &bind_len) != 0) {
+  if (udp_parse_addr(family, host, port, &bind_addr, &bind_len) != 0) {
     throw_errno(env, "bind", EINVAL);
     return NULL;
   }
@@ -558,7 +215,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "UDP: internal N-API call failed");
     return NULL;
   }
-  set_poll(t, UV_READABLE);
+  udp_set_poll(t, UV_READABLE);
   return handle;
 }
 
@@ -593,7 +250,7 @@ static napi_value js_set_dest(napi_env env, napi_callback_info info) {
       port <= 0 || port > 65535 || host[0] == '\0') {
     return int_result(env, -EINVAL);
   }
-  int e = parse_addr(t->family, host, port, &t->dests[slot], &t->dest_len[slot]);
+  int e = udp_parse_addr(t->family, host, port, &t->dests[slot], &t->dest_len[slot]);
   return int_result(env, -e);
 }
 
@@ -606,7 +263,7 @@ static napi_value js_connect(napi_env env, napi_callback_info info) {
   addr_t a;
   socklen_t len;
   if (!get_string(env, argv[1], host, sizeof host) || napi_get_value_int32(env, argv[2], &port) != napi_ok ||
-      port <= 0 || port > 65535 || host[0] == '\0' || parse_addr(t->family, host, port, &a, &len) != 0) {
+      port <= 0 || port > 65535 || host[0] == '\0' || udp_parse_addr(t->family, host, port, &a, &len) != 0) {
     return int_result(env, -EINVAL);
   }
   return int_result(env, connect(t->fd, &a.sa, len) == 0 ? 0 : -errno);
@@ -616,7 +273,7 @@ static napi_value js_flush(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   sock_t *t = open_sock(env, info, 1, argv);
   if (t == NULL) return NULL;
-  return int_result(env, flush_queue(t));
+  return int_result(env, udp_flush(t));
 }
 
 static napi_value js_set_ttl(napi_env env, napi_callback_info info) {
