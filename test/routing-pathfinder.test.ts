@@ -92,6 +92,34 @@ describe("pathfinder worked example (spec 5.6): chain C–B–A", () => {
     expect(a.router.stats().delivered).toBe(delivered + 1);
   });
 
+  it("a new direct link to a destination takes its traffic at once, not after the stored route's refresh", () => {
+    const { sim, a, b, c, seen } = chain();
+    sim.sendTraffic(a, c.key, Buffer.from("x"));
+    sim.runFor(100);
+    sim.sendTraffic(c, a.key, Buffer.from("x"));
+    sim.runFor(100);
+    expect(c.router.pathEntries()[0].path).toEqual([1, 1, 0]);
+    // A punched link (NAT traversal) C–A: C's port 2. The stored route through B is still valid.
+    sim.connect(c, a);
+    expect(sim.runUntilTrue(() => sim.converged(), 30_000)).toBeDefined();
+    seen.length = 0;
+    const relayedBefore = b.router.stats().forwarded_frames ?? 0;
+    for (let i = 0; i < 5; i++) {
+      sim.sendTraffic(c, a.key, Buffer.from("y"));
+      sim.runFor(100);
+    }
+    const fromC = seen.filter(
+      (s) => s.from === "C" && (s.frame[0] === FrameType.PathTraffic || s.frame[0] === FrameType.DhtTraffic),
+    );
+    expect(fromC.map((s) => s.port)).toEqual([2, 2, 2, 2, 2]);
+    expect(b.router.stats().forwarded_frames ?? 0).toBe(relayedBefore);
+    // The route learned again leads over the direct link.
+    sim.runFor(2_000);
+    sim.sendTraffic(c, a.key, Buffer.from("z"));
+    sim.runFor(100);
+    expect(c.router.pathEntries()).toEqual([{ key: a.key, path: [2, 0] }]);
+  });
+
   it("entries expire 1 min after the last send", () => {
     const { sim, a, c } = chain();
     sim.sendTraffic(c, a.key, Buffer.from("x"));

@@ -45,6 +45,17 @@ export class Pathfinder {
   }
 
   /**
+   * A link to `key` came up: a stored route to it (through other nodes) would carry its traffic until
+   * the next refresh (up to PATH_TIMEOUT); forgetting the route sends it greedily, which picks the
+   * direct peer, and the lookup that follows learns the one-hop route. (A punched NAT link is the
+   * common case: without this, the relay keeps the traffic for a minute.)
+   */
+  peerLinked(key: Buffer): void {
+    const entry = this.paths.get(keyId(key));
+    if (entry !== undefined) entry.path = null;
+  }
+
+  /**
    * Traffic for us arrived from `dest`: tell it our label so it can look up a route to us.
    * keepAlive (traffic that came by source route or locally) uses the 1 min throttle.
    */

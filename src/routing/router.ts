@@ -107,6 +107,7 @@ export class Router implements RouterCore {
       control: new TokenBucket(perSecond, perSecond / 4),
     };
     this.peers.set(port, peer);
+    this.pf.peerLinked(key);
     this.tree.sendHello(peer);
     return port;
   }
