@@ -7,6 +7,7 @@
 //   PD_NETNS_PLANETD=yggdrasil run Debian's yggdrasil (and yggdrasilctl) wherever a test asks for
 //                              planetd: validates the tests themselves against the reference node.
 //   PD_NETNS_KEEP=1            keep the temporary directory with configs and logs after each test.
+//   PD_NETNS_TAG=c             prefix of the lab id in namespace and interface names (pdc…; ≤ 2 characters).
 import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -586,7 +587,8 @@ export class Lab {
 
   constructor() {
     installExitHook();
-    this.id = randomBytes(2).toString("hex");
+    // PD_NETNS_TAG leads the id, so engineers sharing a machine each see their own namespaces.
+    this.id = `${process.env.PD_NETNS_TAG ?? ""}${randomBytes(2).toString("hex")}`;
     this.dir = mkdtempSync(join(tmpdir(), `pd${this.id}-`));
   }
 

@@ -1,64 +1,57 @@
 // NAT traversal (issue 13) through real NATs: a public node P; routers R1 and R2 masquerade (nftables)
-// for hosts A and B behind them; A and B know only udp://P. A pings B; A and B must punch a direct
-// udp:// link within 10 s of the first ping. With `masquerade random` (endpoint-dependent mapping)
-// on both routers no direct link can appear, and A↔B traffic keeps flowing through P.
+// for hosts A and B behind them; A and B know only udp://P (support/nat-lab.ts has the topology).
+// - masquerade: a ping series A→B started while relayed crosses the switch to a punched direct link
+//   (within 10 s) with its losses stated; its RTT falls from the relayed one to a direct link's (A↔P,
+//   measured in the same run); a TCP transfer A→B afterwards leaves P's relay counters where they were.
+// - masquerade random, one observer each: both sides try, fail, and traffic keeps flowing through P.
+// - masquerade random, two observers each: both learn they are endpoint-dependent, skip the punch,
+//   and a TCP transfer A→B goes through P (its relay counters grow by at least the bytes sent).
 import { readFileSync } from "node:fs";
 import { afterEach, beforeEach, expect, it } from "vitest";
-import { Lab, type Netns, describeNetns, ping6 } from "./harness.js";
+import { type DaemonNode, Lab, describeNetns, ping6 } from "./harness.js";
+import {
+  type Internet,
+  behindNat,
+  directTo,
+  internet,
+  median,
+  natStatus,
+  pingSeries,
+  transfer,
+} from "./support/nat-lab.js";
 
 let lab: Lab;
 
 interface Topology {
-  a: Awaited<ReturnType<Lab["startPlanetd"]>>;
-  b: Awaited<ReturnType<Lab["startPlanetd"]>>;
-  p: Awaited<ReturnType<Lab["startPlanetd"]>>;
-  nsA: Netns;
-  nsB: Netns;
+  inet: Internet;
+  a: DaemonNode;
+  b: DaemonNode;
+  p: DaemonNode;
 }
 
-async function topology(random: boolean): Promise<Topology> {
-  const [nsP, nsR1, nsR2, nsA, nsB] = [
-    await lab.netns(),
-    await lab.netns(),
-    await lab.netns(),
-    await lab.netns(),
-    await lab.netns(),
-  ];
-  const r1p = await lab.link(nsR1, nsP); // 10.1.0.1 R1 — 10.1.0.2 P
-  const r2p = await lab.link(nsR2, nsP); // 10.2.0.1 R2 — 10.2.0.2 P
-  const ar1 = await lab.link(nsA, nsR1); // 10.3.0.1 A — 10.3.0.2 R1
-  const br2 = await lab.link(nsB, nsR2); // 10.4.0.1 B — 10.4.0.2 R2
-  await nsP.sysctl("net.ipv4.ip_forward", "1");
-  // The "internet" is P's two links; the private nets behind R1 and R2 are unreachable from it.
-  await nsR1.ip("route", "add", "10.2.0.0/24", "via", r1p.b.ipv4);
-  await nsR2.ip("route", "add", "10.1.0.0/24", "via", r2p.b.ipv4);
-  await nsA.ip("route", "add", "default", "via", ar1.b.ipv4);
-  await nsB.ip("route", "add", "default", "via", br2.b.ipv4);
-  for (const [r, out] of [
-    [nsR1, r1p.a.ifname],
-    [nsR2, r2p.a.ifname],
-  ] as const) {
-    await r.sysctl("net.ipv4.ip_forward", "1");
-    await r.mustExec("nft", ["add", "table", "ip", "pdnat"]);
-    await r.mustExec("nft", [
-      "add",
-      "chain",
-      "ip",
-      "pdnat",
-      "post",
-      "{ type nat hook postrouting priority 100 ; }",
-    ]);
-    const masquerade = random ? ["masquerade", "random"] : ["masquerade"];
-    await r.mustExec("nft", ["add", "rule", "ip", "pdnat", "post", "oifname", out, ...masquerade]);
+/** P listens on udp:12345; with `secondObserver`, P2 (router-only, same namespace) on udp:12346. */
+async function topology(random: boolean, secondObserver = false): Promise<Topology> {
+  const inet = await internet(lab);
+  const nsA = await behindNat(lab, inet.r1, random);
+  const nsB = await behindNat(lab, inet.r2, random);
+  const p = await lab.startPlanetd(inet.nsP, "pdP", { listen: ["udp://0.0.0.0:12345"] });
+  const peersA = [`udp://${inet.r1.p}:12345`];
+  const peersB = [`udp://${inet.r2.p}:12345`];
+  if (secondObserver) {
+    // A second udp:// peer at another address: each side compares the two reflexive answers.
+    // One listener per address: an unbound socket would answer A from the address facing A's router.
+    const listen = [`udp://${inet.r1.p}:12346`, `udp://${inet.r2.p}:12346`];
+    await lab.startPlanetd(inet.nsP, "pdP2", { listen, ifName: "none" });
+    peersA.push(`udp://${inet.r2.p}:12346`);
+    peersB.push(`udp://${inet.r1.p}:12346`);
   }
-  const p = await lab.startPlanetd(nsP, "pdP", { listen: ["udp://0.0.0.0:12345"] });
-  const a = await lab.startPlanetd(nsA, "pdA", { peers: [`udp://${r1p.b.ipv4}:12345`] });
-  const b = await lab.startPlanetd(nsB, "pdB", { peers: [`udp://${r2p.b.ipv4}:12345`] });
-  return { a, b, p, nsA, nsB };
+  const a = await lab.startPlanetd(nsA, "pdA", { peers: peersA });
+  const b = await lab.startPlanetd(nsB, "pdB", { peers: peersB });
+  for (const n of [a, b]) {
+    await lab.waitFor(async () => (await n.getPeers()).length === peersA.length, 30_000, `${n.name} linked`);
+  }
+  return { inet, a, b, p };
 }
-
-const directTo = async (node: Topology["a"], key: string) =>
-  (await node.getPeers()).find((peer) => peer.key === key && peer.remote.startsWith("udp://"));
 
 describeNetns("NAT traversal between planetd nodes behind NATs", () => {
   beforeEach(() => {
@@ -68,41 +61,93 @@ describeNetns("NAT traversal between planetd nodes behind NATs", () => {
     await lab.cleanup();
   });
 
-  it("endpoint-independent NATs: A and B punch a direct udp:// link within 10 s of the first ping", async () => {
-    const { a, b, nsA } = await topology(false);
-    await lab.waitFor(async () => (await a.getPeers()).length === 1, 30_000, "A linked to P");
-    await lab.waitFor(async () => (await b.getPeers()).length === 1, 30_000, "B linked to P");
-    const firstPing = Date.now();
-    const before = await ping6(nsA, b.address, { count: 3, intervalS: 0.2 });
-    expect(before.received, before.output).toBeGreaterThan(0);
-    await lab.waitFor(
-      async () => (await directTo(a, b.key)) !== undefined && (await directTo(b, a.key)) !== undefined,
-      10_000 - (Date.now() - firstPing),
+  it("endpoint-independent NATs: a direct link within 10 s, the RTT of a direct link, no loss past the switch, P relays nothing after", async () => {
+    const { a, b, p } = await topology(false);
+    // A ping every 10 ms from before the first packet until well after the switch.
+    const started = Date.now();
+    const series = pingSeries(a.ns, b.address, 400, 0.01);
+    const switchedAt = await lab.waitFor(
+      async () => ((await directTo(a, b.key)) && (await directTo(b, a.key)) ? Date.now() : undefined),
+      10_000,
       "A and B list each other as udp:// peers",
     );
-    const took = Date.now() - firstPing;
-    const ab = (await directTo(a, b.key))!;
-    const ba = (await directTo(b, a.key))!;
-    const after = await ping6(nsA, b.address, { count: 20, intervalS: 0.1 });
-    console.log(
-      `direct link after ${took} ms; A sees B at ${ab.remote}, B sees A at ${ba.remote}; ` +
-        `ping before ${before.output.split("\n").at(-2)}; after ${after.output.split("\n").at(-2)}`,
+    const s = await series;
+    // A direct link's RTT between two planetd nodes, on this machine now (all three warmed up by the
+    // series): A↔P over their udp:// link, once their session is up.
+    await lab.waitFor(
+      async () => (await ping6(a.ns, p.address, { count: 1 })).received === 1,
+      10_000,
+      "a first ping A→P",
     );
-    expect(after.lossPercent, after.output).toBe(0);
-    const punched = (await a.ctl("getPeers")) as { peers: Array<{ key: string; punched?: boolean }> };
-    expect(punched.peers.find((peer) => peer.key === b.key)?.punched).toBe(true);
+    const baseline = await pingSeries(a.ns, p.address, 200, 0.01);
+    expect(baseline.lost, baseline.output).toEqual([]);
+    const took = switchedAt - started;
+    expect(took).toBeLessThan(10_000);
+    // Relayed: replies from the first one until the punch could have finished (the direct link was
+    // seen at switchedAt, polled every 200 ms); direct: from 1 s after it was seen.
+    const relayed = s.replies.filter((r) => r.at < switchedAt - 400).map((r) => r.rtt);
+    const direct = s.replies.filter((r) => r.at > switchedAt + 1000).map((r) => r.rtt);
+    const p90Base = [...baseline.replies.map((r) => r.rtt)].sort((x, y) => x - y)[
+      Math.floor(baseline.replies.length * 0.9)
+    ]!;
+    const [mBase, mRelayed, mDirect] = [
+      median(baseline.replies.map((r) => r.rtt)),
+      median(relayed),
+      median(direct),
+    ];
+    // Every loss is before the first reply (the session is being set up, relayed) or within the
+    // switch-over (the 2 s before the direct link was seen, up to 1 s after it).
+    const sentAt = (seq: number) => started + (seq - 1) * 10;
+    const firstReply = Math.min(...s.replies.map((r) => r.seq));
+    const outside = s.lost.filter(
+      (seq) => seq > firstReply && (sentAt(seq) < switchedAt - 2000 || sentAt(seq) > switchedAt + 1000),
+    );
+    const punchedA = await natStatus(a);
+    const punchedB = await natStatus(b);
+    console.log(
+      `direct link ${took} ms after the first ping; ping every 10 ms: ${s.transmitted} sent, ` +
+        `${s.lost.filter((q) => q < firstReply).length} lost before the first reply (session set-up), ` +
+        `${s.lost.filter((q) => q > firstReply).length} after it (seq ${s.lost.filter((q) => q > firstReply).join(",") || "none"}); ` +
+        `median RTT relayed ${mRelayed} ms (${relayed.length} replies), direct ${mDirect} ms ` +
+        `(${direct.length}), A↔P link ${mBase} ms (90th percentile ${p90Base}); ` +
+        `A getNat ${JSON.stringify(punchedA)}`,
+    );
+    expect(outside, s.output).toEqual([]);
+    expect(s.replies.length).toBeGreaterThanOrEqual(400); // -w: ping sends until 400 replies came
+    // The RTT dropped, to a direct link's: the median over the punched link is within the spread of
+    // A↔P's (at most its 90th percentile).
+    expect(mDirect).toBeLessThan(mRelayed);
+    expect(mDirect).toBeLessThanOrEqual(p90Base);
+
+    // Both sides list the other as a punched peer, and counted the punch.
+    expect(punchedA.punched_peers?.map((x) => x.key)).toEqual([b.key]);
+    expect(punchedB.punched_peers?.map((x) => x.key)).toEqual([a.key]);
+    for (const n of [punchedA, punchedB]) {
+      expect(n.punch_attempts).toBeGreaterThanOrEqual(1);
+      expect(n.punch_successes).toBeGreaterThanOrEqual(1);
+    }
+
+    // P relayed the pings before the switch; a TCP transfer over the direct link adds nothing there.
+    const before = await natStatus(p);
+    expect(before.forwarded_frames).toBeGreaterThan(0);
+    const bytes = await transfer(a, b, 16);
+    const after = await natStatus(p);
+    console.log(
+      `16 MiB A→B over the punched link: P relayed ${after.forwarded_frames - before.forwarded_frames} frames, ` +
+        `${after.forwarded_bytes - before.forwarded_bytes} bytes (before: ${before.forwarded_frames} frames)`,
+    );
+    expect(bytes).toBe(16 * 1048576);
+    expect(after.forwarded_frames - before.forwarded_frames).toBe(0);
   });
 
-  it("endpoint-dependent NATs (masquerade random): no direct link, traffic keeps flowing through P", async () => {
-    const { a, b, nsA } = await topology(true);
-    await lab.waitFor(async () => (await a.getPeers()).length === 1, 30_000, "A linked to P");
-    await lab.waitFor(async () => (await b.getPeers()).length === 1, 30_000, "B linked to P");
+  it("endpoint-dependent NATs (masquerade random), one observer each: both try and fail, traffic keeps flowing through P", async () => {
+    const { a, b } = await topology(true);
     await lab.waitFor(
-      async () => (await ping6(nsA, b.address, { count: 1 })).received === 1,
+      async () => (await ping6(a.ns, b.address, { count: 1 })).received === 1,
       20_000,
       "a first ping A→B through P",
     );
-    const r = await ping6(nsA, b.address, { count: 60, intervalS: 0.2 });
+    const r = await ping6(a.ns, b.address, { count: 60, intervalS: 0.1 });
     console.log(`through P with punching failing: ${r.output.split("\n").slice(-3).join(" | ")}`);
     expect(r.lossPercent, r.output).toBe(0);
     expect(await directTo(a, b.key)).toBeUndefined();
@@ -110,6 +155,48 @@ describeNetns("NAT traversal between planetd nodes behind NATs", () => {
     // The punch was tried and failed (not merely never started), on both sides.
     for (const node of [a, b]) {
       expect(readFileSync(node.logPath, "utf8")).toMatch(/NAT traversal: no direct link to/);
+      const nat = await natStatus(node);
+      expect(nat.mapping).toBe("unknown");
+      expect(nat.punch_attempts).toBeGreaterThanOrEqual(1);
+      expect(nat.punch_successes).toBe(0);
     }
+  });
+
+  it("endpoint-dependent NATs seen by two observers: no punch at all, counted as skipped, P relays the traffic", async () => {
+    const { a, b, p } = await topology(true, true);
+    for (const n of [a, b]) {
+      await lab.waitFor(
+        async () => (await natStatus(n)).mapping === "dependent",
+        15_000,
+        `${n.name} to find its mapping endpoint-dependent`,
+      );
+    }
+    await lab.waitFor(
+      async () => (await ping6(a.ns, b.address, { count: 1 })).received === 1,
+      20_000,
+      "a first ping A→B through P",
+    );
+    await lab.waitFor(
+      async () => (await natStatus(a)).punch_skipped! >= 1 && (await natStatus(b)).punch_skipped! >= 1,
+      10_000,
+      "both sides to skip the punch",
+    );
+    const before = await natStatus(p);
+    const bytes = await transfer(a, b, 4);
+    const r = await ping6(a.ns, b.address, { count: 30, intervalS: 0.1 });
+    const after = await natStatus(p);
+    const [na, nb] = [await natStatus(a), await natStatus(b)];
+    console.log(
+      `skipped: A ${JSON.stringify(na)}; B ${JSON.stringify(nb)}; 4 MiB A→B: P relayed ` +
+        `${after.forwarded_bytes - before.forwarded_bytes} bytes; ${r.output.split("\n").slice(-3).join(" | ")}`,
+    );
+    expect(r.lossPercent, r.output).toBe(0);
+    expect(after.forwarded_bytes - before.forwarded_bytes).toBeGreaterThan(bytes);
+    for (const n of [na, nb]) {
+      expect(n.punch_attempts).toBe(0);
+      expect(n.punch_skipped).toBeGreaterThanOrEqual(1);
+    }
+    expect(await directTo(a, b.key)).toBeUndefined();
+    expect(readFileSync(a.logPath, "utf8")).not.toMatch(/NAT traversal: no direct link to/);
   });
 });
