@@ -66,13 +66,13 @@ export async function behindNat(lab: Lab, router: Router, random: boolean): Prom
 }
 
 /** A host with a public address: its own link to P, which the routers reach through P. */
-export async function publicHost(lab: Lab, inet: Internet): Promise<{ ns: Netns; ip: string }> {
+export async function publicHost(lab: Lab, inet: Internet): Promise<{ ns: Netns; ip: string; p: string }> {
   const ns = await lab.netns();
   const veth = await lab.link(ns, inet.nsP);
   await ns.ip("route", "add", "default", "via", veth.b.ipv4);
   const net = `${veth.a.ipv4.split(".").slice(0, 3).join(".")}.0/24`;
   for (const r of [inet.r1, inet.r2]) await r.ns.ip("route", "add", net, "via", r.p);
-  return { ns, ip: veth.a.ipv4 };
+  return { ns, ip: veth.a.ipv4, p: veth.b.ipv4 };
 }
 
 export const directTo = async (node: DaemonNode, key: string) =>

@@ -9,6 +9,7 @@ import type { Link } from "../overlay/links/link.js";
 import type { LinkManager } from "../overlay/links/manager.js";
 import { UdpLink } from "../overlay/links/udp-link.js";
 import { type Candidate, type NatOptions, NatTraversal, mappingName } from "../overlay/nat.js";
+import { ipBytes } from "../util/ip-bytes.js";
 
 export interface NatDriverOptions {
   selfKey: Buffer;
@@ -35,6 +36,8 @@ export class NatDriver {
   private local: Candidate[] = [];
   private punchPort = 0;
   private punchFamily: 4 | 6 | undefined;
+  /** False once a udp:// peer saw the punch socket at one of our own addresses: no NAT to open. */
+  private behindNat = true;
   private readonly o: NatDriverOptions;
   private readonly udpLinks = new Set<UdpLink>();
   private readonly pendingObserves = new Map<number, UdpLink>();
@@ -157,22 +160,26 @@ export class NatDriver {
       return;
     }
     const out = new Map<string, Candidate>();
-    for (const c of this.nat.reflexive.addresses()) out.set(`${c.ip}|${c.port}`, c);
+    const reflexive = this.nat.reflexive.addresses();
+    for (const c of reflexive) out.set(`${c.ip}|${c.port}`, c);
+    const own = new Set<string>();
     for (const addrs of Object.values(networkInterfaces())) {
       for (const a of addrs ?? []) {
         if (a.internal || (a.family === "IPv4" ? 4 : 6) !== this.punchFamily) continue;
+        own.add(ipBytes(a.address)?.toString("hex") ?? a.address);
         if (a.family === "IPv6" && a.address.toLowerCase().startsWith("fe80")) continue;
-        if (out.size >= MAX_LOCAL_CANDIDATES + 4) break;
+        if (out.size >= MAX_LOCAL_CANDIDATES + 4) continue;
         out.set(`${a.address}|${this.punchPort}`, { ip: a.address, port: this.punchPort });
       }
     }
     this.local = [...out.values()];
+    this.behindNat = !reflexive.some((c) => own.has(ipBytes(c.ip)?.toString("hex") ?? c.ip));
   }
 
   private async punch(dest: Buffer, candidates: Candidate[], dial: boolean): Promise<void> {
     const started = Date.now();
     const link = await this.o.links
-      .punch(dest, candidates, dial, this.o.punchMs ?? 5000)
+      .punch(dest, candidates, dial, this.o.punchMs ?? 5000, this.behindNat)
       .catch(() => undefined);
     const now = Date.now();
     this.nat.punchDone(dest, link !== undefined, now);

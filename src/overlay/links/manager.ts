@@ -703,8 +703,9 @@ export class LinkManager {
     candidates: Array<{ ip: string; port: number }>,
     dial: boolean,
     timeoutMs: number,
+    behindNat = true,
   ): Promise<UdpLink | undefined> {
-    return this.puncher.punch(key, candidates, dial, timeoutMs);
+    return this.puncher.punch(key, candidates, dial, timeoutMs, behindNat);
   }
 
   private async listenUdp(

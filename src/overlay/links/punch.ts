@@ -77,12 +77,20 @@ export class Puncher {
     );
   }
 
-  /** Punches a udp:// link to `key` at `candidates`. Resolves with the link or undefined. */
+  /**
+   * Punches a udp:// link to `key` at `candidates`. Resolves with the link or undefined.
+   * `behindNat` false (our reflexive address is one of our own): nothing to open here, and sending
+   * before the peer opened its NAT would do harm. A Linux NAT that receives our datagram for its own
+   * address first (the low hop limit does not stop a datagram addressed to the NAT itself) keeps a
+   * conntrack entry that moves the peer's mapping to another port; so this side stays silent for
+   * the opening phase.
+   */
   async punch(
     key: Buffer,
     candidates: Array<{ ip: string; port: number }>,
     dial: boolean,
     timeoutMs: number,
+    behindNat = true,
   ): Promise<UdpLink | undefined> {
     const hex = key.toString("hex");
     if (this.host.stopped() || this.waiters.has(hex) || this.host.refusal(key) !== undefined) {
@@ -103,8 +111,8 @@ export class Puncher {
     // so neither NAT sees the other's datagrams before it has its own mapping; then the dialer
     // sends INITs at the normal hop limit and the other side keeps its mapping open.
     const sockets = [...new Set(targets.map((t) => t.socket))];
-    for (const socket of sockets) socket.lowTtl(true);
-    let lowTtl = true;
+    let lowTtl = behindNat;
+    if (lowTtl) for (const socket of sockets) socket.lowTtl(true);
     const restoreTtl = (): void => {
       if (!lowTtl) return;
       lowTtl = false;
@@ -113,14 +121,22 @@ export class Puncher {
     const open = (): void => {
       for (const t of targets) t.socket.punchOpen(t.ip, t.port);
     };
-    open();
-    const opener = setInterval(open, PUNCH_INTERVAL_MS);
+    let opener: NodeJS.Timeout | undefined;
+    if (behindNat) {
+      open();
+      opener = setInterval(open, PUNCH_INTERVAL_MS);
+    }
     const dials: Array<ReturnType<UdpListener["punchDial"]>> = [];
     let winner: UdpLink | undefined;
     let done = false;
     const startDials = setTimeout(() => {
       restoreTtl();
-      if (!dial || done) return;
+      if (done) return;
+      if (!dial) {
+        // The side that only opens: a public one starts now, at the normal hop limit.
+        opener ??= setInterval(open, PUNCH_INTERVAL_MS);
+        return;
+      }
       clearInterval(opener);
       for (const t of targets) {
         const d = t.socket.punchDial({
