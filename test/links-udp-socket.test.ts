@@ -31,6 +31,7 @@ interface Received {
   data: Buffer;
   address: string;
   port: number;
+  key: string;
 }
 
 /** Collects datagrams (copied: the views are valid only during the call) until `count` arrived. */
@@ -39,7 +40,7 @@ function collect(s: UdpSocket, count: number, ms = 5000): Promise<Received[]> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`only ${got.length} of ${count} datagrams`)), ms);
     s.onMessage((msg, from) => {
-      got.push({ data: Buffer.from(msg), address: from.address, port: from.port });
+      got.push({ data: Buffer.from(msg), address: from.address, port: from.port, key: from.key });
       if (got.length === count) {
         clearTimeout(timer);
         resolve(got);
@@ -74,7 +75,10 @@ describe.skipIf(!native)("native udp socket", () => {
     for (const d of sent) a.send(d, b.address().port, "127.0.0.1");
     const got = await done;
     expect(got.map((g) => g.data)).toEqual(sent);
-    expect(got.every((g) => g.address === "127.0.0.1" && g.port === a.address().port)).toBe(true);
+    const key = `127.0.0.1|${a.address().port}`;
+    expect(got.every((g) => g.address === "127.0.0.1" && g.port === a.address().port && g.key === key)).toBe(
+      true,
+    );
     expect(a.state[S_SENT]).toBe(sent.length);
     expect(a.state[S_DROPPED]).toBe(0);
     expect(a.state[S_FLAGS]! & F_GSO).toBe(F_GSO);
@@ -126,7 +130,11 @@ describe.skipIf(!native)("native udp socket", () => {
       [1, 2],
     ]);
     expect((await atC).map((g) => g.data[1])).toEqual([0, 1, 2]);
-    expect(fromB[0]).toMatchObject({ address: "::1", port: a.address().port });
+    expect(fromB[0]).toMatchObject({
+      address: "::1",
+      port: a.address().port,
+      key: `::1|${a.address().port}`,
+    });
     const back = collect(a, 1);
     b.send(Buffer.from("pong"), fromB[0]!.port, fromB[0]!.address);
     expect((await back)[0]!.data.toString()).toBe("pong");
@@ -196,8 +204,11 @@ describe("udp socket selection", () => {
     d.send(Buffer.from("bb"), n.address().port, "127.0.0.1");
     const got = await atN;
     expect(got.map((g) => g.data.toString())).toEqual(["a", "bb"]);
+    expect(got[0]!.key).toBe(`127.0.0.1|${d.address().port}`);
     const atD = collect(d, 1);
     n.send(Buffer.from("ccc"), got[0]!.port, got[0]!.address);
-    expect((await atD)[0]!.data.toString()).toBe("ccc");
+    const back = (await atD)[0]!;
+    expect(back.data.toString()).toBe("ccc");
+    expect(back.key).toBe(`127.0.0.1|${n.address().port}`);
   });
 });

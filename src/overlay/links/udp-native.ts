@@ -118,7 +118,7 @@ export class NativeUdpSocket implements UdpSocket {
   private messageHandler: UdpMessageHandler | undefined;
   private errorHandler: UdpErrorHandler | undefined;
   /** The source of the last datagram, as raw words (udp.c's layout) and as the object handed out. */
-  private readonly from: RemoteInfo = { address: "", port: 0 };
+  private readonly from: RemoteInfo = { address: "", port: 0, key: "" };
   private readonly fromWords = new Int32Array(5);
   private fromKnown = false;
   /** Destination slots in the addon, by address and then port; destText for error messages. */
@@ -270,8 +270,12 @@ export class NativeUdpSocket implements UdpSocket {
         from.address = this.lib.sourceText(this.handle, i);
         for (let w = 0; w < 5; w++) words[w] = meta[m + 3 + w]!;
         this.fromKnown = true;
+        from.port = -1;
       }
-      from.port = meta[m + 2]!;
+      if (from.port !== meta[m + 2]) {
+        from.port = meta[m + 2]!;
+        from.key = `${from.address}|${from.port}`;
+      }
       const off = meta[m]!;
       this.messageHandler?.(this.recvBuf.subarray(off, off + meta[m + 1]!), from);
     }

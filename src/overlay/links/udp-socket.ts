@@ -8,6 +8,8 @@ import { type NativeUdpAddon, loadNativeUdp, openNativeUdp } from "./udp-native.
 export interface RemoteInfo {
   address: string;
   port: number;
+  /** "address|port", the key listeners file links under (the native socket keeps it while the source stays). */
+  key: string;
 }
 
 export type UdpMessageHandler = (msg: Buffer, from: RemoteInfo) => void;
@@ -91,7 +93,10 @@ class DgramUdpSocket implements UdpSocket {
 
   private constructor(socket: dgram.Socket) {
     this.socket = socket;
-    socket.on("message", (msg: Buffer, rinfo: dgram.RemoteInfo) => this.messageHandler?.(msg, rinfo));
+    socket.on("message", (msg: Buffer, rinfo: dgram.RemoteInfo & { key?: string }) => {
+      rinfo.key = `${rinfo.address}|${rinfo.port}`;
+      this.messageHandler?.(msg, rinfo as RemoteInfo);
+    });
     socket.on("error", (e: Error) => this.errorHandler?.(e));
   }
 

@@ -196,18 +196,18 @@ export class UdpListener {
     const type = msg[0];
     if (type === PKT_OBSERVE) {
       // May come from another socket of the peer than its link's: answered, never a reason to move.
-      const at = this.links.get(`${rinfo.address}|${rinfo.port}`);
+      const at = this.links.get(rinfo.key);
       const link = at?.matches(msg) ? at : this.byCookie.get(msg.toString("latin1", 1, DATA_HEADER));
       link?.receive(msg, rinfo.address, rinfo.port);
       return;
     }
-    const punch = this.punches.size > 0 ? this.punches.get(`${rinfo.address}|${rinfo.port}`) : undefined;
+    const punch = this.punches.size > 0 ? this.punches.get(rinfo.key) : undefined;
     if (punch && (type === PKT_CHALLENGE || type === PKT_ACCEPT || type === PKT_CLOSE)) {
       punch.onMessage(msg);
       return;
     }
     if (isLinkPacket(type)) {
-      const link = this.links.get(`${rinfo.address}|${rinfo.port}`);
+      const link = this.links.get(rinfo.key);
       if (link?.matches(msg)) link.receive(msg);
       else if (!link) {
         // Roaming: an authentic datagram of a link from a new address (NAT rebinding) moves it there.
@@ -228,12 +228,12 @@ export class UdpListener {
     }
     if (type === PKT_RESET) {
       // For a link this socket dialled (hole punching).
-      const link = this.links.get(`${rinfo.address}|${rinfo.port}`);
+      const link = this.links.get(rinfo.key);
       if (link?.outbound) link.receiveReset(msg);
       return;
     }
     if (type === PKT_CLOSE) {
-      const link = this.links.get(`${rinfo.address}|${rinfo.port}`);
+      const link = this.links.get(rinfo.key);
       if (link?.matches(msg)) link.receiveClose(msg);
       return;
     }
@@ -267,7 +267,7 @@ export class UdpListener {
     const dialer = f.dialerCookie;
     const cookie = this.cookieFor(rinfo, dialer, f.ephemeral);
     if (!cookie.equals(f.listenerCookie)) return; // spoofed or stale: no state, no answer
-    const key = `${rinfo.address}|${rinfo.port}`;
+    const key = rinfo.key;
     const existing = this.links.get(key);
     if (existing?.hasLocalCookie(cookie)) {
       // Our ACCEPT was lost: say it again.
@@ -332,7 +332,7 @@ export class UdpListener {
 
   private rebind(link: UdpLink, rinfo: RemoteInfo): void {
     const from = `${link.peerAddress}|${link.peerPort}`;
-    const to = `${rinfo.address}|${rinfo.port}`;
+    const to = rinfo.key;
     if (this.links.get(to)) return; // another link lives there now; this one stays where it was
     if (this.links.get(from) === link) this.links.delete(from);
     this.links.set(to, link);
