@@ -3,16 +3,20 @@
 # 2-core machines here swing by 20 %, so only medians of interleaved rounds are compared.
 #   sudo bench/iperf-rounds.sh                 (3 rounds of planetd tcp://, planetd udp://, yggdrasil)
 #   ROUNDS=5 IFMTU=1420 IPERF_SECONDS=8 sudo bench/iperf-rounds.sh
+#   KINDS="udp udp-dgram" sudo bench/iperf-rounds.sh   (udp-dgram: udp:// on node:dgram, PLANETD_UDP_SOCKET=dgram)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${ROUNDS:-3}
 export IFMTU=${IFMTU:-65535} IPERF_SECONDS=${IPERF_SECONDS:-10}
 
-declare -A runs=([tcp]="" [udp]="" [yggdrasil]="")
+kinds=${KINDS:-tcp udp yggdrasil}
+declare -A runs=([tcp]="" [udp]="" [udp-dgram]="" [yggdrasil]="")
 for r in $(seq 1 "$rounds"); do
-  for kind in tcp udp yggdrasil; do
+  for kind in $kinds; do
     if [ "$kind" = yggdrasil ]; then
       v=$(bash bench/iperf.sh __one yggdrasil) || v=""
+    elif [ "$kind" = udp-dgram ]; then
+      v=$(PLANETD_LINK=udp PLANETD_UDP_SOCKET=dgram bash bench/iperf.sh __one planetd) || v=""
     else
       v=$(PLANETD_LINK=$kind bash bench/iperf.sh __one planetd) || v=""
     fi
@@ -21,12 +25,17 @@ for r in $(seq 1 "$rounds"); do
   done
 done
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {if (NR == 0) print "nan"; else if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+median() { tr ' ' '\n' | { grep -v '^$' || true; } | sort -n | awk '{a[NR]=$1} END {if (NR == 0) print "nan"; else if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 tcp=$(echo "${runs[tcp]}" | median)
 udp=$(echo "${runs[udp]}" | median)
+udpd=$(echo "${runs[udp-dgram]}" | median)
 ygg=$(echo "${runs[yggdrasil]}" | median)
 echo "iperf3 one stream, ${IPERF_SECONDS} s, IfMTU ${IFMTU}, medians of ${rounds} interleaved rounds, $(nproc) CPUs"
 echo "planetd tcp://:    ${tcp} Mbit/s  (${runs[tcp]})"
 echo "planetd udp://:    ${udp} Mbit/s  (${runs[udp]})"
+[ -n "${runs[udp-dgram]}" ] && echo "udp:// on dgram:   ${udpd} Mbit/s  (${runs[udp-dgram]})"
 echo "yggdrasil 0.4.7:   ${ygg} Mbit/s  (${runs[yggdrasil]})"
-node -e "const [t,u,y]=[${tcp:-NaN},${udp:-NaN},${ygg:-NaN}]; console.log('ratios: tcp/yggdrasil ' + (t/y).toFixed(2) + ', udp/yggdrasil ' + (u/y).toFixed(2) + ', udp/tcp ' + (u/t).toFixed(2))"
+node -e "const [t,u,y]=[${tcp/nan/NaN},${udp/nan/NaN},${ygg/nan/NaN}]; console.log('ratios: tcp/yggdrasil ' + (t/y).toFixed(2) + ', udp/yggdrasil ' + (u/y).toFixed(2) + ', udp/tcp ' + (u/t).toFixed(2))"
+if [ -n "${runs[udp-dgram]}" ]; then
+  node -e "console.log('udp:// native socket / node:dgram: ' + (${udp/nan/NaN} / ${udpd/nan/NaN}).toFixed(2))"
+fi

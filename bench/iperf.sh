@@ -6,6 +6,11 @@
 #   bench/iperf.sh [both|planetd|yggdrasil]    (default both; seconds per run: IPERF_SECONDS=10)
 #   PLANETD_LINK=udp bench/iperf.sh            (the planetd pair over planetd's own udp:// link)
 #   IFMTU=1420 bench/iperf.sh                  (both pairs' TUN MTU; default 65535)
+#   PLANETD_UDP_SOCKET=dgram PLANETD_LINK=udp bench/iperf.sh   (udp:// on node:dgram, not the addon)
+#   PD_NETNS_TAG=a bench/iperf.sh              (namespaces pda…; default pdb…)
+#   IPERF_FLAGS="-C cubic" bench/iperf.sh      (extra iperf3 client flags: here the inner flow's congestion control)
+# Each run also prints the namespaces' IP fragment counters (IpFragCreates, Ip6FragCreates, which must
+# stay 0: udp:// never sends over the path MTU, GSO segments are not fragments) and UDP buffer drops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -63,7 +68,9 @@ EOF
 
 daemon() { # impl ns conf log
   if [ "$1" = planetd ]; then
-    start_in "$2" "$4" node bin/planetd run --config "$3"
+    # PLANETD_NODE_FLAGS: e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile both daemons.
+    # shellcheck disable=SC2086
+    start_in "$2" "$4" node ${PLANETD_NODE_FLAGS:-} bin/planetd run --config "$3"
   else
     start_in "$2" "$4" yggdrasil -useconffile "$3"
   fi
@@ -87,16 +94,17 @@ wait_listening() { # ns port what log [udp]
 measure() {
   local impl=$1 id a b
   id=$(od -An -N2 -tx1 /dev/urandom | tr -d ' \n')
-  a="pdb${id}a" b="pdb${id}b"
+  local tag=${PD_NETNS_TAG:-b}
+  a="pd${tag}${id}a" b="pd${tag}${id}b"
   namespaces+=("$a" "$b")
   ip netns add "$a"
   ip netns add "$b"
-  ip link add "pdb${id}va" netns "$a" type veth peer name "pdb${id}vb" netns "$b"
+  ip link add "pd${tag}${id}va" netns "$a" type veth peer name "pd${tag}${id}vb" netns "$b"
   for ns in "$a" "$b"; do ip -n "$ns" link set lo up; done
-  ip -n "$a" addr add 10.77.0.1/24 dev "pdb${id}va"
-  ip -n "$b" addr add 10.77.0.2/24 dev "pdb${id}vb"
-  ip -n "$a" link set "pdb${id}va" up
-  ip -n "$b" link set "pdb${id}vb" up
+  ip -n "$a" addr add 10.77.0.1/24 dev "pd${tag}${id}va"
+  ip -n "$b" addr add 10.77.0.2/24 dev "pd${tag}${id}vb"
+  ip -n "$a" link set "pd${tag}${id}va" up
+  ip -n "$b" link set "pd${tag}${id}vb" up
 
   local dir="$work/$impl"
   mkdir -p "$dir"
@@ -128,13 +136,18 @@ measure() {
   start_in "$a" "$dir/iperf-server.log" iperf3 -s -1 -B "$addr_a"
   wait_listening "$a" 5201 "iperf3 server" "$dir/iperf-server.log"
   local json
-  if ! json=$(timeout $((seconds + 30)) ip netns exec "$b" iperf3 -6 -c "$addr_a" -t "$seconds" -J); then
+  if ! json=$(timeout $((seconds + 30)) ip netns exec "$b" iperf3 -6 -c "$addr_a" -t "$seconds" ${IPERF_FLAGS:-} -J); then
     echo "$impl: iperf3 failed: $(echo "$json" | tail -n 5)" >&2
     return 1
   fi
+  local ns
+  for ns in "$a" "$b"; do
+    echo "$impl $ns: $(ip netns exec "$ns" nstat -asz IpFragCreates Ip6FragCreates UdpRcvbufErrors UdpSndbufErrors Udp6RcvbufErrors | awk 'NR > 1 {printf "%s=%s ", $1, $2}')" >&2
+  done
   echo "$json" | node -e '
     let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
       const r = JSON.parse(s);
+      console.error(`iperf3 sender retransmits: ${r.end.sum_sent.retransmits}`);
       console.log((r.end.sum_received.bits_per_second / 1e6).toFixed(1));
     });'
 }
