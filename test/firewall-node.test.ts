@@ -1,7 +1,7 @@
 // The firewall in whole Nodes over in-memory links: the adapter applies it, a reload swaps the rules
 // (or is refused in one line, changing nothing), and the views and metrics read its counters.
 import { afterEach, describe, expect, it } from "vitest";
-import { createMetricsRegistry } from "../src/admin/metrics.js";
+import { createMetricsRegistry } from "../src/admin/metrics-registry.js";
 import type { PlanetConfig } from "../src/config/config.js";
 import { ReloadRefused } from "../src/daemon/reload.js";
 import { metricsSnapshotFor } from "../src/daemon/views.js";

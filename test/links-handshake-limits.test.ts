@@ -3,7 +3,7 @@
 // to different 127.0.0.x addresses (one source each).
 import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { createMetricsRegistry } from "../src/admin/metrics.js";
+import { createMetricsRegistry } from "../src/admin/metrics-registry.js";
 import { Identity } from "../src/crypto/identity.js";
 import { HandshakeSlots, sourceOf } from "../src/overlay/links/handshake-slots.js";
 import { encodeMetadata } from "../src/overlay/links/stream.js";

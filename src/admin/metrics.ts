@@ -1,8 +1,7 @@
 // Opt-in Prometheus endpoint. The data path only bumps plain numbers; everything here is read from
 // one snapshot taken per scrape, so metrics cost nothing between scrapes.
-import http from "node:http";
 import type net from "node:net";
-import { Counter, Gauge, Registry, collectDefaultMetrics } from "prom-client";
+import type { Registry } from "prom-client";
 import type { FirewallView } from "../tun/firewall.js";
 import { systemErrorText } from "../util/system-error.js";
 import type { AdminLogger } from "./server.js";
@@ -46,237 +45,12 @@ export interface MetricsServer {
   enabled: boolean;
   /** `http://host:port/metrics` ("" when disabled). */
   address: string;
-  registry: Registry;
+  /** The registry /metrics serves; absent when disabled. */
+  registry?: Registry;
   close(): Promise<void>;
 }
 
 const PEER_LABEL_HEX = 16;
-
-/** Builds a registry whose metrics read `current()` at scrape time. */
-export function createMetricsRegistry(current: () => MetricsSnapshot | undefined): Registry {
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
-  const gauge = (name: string, help: string, read: (s: MetricsSnapshot) => number) =>
-    new Gauge({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        const s = current();
-        if (s) this.set(read(s));
-      },
-    });
-  gauge("planetd_peers", "Directly connected peers", (s) => s.peers);
-  gauge("planetd_sessions", "End-to-end encrypted sessions", (s) => s.sessions);
-  gauge("planetd_dht_entries", "DHT table size", (s) => s.dhtEntries);
-  gauge("planetd_path_entries", "Pathfinder table size", (s) => s.pathEntries);
-  gauge("planetd_tree_depth", "Hops from the spanning-tree root", (s) => s.treeDepth);
-
-  new Gauge({
-    name: "planetd_tree_root_info",
-    help: "The spanning-tree root this node follows (label root = its key)",
-    labelNames: ["root"],
-    registers: [registry],
-    collect() {
-      const s = current();
-      this.reset();
-      if (s) this.set({ root: s.treeRoot.toString("hex") }, 1);
-    },
-  });
-  new Gauge({
-    name: "planetd_links",
-    help: "Open links by transport",
-    labelNames: ["transport"],
-    registers: [registry],
-    collect() {
-      const s = current();
-      this.reset();
-      const counts = new Map<string, number>();
-      for (const link of s?.links ?? []) counts.set(link.transport, (counts.get(link.transport) ?? 0) + 1);
-      for (const [transport, count] of counts) this.set({ transport }, count);
-    },
-  });
-
-  const linkCounter = (name: string, help: string, read: (l: LinkMetrics) => number) =>
-    new Counter({
-      name,
-      help,
-      labelNames: ["peer", "port", "transport"],
-      registers: [registry],
-      collect() {
-        // Links come and go: rebuild the label sets from the snapshot at every scrape.
-        this.reset();
-        for (const link of current()?.links ?? []) {
-          const labels = {
-            peer: link.key.toString("hex").slice(0, PEER_LABEL_HEX),
-            port: String(link.port),
-            transport: link.transport,
-          };
-          this.inc(labels, Math.max(0, read(link)));
-        }
-      },
-    });
-  linkCounter("planetd_link_received_bytes_total", "Bytes received on a link", (l) => l.bytesIn);
-  linkCounter("planetd_link_sent_bytes_total", "Bytes sent on a link", (l) => l.bytesOut);
-  linkCounter("planetd_link_received_packets_total", "Frames received on a link", (l) => l.packetsIn);
-  linkCounter("planetd_link_sent_packets_total", "Frames sent on a link", (l) => l.packetsOut);
-
-  const reasonCounter = (name: string, help: string, read: (s: MetricsSnapshot) => Record<string, number>) =>
-    new Counter({
-      name,
-      help,
-      labelNames: ["reason"],
-      registers: [registry],
-      collect() {
-        this.reset();
-        const s = current();
-        for (const [reason, count] of Object.entries(s ? read(s) : {}))
-          this.inc({ reason }, Math.max(0, count));
-      },
-    });
-  reasonCounter("planetd_dropped_packets_total", "Packets dropped, by reason", (s) => s.droppedPackets);
-  const nodeCounter = (name: string, help: string, read: (s: MetricsSnapshot) => number | undefined) =>
-    snapshotCounter(registry, current, name, help, read);
-  nodeCounter(
-    "planetd_forwarded_frames_total",
-    "Traffic frames relayed from one peer to another",
-    (s) => s.forwardedFrames,
-  );
-  nodeCounter(
-    "planetd_forwarded_bytes_total",
-    "Bytes of traffic frames relayed from one peer to another",
-    (s) => s.forwardedBytes,
-  );
-  new Counter({
-    name: "planetd_handshake_failures_total",
-    help: "Link handshakes that failed",
-    registers: [registry],
-    collect() {
-      this.reset();
-      const s = current();
-      if (s) this.inc(Math.max(0, s.handshakeFailures));
-    },
-  });
-  reasonCounter(
-    "planetd_handshake_refused_total",
-    "Inbound connections refused or closed before their handshake, by reason (source_limit, table_full, evicted, silent)",
-    (s) => s.handshakeRefusals ?? {},
-  );
-  addFirewallMetrics(registry, current);
-  addNatMetrics(registry, current);
-  return registry;
-}
-
-/** A counter without labels that reads one number from the snapshot at scrape time. */
-function snapshotCounter(
-  registry: Registry,
-  current: () => MetricsSnapshot | undefined,
-  name: string,
-  help: string,
-  read: (s: MetricsSnapshot) => number | undefined,
-): Counter {
-  return new Counter({
-    name,
-    help,
-    registers: [registry],
-    collect() {
-      this.reset();
-      const s = current();
-      if (s) this.inc(Math.max(0, read(s) ?? 0));
-    },
-  });
-}
-
-/** NAT traversal: punch attempts, successes and failures, signalling, and punched links open now. */
-function addNatMetrics(registry: Registry, current: () => MetricsSnapshot | undefined): void {
-  const counter = (name: string, help: string, field: string) =>
-    snapshotCounter(registry, current, name, help, (s) => s.nat?.[field]);
-  counter("planetd_nat_punch_attempts_total", "Hole punches started towards a session peer", "attempts");
-  counter("planetd_nat_punch_successes_total", "Hole punches that opened a direct udp:// link", "successes");
-  counter("planetd_nat_punch_failures_total", "Hole punches that got no answer", "failures");
-  counter(
-    "planetd_nat_punch_skipped_total",
-    "Hole punches not started: both sides' mappings are endpoint-dependent",
-    "skipped",
-  );
-  counter("planetd_nat_offers_sent_total", "Candidate offers sent over sessions", "offersSent");
-  counter("planetd_nat_answers_sent_total", "Candidate answers sent over sessions", "answersSent");
-  counter(
-    "planetd_nat_offers_ignored_total",
-    "Offers ignored (backing off, no udp://, table full)",
-    "offersIgnored",
-  );
-  counter("planetd_nat_table_full_total", "Destinations turned away by the full state table", "tableFull");
-  new Gauge({
-    name: "planetd_nat_punched_links",
-    help: "udp:// links open now that hole punching made",
-    registers: [registry],
-    collect() {
-      const nat = current()?.nat;
-      this.set(nat?.punchedLinks ?? 0);
-    },
-  });
-}
-
-/** Per-rule hit counters (the default policy as rule="default") and the flow table. */
-function addFirewallMetrics(registry: Registry, current: () => MetricsSnapshot | undefined): void {
-  new Counter({
-    name: "planetd_firewall_rule_hits_total",
-    help: "Packets a firewall rule (or the default policy) decided, by direction, rule index, name and action",
-    labelNames: ["direction", "rule", "name", "action"],
-    registers: [registry],
-    collect() {
-      this.reset();
-      const fw = current()?.firewall;
-      if (!fw) return;
-      for (const [direction, d] of [
-        ["inbound", fw.inbound],
-        ["outbound", fw.outbound],
-      ] as const) {
-        for (const r of d.rules)
-          this.inc({ direction, rule: String(r.index), name: r.name, action: r.action }, r.hits);
-        this.inc({ direction, rule: "default", name: "default", action: d.default }, d.defaultHits);
-      }
-    },
-  });
-  new Counter({
-    name: "planetd_firewall_established_total",
-    help: "Packets of tracked flows (and related ICMPv6 errors) the firewall passed without its rules",
-    labelNames: ["direction"],
-    registers: [registry],
-    collect() {
-      this.reset();
-      const fw = current()?.firewall;
-      if (!fw) return;
-      this.inc({ direction: "inbound" }, fw.inbound.established);
-      this.inc({ direction: "outbound" }, fw.outbound.established);
-    },
-  });
-  new Gauge({
-    name: "planetd_firewall_flows",
-    help: "Flows in the firewall's connection-tracking table",
-    registers: [registry],
-    collect() {
-      const fw = current()?.firewall;
-      this.set(fw ? fw.flows : 0);
-    },
-  });
-  new Counter({
-    name: "planetd_firewall_flows_removed_total",
-    help: "Flows removed from the tracking table: expired, evicted (table full) or revoked (a reload no longer allows them)",
-    labelNames: ["reason"],
-    registers: [registry],
-    collect() {
-      this.reset();
-      const fw = current()?.firewall;
-      if (!fw) return;
-      this.inc({ reason: "expired" }, fw.flowsExpired);
-      this.inc({ reason: "evicted" }, fw.flowsEvicted);
-      this.inc({ reason: "revoked" }, fw.flowsRevoked);
-    },
-  });
-}
-
 function parseMetricsListen(listen: string): { host: string; port: number } | null {
   const value = listen.trim();
   if (value === "" || value === "none") return null;
@@ -294,10 +68,15 @@ export async function startMetrics(
   collect: () => MetricsSnapshot,
   logger: AdminLogger,
 ): Promise<MetricsServer> {
+  const endpoint = parseMetricsListen(listen);
+  if (!endpoint) return { enabled: false, address: "", close: async () => {} };
+  // Loaded here, not at the top: a daemon without MetricsListen never pays for http or prom-client.
+  const [http, { createMetricsRegistry }] = await Promise.all([
+    import("node:http"),
+    import("./metrics-registry.js"),
+  ]);
   let snapshot: MetricsSnapshot | undefined;
   const registry = createMetricsRegistry(() => snapshot);
-  const endpoint = parseMetricsListen(listen);
-  if (!endpoint) return { enabled: false, address: "", registry, close: async () => {} };
 
   const server = http.createServer((req, res) => {
     if (req.method !== "GET" || (req.url ?? "").split("?")[0] !== "/metrics") {

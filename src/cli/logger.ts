@@ -3,9 +3,10 @@
 // Writes are synchronous: log volume is low (never per packet) and a daemon that exits right after
 // an error must not lose the line that explains it.
 import { openSync, statSync } from "node:fs";
+import { createRequire } from "node:module";
 import type { Writable } from "node:stream";
 import pino, { type DestinationStream, type Logger, type LoggerOptions } from "pino";
-import PinoPretty from "pino-pretty";
+import type PinoPretty from "pino-pretty";
 import { systemdNotify } from "../tun/native.js";
 
 export type { Logger };
@@ -88,8 +89,14 @@ function syslogStream(socketPath: string): DestinationStream {
   };
 }
 
+/**
+ * pino-pretty (and its colour and date libraries) is loaded only when a terminal is watching: a
+ * daemon under systemd or in a container logs JSON and never needs it (a few MiB of idle RSS).
+ */
 function prettyStream(out: Writable, colorize: boolean): DestinationStream {
-  return PinoPretty({
+  const require = createRequire(import.meta.url);
+  const pretty = require("pino-pretty") as typeof PinoPretty;
+  return pretty({
     colorize,
     sync: true,
     destination: out,
