@@ -7,10 +7,32 @@
 //   yggdrasil log has no failure or error line.
 import { readFileSync } from "node:fs";
 import { afterEach, beforeEach, expect, it } from "vitest";
-import { Lab, describeNetns, identitiesByKey, ping6 } from "./harness.js";
+import { type DaemonNode, Lab, describeNetns, identitiesByKey, ping6 } from "./harness.js";
 import { behindNat, directTo, internet, natStatus, publicHost } from "./support/nat-lab.js";
 
 let lab: Lab;
+
+/**
+ * Once A and B have `links` links each: A pings B until one answer (through `via`), then A and B must
+ * list each other as udp:// peers within 10 s of that first ping. Returns how long it took (ms).
+ */
+async function punchedAfterFirstPing(
+  a: DaemonNode,
+  b: DaemonNode,
+  links: number,
+  via: string,
+): Promise<number> {
+  for (const n of [a, b])
+    await lab.waitFor(async () => (await n.getPeers()).length === links, 30_000, `${n.name} linked`);
+  const started = Date.now();
+  await firstPing(a, b.address, `a first ping A→B through ${via}`);
+  await lab.waitFor(
+    async () => (await directTo(a, b.key)) !== undefined && (await directTo(b, a.key)) !== undefined,
+    10_000 - (Date.now() - started),
+    "A and B list each other as udp:// peers",
+  );
+  return Date.now() - started;
+}
 
 async function firstPing(from: { ns: Parameters<typeof ping6>[0] }, to: string, what: string): Promise<void> {
   await lab.waitFor(async () => (await ping6(from.ns, to, { count: 1 })).received === 1, 20_000, what);
@@ -32,16 +54,7 @@ describeNetns("NAT traversal: a public side, and yggdrasil 0.4.7 in the middle",
     await lab.startPlanetd(inet.nsP, "pdP", { listen: ["udp://0.0.0.0:12345"] });
     const a = await lab.startPlanetd(nsA, "pdA", { peers: [`udp://${inet.r1.p}:12345`], identity: large });
     const b = await lab.startPlanetd(pub.ns, "pdB", { peers: [`udp://${pub.p}:12345`], identity: small });
-    for (const n of [a, b])
-      await lab.waitFor(async () => (await n.getPeers()).length === 1, 30_000, `${n.name} linked`);
-    const started = Date.now();
-    await firstPing(a, b.address, "a first ping A→B through P");
-    await lab.waitFor(
-      async () => (await directTo(a, b.key)) !== undefined && (await directTo(b, a.key)) !== undefined,
-      10_000 - (Date.now() - started),
-      "A and B list each other as udp:// peers",
-    );
-    const took = Date.now() - started;
+    const took = await punchedAfterFirstPing(a, b, 1, "P");
     const r = await ping6(a.ns, b.address, { count: 20, intervalS: 0.05 });
     const [na, nb] = [await natStatus(a), await natStatus(b)];
     console.log(
@@ -71,16 +84,7 @@ describeNetns("NAT traversal: a public side, and yggdrasil 0.4.7 in the middle",
     const b = await lab.startPlanetd(nsB, "pdB", {
       peers: [`tcp://${inet.r2.p}:12345`, `udp://${inet.r2.p}:12347`],
     });
-    for (const n of [a, b])
-      await lab.waitFor(async () => (await n.getPeers()).length === 2, 30_000, `${n.name} linked`);
-    const started = Date.now();
-    await firstPing(a, b.address, "a first ping A→B through yggdrasil");
-    await lab.waitFor(
-      async () => (await directTo(a, b.key)) !== undefined && (await directTo(b, a.key)) !== undefined,
-      10_000 - (Date.now() - started),
-      "A and B list each other as udp:// peers",
-    );
-    const took = Date.now() - started;
+    const took = await punchedAfterFirstPing(a, b, 2, "yggdrasil");
     const ab = await ping6(a.ns, b.address, { count: 20, intervalS: 0.05 });
     await firstPing(a, ygg.address, "a first ping A→yggdrasil");
     const ay = await ping6(a.ns, ygg.address, { count: 20, intervalS: 0.05 });
