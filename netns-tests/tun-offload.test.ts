@@ -1,6 +1,7 @@
-// TUN offloads on a real kernel: a sha256-checked TCP transfer between two planetd nodes over
-// tcp://, at IfMTU 1420 and at the default, with the addon's counters proving that the sender read
-// super-packets and cut them, and the receiver wrote coalesced GSO runs.
+// TUN offloads on a real kernel: sha256-checked TCP transfers over tcp://, at IfMTU 1420 and at the
+// default. Between two planetd nodes the counters prove that the sender read super-packets and sent
+// them whole and the receiver wrote them as GSO writes; towards Yggdrasil they prove the sender cut
+// them into ordinary segments and sent it none whole.
 //
 // PD_TUN_OFFLOAD_MIB (default 20) sets the transfer size.
 import { join } from "node:path";
@@ -43,11 +44,18 @@ async function transfer(a: DaemonNode, b: DaemonNode, label: string): Promise<vo
   console.log(`${label}: ${MIB} MiB in ${sent.ms} ms (${((MIB * 8388.608) / sent.ms).toFixed(0)} Mbit/s)`);
 }
 
-async function pair(ifMtu: number | undefined): Promise<[DaemonNode, DaemonNode]> {
+async function pair(
+  ifMtu: number | undefined,
+  peer: "planetd" | "yggdrasil" = "planetd",
+): Promise<[DaemonNode, DaemonNode]> {
   const [nsA, nsB] = [await lab.netns(), await lab.netns()];
   const veth = await lab.link(nsA, nsB);
   const mtu = ifMtu === undefined ? {} : { ifMtu };
-  const b = await lab.startPlanetd(nsB, "pdB", { listen: [`tcp://${veth.b.ipv4}:12347`], ...mtu });
+  const listen = { listen: [`tcp://${veth.b.ipv4}:12347`], ...mtu };
+  const b =
+    peer === "planetd"
+      ? await lab.startPlanetd(nsB, "pdB", listen)
+      : await lab.startYggdrasil(nsB, "ygB", listen);
   const a = await lab.startPlanetd(nsA, "pdA", { peers: [`tcp://${veth.b.ipv4}:12347`], ...mtu });
   await lab.waitFor(
     async () => (await ping6(a.ns, b.address, { count: 1 })).received === 1,
@@ -67,7 +75,7 @@ describeNetns("TUN checksum and segmentation offloads", () => {
 
   for (const ifMtu of [1420, undefined]) {
     const label = `IfMTU ${ifMtu ?? "default"}`;
-    it(`${label}: a ${MIB} MiB transfer arrives intact; the sender cuts super-packets and the receiver coalesces`, async () => {
+    it(`${label}: a ${MIB} MiB transfer arrives intact; super-packets travel whole where they hold several segments`, async () => {
       const [a, b] = await pair(ifMtu);
       const [tunA0, tunB0] = [await tunInfo(a), await tunInfo(b)];
       expect(tunA0.offload, JSON.stringify(tunA0)).toBe(true);
@@ -75,20 +83,55 @@ describeNetns("TUN checksum and segmentation offloads", () => {
       await transfer(a, b, `tcp:// ${label}`);
       const [tunA, tunB] = [await tunInfo(a), await tunInfo(b)];
       const delta = (t: TunInfo, t0: TunInfo, k: string) => (t.counters[k] ?? 0) - (t0.counters[k] ?? 0);
-      const names = ["gsoReads", "segmentsProduced", "coalescedWrites", "coalescedSegments", "writeBatches"];
+      const names = [
+        "gsoReads",
+        "segmentsProduced",
+        "superPiecesRead",
+        "superPacketsSent",
+        "superPacketsCut",
+        "superPacketsDelivered",
+        "superPacketsWritten",
+        "coalescedWrites",
+        "coalescedSegments",
+        "writeBatches",
+      ];
       const show = (t: TunInfo, t0: TunInfo) => names.map((k) => `${k} ${delta(t, t0, k)}`).join(", ");
       console.log(`${label} (MTU ${tunA.mtu}): sender ${show(tunA, tunA0)}; receiver ${show(tunB, tunB0)}`);
       expect(delta(tunA, tunA0, "gsoReads")).toBeGreaterThan(0);
-      expect(delta(tunA, tunA0, "segmentsProduced")).toBeGreaterThan(delta(tunA, tunA0, "gsoReads"));
       expect(tunA.counters.offloadMalformed).toBe(0);
       if (ifMtu === 1420) {
-        // Runs form when several segments of the stream arrive in one turn of the event loop.
-        expect(delta(tunB, tunB0, "coalescedWrites")).toBeGreaterThan(0);
-        expect(delta(tunB, tunB0, "coalescedSegments")).toBeGreaterThan(
-          delta(tunB, tunB0, "coalescedWrites"),
-        );
+        // Whole from A's TUN to B's: A sends super-packets, B writes each as one GSO write.
+        expect(delta(tunA, tunA0, "superPacketsSent")).toBeGreaterThan(0);
+        expect(delta(tunB, tunB0, "superPacketsDelivered")).toBe(delta(tunA, tunA0, "superPacketsSent"));
+        expect(delta(tunB, tunB0, "superPacketsWritten")).toBe(delta(tunB, tunB0, "superPacketsDelivered"));
+        expect(tunB.counters.superPacketsMalformed).toBe(0);
+      } else {
+        // At 53049 a piece of MAX_SUPER_PACKET holds one segment: cut and sent as ordinary packets.
+        expect(delta(tunA, tunA0, "segmentsProduced")).toBeGreaterThan(delta(tunA, tunA0, "gsoReads"));
       }
       expect(tunB.counters.writeDrops).toBe(0);
     }, 300_000);
   }
+
+  it(`IfMTU 1420 with Yggdrasil 0.4.7: ${MIB} MiB each way arrive intact; towards it super-packets are cut, from it segments coalesce`, async () => {
+    const [a, b] = await pair(1420, "yggdrasil");
+    const t0 = await tunInfo(a);
+    await transfer(a, b, "planetd -> yggdrasil, IfMTU 1420");
+    const t1 = await tunInfo(a);
+    await transfer(b, a, "yggdrasil -> planetd, IfMTU 1420");
+    const t2 = await tunInfo(a);
+    const delta = (t: TunInfo, from: TunInfo, k: string) => (t.counters[k] ?? 0) - (from.counters[k] ?? 0);
+    console.log(
+      `towards yggdrasil: gsoReads ${delta(t1, t0, "gsoReads")}, superPacketsCut ${delta(t1, t0, "superPacketsCut")}, ` +
+        `superPacketsSent ${delta(t1, t0, "superPacketsSent")}; from yggdrasil: coalescedWrites ` +
+        `${delta(t2, t1, "coalescedWrites")} carrying ${delta(t2, t1, "coalescedSegments")} segments`,
+    );
+    expect(delta(t1, t0, "superPacketsCut")).toBeGreaterThan(0);
+    expect(t2.counters.superPacketsSent).toBe(0);
+    expect(t2.counters.superAcceptsHeard).toBe(0);
+    // Runs form when several segments of the stream arrive in one turn of the event loop.
+    expect(delta(t2, t1, "coalescedWrites")).toBeGreaterThan(0);
+    expect(delta(t2, t1, "coalescedSegments")).toBeGreaterThan(delta(t2, t1, "coalescedWrites"));
+    expect(t2.counters.writeDrops).toBe(0);
+  }, 300_000);
 });

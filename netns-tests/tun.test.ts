@@ -217,7 +217,7 @@ describe.skipIf(skipReason !== "")("native TUN in a namespace", () => {
   it("an unprivileged open fails with an operator message", () => {
     const addon = join(repo, "build/Release/planetd_tun.node");
     const probe = `const a = require(process.argv[1]);
-      try { a.open("auto", 1280, Buffer.alloc(16), 7, Buffer.alloc(70000), new Int32Array(2), () => {}); console.log("opened"); }
+      try { a.open("auto", 1280, Buffer.alloc(16), 7, Buffer.alloc(70000), new Int32Array(3), () => {}); console.log("opened"); }
       catch (e) { console.log(e.code + " " + e.message); }`;
     const out = execFileSync(
       "setpriv",

@@ -18,7 +18,8 @@ import { FrameType, TrafficKind } from "../routing/types.js";
 import type { TunDevice } from "../tun/device.js";
 import { FirewallRuleError } from "../tun/firewall-rules.js";
 import { type CompiledFirewall, Firewall } from "../tun/firewall.js";
-import { Ipv6Adapter } from "../tun/ipv6.js";
+import { MAX_SUPER_PACKET, SIG_SUPER_ACCEPT, SIG_SUPER_TCP6 } from "../tun/gso.js";
+import { Ipv6Adapter, type SuperPacketTun } from "../tun/ipv6.js";
 import type { TokenBucket } from "../util/token-bucket.js";
 import { NatDriver } from "./nat-driver.js";
 import { ReloadRefused, describePlan, planReload } from "./reload.js";
@@ -366,7 +367,10 @@ export class Node implements PacketConn {
     } else if (kind === CORE_PROTO) {
       this.proto.handle(source, message.subarray(1), now);
     } else if (kind === CORE_PLANETD) {
-      this.natDriver?.handleSignal(source, message.subarray(1), now);
+      const type = message[1];
+      if (type === SIG_SUPER_ACCEPT || type === SIG_SUPER_TCP6)
+        this.ipv6?.handlePlanetd(source, message.subarray(1), now);
+      else this.natDriver?.handleSignal(source, message.subarray(1), now);
       return; // planetd's own signalling is not for PacketConn users
     }
     this.messageHandler?.(source, message);
@@ -382,15 +386,17 @@ export class Node implements PacketConn {
 
   private async startTun(opts: NodeOptions): Promise<void> {
     const name = opts.config.IfName;
-    const adapterFor = (write: (packet: Buffer) => void) =>
+    const adapterFor = (write: (packet: Buffer, gsoSize: number) => void, superPackets?: SuperPacketTun) =>
       new Ipv6Adapter(
         this.identity,
         {
           sendIPv6: (dest, packet, now) => this.sendCore(dest, CORE_IPV6, packet, now),
           sendOutOfBand: (dest, payload) => this.sendOutOfBand(dest, payload),
+          sendPlanetd: (dest, body, now) => this.sendCore(dest, CORE_PLANETD, body, now),
         },
         write,
         this.mtu,
+        superPackets,
       );
     if (name === "none" || name === "dummy") {
       this.log.info("IfName is none: running router-only (no TUN interface)");
@@ -407,16 +413,22 @@ export class Node implements PacketConn {
     const refused = tun.offloadError ?? 0;
     if (refused > 0)
       this.log.warn(`TUN offloads refused by the kernel (errno ${refused}); ${tun.name} runs without them`);
-    const adapter = adapterFor((packet) => tun.write(packet));
+    // Super-packets travel whole between planetd nodes when the TUN can hand them over and cut them.
+    let superPackets: SuperPacketTun | undefined;
+    if (tun.enableSuperPackets && tun.segment && tun.offload) {
+      tun.enableSuperPackets(MAX_SUPER_PACKET);
+      superPackets = { segment: (packet, gsoSize) => tun.segment!(packet, gsoSize) };
+    }
+    const adapter = adapterFor((packet, gsoSize) => tun.write(packet, gsoSize), superPackets);
     adapter.firewall = this.firewall;
     this.ipv6 = adapter;
     // An exception thrown back into the native read callback would be fatal to the process:
     // a packet that trips a bug is dropped and counted instead.
-    tun.onPackets((packets) => {
+    tun.onPackets((packets, gsoSizes) => {
       const now = Date.now();
-      for (const packet of packets) {
+      for (let i = 0; i < packets.length; i++) {
         try {
-          adapter.fromTun(packet, now);
+          adapter.fromTun(packets[i]!, now, gsoSizes ? gsoSizes[i]! : 0);
         } catch (err) {
           this.counters.tunSendErrors++;
           if (this.counters.tunSendErrors === 1)

@@ -78,7 +78,13 @@ export function adminViewFor(node: ViewedNode): AdminView {
     tun: () => {
       const tun = node.tun;
       if (!tun) return { enabled: false };
-      return { enabled: true, name: tun.name, mtu: tun.mtu, offload: tun.offload, counters: tun.stats?.() };
+      const counters = tun.stats?.();
+      // The adapter's super-packet counters (src/tun/gso.ts) belong with the TUN's offload ones.
+      if (counters && node.ipv6) {
+        for (const [name, n] of Object.entries(node.ipv6.stats()))
+          if (name.startsWith("super")) counters[name] = n;
+      }
+      return { enabled: true, name: tun.name, mtu: tun.mtu, offload: tun.offload, counters };
     },
     multicastInterfaces: () => node.links.multicastInterfaces(),
     addPeer: (uri, iface) => node.links.addPeer(uri, iface),

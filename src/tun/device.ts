@@ -4,10 +4,20 @@
 export interface TunDevice {
   readonly name: string;
   readonly mtu: number;
-  /** Called with every batch of packets read from the device. Buffers are valid only during the call. */
-  onPackets(handler: (packets: Buffer[]) => void): void;
-  /** Write one IPv6 packet to the kernel (the native device queues it until this turn's end). */
-  write(packet: Uint8Array): void;
+  /**
+   * Called with every batch of packets read from the device. Buffers are valid only during the call.
+   * gsoSizes[i] > 0 marks a TCP super-packet (only after enableSuperPackets).
+   */
+  onPackets(handler: (packets: Buffer[], gsoSizes?: Int32Array) => void): void;
+  /**
+   * Write one IPv6 packet to the kernel (the native device queues it until this turn's end);
+   * gsoSize > 0: a TCP super-packet to be cut into segments of that size (src/tun/gso.ts).
+   */
+  write(packet: Uint8Array, gsoSize?: number): void;
+  /** Hand TCP super-packets over whole, up to maxBytes; with segment(), the device takes them too. */
+  enableSuperPackets?(maxBytes: number): void;
+  /** A super-packet cut into ordinary segments (views valid until the next call). */
+  segment?(packet: Buffer, gsoSize: number): Buffer[];
   /** Checksum and TCP segmentation offloads are on (IFF_VNET_HDR); absent for in-memory devices. */
   readonly offload?: boolean;
   /** When offloads were asked for and refused: the kernel's errno (logged once by the node). */

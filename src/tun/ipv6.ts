@@ -6,6 +6,15 @@
 import { partialKeyFor, subnetForKey } from "../crypto/address.js";
 import { type Identity, verify } from "../crypto/identity.js";
 import { type Firewall, VERDICT_PASS, VERDICT_REJECT } from "./firewall.js";
+import {
+  SIG_SUPER_ACCEPT,
+  SIG_SUPER_TCP6,
+  SUPER_ACCEPT_BODY,
+  SUPER_ACCEPT_TTL_MS,
+  SUPER_ANNOUNCE_MS,
+  SUPER_HEADER_BYTES,
+  superPacketSegmentBytes,
+} from "./gso.js";
 import { IPV6_HEADER_BYTES, buildAdminProhibited, buildPacketTooBig } from "./icmpv6.js";
 import { type KeyEntry, KeyStore } from "./keystore.js";
 
@@ -17,6 +26,14 @@ export interface CoreSender {
   sendIPv6(dest: Buffer, packet: Buffer, now: number): void;
   /** Kind-2 (unencrypted) traffic: key lookups and responses. `dest` may be a partial key. */
   sendOutOfBand(dest: Buffer, payload: Buffer): void;
+  /** A planetd-only core message (CORE_PLANETD): super-packets and their announcements (gso.ts). */
+  sendPlanetd?(dest: Buffer, body: Buffer, now: number): void;
+}
+
+/** What the TUN does for super-packets (src/tun/gso.ts); without it the adapter neither takes nor sends them. */
+export interface SuperPacketTun {
+  /** Cuts a super-packet into ordinary segments (views valid until the next call). */
+  segment(packet: Buffer, gsoSize: number): Buffer[];
 }
 
 /** Spec 5.9: the largest IPv6 packet the core carries. */
@@ -57,6 +74,13 @@ export interface Ipv6Stats {
   keysExpired: number;
   firewallInDropped: number;
   firewallOutDropped: number;
+  superPacketsSent: number;
+  superPacketsCut: number;
+  superPacketsDelivered: number;
+  superPacketsMalformed: number;
+  superPacketsRefused: number;
+  superAcceptsSent: number;
+  superAcceptsHeard: number;
 }
 
 export class Ipv6Adapter {
@@ -92,27 +116,40 @@ export class Ipv6Adapter {
     keysExpired: 0,
     firewallInDropped: 0,
     firewallOutDropped: 0,
+    superPacketsSent: 0,
+    superPacketsCut: 0,
+    superPacketsDelivered: 0,
+    superPacketsMalformed: 0,
+    superPacketsRefused: 0,
+    superAcceptsSent: 0,
+    superAcceptsHeard: 0,
   };
   /** The stateful firewall (src/tun/firewall.ts); undefined passes everything. */
   firewall: Firewall | undefined;
   /** Reused to collect the packets a newly learnt key releases. */
   private readonly flushed: Buffer[] = [];
+  /** Reused for the one super-packet message being sent: its header, then the packet. */
+  private superBody: Buffer | undefined;
 
   /**
    * `mtu` is the TUN MTU (clamped to [1280, 53049] like Go's SetMTU): larger packets from the network
-   * are answered with Packet Too Big.
+   * are answered with Packet Too Big. `superPackets`: the TUN takes and cuts super-packets.
    */
   constructor(
     private readonly identity: Identity,
     private readonly core: CoreSender,
-    private readonly tunWrite: (packet: Buffer) => void,
+    private readonly tunWrite: (packet: Buffer, gsoSize: number) => void,
     mtu: number,
+    private readonly superPackets?: SuperPacketTun,
   ) {
     this.mtu = Math.min(CORE_IPV6_MTU, Math.max(MIN_IPV6_MTU, Math.floor(mtu)));
   }
 
-  /** 8.1: a packet read from the TUN. `packet` is only read during the call (copied if held). */
-  fromTun(packet: Buffer, now: number): void {
+  /**
+   * 8.1: a packet read from the TUN. `packet` is only read during the call (copied if held).
+   * gsoSize > 0: a TCP super-packet, sent whole to a node that takes them, else cut here.
+   */
+  fromTun(packet: Buffer, now: number, gsoSize = 0): void {
     const c = this.counters;
     c.tunPackets++;
     if (packet.length < IPV6_HEADER_BYTES) {
@@ -141,8 +178,12 @@ export class Ipv6Adapter {
       c.tunBadDestination++;
       return;
     }
+    if (gsoSize > 0 && !(entry && entry.superPacketsUntil > now && this.core.sendPlanetd)) {
+      this.cut(packet, gsoSize, now);
+      return;
+    }
     if (entry) {
-      this.send(entry.key, packet, now);
+      this.send(entry, packet, now, gsoSize);
       return;
     }
     const isSubnet = kind === 0x03;
@@ -157,8 +198,11 @@ export class Ipv6Adapter {
     this.core.sendOutOfBand(pending.partialKey, pending.lookup);
   }
 
-  /** 8.3: an IPv6 packet (core byte 0x01 already removed) that arrived from `source`'s session. */
-  fromNetwork(source: Buffer, packet: Buffer, now: number): void {
+  /**
+   * 8.3: an IPv6 packet (core byte 0x01 already removed) that arrived from `source`'s session; or
+   * (gsoSize > 0) a super-packet, whose segments must fit our MTU.
+   */
+  fromNetwork(source: Buffer, packet: Buffer, now: number, gsoSize = 0): void {
     const c = this.counters;
     c.netPackets++;
     if (packet.length < IPV6_HEADER_BYTES) {
@@ -169,7 +213,12 @@ export class Ipv6Adapter {
       c.netNotIPv6++;
       return;
     }
-    if (packet.length > this.mtu) {
+    const unitBytes = gsoSize > 0 ? superPacketSegmentBytes(packet, gsoSize) : packet.length;
+    if (unitBytes === 0) {
+      c.superPacketsMalformed++;
+      return;
+    }
+    if (unitBytes > this.mtu) {
       c.packetTooBigSent++;
       this.fromTun(buildPacketTooBig(packet, this.mtu), now);
       return;
@@ -198,7 +247,25 @@ export class Ipv6Adapter {
       }
     }
     c.delivered++;
-    this.tunWrite(packet);
+    if (gsoSize > 0) c.superPacketsDelivered++;
+    this.tunWrite(packet, gsoSize);
+  }
+
+  /** A planetd-only core message (body after CORE_PLANETD) of a type gso.ts defines. */
+  handlePlanetd(source: Buffer, body: Buffer, now: number): void {
+    const c = this.counters;
+    if (!this.superPackets) {
+      c.superPacketsRefused++; // we never announced: a peer that sends anyway is ignored
+      return;
+    }
+    if (body[0] === SIG_SUPER_ACCEPT) {
+      c.superAcceptsHeard++;
+      this.learn(source, now).superPacketsUntil = now + SUPER_ACCEPT_TTL_MS;
+    } else if (body[0] === SIG_SUPER_TCP6 && body.length > SUPER_HEADER_BYTES) {
+      this.fromNetwork(source, body.subarray(SUPER_HEADER_BYTES), now, body.readUInt16BE(1));
+    } else {
+      c.superPacketsMalformed++;
+    }
   }
 
   /** 8.2: kind-2 traffic delivered to us: a key lookup to answer or a response to learn from. */
@@ -275,19 +342,49 @@ export class Ipv6Adapter {
       .map((e) => ({ key: e.key, address: e.address, subnet: e.subnet, expires: e.expires }));
   }
 
-  /** Out to `key`'s session, unless the firewall says otherwise (a reject is answered on the TUN). */
-  private send(key: Buffer, packet: Buffer, now: number): void {
+  /**
+   * Out to `entry`'s session (whole if gsoSize > 0: the caller checked the node takes super-packets),
+   * unless the firewall says otherwise (a reject is answered on the TUN).
+   */
+  private send(entry: KeyEntry, packet: Buffer, now: number, gsoSize = 0): void {
     const firewall = this.firewall;
     if (firewall) {
-      const verdict = firewall.filterOutbound(key, packet, now);
+      const verdict = firewall.filterOutbound(entry.key, packet, now);
       if (verdict !== VERDICT_PASS) {
         this.counters.firewallOutDropped++;
-        if (verdict === VERDICT_REJECT) this.tunWrite(buildAdminProhibited(packet));
+        if (verdict === VERDICT_REJECT) this.tunWrite(buildAdminProhibited(packet), 0);
         return;
       }
     }
     this.counters.sent++;
-    this.core.sendIPv6(key, packet, now);
+    const core = this.core;
+    if (this.superPackets && core.sendPlanetd && now - entry.superPacketsAnnounced >= SUPER_ANNOUNCE_MS) {
+      entry.superPacketsAnnounced = now;
+      this.counters.superAcceptsSent++;
+      core.sendPlanetd(entry.key, SUPER_ACCEPT_BODY, now);
+    }
+    if (gsoSize === 0 || !core.sendPlanetd) {
+      this.core.sendIPv6(entry.key, packet, now);
+      return;
+    }
+    if (!this.superBody) this.superBody = Buffer.allocUnsafe(SUPER_HEADER_BYTES + CORE_IPV6_MTU);
+    const body = this.superBody;
+    body[0] = SIG_SUPER_TCP6;
+    body.writeUInt16BE(gsoSize, 1);
+    packet.copy(body, SUPER_HEADER_BYTES);
+    this.counters.superPacketsSent++;
+    core.sendPlanetd(entry.key, body.subarray(0, SUPER_HEADER_BYTES + packet.length), now);
+  }
+
+  /** A super-packet for a node that does not take them (or not yet known): its segments, one by one. */
+  private cut(packet: Buffer, gsoSize: number, now: number): void {
+    const segments = this.superPackets ? this.superPackets.segment(packet, gsoSize) : [];
+    if (segments.length === 0) {
+      this.counters.superPacketsMalformed++;
+      return;
+    }
+    this.counters.superPacketsCut++;
+    for (const segment of segments) this.fromTun(segment, now);
   }
 
   /** Record the key and send whatever was waiting for its address or subnet. */
@@ -297,7 +394,7 @@ export class Ipv6Adapter {
     if (flushed.length > 0) {
       for (const packet of flushed) {
         this.counters.pendingFlushed++;
-        this.send(entry.key, packet, now);
+        this.send(entry, packet, now);
       }
       flushed.length = 0;
     }

@@ -19,6 +19,10 @@ export interface KeyEntry {
   readonly address: Buffer;
   readonly subnet: Buffer;
   expires: number;
+  /** Until when this key's node takes TCP super-packets whole (src/tun/gso.ts); 0: never said so. */
+  superPacketsUntil: number;
+  /** When we last told this key's node that we take them. */
+  superPacketsAnnounced: number;
 }
 
 export interface PendingPacket {
@@ -106,6 +110,8 @@ export class KeyStore {
       address: addressForKey(copy),
       subnet: subnetForKey(copy),
       expires: now + KEY_STORE_TTL_MS,
+      superPacketsUntil: 0,
+      superPacketsAnnounced: Number.NEGATIVE_INFINITY,
     };
     this.byKey.set(id, entry);
     const addressId = entry.address.toString("latin1");

@@ -28,7 +28,15 @@ const OFFLOAD_COUNTER_NAMES = [
   "offloadMalformed",
   "coalescedWrites",
   "coalescedSegments",
+  "superPiecesRead",
+  "superPacketsWritten",
+  "superPacketsCutOnWrite",
 ] as const;
+/** Int32s per packet in the addon's meta arrays: offset, length, gso_size (0: an ordinary packet). */
+const META_STRIDE = 3;
+/** Room for the segments of one super-packet cut by segment(): its bytes plus a header per segment. */
+const CUT_BUFFER_BYTES = 160 * 1024;
+const MAX_CUT_SEGMENTS = 256;
 
 export interface TunOptions {
   /** "auto" lets the kernel pick tunN; otherwise the interface name (at most 15 characters). */
@@ -71,8 +79,15 @@ interface Addon {
   ): Handle;
   start(handle: Handle): void;
   write(handle: Handle, packet: Uint8Array): number;
-  /** Packets at meta[2i] (offset), meta[2i+1] (length) of buffer; returns how many were written. */
+  /**
+   * Packets at meta[3i] (offset), meta[3i+1] (length) of buffer, meta[3i+2] their gso_size (a
+   * super-packet from a planetd peer, else 0); returns how many were written.
+   */
   writeBatch(handle: Handle, buffer: Buffer, meta: Int32Array, count: number): number;
+  /** Reads hand super-packets over whole (cut into pieces of at most maxBytes); 0 cuts them into segments. */
+  superPackets(handle: Handle, maxBytes: number): void;
+  /** A super-packet cut into gsoSize segments at meta[2i], meta[2i+1] of out; -1 if malformed. */
+  cutSegments(packet: Uint8Array, gsoSize: number, out: Buffer, meta: Int32Array): number;
   counters(handle: Handle, into: Float64Array): void;
   /** 0: offloads on; -1: not asked for; else the errno with which the kernel refused them. */
   offloadError(handle: Handle): number;
@@ -154,6 +169,11 @@ export class NativeTun implements TunDevice {
   private readonly readBuffer: Buffer;
   private readonly meta: Int32Array;
   private readonly batch: Buffer[] = [];
+  /** gso_size of each packet of the batch being delivered (0: ordinary). */
+  private readonly batchGsoSizes = new Int32Array(MAX_BATCH);
+  private cutBuffer: Buffer | undefined;
+  private readonly cutMeta = new Int32Array(MAX_CUT_SEGMENTS * 2);
+  private readonly cutSegments: Buffer[] = [];
   private readonly writeBuffer: Buffer;
   private readonly writeMeta: Int32Array;
   private writeCount = 0;
@@ -165,7 +185,7 @@ export class NativeTun implements TunDevice {
     this.flush();
   };
   private readonly offloadValues = new Float64Array(OFFLOAD_COUNTER_NAMES.length);
-  private packetHandler: ((packets: Buffer[]) => void) | undefined;
+  private packetHandler: ((packets: Buffer[], gsoSizes: Int32Array) => void) | undefined;
   private errorHandler: ((err: Error) => void) | undefined;
   private started = false;
   private closed = false;
@@ -177,9 +197,9 @@ export class NativeTun implements TunDevice {
     this.address = Buffer.from(options.address);
     this.prefixLength = options.prefixLength ?? 7;
     this.readBuffer = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES);
-    this.meta = new Int32Array(MAX_BATCH * 2);
+    this.meta = new Int32Array(MAX_BATCH * META_STRIDE);
     this.writeBuffer = Buffer.allocUnsafeSlow(WRITE_BUFFER_BYTES);
-    this.writeMeta = new Int32Array(MAX_WRITE_BATCH * 2);
+    this.writeMeta = new Int32Array(MAX_WRITE_BATCH * META_STRIDE);
     this.handle = this.lib.open(
       options.name,
       this.mtu,
@@ -195,7 +215,7 @@ export class NativeTun implements TunDevice {
   }
 
   /** Reading starts with the first handler, so the kernel queues packets until someone listens. */
-  onPackets(handler: (packets: Buffer[]) => void): void {
+  onPackets(handler: (packets: Buffer[], gsoSizes: Int32Array) => void): void {
     this.packetHandler = handler;
     if (!this.started && !this.closed) {
       this.started = true;
@@ -213,16 +233,17 @@ export class NativeTun implements TunDevice {
    * of the event loop, so that a turn's packets cross into the addon once and in-order TCP segments
    * can leave as one GSO write.
    */
-  write(packet: Uint8Array): void {
+  write(packet: Uint8Array, gsoSize = 0): void {
     if (packet.length > WRITE_BUFFER_BYTES) {
       this.counters.writeDrops++;
       return;
     }
     if (this.writeCount === MAX_WRITE_BATCH || this.writeBytes + packet.length > WRITE_BUFFER_BYTES)
       this.flush();
-    const i = this.writeCount++;
-    this.writeMeta[2 * i] = this.writeBytes;
-    this.writeMeta[2 * i + 1] = packet.length;
+    const m = META_STRIDE * this.writeCount++;
+    this.writeMeta[m] = this.writeBytes;
+    this.writeMeta[m + 1] = packet.length;
+    this.writeMeta[m + 2] = gsoSize;
     this.writeBuffer.set(packet, this.writeBytes);
     this.writeBytes += packet.length;
     if (!this.flushScheduled) {
@@ -248,6 +269,27 @@ export class NativeTun implements TunDevice {
     return this.offloadError === 0;
   }
 
+  /**
+   * Reads hand TCP super-packets over whole, in pieces of at most maxBytes, with their gso_size
+   * (onPackets' second argument), instead of cut into segments. Only with offloads.
+   */
+  enableSuperPackets(maxBytes: number): void {
+    if (this.offload) this.lib.superPackets(this.handle, maxBytes);
+  }
+
+  /** A super-packet cut into gsoSize segments with full checksums; views valid until the next call. */
+  segment(packet: Buffer, gsoSize: number): Buffer[] {
+    if (!this.cutBuffer) this.cutBuffer = Buffer.allocUnsafeSlow(CUT_BUFFER_BYTES);
+    const out = this.cutSegments;
+    const n = Math.max(0, this.lib.cutSegments(packet, gsoSize, this.cutBuffer, this.cutMeta));
+    out.length = n;
+    for (let i = 0; i < n; i++) {
+      const off = this.cutMeta[2 * i]!;
+      out[i] = this.cutBuffer.subarray(off, off + this.cutMeta[2 * i + 1]!);
+    }
+    return out;
+  }
+
   /** Packet counters and the addon's offload counters (super-packets read and cut, runs coalesced). */
   stats(): TunCounters & OffloadCounters {
     this.lib.counters(this.handle, this.offloadValues);
@@ -271,14 +313,15 @@ export class NativeTun implements TunDevice {
     const meta = this.meta;
     let bytes = 0;
     for (let i = 0; i < count; i++) {
-      const off = meta[2 * i]!;
-      const len = meta[2 * i + 1]!;
+      const off = meta[META_STRIDE * i]!;
+      const len = meta[META_STRIDE * i + 1]!;
+      this.batchGsoSizes[i] = meta[META_STRIDE * i + 2]!;
       batch[i] = this.readBuffer.subarray(off, off + len);
       bytes += len;
     }
     this.counters.packetsRead += count;
     this.counters.bytesRead += bytes;
-    if (count > 0 && this.packetHandler) this.packetHandler(batch);
+    if (count > 0 && this.packetHandler) this.packetHandler(batch, this.batchGsoSizes);
     if (errno !== 0) {
       const err = new Error(`TUN: reading ${this.name} failed (errno ${errno}); the interface stopped`);
       if (this.errorHandler) this.errorHandler(err);

@@ -89,15 +89,19 @@ int gso_split_init(gso_split_t *s, const struct virtio_net_hdr *h, const uint8_t
   s->mss = h->gso_size;
   s->next = 0;
   s->seq = be32(pkt + l4 + 4);
+  s->piece_max = 0;
   s->active = 1;
   return 0;
 }
 
-size_t gso_split_next(gso_split_t *s, uint8_t *out, size_t room) {
+size_t gso_split_next(gso_split_t *s, uint8_t *out, size_t room, size_t *piece_gso) {
   if (!s->active) return 0;
   size_t payload = s->len - s->hdr;
   size_t take = payload - s->next;
-  if (take > s->mss) take = s->mss;
+  size_t per_piece = s->mss;
+  if (s->piece_max > s->hdr + s->mss) per_piece = (s->piece_max - s->hdr) / s->mss * s->mss;
+  if (take > per_piece) take = per_piece;
+  *piece_gso = take > s->mss ? s->mss : 0;
   size_t seg_len = s->hdr + take;
   if (seg_len > room) return 0;
   int first = s->next == 0;
@@ -112,7 +116,7 @@ size_t gso_split_next(gso_split_t *s, uint8_t *out, size_t room) {
   if (!last) tcp[13] &= (uint8_t)~(TCP_FIN | TCP_PSH);
   tcp[16] = tcp[17] = 0;
   uint32_t tcp_bytes = (uint32_t)(seg_len - s->l4);
-  put16(tcp + 16, ~fold(sum_bytes(pseudo_sum(out, tcp_bytes), tcp, tcp_bytes)) & 0xffff);
+  if (*piece_gso == 0) put16(tcp + 16, ~fold(sum_bytes(pseudo_sum(out, tcp_bytes), tcp, tcp_bytes)) & 0xffff);
   s->next += take;
   if (last) s->active = 0;
   return seg_len;
@@ -185,4 +189,22 @@ void gro_prepare_head(uint8_t *const *packets, const size_t *lens, size_t i, siz
   h->gso_size = (uint16_t)(lens[i] - IP6_HDR_LEN - tcp_len);
   h->csum_start = IP6_HDR_LEN;
   h->csum_offset = 16;
+}
+
+int gso_prepare_write(uint8_t *pkt, size_t len, size_t gso_size, struct virtio_net_hdr *h) {
+  if (len < IP6_HDR_LEN + 20 || (pkt[0] >> 4) != 6 || pkt[6] != PROTO_TCP || gso_size == 0) return -1;
+  if (be16(pkt + 4) != len - IP6_HDR_LEN) return -1;
+  size_t tcp_len = (size_t)(pkt[IP6_HDR_LEN + 12] >> 4) * 4;
+  if (tcp_len < 20 || IP6_HDR_LEN + tcp_len + gso_size >= len) return -1;
+  put16(pkt + IP6_HDR_LEN + 16, fold(pseudo_sum(pkt, (uint32_t)(len - IP6_HDR_LEN))));
+  memset(h, 0, sizeof *h);
+  h->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+  h->gso_type = VIRTIO_NET_HDR_GSO_TCPV6;
+  /* The kernel copies CWR onto every segment it cuts unless told the flag is ECN's. */
+  if (pkt[IP6_HDR_LEN + 13] & TCP_CWR) h->gso_type |= VIRTIO_NET_HDR_GSO_ECN;
+  h->hdr_len = (uint16_t)(IP6_HDR_LEN + tcp_len);
+  h->gso_size = (uint16_t)gso_size;
+  h->csum_start = IP6_HDR_LEN;
+  h->csum_offset = 16;
+  return 0;
 }

@@ -31,16 +31,25 @@ typedef struct {
   size_t mss;    /* gso_size: payload bytes per segment */
   size_t next;   /* payload offset (from hdr) of the next segment to produce */
   uint32_t seq;  /* the super-packet's sequence number */
+  size_t piece_max; /* 0: cut into single segments; else pieces of whole segments up to this size */
   int active;
 } gso_split_t;
 
-/* Validates a GSO_TCPV6 packet and starts splitting it. Returns 0, or -1 if it is malformed. */
+/* Validates a GSO_TCPV6 packet and starts splitting it (into single segments; set piece_max after
+ * for larger pieces). Returns 0, or -1 if it is malformed. */
 int gso_split_init(gso_split_t *s, const struct virtio_net_hdr *h, const uint8_t *pkt, size_t len);
 
 /* Writes the next segment to out (at most room bytes): a complete IPv6/TCP packet with its own
- * payload length, sequence number, flags and full checksum. Returns its length, or 0 when it does
- * not fit; clears s->active after the last one. */
-size_t gso_split_next(gso_split_t *s, uint8_t *out, size_t room);
+ * payload length, sequence number, flags and full checksum. With piece_max, as many whole segments
+ * as fit in piece_max bytes: when that is more than one, *piece_gso = mss and the checksum field is
+ * left 0 (whoever writes the piece to a TUN puts the pseudo-header sum there); else *piece_gso = 0.
+ * Returns its length, or 0 when it does not fit; clears s->active after the last one. */
+size_t gso_split_next(gso_split_t *s, uint8_t *out, size_t room, size_t *piece_gso);
+
+/* Makes a TCPv6 super-packet (no extension headers) carried whole between planetd nodes ready for a
+ * GSO write: the pseudo-header sum in its checksum field and the vnet header h. Returns 0, or -1 if
+ * the packet is not plain IPv6/TCP with data beyond one gso_size segment. */
+int gso_prepare_write(uint8_t *pkt, size_t len, size_t gso_size, struct virtio_net_hdr *h);
 
 /* How many packets from packets[i] on (lengths lens[i]...) coalesce into one GSO write: 1 when the
  * packet cannot start or join a run. Only ACK (and PSH on the last) segments of one flow, in

@@ -3,6 +3,9 @@
  *   input = virtio_net_hdr + packet as read from an offloading TUN; the segments (or the packet,
  *   its checksum completed, when it is not GSO) land back to back in out, meta[2i] = offset,
  *   meta[2i+1] = length. -1: a malformed GSO packet, or out/meta too small.
+ * cutSegments(packet, gsoSize, out, meta) -> count | -1
+ *   A TCPv6 super-packet without a vnet header (as planetd peers carry them) cut into gsoSize
+ *   segments with full checksums, laid out as gsoSplit's; for NativeTun.segment.
  * groCoalesce(input, meta, count, out, outMeta) -> writes
  *   The packets meta describes in input, as tun.c would write them: each write (virtio_net_hdr +
  *   head + the payloads joined to it) back to back in out, outMeta[2i] = offset, [2i+1] = length.
@@ -38,6 +41,26 @@ static napi_value int_result(napi_env env, int v) {
   return out;
 }
 
+/* Cuts a GSO packet into single segments back to back in out (meta: offset, length pairs).
+ * The number of segments, or -1 if it is malformed or out/meta are too small. */
+static int split_all(const struct virtio_net_hdr *h, const uint8_t *pkt, size_t len, uint8_t *out,
+                     size_t out_len, int32_t *meta, size_t meta_len) {
+  gso_split_t s;
+  if (gso_split_init(&s, h, pkt, len) != 0) return -1;
+  size_t off = 0, count = 0;
+  while (s.active) {
+    if (2 * count + 2 > meta_len) return -1;
+    size_t piece_gso;
+    size_t n = gso_split_next(&s, out + off, out_len - off, &piece_gso);
+    if (n == 0) return -1;
+    meta[2 * count] = (int32_t)off;
+    meta[2 * count + 1] = (int32_t)n;
+    off += n;
+    count++;
+  }
+  return (int)count;
+}
+
 napi_value planetd_gso_split(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
@@ -64,19 +87,27 @@ napi_value planetd_gso_split(napi_env env, napi_callback_info info) {
     meta[1] = (int32_t)len;
     return int_result(env, 1);
   }
-  gso_split_t s;
-  if (gso_split_init(&s, &h, pkt, len) != 0) return int_result(env, -1);
-  size_t off = 0, count = 0;
-  while (s.active) {
-    if (2 * count + 2 > meta_len) return int_result(env, -1);
-    size_t n = gso_split_next(&s, out + off, out_len - off);
-    if (n == 0) return int_result(env, -1);
-    meta[2 * count] = (int32_t)off;
-    meta[2 * count + 1] = (int32_t)n;
-    off += n;
-    count++;
+  return int_result(env, split_all(&h, pkt, len, out, out_len, meta, meta_len));
+}
+
+napi_value planetd_cut_segments(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  uint8_t *pkt, *out;
+  size_t len, out_len, meta_len;
+  int32_t *meta, gso = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4 ||
+      get_bytes(env, argv[0], &pkt, &len) || napi_get_value_int32(env, argv[1], &gso) != napi_ok ||
+      gso <= 0 || gso > 65535 || get_bytes(env, argv[2], &out, &out_len) ||
+      get_meta(env, argv[3], &meta, &meta_len)) {
+    napi_throw_type_error(env, NULL, "cutSegments(packet: Uint8Array, gsoSize, out: Uint8Array, meta: Int32Array)");
+    return NULL;
   }
-  return int_result(env, (int)count);
+  struct virtio_net_hdr h;
+  memset(&h, 0, sizeof h);
+  h.gso_type = VIRTIO_NET_HDR_GSO_TCPV6;
+  h.gso_size = (uint16_t)gso;
+  return int_result(env, split_all(&h, pkt, len, out, out_len, meta, meta_len));
 }
 
 napi_value planetd_gro_coalesce(napi_env env, napi_callback_info info) {

@@ -6,13 +6,18 @@
  *   "auto" (or "") lets the kernel pick tunN. Throws an Error with an operator-readable message.
  *   offload: also IFF_VNET_HDR with checksum and TCPv6 segmentation offloads (see offload.h); if the
  *   kernel refuses them the device is reopened plain and offloadError(handle) says why.
- * start(handle)        begin reading: on each readable wakeup up to meta.length/2 packets are read into
- *                      `buffer`; meta[2i] = offset, meta[2i+1] = length; then onBatch(count, errno) is called
- *                      once (errno != 0 only for a fatal read error, after which reading stops). With
- *                      offloads, super-packets arrive already cut into MTU-sized segments.
+ * start(handle)        begin reading: on each readable wakeup up to meta.length/3 packets are read into
+ *                      `buffer`; meta[3i] = offset, meta[3i+1] = length, meta[3i+2] = gso_size (0 but for
+ *                      super-packet pieces); then onBatch(count, errno) is called once (errno != 0 only
+ *                      for a fatal read error, after which reading stops). With offloads, super-packets
+ *                      arrive cut into MTU-sized segments, or after superPackets into larger pieces.
+ * superPackets(handle, maxBytes) reads hand super-packets over in pieces of whole segments up to
+ *                      maxBytes with their gso_size (0: cut into single segments, the default).
  * write(handle, bytes) write one packet; returns 0 or a negative errno (EAGAIN = kernel queue full).
- * writeBatch(handle, buffer, meta, count) write count packets (meta as for reads) in one call, runs of
- *                      in-order TCP segments of one flow as one GSO write; returns how many the kernel took.
+ * writeBatch(handle, buffer, meta, count) write count packets (meta as for reads) in one call: a
+ *                      super-packet (gso_size > 0) as one GSO write (or cut here without offloads), runs
+ *                      of in-order TCP segments of one flow as one GSO write; returns how many were taken.
+ * cutSegments, gsoSplit, groCoalesce: the offload byte work without a TUN (offload_js.c).
  * counters(handle, Float64Array) the offload counters, in the order of enum offload_counter.
  * offloadError(handle) 0 with offloads on, -1 if not asked for, else the errno that refused them.
  * name(handle)         the interface name the kernel assigned.
@@ -286,8 +291,8 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   void *meta = NULL;
   napi_is_typedarray(env, argv[5], &is_ta);
   if (!is_ta || napi_get_typedarray_info(env, argv[5], &ta_type, &meta_len, &meta, NULL, NULL) != napi_ok ||
-      ta_type != napi_int32_array || meta_len < 2) {
-    napi_throw_type_error(env, NULL, "TUN: meta must be an Int32Array of at least 2 entries");
+      ta_type != napi_int32_array || meta_len < META_STRIDE) {
+    napi_throw_type_error(env, NULL, "TUN: meta must be an Int32Array of at least 3 entries");
     return NULL;
   }
   napi_valuetype cb_type;
@@ -331,7 +336,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
     return NULL;
   }
 
-  tun_t *t = (tun_t *)calloc(1, sizeof(tun_t) + VNET_HDR_LEN + MAX_READ);
+  tun_t *t = (tun_t *)calloc(1, sizeof(tun_t) + 2 * SCRATCH_BYTES);
   if (t == NULL) {
     close(fd);
     napi_throw_error(env, NULL, "TUN: out of memory");
@@ -343,7 +348,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   t->buf = (uint8_t *)buf;
   t->buf_len = buf_len;
   t->meta = (int32_t *)meta;
-  t->max_packets = meta_len / 2;
+  t->max_packets = meta_len / META_STRIDE;
   t->vnet = offload && offload_error == 0;
   t->offload_error = offload_error;
   napi_value resource_name, handle;
@@ -416,6 +421,8 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"writeBatch", NULL, tun_js_write_batch, NULL, NULL, NULL, napi_default, NULL},
       {"counters", NULL, tun_js_counters, NULL, NULL, NULL, napi_default, NULL},
       {"offloadError", NULL, tun_js_offload_error, NULL, NULL, NULL, napi_default, NULL},
+      {"superPackets", NULL, tun_js_super_packets, NULL, NULL, NULL, napi_default, NULL},
+      {"cutSegments", NULL, planetd_cut_segments, NULL, NULL, NULL, napi_default, NULL},
       {"gsoSplit", NULL, planetd_gso_split, NULL, NULL, NULL, napi_default, NULL},
       {"groCoalesce", NULL, planetd_gro_coalesce, NULL, NULL, NULL, napi_default, NULL},
       {"name", NULL, js_name, NULL, NULL, NULL, napi_default, NULL},

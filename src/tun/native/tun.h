@@ -12,6 +12,8 @@
 #define MAX_READ 65575
 /* Packets one writeBatch call may carry. */
 #define WRITE_BATCH_MAX 256
+/* Int32s per packet in the read and write meta arrays: offset, length, gso_size (0: an ordinary packet). */
+#define META_STRIDE 3
 
 enum offload_counter {
   GSO_READS,          /* super-packets read */
@@ -20,6 +22,9 @@ enum offload_counter {
   OFFLOAD_MALFORMED,  /* reads with a vnet header or GSO packet we refused (dropped) */
   COALESCED_WRITES,   /* GSO writes of more than one segment */
   COALESCED_SEGMENTS, /* segments those carried */
+  PIECES_READ,        /* super-packet pieces of several segments handed to JS whole (superPackets) */
+  SUPER_WRITES,       /* super-packets from planetd peers written as one GSO write */
+  SUPER_CUT,          /* super-packets from planetd peers cut here (the TUN has no offloads) */
   OFFLOAD_COUNTERS
 };
 
@@ -44,9 +49,13 @@ typedef struct {
   int vnet;            /* every read and write carries a virtio_net_hdr */
   int offload_error;   /* 0, -1 (not asked for) or the errno that refused the offloads */
   gso_split_t split;   /* a super-packet (in scratch) not yet wholly cut into the batch */
+  size_t piece_max;    /* 0: reads cut super-packets into segments; else into pieces up to this size */
   double counters[OFFLOAD_COUNTERS];
-  uint8_t scratch[];   /* VNET_HDR_LEN + MAX_READ: where a super-packet waits while it is cut */
+  /* Two areas of SCRATCH_BYTES: where a read super-packet waits while it is cut, and where a
+   * written one is cut when the TUN has no offloads. */
+  uint8_t scratch[];
 } tun_t;
+#define SCRATCH_BYTES (VNET_HDR_LEN + MAX_READ)
 
 #define CHECK(call)                                                   \
   do {                                                                \
@@ -64,5 +73,6 @@ napi_value tun_js_write(napi_env env, napi_callback_info info);
 napi_value tun_js_write_batch(napi_env env, napi_callback_info info);
 napi_value tun_js_counters(napi_env env, napi_callback_info info);
 napi_value tun_js_offload_error(napi_env env, napi_callback_info info);
+napi_value tun_js_super_packets(napi_env env, napi_callback_info info);
 
 #endif

@@ -31,13 +31,16 @@ static void deliver(tun_t *t, int count, int err) {
 /* Cuts the pending super-packet into the batch while segments and meta slots fit. */
 static void fill_segments(tun_t *t, size_t *off, int *count) {
   while (t->split.active && (size_t)*count < t->max_packets) {
-    size_t n = gso_split_next(&t->split, t->buf + *off, t->buf_len - *off);
+    size_t gso;
+    size_t n = gso_split_next(&t->split, t->buf + *off, t->buf_len - *off, &gso);
     if (n == 0) break;
-    t->meta[2 * *count] = (int32_t)*off;
-    t->meta[2 * *count + 1] = (int32_t)n;
+    int32_t *m = t->meta + META_STRIDE * *count;
+    m[0] = (int32_t)*off;
+    m[1] = (int32_t)n;
+    m[2] = (int32_t)gso;
     *off += n;
     (*count)++;
-    t->counters[SEGMENTS_PRODUCED]++;
+    t->counters[gso ? PIECES_READ : SEGMENTS_PRODUCED]++;
   }
 }
 
@@ -61,8 +64,10 @@ static void take_offloaded(tun_t *t, uint8_t *at, size_t n, size_t *off, int *co
       }
       t->counters[CSUM_COMPLETED]++;
     }
-    t->meta[2 * *count] = (int32_t)(*off + VNET_HDR_LEN);
-    t->meta[2 * *count + 1] = (int32_t)len;
+    int32_t *m = t->meta + META_STRIDE * *count;
+    m[0] = (int32_t)(*off + VNET_HDR_LEN);
+    m[1] = (int32_t)len;
+    m[2] = 0;
     *off += n;
     (*count)++;
     return;
@@ -73,6 +78,7 @@ static void take_offloaded(tun_t *t, uint8_t *at, size_t n, size_t *off, int *co
     t->counters[OFFLOAD_MALFORMED]++;
     return;
   }
+  t->split.piece_max = t->piece_max;
   fill_segments(t, off, count);
 }
 
@@ -106,8 +112,10 @@ void tun_on_readable(uv_poll_t *h, int status, int events) {
         take_offloaded(t, t->buf + off, (size_t)n, &off, &count);
         continue;
       }
-      t->meta[2 * count] = (int32_t)off;
-      t->meta[2 * count + 1] = (int32_t)n;
+      int32_t *m = t->meta + META_STRIDE * count;
+      m[0] = (int32_t)off;
+      m[1] = (int32_t)n;
+      m[2] = 0;
       off += (size_t)n;
       count++;
     }
@@ -167,6 +175,48 @@ static int write_run(tun_t *t, uint8_t *const *packets, const size_t *lens, size
   return w < 0 ? -1 : 0;
 }
 
+/* A super-packet a planetd peer sent whole: one GSO write, or cut here into segments (each with its
+ * full checksum) when the TUN has no offloads. */
+static int write_super(tun_t *t, uint8_t *pkt, size_t len, size_t gso) {
+  struct virtio_net_hdr h;
+  ssize_t w;
+  if (t->vnet) {
+    if (gso_prepare_write(pkt, len, gso, &h) != 0) return -1;
+    struct iovec iov[2] = {{&h, VNET_HDR_LEN}, {pkt, len}};
+    do {
+      w = writev(t->fd, iov, 2);
+    } while (w < 0 && errno == EINTR);
+    if (w < 0) return -1;
+    t->counters[SUPER_WRITES]++;
+    return 0;
+  }
+  memset(&h, 0, sizeof h);
+  h.gso_type = VIRTIO_NET_HDR_GSO_TCPV6;
+  h.gso_size = (uint16_t)gso;
+  gso_split_t s;
+  if (gso_split_init(&s, &h, pkt, len) != 0) return -1;
+  uint8_t *segment = t->scratch + SCRATCH_BYTES;
+  int failed = 0;
+  while (s.active) {
+    size_t piece_gso;
+    size_t n = gso_split_next(&s, segment, SCRATCH_BYTES, &piece_gso);
+    if (n == 0) return -1;
+    do {
+      w = write(t->fd, segment, n);
+    } while (w < 0 && errno == EINTR);
+    if (w < 0) failed = 1;
+  }
+  t->counters[SUPER_CUT]++;
+  return failed ? -1 : 0;
+}
+
+/* How many packets from i on have no gso_size: only those may form coalesced runs. */
+static size_t ordinary_from(const int32_t *gso, size_t count, size_t i) {
+  size_t end = i;
+  while (end < count && gso[end] == 0) end++;
+  return end;
+}
+
 napi_value tun_js_write_batch(napi_env env, napi_callback_info info) {
   napi_value argv[4], out;
   tun_t *t = tun_args(env, info, 4, argv);
@@ -176,24 +226,31 @@ napi_value tun_js_write_batch(napi_env env, napi_callback_info info) {
   uint8_t *buf = (uint8_t *)typed_array_of(env, argv[1], napi_uint8_array, &buf_len);
   const int32_t *meta = (const int32_t *)typed_array_of(env, argv[2], napi_int32_array, &meta_len);
   if (buf == NULL || meta == NULL || napi_get_value_int32(env, argv[3], &count) != napi_ok || count < 0 ||
-      count > WRITE_BATCH_MAX || (size_t)count * 2 > meta_len) {
+      count > WRITE_BATCH_MAX || (size_t)count * META_STRIDE > meta_len) {
     napi_throw_type_error(env, NULL, "TUN: writeBatch(handle, buffer, meta: Int32Array, count <= 256)");
     return NULL;
   }
   uint8_t *packets[WRITE_BATCH_MAX];
   size_t lens[WRITE_BATCH_MAX];
+  int32_t gso[WRITE_BATCH_MAX];
   for (int32_t i = 0; i < count; i++) {
-    int32_t off = meta[2 * i], len = meta[2 * i + 1];
-    if (off < 0 || len < 0 || (size_t)off + (size_t)len > buf_len) {
+    const int32_t *m = meta + META_STRIDE * i;
+    if (m[0] < 0 || m[1] < 0 || (size_t)m[0] + (size_t)m[1] > buf_len || m[2] < 0 || m[2] > 65535) {
       napi_throw_range_error(env, NULL, "TUN: writeBatch: a packet lies outside the buffer");
       return NULL;
     }
-    packets[i] = buf + off;
-    lens[i] = (size_t)len;
+    packets[i] = buf + m[0];
+    lens[i] = (size_t)m[1];
+    gso[i] = m[2];
   }
   int written = 0;
   for (size_t i = 0; i < (size_t)count && !t->closed;) {
-    size_t n = t->vnet ? gro_run(packets, lens, (size_t)count, i) : 1;
+    if (gso[i] != 0) {
+      if (write_super(t, packets[i], lens[i], (size_t)gso[i]) == 0) written++;
+      i++;
+      continue;
+    }
+    size_t n = t->vnet ? gro_run(packets, lens, ordinary_from(gso, (size_t)count, i), i) : 1;
     if (write_run(t, packets, lens, i, n) == 0) {
       written += (int)n;
       if (n > 1) {
@@ -228,4 +285,17 @@ napi_value tun_js_offload_error(napi_env env, napi_callback_info info) {
   if (t == NULL) return NULL;
   CHECK(napi_create_int32(env, t->offload_error, &out));
   return out;
+}
+
+napi_value tun_js_super_packets(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  tun_t *t = tun_args(env, info, 2, argv);
+  if (t == NULL) return NULL;
+  int32_t max = 0;
+  if (napi_get_value_int32(env, argv[1], &max) != napi_ok || max < 0 || max > MAX_READ) {
+    napi_throw_range_error(env, NULL, "TUN: superPackets(handle, maxBytes in [0, 65575])");
+    return NULL;
+  }
+  t->piece_max = (size_t)max;
+  return NULL;
 }

@@ -1,0 +1,159 @@
+// The IPv6 adapter's side of TCP super-packets (src/tun/gso.ts): who gets them whole, who gets them
+// cut, what a receiver checks, and how often a node says it takes them. Two adapters back to back.
+import { describe, expect, it } from "vitest";
+import { Identity } from "../src/crypto/identity.js";
+import {
+  SIG_SUPER_ACCEPT,
+  SIG_SUPER_TCP6,
+  SUPER_ACCEPT_TTL_MS,
+  SUPER_ANNOUNCE_MS,
+  SUPER_HEADER_BYTES,
+} from "../src/tun/gso.js";
+import { type CoreSender, Ipv6Adapter, type SuperPacketTun } from "../src/tun/ipv6.js";
+import { ipv6Packet } from "./support/packets.js";
+
+const A = Identity.fromSeed(Buffer.alloc(32, 0x0a));
+const B = Identity.fromSeed(Buffer.alloc(32, 0x0b));
+const T0 = 1_700_000_000_000;
+const GSO = 1360; // a 1420 MTU less IPv6 and a bare TCP header
+
+/** IPv6/TCP (20-byte header, ACK) from `src` to `dst` with `segments` segments of GSO bytes. */
+function superPacket(src: Identity, dst: Identity, segments: number): Buffer {
+  const tcp = Buffer.alloc(20 + segments * GSO, 0x5a);
+  tcp[12] = 5 << 4;
+  tcp[13] = 0x10;
+  return ipv6Packet(src.address, dst.address, tcp, 6);
+}
+
+/** The cut a real TUN does (checksums aside): the header repeated before each GSO-byte chunk. */
+const cutter = (): SuperPacketTun & { calls: number } => {
+  const t = {
+    calls: 0,
+    segment(packet: Buffer, gsoSize: number): Buffer[] {
+      t.calls++;
+      const out: Buffer[] = [];
+      for (let off = 60; off < packet.length; off += gsoSize) {
+        const seg = Buffer.concat([
+          packet.subarray(0, 60),
+          packet.subarray(off, Math.min(off + gsoSize, packet.length)),
+        ]);
+        seg.writeUInt16BE(seg.length - 40, 4);
+        out.push(seg);
+      }
+      return out;
+    },
+  };
+  return t;
+};
+
+interface End {
+  adapter: Ipv6Adapter;
+  ipv6: Buffer[];
+  planetd: Buffer[];
+  tun: { packet: Buffer; gsoSize: number }[];
+  tunDevice: ReturnType<typeof cutter>;
+}
+
+function end(id: Identity, opts: { superPackets?: boolean; mtu?: number } = {}): End {
+  const e = { ipv6: [], planetd: [], tun: [], tunDevice: cutter() } as unknown as End;
+  const core: CoreSender = {
+    sendIPv6: (_dest, packet) => e.ipv6.push(Buffer.from(packet)),
+    sendOutOfBand: () => {},
+    sendPlanetd: (_dest, body) => e.planetd.push(Buffer.from(body)),
+  };
+  e.adapter = new Ipv6Adapter(
+    id,
+    core,
+    (packet, gsoSize) => e.tun.push({ packet: Buffer.from(packet), gsoSize }),
+    opts.mtu ?? 1420,
+    opts.superPackets === false ? undefined : e.tunDevice,
+  );
+  return e;
+}
+
+/** A's adapter learns `b`'s key from one ordinary packet b sends to A. */
+function introduce(a: End, b: Identity, now: number): void {
+  a.adapter.fromNetwork(b.publicKey, ipv6Packet(b.address, A.address, Buffer.alloc(8), 59), now);
+}
+
+describe("TCP super-packets between planetd nodes", () => {
+  it("are cut for a node that has not said it takes them, and sent whole once it has", () => {
+    const a = end(A);
+    introduce(a, B, T0);
+    a.adapter.fromTun(superPacket(A, B, 5), T0, GSO);
+    expect(a.tunDevice.calls).toBe(1);
+    expect(a.ipv6.map((p) => p.length)).toEqual([60 + GSO, 60 + GSO, 60 + GSO, 60 + GSO, 60 + GSO]);
+    // Sending to B made A say, once, that it takes super-packets itself.
+    expect(a.planetd).toEqual([Buffer.of(SIG_SUPER_ACCEPT)]);
+
+    a.adapter.handlePlanetd(B.publicKey, Buffer.of(SIG_SUPER_ACCEPT), T0 + 1);
+    const sp = superPacket(A, B, 5);
+    a.adapter.fromTun(sp, T0 + 2, GSO);
+    expect(a.tunDevice.calls).toBe(1);
+    const msg = a.planetd[1]!;
+    expect(msg[0]).toBe(SIG_SUPER_TCP6);
+    expect(msg.readUInt16BE(1)).toBe(GSO);
+    expect(msg.subarray(SUPER_HEADER_BYTES).equals(sp)).toBe(true);
+    expect(a.adapter.stats()).toMatchObject({
+      superPacketsSent: 1,
+      superPacketsCut: 1,
+      superAcceptsHeard: 1,
+    });
+
+    // The word expires: without a fresh ACCEPT, cut again.
+    a.adapter.fromTun(superPacket(A, B, 2), T0 + 1 + SUPER_ACCEPT_TTL_MS, GSO);
+    expect(a.tunDevice.calls).toBe(2);
+  });
+
+  it("says it takes them at most once per SUPER_ANNOUNCE_MS per destination, and never without a TUN that can", () => {
+    const a = end(A);
+    introduce(a, B, T0);
+    const ordinary = ipv6Packet(A.address, B.address, Buffer.alloc(100), 59);
+    for (let t = 0; t < SUPER_ANNOUNCE_MS; t += 1000) a.adapter.fromTun(ordinary, T0 + t);
+    a.adapter.fromTun(ordinary, T0 + SUPER_ANNOUNCE_MS);
+    expect(a.planetd.filter((m) => m[0] === SIG_SUPER_ACCEPT)).toHaveLength(2);
+
+    const plain = end(A, { superPackets: false });
+    introduce(plain, B, T0);
+    plain.adapter.fromTun(ordinary, T0);
+    expect(plain.planetd).toHaveLength(0);
+    const written = plain.tun.length;
+    plain.adapter.handlePlanetd(
+      B.publicKey,
+      Buffer.of(SIG_SUPER_TCP6, GSO >> 8, GSO & 0xff, ...superPacket(B, A, 3)),
+      T0,
+    );
+    expect(plain.tun).toHaveLength(written);
+    expect(plain.adapter.stats().superPacketsRefused).toBe(1);
+  });
+
+  it("a receiver writes a super-packet with its gso size, answers Packet Too Big by segment size, and drops malformed ones", () => {
+    const b = end(B, { mtu: 1420 });
+    const message = (packet: Buffer, gso: number) =>
+      Buffer.concat([Buffer.of(SIG_SUPER_TCP6, gso >> 8, gso & 0xff), packet]);
+    const sp = superPacket(A, B, 10);
+    b.adapter.handlePlanetd(A.publicKey, message(sp, GSO), T0);
+    expect(b.tun).toHaveLength(1);
+    expect(b.tun[0]!.gsoSize).toBe(GSO);
+    expect(b.tun[0]!.packet.equals(sp)).toBe(true);
+
+    // Segments of 1500 bytes do not fit a 1420 MTU, though the super-packet is far larger anyway.
+    b.adapter.handlePlanetd(A.publicKey, message(superPacket(A, B, 3), 1440), T0);
+    expect(b.adapter.stats().packetTooBigSent).toBe(1);
+    expect(b.tun).toHaveLength(1);
+
+    b.adapter.handlePlanetd(A.publicKey, message(sp, 100), T0); // crumbs
+    b.adapter.handlePlanetd(A.publicKey, message(superPacket(A, B, 1), GSO), T0); // one segment
+    const udp = Buffer.from(sp);
+    udp[6] = 17;
+    b.adapter.handlePlanetd(A.publicKey, message(udp, GSO), T0);
+    b.adapter.handlePlanetd(A.publicKey, Buffer.of(SIG_SUPER_TCP6), T0);
+    expect(b.adapter.stats().superPacketsMalformed).toBe(4);
+    expect(b.tun).toHaveLength(1);
+
+    // Not from the session's own address: refused as any packet would be.
+    b.adapter.handlePlanetd(A.publicKey, message(superPacket(B, B, 3), GSO), T0);
+    expect(b.tun).toHaveLength(1);
+    expect(b.adapter.stats().netBadSource).toBe(1);
+  });
+});
