@@ -250,6 +250,38 @@ describe("per-destination state", () => {
     expect(c.nat.counters.skipped).toBe(0);
   });
 
+  it("after a punched link closes, traffic offers again once offerTimeoutMs passed", () => {
+    const a = harness(key(1));
+    a.nat.noteTraffic(key(2), 0, LOCAL);
+    const nonce = decodeSignal(a.sent[0]!.body)!.nonce;
+    a.nat.handleSignal(
+      key(2),
+      encodeSignal({ type: SIG_ANSWER, nonce, mapping: 0, candidates: LOCAL }),
+      0,
+      LOCAL,
+    );
+    a.nat.punchDone(key(2), true, 10);
+    a.nat.linkClosed(key(3), 20); // not punched: nothing to do
+    a.nat.linkClosed(key(2), 1000);
+    a.nat.noteTraffic(key(2), 1499, LOCAL);
+    expect(a.sent.length).toBe(1);
+    a.nat.noteTraffic(key(2), 1500, LOCAL);
+    expect(a.sent.length).toBe(2);
+    expect(a.nat.summary(1500)).toEqual({ offered: 1, punching: 0, direct: 0, backingOff: 0 });
+  });
+
+  it("a malformed signal is counted and changes nothing", () => {
+    const a = harness(key(1));
+    a.nat.noteTraffic(key(2), 0, LOCAL);
+    const before = a.nat.summary(0);
+    for (const body of [Buffer.alloc(0), Buffer.from([SIG_OFFER, 0, 0]), Buffer.alloc(7, 0xff)]) {
+      a.nat.handleSignal(key(2), body, 1, LOCAL);
+    }
+    expect(a.nat.counters.signalsMalformed).toBe(3);
+    expect(a.nat.summary(1)).toEqual(before);
+    expect(a.sent.length + a.punches.length).toBe(1);
+  });
+
   it("ignores offers while punching or backing off, so offers cannot make it punch in a loop", () => {
     const b = harness(key(2));
     const offer = (n: number) => encodeSignal({ type: SIG_OFFER, nonce: n, mapping: 0, candidates: LOCAL });
