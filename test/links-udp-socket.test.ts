@@ -2,6 +2,7 @@
 // over loopback, GSO sends and GRO receives that give back the very datagrams sent, fallback to
 // node:dgram, and the errors a link must hear.
 import dgram from "node:dgram";
+import { readdirSync } from "node:fs";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   F_GRO,
@@ -165,6 +166,17 @@ describe.skipIf(!native)("native udp socket", () => {
     await expect(openUdpSocket({ family: 4, address: "192.0.2.1" })).rejects.toMatchObject({
       code: "EADDRNOTAVAIL",
     });
+  });
+
+  it("close releases the socket's fd (the poll handle is no resource Node lists)", async () => {
+    const fds = () => readdirSync("/proc/self/fd").length;
+    const before = fds();
+    const sockets = await Promise.all(
+      [1, 2, 3, 4, 5].map(() => openUdpSocket({ family: 6, address: "::1" })),
+    );
+    expect(fds()).toBe(before + 5);
+    for (const s of sockets) await s.close();
+    expect(fds()).toBe(before);
   });
 
   it("sets the hop limit the NAT punches use, and counts a datagram to another family as dropped", async () => {
