@@ -152,6 +152,9 @@ measure() {
     });'
 }
 
+# bench/matrix.sh sources this file (`source bench/iperf.sh __one`) for the helpers above and stops here.
+[ "${BASH_SOURCE[0]}" = "$0" ] || return 0
+
 if [ "$which" = __one ]; then
   measure "$2"
   exit 0
