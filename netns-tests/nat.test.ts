@@ -1,8 +1,9 @@
 // NAT traversal (issue 13) through real NATs: a public node P; routers R1 and R2 masquerade (nftables)
 // for hosts A and B behind them; A and B know only udp://P (support/nat-lab.ts has the topology).
-// - masquerade: a ping series A→B started while relayed crosses the switch to a punched direct link
-//   (within 10 s) with its losses stated; its RTT falls from the relayed one to a direct link's (A↔P,
-//   measured in the same run); a TCP transfer A→B afterwards leaves P's relay counters where they were.
+// - masquerade: a ping series and a paced TCP stream A→B started while relayed cross the switch to a
+//   punched direct link (within 10 s), the losses stated; the RTT falls from the relayed one to a
+//   direct link's (A↔P, measured in the same run); a TCP transfer A→B afterwards leaves P's relay
+//   counters where they were.
 // - masquerade random, one observer each: both sides try, fail, and traffic keeps flowing through P.
 // - masquerade random, two observers each: both learn they are endpoint-dependent, skip the punch,
 //   and a TCP transfer A→B goes through P (its relay counters grow by at least the bytes sent).
@@ -16,6 +17,7 @@ import {
   internet,
   median,
   natStatus,
+  nstat,
   pingSeries,
   transfer,
 } from "./support/nat-lab.js";
@@ -63,15 +65,20 @@ describeNetns("NAT traversal between planetd nodes behind NATs", () => {
 
   it("endpoint-independent NATs: a direct link within 10 s, the RTT of a direct link, no loss past the switch, P relays nothing after", async () => {
     const { a, b, p } = await topology(false);
-    // A ping every 10 ms from before the first packet until well after the switch.
+    // A ping every 10 ms, and a TCP stream of 6 MiB paced at 1.6 MB/s, from before the first packet
+    // until well after the switch.
+    const retransBefore = await nstat(a.ns, "TcpRetransSegs");
     const started = Date.now();
     const series = pingSeries(a.ns, b.address, 400, 0.01);
+    const stream = transfer(a, b, 6, 16).then((r) => ({ ...r, end: Date.now() }));
     const switchedAt = await lab.waitFor(
       async () => ((await directTo(a, b.key)) && (await directTo(b, a.key)) ? Date.now() : undefined),
       10_000,
       "A and B list each other as udp:// peers",
     );
     const s = await series;
+    const tcp = await stream;
+    const retrans = (await nstat(a.ns, "TcpRetransSegs")) - retransBefore;
     // A direct link's RTT between two planetd nodes, on this machine now (all three warmed up by the
     // series): A↔P over their udp:// link, once their session is up.
     await lab.waitFor(
@@ -102,6 +109,14 @@ describeNetns("NAT traversal between planetd nodes behind NATs", () => {
     const outside = s.lost.filter(
       (seq) => seq > firstReply && (sentAt(seq) < switchedAt - 2000 || sentAt(seq) > switchedAt + 1000),
     );
+    console.log(
+      `TCP stream across the switch: 6 MiB sha256-matched, ${tcp.end - tcp.ms - started} to ` +
+        `${tcp.end - started} ms after the first ping (switch seen at ${switchedAt - started} ms), ` +
+        `${retrans} segments retransmitted by A`,
+    );
+    // The stream was under way before the direct link was seen and ended after it.
+    expect(tcp.end - tcp.ms).toBeLessThan(switchedAt);
+    expect(tcp.end).toBeGreaterThan(switchedAt);
     const punchedA = await natStatus(a);
     const punchedB = await natStatus(b);
     console.log(
@@ -130,7 +145,7 @@ describeNetns("NAT traversal between planetd nodes behind NATs", () => {
     // P relayed the pings before the switch; a TCP transfer over the direct link adds nothing there.
     const before = await natStatus(p);
     expect(before.forwarded_frames).toBeGreaterThan(0);
-    const bytes = await transfer(a, b, 16);
+    const { bytes } = await transfer(a, b, 16);
     const after = await natStatus(p);
     console.log(
       `16 MiB A→B over the punched link: P relayed ${after.forwarded_frames - before.forwarded_frames} frames, ` +
@@ -182,7 +197,7 @@ describeNetns("NAT traversal between planetd nodes behind NATs", () => {
       "both sides to skip the punch",
     );
     const before = await natStatus(p);
-    const bytes = await transfer(a, b, 4);
+    const { bytes } = await transfer(a, b, 4);
     const r = await ping6(a.ns, b.address, { count: 30, intervalS: 0.1 });
     const after = await natStatus(p);
     const [na, nb] = [await natStatus(a), await natStatus(b)];

@@ -135,6 +135,13 @@ export async function pingSeries(
   return { transmitted: tx, lost, replies, output };
 }
 
+/** A counter of `nstat -az` in `ns` (e.g. TcpRetransSegs). */
+export async function nstat(ns: Netns, name: string): Promise<number> {
+  const out = await ns.mustExec("nstat", ["-az", name]);
+  const line = out.split("\n").find((l) => l.startsWith(`${name} `));
+  return Number(line?.trim().split(/\s+/)[1] ?? Number.NaN);
+}
+
 export function median(values: number[]): number {
   expect(values.length).toBeGreaterThan(0);
   const s = [...values].sort((x, y) => x - y);
@@ -144,14 +151,22 @@ export function median(values: number[]): number {
 
 const TRANSFER_SCRIPT = join(repoRoot, "netns-tests", "support", "tcp-transfer.mjs");
 
-/** Moves `mib` MiB from `from` to `to` over TCP through the overlay, sha256-checked; returns bytes. */
-export async function transfer(from: DaemonNode, to: DaemonNode, mib: number): Promise<number> {
+/**
+ * Moves `mib` MiB from `from` to `to` over TCP through the overlay, sha256-checked (paced at
+ * `paceKiB` per 10 ms when given); returns the bytes and the client's duration.
+ */
+export async function transfer(
+  from: DaemonNode,
+  to: DaemonNode,
+  mib: number,
+  paceKiB?: number,
+): Promise<{ bytes: number; ms: number }> {
   const port = String(5000 + Math.floor(Math.random() * 1000));
   const timeout = 120_000;
   const server = to.ns.exec(process.execPath, [TRANSFER_SCRIPT, "server", to.address, port], timeout);
   const client = await from.ns.exec(
     process.execPath,
-    [TRANSFER_SCRIPT, "client", to.address, port, String(mib)],
+    [TRANSFER_SCRIPT, "client", to.address, port, String(mib), ...(paceKiB ? [String(paceKiB)] : [])],
     timeout,
   );
   const got = await server;
@@ -161,5 +176,5 @@ export async function transfer(from: DaemonNode, to: DaemonNode, mib: number): P
   const received = JSON.parse(got.stdout.trim()) as { bytes: number; sha: string };
   expect(received.bytes).toBe(mib * 1048576);
   expect(received.sha).toBe(sent.sha);
-  return received.bytes;
+  return { bytes: received.bytes, ms: sent.ms };
 }

@@ -1,10 +1,11 @@
 // One TCP transfer through the overlay, for the udp-loss test and bench/lossy-tcp.sh:
 // `server <addr> <port>` prints the received byte count and sha256 when the client closes;
-// `client <addr> <port> <MiB>` sends random data (retrying the connect while routes settle) and
-// prints its byte count, sha256 and duration, as one JSON line each.
+// `client <addr> <port> <MiB> [KiB per 10 ms]` sends random data (retrying the connect while routes
+// settle; paced when the last argument is given) and prints its byte count, sha256 and duration, as
+// one JSON line each.
 import { createHash, randomBytes } from "node:crypto";
 import net from "node:net";
-const [role, addr, port, mib] = process.argv.slice(2);
+const [role, addr, port, mib, paceKiB] = process.argv.slice(2);
 const hash = createHash("sha256");
 if (role === "server") {
   let bytes = 0;
@@ -40,13 +41,18 @@ if (role === "server") {
   }
   const t0 = Date.now();
   let sent = 0;
+  const paced = paceKiB === undefined ? 0 : Number(paceKiB) * 1024;
   const pump = () => {
     while (sent < total) {
-      const chunk = randomBytes(Math.min(65536, total - sent));
+      const chunk = randomBytes(Math.min(paced || 65536, total - sent));
       hash.update(chunk);
       sent += chunk.length;
       if (!sock.write(chunk)) {
-        sock.once("drain", pump);
+        sock.once("drain", paced ? () => setTimeout(pump, 10) : pump);
+        return;
+      }
+      if (paced && sent < total) {
+        setTimeout(pump, 10);
         return;
       }
     }
