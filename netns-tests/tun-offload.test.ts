@@ -134,4 +134,34 @@ describeNetns("TUN checksum and segmentation offloads", () => {
     expect(delta(t2, t1, "coalescedSegments")).toBeGreaterThan(delta(t2, t1, "coalescedWrites"));
     expect(t2.counters.writeDrops).toBe(0);
   }, 300_000);
+
+  it(`IfMTU 1420, one planetd with a plain TUN (PLANETD_TUN_OFFLOAD=off): ${MIB} MiB each way arrive intact, no super-packet reaches it`, async () => {
+    const [nsA, nsB] = [await lab.netns(), await lab.netns()];
+    const veth = await lab.link(nsA, nsB);
+    const b = await lab.startPlanetd(nsB, "pdB", { listen: [`tcp://${veth.b.ipv4}:12347`], ifMtu: 1420 });
+    // The daemon inherits the environment when it is spawned; only A gets the switch.
+    process.env.PLANETD_TUN_OFFLOAD = "off";
+    let a: DaemonNode;
+    try {
+      a = await lab.startPlanetd(nsA, "pdA", { peers: [`tcp://${veth.b.ipv4}:12347`], ifMtu: 1420 });
+    } finally {
+      Reflect.deleteProperty(process.env, "PLANETD_TUN_OFFLOAD"); // `= undefined` would set "undefined"
+    }
+    await lab.waitFor(
+      async () => (await ping6(a.ns, b.address, { count: 1 })).received === 1,
+      60_000,
+      "a ping from A to B through the overlay",
+    );
+    await transfer(a, b, "plain -> offloaded, IfMTU 1420");
+    await transfer(b, a, "offloaded -> plain, IfMTU 1420");
+    const [tunA, tunB] = [await tunInfo(a), await tunInfo(b)];
+    console.log(`plain A: ${JSON.stringify(tunA.counters)}\noffloaded B: ${JSON.stringify(tunB.counters)}`);
+    expect(tunA.offload).toBe(false);
+    expect(tunA.counters.gsoReads).toBe(0);
+    expect(tunA.counters.superAcceptsSent).toBe(0);
+    expect(tunB.offload).toBe(true);
+    expect(tunB.counters.superPacketsSent).toBe(0);
+    expect(tunB.counters.superPacketsCut).toBeGreaterThan(0);
+    expect(tunA.counters.writeDrops).toBe(0);
+  }, 300_000);
 });

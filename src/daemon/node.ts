@@ -458,5 +458,7 @@ export class Node implements PacketConn {
 // and the addon's error says in one line what is missing when it may not.
 async function defaultOpenTun(name: string, mtu: number, address: Buffer): Promise<TunDevice> {
   const { openTun } = await import("../tun/native.js");
-  return openTun({ name, mtu, address, prefixLength: 7 });
+  // PLANETD_TUN_OFFLOAD=off: a plain TUN (no checksum/segmentation offloads, no super-packets), for
+  // measuring what the offloads are worth on one tree and as a way out should a kernel misbehave.
+  return openTun({ name, mtu, address, prefixLength: 7, offload: process.env.PLANETD_TUN_OFFLOAD !== "off" });
 }

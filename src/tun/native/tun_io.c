@@ -210,13 +210,6 @@ static int write_super(tun_t *t, uint8_t *pkt, size_t len, size_t gso) {
   return failed ? -1 : 0;
 }
 
-/* How many packets from i on have no gso_size: only those may form coalesced runs. */
-static size_t ordinary_from(const int32_t *gso, size_t count, size_t i) {
-  size_t end = i;
-  while (end < count && gso[end] == 0) end++;
-  return end;
-}
-
 napi_value tun_js_write_batch(napi_env env, napi_callback_info info) {
   napi_value argv[4], out;
   tun_t *t = tun_args(env, info, 4, argv);
@@ -244,13 +237,18 @@ napi_value tun_js_write_batch(napi_env env, napi_callback_info info) {
     gso[i] = m[2];
   }
   int written = 0;
+  size_t ordinary_end = 0; /* packets before this have no gso_size: only those form coalesced runs */
   for (size_t i = 0; i < (size_t)count && !t->closed;) {
+    if (ordinary_end <= i) {
+      ordinary_end = i;
+      while (ordinary_end < (size_t)count && gso[ordinary_end] == 0) ordinary_end++;
+    }
     if (gso[i] != 0) {
       if (write_super(t, packets[i], lens[i], (size_t)gso[i]) == 0) written++;
       i++;
       continue;
     }
-    size_t n = t->vnet ? gro_run(packets, lens, ordinary_from(gso, (size_t)count, i), i) : 1;
+    size_t n = t->vnet ? gro_run(packets, lens, ordinary_end, i) : 1;
     if (write_run(t, packets, lens, i, n) == 0) {
       written += (int)n;
       if (n > 1) {
