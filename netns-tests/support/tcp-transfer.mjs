@@ -26,8 +26,16 @@ if (role === "server") {
   const connect = () =>
     new Promise((resolve, reject) => {
       const s = net.connect({ host: addr, port: Number(port) });
-      s.once("connect", () => resolve(s));
-      s.once("error", reject);
+      // A SYN lost while the overlay sets up its session would wait for the kernel's 1 s resend.
+      const slow = setTimeout(() => s.destroy(new Error("connect timed out")), 300);
+      s.once("connect", () => {
+        clearTimeout(slow);
+        resolve(s);
+      });
+      s.once("error", (e) => {
+        clearTimeout(slow);
+        reject(e);
+      });
     });
   let sock;
   for (let i = 0; ; i++) {
@@ -36,7 +44,7 @@ if (role === "server") {
       break;
     } catch (e) {
       if (i > 40) throw e;
-      await new Promise((r) => setTimeout(r, 250));
+      await new Promise((r) => setTimeout(r, 100));
     }
   }
   const t0 = Date.now();
