@@ -1,7 +1,8 @@
 // TUN offloads on a real kernel: sha256-checked TCP transfers over tcp://, at IfMTU 1420 and at the
-// default. Between two planetd nodes the counters prove that the sender read super-packets and sent
-// them whole and the receiver wrote them as GSO writes; towards Yggdrasil they prove the sender cut
-// them into ordinary segments and sent it none whole.
+// default (where offloads are off unless PLANETD_TUN_OFFLOAD=on). Between two planetd nodes the
+// counters prove that the sender read super-packets and sent them whole and the receiver wrote them
+// as GSO writes; towards Yggdrasil, or a planetd with a plain TUN, that the sender cut them into
+// ordinary segments and sent none whole, and that what they send is coalesced.
 //
 // PD_TUN_OFFLOAD_MIB (default 20) sets the transfer size.
 import { join } from "node:path";
@@ -44,19 +45,32 @@ async function transfer(a: DaemonNode, b: DaemonNode, label: string): Promise<vo
   console.log(`${label}: ${MIB} MiB in ${sent.ms} ms (${((MIB * 8388.608) / sent.ms).toFixed(0)} Mbit/s)`);
 }
 
+/** Runs `start` with PLANETD_TUN_OFFLOAD set (a spawned daemon inherits the environment). */
+async function withOffloadKnob<T>(knob: string | undefined, start: () => Promise<T>): Promise<T> {
+  if (knob === undefined) return start();
+  process.env.PLANETD_TUN_OFFLOAD = knob;
+  try {
+    return await start();
+  } finally {
+    Reflect.deleteProperty(process.env, "PLANETD_TUN_OFFLOAD"); // `= undefined` would set "undefined"
+  }
+}
+
 async function pair(
   ifMtu: number | undefined,
   peer: "planetd" | "yggdrasil" = "planetd",
+  knob?: string,
 ): Promise<[DaemonNode, DaemonNode]> {
   const [nsA, nsB] = [await lab.netns(), await lab.netns()];
   const veth = await lab.link(nsA, nsB);
   const mtu = ifMtu === undefined ? {} : { ifMtu };
   const listen = { listen: [`tcp://${veth.b.ipv4}:12347`], ...mtu };
-  const b =
-    peer === "planetd"
-      ? await lab.startPlanetd(nsB, "pdB", listen)
-      : await lab.startYggdrasil(nsB, "ygB", listen);
-  const a = await lab.startPlanetd(nsA, "pdA", { peers: [`tcp://${veth.b.ipv4}:12347`], ...mtu });
+  const b = await withOffloadKnob(knob, () =>
+    peer === "planetd" ? lab.startPlanetd(nsB, "pdB", listen) : lab.startYggdrasil(nsB, "ygB", listen),
+  );
+  const a = await withOffloadKnob(knob, () =>
+    lab.startPlanetd(nsA, "pdA", { peers: [`tcp://${veth.b.ipv4}:12347`], ...mtu }),
+  );
   await lab.waitFor(
     async () => (await ping6(a.ns, b.address, { count: 1 })).received === 1,
     60_000,
@@ -73,10 +87,14 @@ describeNetns("TUN checksum and segmentation offloads", () => {
     await lab.cleanup();
   });
 
-  for (const ifMtu of [1420, undefined]) {
-    const label = `IfMTU ${ifMtu ?? "default"}`;
+  // At the default IfMTU offloads are off unless PLANETD_TUN_OFFLOAD=on (native.ts OFFLOAD_MAX_MTU).
+  for (const [ifMtu, knob] of [
+    [1420, undefined],
+    [undefined, "on"],
+  ] as const) {
+    const label = `IfMTU ${ifMtu ?? "default"}${knob ? ` PLANETD_TUN_OFFLOAD=${knob}` : ""}`;
     it(`${label}: a ${MIB} MiB transfer arrives intact; super-packets travel whole where they hold several segments`, async () => {
-      const [a, b] = await pair(ifMtu);
+      const [a, b] = await pair(ifMtu, "planetd", knob);
       const [tunA0, tunB0] = [await tunInfo(a), await tunInfo(b)];
       expect(tunA0.offload, JSON.stringify(tunA0)).toBe(true);
       expect(tunB0.offload).toBe(true);
@@ -113,6 +131,14 @@ describeNetns("TUN checksum and segmentation offloads", () => {
     }, 300_000);
   }
 
+  it(`IfMTU default: offloads stay off by default and a ${MIB} MiB transfer arrives intact`, async () => {
+    const [a, b] = await pair(undefined);
+    await transfer(a, b, "tcp:// IfMTU default, plain TUN");
+    const [tunA, tunB] = [await tunInfo(a), await tunInfo(b)];
+    expect([tunA.offload, tunB.offload]).toEqual([false, false]);
+    expect(tunA.counters.gsoReads + tunB.counters.gsoReads).toBe(0);
+  }, 300_000);
+
   it(`IfMTU 1420 with Yggdrasil 0.4.7: ${MIB} MiB each way arrive intact; towards it super-packets are cut, from it segments coalesce`, async () => {
     const [a, b] = await pair(1420, "yggdrasil");
     const t0 = await tunInfo(a);
@@ -139,14 +165,9 @@ describeNetns("TUN checksum and segmentation offloads", () => {
     const [nsA, nsB] = [await lab.netns(), await lab.netns()];
     const veth = await lab.link(nsA, nsB);
     const b = await lab.startPlanetd(nsB, "pdB", { listen: [`tcp://${veth.b.ipv4}:12347`], ifMtu: 1420 });
-    // The daemon inherits the environment when it is spawned; only A gets the switch.
-    process.env.PLANETD_TUN_OFFLOAD = "off";
-    let a: DaemonNode;
-    try {
-      a = await lab.startPlanetd(nsA, "pdA", { peers: [`tcp://${veth.b.ipv4}:12347`], ifMtu: 1420 });
-    } finally {
-      Reflect.deleteProperty(process.env, "PLANETD_TUN_OFFLOAD"); // `= undefined` would set "undefined"
-    }
+    const a = await withOffloadKnob("off", () =>
+      lab.startPlanetd(nsA, "pdA", { peers: [`tcp://${veth.b.ipv4}:12347`], ifMtu: 1420 }),
+    );
     await lab.waitFor(
       async () => (await ping6(a.ns, b.address, { count: 1 })).received === 1,
       60_000,

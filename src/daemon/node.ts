@@ -458,7 +458,10 @@ export class Node implements PacketConn {
 // and the addon's error says in one line what is missing when it may not.
 async function defaultOpenTun(name: string, mtu: number, address: Buffer): Promise<TunDevice> {
   const { openTun } = await import("../tun/native.js");
-  // PLANETD_TUN_OFFLOAD=off: a plain TUN (no checksum/segmentation offloads, no super-packets), for
-  // measuring what the offloads are worth on one tree and as a way out should a kernel misbehave.
-  return openTun({ name, mtu, address, prefixLength: 7, offload: process.env.PLANETD_TUN_OFFLOAD !== "off" });
+  // PLANETD_TUN_OFFLOAD=off: a plain TUN (no checksum/segmentation offloads, no super-packets); =on:
+  // offloads at any MTU; unset: by MTU (native.ts OFFLOAD_MAX_MTU). For measuring what the offloads
+  // are worth on one tree, and as a way out should a kernel misbehave.
+  const knob = process.env.PLANETD_TUN_OFFLOAD;
+  const offload = knob === "off" ? false : knob === "on" ? true : undefined;
+  return openTun({ name, mtu, address, prefixLength: 7, offload });
 }

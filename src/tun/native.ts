@@ -9,6 +9,13 @@ import type { TunDevice } from "./device.js";
 /** Spec 5.9: the largest IPv6 packet a session carries, and IPv6's minimum link MTU. */
 export const TUN_MIN_MTU = 1280;
 export const TUN_MAX_MTU = 53049;
+/**
+ * Offloads pay where the kernel's 64 KiB super-packets hold many segments; at large MTUs they hold
+ * one or two and what remains is our checksum pass where the kernel folded it into its copy.
+ * Measured under load (bench/iperf.sh, tcp://, offloads on vs PLANETD_TUN_OFFLOAD=off): on ahead at
+ * 1420 and 8000, level or behind at 16000, behind at 53049 (~1419 vs ~1854 Mbit/s).
+ */
+export const OFFLOAD_MAX_MTU = 8192;
 
 /**
  * Packets per wakeup; the kernel queue holds the rest until the next turn of the event loop. A 64 KiB
@@ -47,7 +54,7 @@ export interface TunOptions {
   address: Buffer;
   /** 7 by default, so that all of 200::/7 routes to the interface. */
   prefixLength?: number;
-  /** Checksum and TCP segmentation offloads (IFF_VNET_HDR); true by default. */
+  /** Checksum and TCP segmentation offloads (IFF_VNET_HDR); by default at an MTU ≤ OFFLOAD_MAX_MTU. */
   offload?: boolean;
 }
 
@@ -208,7 +215,7 @@ export class NativeTun implements TunDevice {
       this.readBuffer,
       this.meta,
       (count, errno) => this.onBatch(count, errno),
-      options.offload ?? true,
+      options.offload ?? this.mtu <= OFFLOAD_MAX_MTU,
     );
     this.name = this.lib.name(this.handle);
     this.offloadError = this.lib.offloadError(this.handle);
