@@ -9,6 +9,7 @@
 //
 //   OFFER  1 ‖ nonce u32 ‖ mapping u8 ‖ count u8 ‖ (family u8 (4|6) ‖ port u16 ‖ ip 4|16)…
 //   ANSWER 2 ‖ the same body, echoing the offer's nonce
+// (Types 3 and 4 carry TCP super-packets between planetd nodes: src/tun/gso.ts; the node routes them.)
 // The offerer sends OFFER when it has session traffic for a key that is not a direct peer; the
 // answerer replies with its own candidates and starts punching at once, the offerer when the
 // ANSWER arrives. The node with the smaller key dials (udp-punch.ts); the other only opens its NAT.
