@@ -1,6 +1,6 @@
 // NAT traversal (issue 13) on the other paths the issue names (labs in support/nat-lab.ts):
-// - one side behind masquerade, the other public: a direct udp:// link too (the public side, with the
-//   smaller key, dials the NATed side's reflexive address);
+// - one side behind masquerade, the other public: a direct udp:// link too, whichever side dials (the
+//   one with the smaller key);
 // - Debian's yggdrasil 0.4.7 as P, the only path between A and B (tcp://), so the offer and answer
 //   cross it inside the A↔B session; A and B each learn their reflexive address from a planetd
 //   reflector that is a leaf (one udp:// link each). Pings work, the punch happens, and the
@@ -46,29 +46,37 @@ describeNetns("NAT traversal: a public side, and yggdrasil 0.4.7 in the middle",
     await lab.cleanup();
   });
 
-  it("one side behind masquerade, one public: a punched direct link within 10 s of the first ping", async () => {
-    const inet = await internet(lab);
-    const nsA = await behindNat(lab, inet.r1, false);
-    const pub = await publicHost(lab, inet);
-    const [small, large] = identitiesByKey(2);
-    await lab.startPlanetd(inet.nsP, "pdP", { listen: ["udp://0.0.0.0:12345"] });
-    const a = await lab.startPlanetd(nsA, "pdA", { peers: [`udp://${inet.r1.p}:12345`], identity: large });
-    const b = await lab.startPlanetd(pub.ns, "pdB", { peers: [`udp://${pub.p}:12345`], identity: small });
-    const took = await punchedAfterFirstPing(a, b, 1, "P");
-    const r = await ping6(a.ns, b.address, { count: 20, intervalS: 0.05 });
-    const [na, nb] = [await natStatus(a), await natStatus(b)];
-    console.log(
-      `public B: direct link ${took} ms after the first ping; A sees B at ${(await directTo(a, b.key))!.remote}, ` +
-        `B sees A at ${(await directTo(b, a.key))!.remote}; A mapping ${na.mapping}; ${r.output.split("\n").at(-2)}`,
-    );
-    expect(r.lossPercent, r.output).toBe(0);
-    // A reaches B at its public address: no NAT on B's side.
-    expect((await directTo(a, b.key))!.remote).toMatch(
-      new RegExp(`^udp://${pub.ip.replaceAll(".", "\\.")}:`),
-    );
-    expect(na.punched_peers?.map((x) => x.key)).toEqual([b.key]);
-    expect(nb.punched_peers?.map((x) => x.key)).toEqual([a.key]);
-  });
+  it.each([
+    ["the public side dials", true],
+    ["the NATed side dials", false],
+  ])(
+    "one side behind masquerade, one public (%s): a punched direct link within 10 s of the first ping",
+    async (_, publicDials) => {
+      const inet = await internet(lab);
+      const nsA = await behindNat(lab, inet.r1, false);
+      const pub = await publicHost(lab, inet);
+      // The smaller key dials (src/overlay/nat.ts).
+      const [small, large] = identitiesByKey(2);
+      const [idA, idB] = publicDials ? [large, small] : [small, large];
+      await lab.startPlanetd(inet.nsP, "pdP", { listen: ["udp://0.0.0.0:12345"] });
+      const a = await lab.startPlanetd(nsA, "pdA", { peers: [`udp://${inet.r1.p}:12345`], identity: idA });
+      const b = await lab.startPlanetd(pub.ns, "pdB", { peers: [`udp://${pub.p}:12345`], identity: idB });
+      const took = await punchedAfterFirstPing(a, b, 1, "P");
+      const r = await ping6(a.ns, b.address, { count: 20, intervalS: 0.05 });
+      const [na, nb] = [await natStatus(a), await natStatus(b)];
+      console.log(
+        `public B, ${publicDials ? "B" : "A"} dials: direct link ${took} ms after the first ping; A sees B at ${(await directTo(a, b.key))!.remote}, ` +
+          `B sees A at ${(await directTo(b, a.key))!.remote}; A mapping ${na.mapping}; ${r.output.split("\n").at(-2)}`,
+      );
+      expect(r.lossPercent, r.output).toBe(0);
+      // A reaches B at its public address: no NAT on B's side.
+      expect((await directTo(a, b.key))!.remote).toMatch(
+        new RegExp(`^udp://${pub.ip.replaceAll(".", "\\.")}:`),
+      );
+      expect(na.punched_peers?.map((x) => x.key)).toEqual([b.key]);
+      expect(nb.punched_peers?.map((x) => x.key)).toEqual([a.key]);
+    },
+  );
 
   it("yggdrasil 0.4.7 as P: A and B punch through the session it carries; pings and its log stay clean", async () => {
     const inet = await internet(lab);
