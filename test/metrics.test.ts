@@ -11,7 +11,16 @@ describe("Prometheus metrics", () => {
     peers: 2,
     links: [
       { key: keyB, port: 1, transport: "tcp", bytesIn: 100, bytesOut: 200, packetsIn: 3, packetsOut: 4 },
-      { key: keyC, port: 2, transport: "tls", bytesIn: 5, bytesOut: 6, packetsIn: 1, packetsOut: 1 },
+      {
+        key: keyC,
+        port: 2,
+        transport: "udp",
+        bytesIn: 5,
+        bytesOut: 6,
+        packetsIn: 1,
+        packetsOut: 1,
+        punched: true,
+      },
     ],
     sessions: 1,
     dhtEntries: 4,
@@ -56,7 +65,7 @@ describe("Prometheus metrics", () => {
     expect(find(samples, "planetd_tree_depth")[0].value).toBe(2);
     expect(find(samples, "planetd_tree_root_info")[0].labels.root).toBe(keyA.toString("hex"));
     expect(find(samples, "planetd_links", { transport: "tcp" })[0].value).toBe(1);
-    expect(find(samples, "planetd_links", { transport: "tls" })[0].value).toBe(1);
+    expect(find(samples, "planetd_links", { transport: "udp" })[0].value).toBe(1);
     const peerB = keyB.toString("hex").slice(0, 16);
     expect(find(samples, "planetd_link_received_bytes_total", { peer: peerB, port: "1" })[0].value).toBe(100);
     expect(find(samples, "planetd_link_sent_packets_total", { peer: peerB, port: "1" })[0].value).toBe(4);
@@ -67,6 +76,10 @@ describe("Prometheus metrics", () => {
     expect(find(samples, "planetd_nat_punch_successes_total")[0].value).toBe(1);
     expect(find(samples, "planetd_nat_punch_skipped_total")[0].value).toBe(1);
     expect(find(samples, "planetd_nat_punched_links")[0].value).toBe(1);
+    const peerC = keyC.toString("hex").slice(0, 16);
+    expect(find(samples, "planetd_nat_punched_link").map((s) => s.labels)).toEqual([
+      { peer: peerC, port: "2" },
+    ]);
     expect(types.get("planetd_link_received_bytes_total")).toBe("counter");
     expect(types.get("planetd_peers")).toBe("gauge");
     expect(find(samples, "nodejs_eventloop_lag_seconds")).toHaveLength(1);
@@ -85,7 +98,7 @@ describe("Prometheus metrics", () => {
     expect(find(samples, "planetd_link_received_bytes_total", { peer: peerB })[0].value).toBe(1600);
     expect(find(samples, "planetd_link_received_packets_total", { peer: peerB })[0].value).toBe(4);
     expect(find(samples, "planetd_link_received_bytes_total")).toHaveLength(1);
-    expect(find(samples, "planetd_links", { transport: "tls" })).toHaveLength(0);
+    expect(find(samples, "planetd_links", { transport: "udp" })).toHaveLength(0);
     expect(find(samples, "planetd_handshake_failures_total")[0].value).toBe(3);
     expect(find(samples, "planetd_dropped_packets_total", { reason: "no_route" })[0].value).toBe(2);
   });

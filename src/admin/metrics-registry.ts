@@ -169,6 +169,19 @@ function addNatMetrics(registry: Registry, current: () => MetricsSnapshot | unde
       this.set(nat?.punchedLinks ?? 0);
     },
   });
+  new Gauge({
+    name: "planetd_nat_punched_link",
+    help: "1 for each link hole punching made (labels peer and port as on planetd_link_*)",
+    labelNames: ["peer", "port"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const link of current()?.links ?? []) {
+        if (link.punched)
+          this.set({ peer: link.key.toString("hex").slice(0, PEER_LABEL_HEX), port: String(link.port) }, 1);
+      }
+    },
+  });
 }
 
 /** Per-rule hit counters (the default policy as rule="default") and the flow table. */

@@ -15,6 +15,8 @@ export interface LinkMetrics {
   bytesOut: number;
   packetsIn: number;
   packetsOut: number;
+  /** Opened by NAT traversal (hole punching). */
+  punched?: boolean;
 }
 
 export interface MetricsSnapshot {

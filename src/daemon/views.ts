@@ -123,6 +123,7 @@ export function metricsSnapshotFor(node: ViewedNode): MetricsSnapshot {
       bytesOut: link.bytesOut,
       packetsIn: counts?.framesIn ?? 0,
       packetsOut: counts?.framesOut ?? 0,
+      ...(link.punched ? { punched: true } : {}),
     });
   }
   const dropped: Record<string, number> = {
