@@ -3,7 +3,7 @@
 # interleaved rounds, medians, one markdown table with ratios to Yggdrasil 0.4.7 at the same MTU.
 # Per system and round: iperf3 one stream and four streams, idle ping RTT (5 pings/s), RTT under the
 # one-stream load, the daemons' CPU-s per GB (utime+stime from /proc/PID/stat, summed over every
-# daemon on the path, during the one-stream run), RSS idle and after the load (largest daemon).
+# daemon on the path, during the one-stream run), RSS idle and LOAD_SETTLE s after the load (largest daemon).
 # Needs root on Debian; installs iperf3, yggdrasil, wireguard-go, wireguard-tools and tinc with apt-get.
 #
 #   sudo bench/matrix.sh                          (3 rounds, 5 s per iperf3 run, 2 nodes: ~13 min)
@@ -11,6 +11,8 @@
 #   ONLY="planetd-tcp,ygg" sudo bench/matrix.sh   (systems by prefix; "planetd-udp@1420" for one MTU)
 #   NODES=3 sudo bench/matrix.sh                  (3-node chain: the middle node forwards)
 #   OUT=/tmp/matrix.md                            (where the table goes; default bench/matrix-<date>.md)
+#   IDLE_SETTLE=5 LOAD_SETTLE=5 IDLE_PINGS=20     (s before the idle figures, s after the load before
+#                                                  "RSS after load", pings for the idle RTT)
 # Systems: node (a bare `node` process, RSS only), raw (the veths alone), planetd-tcp, planetd-tls,
 # planetd-udp and ygg at IfMTU 65535 and 1420, wg (wireguard-go) and tinc (1.0) at 1420.
 set -euo pipefail
@@ -259,7 +261,7 @@ measure_system() {
   json=$(iperf_json 4) || { echo "$system: iperf3 -P 4 failed: $(echo "$json" | grep -m1 error)" >&2; return 1; }
   read -r bytes mbps < <(echo "$json" | received)
   line+=" mbps4=$mbps"
-  sleep 2
+  sleep "${LOAD_SETTLE:-5}"
   [ ${#daemons[@]} -gt 0 ] && line+=" rss_load=$(rss_mib)"
   echo "$line"
 }
