@@ -74,7 +74,7 @@ describe("udp rekeying on loopback", () => {
     const N = 6000;
     await Promise.all([stream(bLink, N, 1), stream(bLink, N, 9)]);
     await atA.until((f) => f.filter((x) => x[0] === 1).length === N);
-    await until(() => bLink.keyGeneration >= 5 && aLink.keyGeneration >= 5);
+    await until(() => bLink.keys.generation >= 5 && aLink.keys.generation >= 5);
     const proto = atA.frames.filter((x) => x[0] === 1).map((x) => x.readUInt32BE(1));
     expect(proto).toEqual([...Array(N).keys()]);
     // Traffic is best effort, but loopback loses none: a key switch must not either.
@@ -88,17 +88,17 @@ describe("udp rekeying on loopback", () => {
     const atA = collect(aLink);
     await stream(bLink, 2000, 1);
     await atA.until((f) => f.length === 2000);
-    await until(() => bLink.rekeyStats.rekeys >= 2);
-    expect(aLink.keyGeneration).toBe(bLink.keyGeneration);
+    await until(() => bLink.keys.rekeys >= 2);
+    expect(aLink.keys.generation).toBe(bLink.keys.generation);
   });
 
   it("both ends starting at once make one exchange (the dialer's)", async () => {
     const { aLink, bLink } = await pair({ afterMs: 3_600_000, afterDatagrams: 2 ** 30, graceMs: 50 });
-    aLink.rekeyNow();
-    bLink.rekeyNow();
-    await until(() => aLink.keyGeneration === 1 && bLink.keyGeneration === 1);
+    aLink.keys.start();
+    bLink.keys.start();
+    await until(() => aLink.keys.generation === 1 && bLink.keys.generation === 1);
     await new Promise((r) => setTimeout(r, 200));
-    expect([aLink.keyGeneration, bLink.keyGeneration]).toEqual([1, 1]);
+    expect([aLink.keys.generation, bLink.keys.generation]).toEqual([1, 1]);
     const atA = collect(aLink);
     bLink.send(Buffer.from([1, 42]));
     await atA.until((f) => f.length === 1);
@@ -123,10 +123,10 @@ describe("udp rekeying on loopback", () => {
         { afterMs: 3_600_000, afterDatagrams: 2 ** 30, graceMs: 50 },
         { a: dropA, b: dropB },
       );
-      bLink.rekeyNow();
-      await until(() => aLink.keyGeneration === 1 && bLink.keyGeneration === 1);
+      bLink.keys.start();
+      await until(() => aLink.keys.generation === 1 && bLink.keys.generation === 1);
       expect(left).toBe(0);
-      if (lost !== "first datagrams under the new key") expect(bLink.rekeyStats.resends).toBeGreaterThan(0);
+      if (lost !== "first datagrams under the new key") expect(bLink.keys.rekeyResends).toBeGreaterThan(0);
       // Both ways work under the new keys, and nothing was refused.
       const atA = collect(aLink);
       const atB = collect(bLink);
@@ -144,7 +144,7 @@ describe("udp rekeying on loopback", () => {
     const atA = collect(aLink);
     await stream(bLink, 1000, 1);
     await atA.until((f) => f.length === 1000);
-    await until(() => aLink.keyGeneration >= 4 && bLink.keyGeneration >= 4);
+    await until(() => aLink.keys.generation >= 4 && bLink.keys.generation >= 4);
     expect(atA.frames.map((x) => x.readUInt32BE(1))).toEqual([...Array(1000).keys()]);
     expect(aLink.closed || bLink.closed).toBe(false);
     expect(aLink.forged + bLink.forged).toBe(0);
@@ -155,10 +155,10 @@ describe("udp rekeying on loopback", () => {
       { afterMs: 3_600_000, afterDatagrams: 2 ** 30, graceMs: 50 },
       { b: (d) => d[0] === PKT_REKEY },
     );
-    bLink.rekeyNow();
-    await until(() => bLink.rekeyStats.abandoned === 1);
-    expect(bLink.rekeyStats.resends).toBe(7);
-    expect([aLink.keyGeneration, bLink.keyGeneration]).toEqual([0, 0]);
+    bLink.keys.start();
+    await until(() => bLink.keys.rekeysAbandoned === 1);
+    expect(bLink.keys.rekeyResends).toBe(7);
+    expect([aLink.keys.generation, bLink.keys.generation]).toEqual([0, 0]);
     const atA = collect(aLink);
     bLink.send(Buffer.from([1, 3]));
     await atA.until((f) => f.length === 1);

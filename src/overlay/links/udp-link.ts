@@ -130,8 +130,8 @@ export class UdpLink extends LinkCore implements Link {
   private nackTimer: NodeJS.Timeout | undefined;
   private readonly liveness: Liveness;
   private liveTimer: NodeJS.Timeout;
-  /** The link's keys, renewed now and then (udp-rekey.ts). */
-  private readonly keys: LinkKeys;
+  /** The link's keys, renewed now and then (udp-rekey.ts: generation, rekey counters, start()). */
+  readonly keys: LinkKeys;
   private readonly tx: ReliableSender;
   private readonly rx: ReliableReceiver;
   private ackPending = false;
@@ -198,27 +198,17 @@ export class UdpLink extends LinkCore implements Link {
     return this.tx.retransmits;
   }
 
-  /** The key generation sending uses (0: the handshake's; each rekey adds one). */
-  get keyGeneration(): number {
-    return this.keys.generation;
-  }
-
-  /** Rekeys: completed, REKEYs sent again after a loss, exchanges given up (retried later). */
-  get rekeyStats(): { rekeys: number; resends: number; abandoned: number } {
-    const k = this.keys;
-    return { rekeys: k.rekeys, resends: k.rekeyResends, abandoned: k.rekeysAbandoned };
-  }
-
-  /** Starts a rekey now (tests; the link's own timers and counters start them otherwise). */
-  rekeyNow(): void {
-    this.keys.start();
+  /** A datagram of its own, `bodyBytes` of plaintext: type ‖ peer's cookie ‖ counter ‖ body ‖ tag. */
+  private shell(type: number, bodyBytes: number): Buffer {
+    const out = Buffer.alloc(SEAL_BODY_AT + bodyBytes + SEAL_TAG);
+    out[0] = type;
+    this.o.remoteCookie.copy(out, 1);
+    return out;
   }
 
   private sendRekey(type: number, body: Buffer): void {
     if (this.closed) return;
-    const out = Buffer.alloc(SEAL_BODY_AT + body.length + SEAL_TAG);
-    out[0] = type;
-    this.o.remoteCookie.copy(out, 1);
+    const out = this.shell(type, body.length);
     body.copy(out, SEAL_BODY_AT);
     this.flushDatagram();
     this.transmit(out);
@@ -446,9 +436,7 @@ export class UdpLink extends LinkCore implements Link {
 
   private sendMtuProbe(size: number, nonce: number): void {
     if (this.closed) return;
-    const probe = Buffer.alloc(size);
-    probe[0] = PKT_MTU_PROBE;
-    this.o.remoteCookie.copy(probe, 1);
+    const probe = this.shell(PKT_MTU_PROBE, size - SEAL_BODY_AT - SEAL_TAG);
     probe.writeUInt32BE(nonce, SEAL_BODY_AT);
     this.transmit(probe);
   }
@@ -485,9 +473,7 @@ export class UdpLink extends LinkCore implements Link {
    */
   observeDatagram(nonce: number): Buffer | undefined {
     if (this.closed || this.keys.exhausted) return undefined;
-    const out = Buffer.alloc(SEAL_BODY_AT + 4 + SEAL_TAG);
-    out[0] = PKT_OBSERVE;
-    this.o.remoteCookie.copy(out, 1);
+    const out = this.shell(PKT_OBSERVE, 4);
     out.writeUInt32BE(nonce, SEAL_BODY_AT);
     this.keys.seal(out);
     return out;
@@ -505,9 +491,7 @@ export class UdpLink extends LinkCore implements Link {
     if (msg.length - SEAL_TAG < SEAL_BODY_AT + 4) return;
     const raw = ipBytes(ip);
     if (!raw) return;
-    const out = Buffer.alloc(SEAL_BODY_AT + 6 + raw.length + SEAL_TAG);
-    out[0] = PKT_OBSERVED;
-    this.o.remoteCookie.copy(out, 1);
+    const out = this.shell(PKT_OBSERVED, 6 + raw.length);
     msg.copy(out, SEAL_BODY_AT, SEAL_BODY_AT, SEAL_BODY_AT + 4);
     out.writeUInt16BE(port, SEAL_BODY_AT + 4);
     raw.copy(out, SEAL_BODY_AT + 6);
@@ -627,9 +611,7 @@ export class UdpLink extends LinkCore implements Link {
       if (len >= SEAL_BODY_AT + 8) this.pmtu.onAck(nonce, msg.readUInt32BE(SEAL_BODY_AT + 4));
       return;
     }
-    const ack = Buffer.allocUnsafe(SEAL_BODY_AT + 8 + SEAL_TAG);
-    ack[0] = PKT_MTU_ACK;
-    this.o.remoteCookie.copy(ack, 1);
+    const ack = this.shell(PKT_MTU_ACK, 8);
     ack.writeUInt32BE(nonce, SEAL_BODY_AT);
     ack.writeUInt32BE(msg.length, SEAL_BODY_AT + 4);
     this.flushDatagram();
@@ -673,9 +655,7 @@ export class UdpLink extends LinkCore implements Link {
     clearTimeout(this.nackTimer);
     this.pmtu.stop();
     if (notifyPeer) {
-      const bye = Buffer.alloc(SEAL_BODY_AT + SEAL_TAG);
-      bye[0] = PKT_CLOSE;
-      this.o.remoteCookie.copy(bye, 1);
+      const bye = this.shell(PKT_CLOSE, 0);
       try {
         this.transmit(bye);
       } catch {
