@@ -118,7 +118,8 @@ export class UdpLink extends LinkCore implements Link {
   private readonly cookieHi: number;
   private readonly cookieLo: number;
   private pendingInput: Buffer[] = [];
-  // Send: datagrams are built in a slab; the socket keeps views of the finished ones.
+  // Send: datagrams are built in a slab. A socket that copies what it is given (the native one)
+  // lets the link write over the slab again; node:dgram keeps views of them until they leave.
   private slab = Buffer.allocUnsafe(SLAB_BYTES);
   private dgStart = 0;
   private dgEnd = 0;
@@ -364,7 +365,7 @@ export class UdpLink extends LinkCore implements Link {
   /** Starts a datagram; PKT_DATA becomes DATA+ACK when an ack is due, PKT_PING always carries one. */
   private openDatagram(type: number): void {
     if (this.slab.length - this.dgEnd < MAX_DATAGRAM) {
-      this.slab = Buffer.allocUnsafe(SLAB_BYTES);
+      if (!this.o.socket.copiesOnSend) this.slab = Buffer.allocUnsafe(SLAB_BYTES);
       this.dgEnd = 0;
     }
     this.dgStart = this.dgEnd;

@@ -107,6 +107,8 @@ export function openNativeUdp(lib: NativeUdpAddon, o: UdpSocketOptions): UdpSock
 
 export class NativeUdpSocket implements UdpSocket {
   readonly kind = "native";
+  /** send() copies into the socket's own queue. */
+  readonly copiesOnSend = true;
   /** Counters shared with the addon (S_* indices): queue, drops, sends, GSO and GRO use. */
   readonly state = new Int32Array(S_COUNT);
   private readonly lib: NativeUdpAddon;

@@ -17,6 +17,8 @@ export type UdpErrorHandler = (e: Error & { code?: string }) => void;
 
 export interface UdpSocket {
   readonly kind: "native" | "dgram";
+  /** True when send() copies the datagram at once, so the caller may reuse its buffer. */
+  readonly copiesOnSend: boolean;
   /** Datagrams as they arrive; `msg` is a view valid only during the call (copy what you keep). */
   onMessage(handler: UdpMessageHandler | undefined): void;
   /** Receive errors (ECONNREFUSED: an ICMP port unreachable on a connected socket). */
@@ -70,6 +72,8 @@ export async function openUdpSocket(
 /** The portable socket: one send call and one 'message' event per datagram. */
 class DgramUdpSocket implements UdpSocket {
   readonly kind = "dgram";
+  /** dgram sends from the caller's buffer once the socket is writable (after a lookup, a tick later). */
+  readonly copiesOnSend = false;
   private readonly socket: dgram.Socket;
   private messageHandler: UdpMessageHandler | undefined;
   private errorHandler: UdpErrorHandler | undefined;
