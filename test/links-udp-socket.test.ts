@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import {
   F_GRO,
   F_GSO,
+  type NativeUdpAddon,
   type NativeUdpSocket,
   S_DROPPED,
   S_FLAGS,
@@ -206,6 +207,26 @@ describe("udp socket selection", () => {
     await expect(openUdpSocket({ family: 4, address: "127.0.0.1", impl: "native" }, null)).rejects.toThrow(
       /planetd_udp addon is not built/,
     );
+  });
+
+  it("falls back to dgram when the kernel lacks recvmmsg/sendmmsg (ENOSYS), and only then", async () => {
+    const failing = (code: string) =>
+      ({
+        open: () => {
+          throw Object.assign(new Error(`recvmmsg ${code}`), { code });
+        },
+      }) as unknown as NativeUdpAddon;
+    const fallback = await openUdpSocket({ family: 4, address: "127.0.0.1" }, failing("ENOSYS"));
+    open.push(fallback);
+    expect(fallback.kind).toBe("dgram");
+    await expect(
+      openUdpSocket({ family: 4, address: "127.0.0.1", impl: "native" }, failing("ENOSYS")),
+    ).rejects.toMatchObject({ code: "ENOSYS" });
+    await expect(
+      openUdpSocket({ family: 4, address: "127.0.0.1" }, failing("EADDRINUSE")),
+    ).rejects.toMatchObject({
+      code: "EADDRINUSE",
+    });
   });
 
   it("a dgram and a native socket talk to each other both ways", async () => {

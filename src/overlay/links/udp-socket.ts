@@ -1,6 +1,7 @@
 // The UDP socket udp:// links use: the batched native one (udp-native.ts: recvmmsg/sendmmsg, GSO and
-// GRO) when the planetd_udp addon is built, node:dgram otherwise. PLANETD_UDP_SOCKET=dgram (or
-// `impl: "dgram"`) forces the portable one, for benches and tests; =native refuses to fall back.
+// GRO) when the planetd_udp addon is built and the kernel has those calls, node:dgram otherwise.
+// PLANETD_UDP_SOCKET=dgram (or `impl: "dgram"`) forces the portable one, for benches and tests;
+// =native refuses to fall back.
 import dgram from "node:dgram";
 import { type NativeUdpAddon, loadNativeUdp, openNativeUdp } from "./udp-native.js";
 
@@ -62,7 +63,15 @@ export async function openUdpSocket(
 ): Promise<UdpSocket> {
   const want = implWanted(o);
   if (want !== "dgram") {
-    if (addon) return openNativeUdp(addon, o);
+    if (addon) {
+      try {
+        return openNativeUdp(addon, o);
+      } catch (e) {
+        // No recvmmsg/sendmmsg in this kernel or sandbox: the portable socket still works.
+        if (want === "native" || (e as { code?: string }).code !== "ENOSYS") throw e;
+        return DgramUdpSocket.open(o);
+      }
+    }
     if (want === "native")
       throw new Error("udp: the planetd_udp addon is not built (run `npx node-gyp rebuild`)");
   }

@@ -46,6 +46,7 @@ static const char *errno_name(int e) {
     case EMSGSIZE: return "EMSGSIZE";
     case ENOBUFS: return "ENOBUFS";
     case EMFILE: return "EMFILE";
+    case ENOSYS: return "ENOSYS";
     default: return "EUDP";
   }
 }
@@ -153,6 +154,13 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   int fd = socket(family == 6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     throw_errno(env, "socket", errno);
+    return NULL;
+  }
+  /* A kernel (or seccomp filter) without the batch calls: ENOSYS, and JS falls back to node:dgram. */
+  if ((recvmmsg(fd, NULL, 0, MSG_DONTWAIT, NULL) < 0 && errno == ENOSYS) ||
+      (sendmmsg(fd, NULL, 0, MSG_DONTWAIT) < 0 && errno == ENOSYS)) {
+    close(fd);
+    throw_errno(env, "recvmmsg", ENOSYS);
     return NULL;
   }
   int one = 1, zero = 0;
