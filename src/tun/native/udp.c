@@ -290,9 +290,11 @@ static napi_value js_set_ttl(napi_env env, napi_callback_info info) {
   if (t == NULL) return NULL;
   int32_t ttl = 0;
   if (napi_get_value_int32(env, argv[1], &ttl) != napi_ok || ttl < 1 || ttl > 255) return int_result(env, -EINVAL);
-  int r = t->family == 6 ? setsockopt(t->fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &ttl, sizeof ttl)
-                         : setsockopt(t->fd, IPPROTO_IP, IP_TTL, &ttl, sizeof ttl);
-  return int_result(env, r == 0 ? 0 : -errno);
+  /* A udp6 socket also carries IPv4 (v4-mapped peers), whose datagrams take IP_TTL. */
+  int r = t->family == 6 ? setsockopt(t->fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &ttl, sizeof ttl) : 0;
+  int e = r == 0 ? 0 : errno;
+  if (setsockopt(t->fd, IPPROTO_IP, IP_TTL, &ttl, sizeof ttl) < 0 && t->family == 4) e = errno;
+  return int_result(env, -e);
 }
 
 static napi_value addr_text(napi_env env, const addr_t *a) {
