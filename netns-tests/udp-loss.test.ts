@@ -117,6 +117,15 @@ describeNetns("udp:// links on lossy paths, never IP-fragmented", () => {
     expect(downs, lab.logTails(10)).toEqual([0, 0, 0]);
     // One link per neighbour: no stale link left over from a flap.
     expect((await b.getPeers()).length).toBe(2);
+    // Each link renewed its keys every 2 minutes or less (each end jitters its timer down) under loss.
+    const generations: number[] = [];
+    for (const n of nodes) {
+      for (const peer of await n.getPeers()) {
+        generations.push((peer as { key_generation?: number }).key_generation ?? -1);
+      }
+    }
+    console.log(`udp:// key generations after ${IDLE_S} s idle (A, B's two, C): ${generations.join(", ")}`);
+    for (const g of generations) expect(g).toBeGreaterThanOrEqual(Math.floor(IDLE_S / 120));
 
     const p = await ping6(nsA, c.address, { count: 20, intervalS: 0.2 });
     console.log(`ping A→C after the idle period: ${p.received} replies to ${p.transmitted} requests`);

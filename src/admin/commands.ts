@@ -259,6 +259,7 @@ export const COMMANDS: Record<string, Command> = {
           coords: [...p.coords],
           remote: p.remote,
           ...(p.punched ? { punched: true } : {}),
+          ...(p.keyGeneration !== undefined ? { key_generation: p.keyGeneration } : {}),
           bytes_recvd: Math.trunc(p.bytesRecvd),
           bytes_sent: Math.trunc(p.bytesSent),
           uptime: p.uptimeSeconds,

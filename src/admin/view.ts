@@ -20,6 +20,8 @@ export interface PeerView {
   remote: string;
   /** Opened by NAT traversal (hole punching). */
   punched?: boolean;
+  /** udp:// links: how many times the keys were renewed (planetd's own field). */
+  keyGeneration?: number;
   /** Raw link bytes including framing. */
   bytesRecvd: number;
   bytesSent: number;

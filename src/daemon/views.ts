@@ -57,6 +57,7 @@ export function adminViewFor(node: ViewedNode): AdminView {
           coords: info.coords,
           remote: link.remote,
           punched: link.punched === true,
+          keyGeneration: link.keyGeneration,
           bytesRecvd: link.bytesIn,
           bytesSent: link.bytesOut,
           uptimeSeconds: (now - link.openedAt) / 1000,

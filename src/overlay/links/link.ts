@@ -10,6 +10,8 @@ export interface LinkInfo {
   readonly remote: string;
   /** A udp:// link opened by NAT traversal's hole punching. */
   readonly punched?: boolean;
+  /** A udp:// link's key generation: 0 for the handshake's keys, one more for each rekey. */
+  readonly keyGeneration?: number;
   readonly outbound: boolean;
   readonly bytesIn: number;
   readonly bytesOut: number;

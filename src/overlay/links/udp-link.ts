@@ -133,6 +133,10 @@ export class UdpLink extends LinkCore implements Link {
   private liveTimer: NodeJS.Timeout;
   /** The link's keys, renewed now and then (udp-rekey.ts: generation, rekey counters, start()). */
   readonly keys: LinkKeys;
+
+  get keyGeneration(): number {
+    return this.keys.generation;
+  }
   private readonly tx: ReliableSender;
   private readonly rx: ReliableReceiver;
   private ackPending = false;
