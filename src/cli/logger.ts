@@ -5,9 +5,13 @@
 import { openSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
 import type { Writable } from "node:stream";
-import pino, { type DestinationStream, type Logger, type LoggerOptions } from "pino";
+import type { DestinationStream, Logger, LoggerOptions, default as Pino } from "pino";
 import type PinoPretty from "pino-pretty";
 import { systemdNotify } from "../tun/native.js";
+
+// An ES import of CommonJS costs idle memory (src/crypto/box.ts says how much).
+const require = createRequire(import.meta.url);
+const pino = require("pino") as typeof Pino;
 
 export type { Logger };
 
@@ -94,7 +98,6 @@ function syslogStream(socketPath: string): DestinationStream {
  * daemon under systemd or in a container logs JSON and never needs it (a few MiB of idle RSS).
  */
 function prettyStream(out: Writable, colorize: boolean): DestinationStream {
-  const require = createRequire(import.meta.url);
   const pretty = require("pino-pretty") as typeof PinoPretty;
   return pretty({
     colorize,

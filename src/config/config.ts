@@ -4,14 +4,18 @@
 // Unlike Yggdrasil, a value of the wrong type or shape is refused with one line naming it; the whole
 // file is checked first, so every problem is reported at once.
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { dirname } from "node:path";
-import Hjson from "hjson";
+import type HjsonModule from "hjson";
 import { Identity } from "../crypto/identity.js";
 import type { MulticastInterfaceConfig } from "../overlay/links/multicast.js";
 import { parseListenUri, parsePeerUri } from "../overlay/links/uri.js";
 import { type FirewallConfig, readFirewallConfig } from "../tun/firewall-config.js";
 import { showValue as show } from "../util/show-value.js";
 import { defaultAdminListen } from "./paths.js";
+
+// An ES import of CommonJS costs idle memory (src/crypto/box.ts says how much).
+const Hjson = createRequire(import.meta.url)("hjson") as typeof HjsonModule;
 
 export type { MulticastInterfaceConfig };
 

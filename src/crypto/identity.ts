@@ -1,8 +1,12 @@
 // The node's one long-term identity: an ed25519 key pair in Go's 64-byte layout (seed ‖ public key).
 // Everything that needs "who am I" takes an Identity; nothing else holds the private half.
 import { createHash, createPublicKey, verify as cryptoVerify, randomBytes } from "node:crypto";
-import sodium from "sodium-native";
+import { createRequire } from "node:module";
+import type Sodium from "sodium-native";
 import { addressForKey, subnetForKey } from "./address.js";
+
+// An ES import of CommonJS costs idle memory (box.ts says how much).
+const sodium = createRequire(import.meta.url)("sodium-native") as typeof Sodium;
 
 export const KEY_BYTES = 32;
 export const SIG_BYTES = 64;
