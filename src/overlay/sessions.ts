@@ -4,9 +4,10 @@
 import { randomBytes } from "node:crypto";
 import { type BoxBackend, type BoxKeyPair, nonceForCounter } from "../crypto/box.js";
 import { type Identity, curveFromEd } from "../crypto/identity.js";
-import { PrefixBuckets, TokenBucket } from "../util/token-bucket.js";
+import { TokenBucket } from "../util/token-bucket.js";
 import { ReplayVerdict, ReplayWindow } from "./sessions/replay.js";
 import { type PendingBuffer, SESSION_TIMEOUT_MS, Session } from "./sessions/state.js";
+import { SessionTable, mapKey } from "./sessions/table.js";
 import {
   SessionType,
   TRAFFIC_MAX_OVERHEAD,
@@ -109,17 +110,10 @@ export interface SessionSummary {
 /** Largest application message (spec 5.9: 53129 - 79). */
 export const SESSION_MTU = 53050;
 const RATCHET_INTERVAL_MS = 60_000;
-/** Expiry scans run at most this often, so many sessions cost one sweep, not one per expiry. */
-const SWEEP_GRANULARITY_MS = 1000;
 const KEY_BYTES = 32;
 const TAG_BYTES = 16;
 /** `prefix` value meaning none: send the message as given. */
 const NO_PREFIX = -1;
-
-function mapKey(key: Uint8Array): string {
-  const buf = Buffer.isBuffer(key) ? key : Buffer.from(key.buffer, key.byteOffset, key.byteLength);
-  return buf.toString("latin1");
-}
 
 /** Byte equality of two keys; for 32 bytes a JS loop beats both a native call and a map key string. */
 function sameKey(a: Uint8Array, b: Uint8Array): boolean {
@@ -148,23 +142,8 @@ function unixSeconds(now: number): bigint {
 
 export class Sessions {
   readonly mtu = SESSION_MTU;
-  private readonly sessions = new Map<string, Session>();
-  /** Sessions no traffic has proven yet, oldest first: the ones a full table gives up first. */
-  private readonly unproven = new Map<string, Session>();
-  /** Waiting packets, oldest first. */
-  private readonly buffers = new Map<string, PendingBuffer>();
-  private pendingBytes = 0;
-  private readonly maxSessions: number;
-  private readonly maxPendingBytes: number;
-  private readonly newSessions: TokenBucket;
-  /** 4,096 keyspace regions, 20 new sessions/s each: a key grinder cannot use one link's whole budget on one region. */
-  private readonly newSessionsByPrefix = new PrefixBuckets(12, 20, 40);
+  private readonly table: SessionTable;
   private readonly fresh: () => BoxKeyPair;
-  // The session of the last send and of the last traffic received: a stream hits the same one
-  // packet after packet, and comparing its key is cheaper than building a map key string.
-  // Sessions are only ever removed by handleTimeout, which clears these.
-  private lastSent: Session | undefined;
-  private lastHeard: Session | undefined;
   private readonly nonce = Buffer.alloc(24);
   private readonly sendBuf = Buffer.alloc(TRAFFIC_MAX_OVERHEAD + SESSION_MTU);
   private readonly recvBuf = Buffer.alloc(TRAFFIC_MAX_OVERHEAD + SESSION_MTU);
@@ -172,8 +151,6 @@ export class Sessions {
   // ourselves); nested calls then use fresh buffers instead of overwriting the outer one.
   private sendDepth = 0;
   private deliverDepth = 0;
-  /** lower bound on the earliest expiry of any session or buffer */
-  private nextSweep = Number.POSITIVE_INFINITY;
   private readonly counters: SessionStats = {
     initsSent: 0,
     acksSent: 0,
@@ -205,10 +182,12 @@ export class Sessions {
     options: SessionOptions = {},
   ) {
     this.fresh = options.keyPair ?? (() => box.keyPair());
-    this.maxSessions = options.maxSessions ?? MAX_SESSIONS;
-    this.maxPendingBytes = options.maxPendingBytes ?? 4 << 20;
-    const perSecond = options.newSessionsPerSecond ?? 250;
-    this.newSessions = new TokenBucket(perSecond, 2 * perSecond);
+    this.table = new SessionTable(
+      options.maxSessions ?? MAX_SESSIONS,
+      options.maxPendingBytes ?? 4 << 20,
+      options.newSessionsPerSecond ?? 250,
+      this.counters,
+    );
   }
 
   /**
@@ -221,15 +200,15 @@ export class Sessions {
       this.counters.oversizeDropped++;
       return false;
     }
-    let session = this.lastSent;
+    let session = this.table.lastSent;
     if (session === undefined || !sameKey(dest, session.key)) {
       const k = mapKey(dest);
-      session = this.sessions.get(k);
+      session = this.table.sessions.get(k);
       if (!session) {
         this.bufferAndInit(k, dest, message, now, prefix);
         return true;
       }
-      this.lastSent = session;
+      this.table.lastSent = session;
     }
     this.sendOn(session, message, now, prefix);
     return true;
@@ -250,7 +229,8 @@ export class Sessions {
         // Opening a handshake costs two DHs and a signature check: from a key we hold no state for
         // (and did not ask), it must fit the budgets first, so a flood costs a map lookup each.
         const k = mapKey(source);
-        if (!this.sessions.has(k) && !this.buffers.has(k) && !this.mayCreate(source, now, via)) {
+        const t = this.table;
+        if (!t.sessions.has(k) && !t.buffers.has(k) && !t.mayCreate(source, now, via)) {
           this.counters.initsRateLimited++;
           return;
         }
@@ -274,31 +254,16 @@ export class Sessions {
   }
 
   nextTimeout(): number | undefined {
-    return this.nextSweep === Number.POSITIVE_INFINITY ? undefined : this.nextSweep;
+    return this.table.nextTimeout();
   }
 
   /** Drops sessions and buffers idle for 60 s. */
   handleTimeout(now: number): void {
-    if (now < this.nextSweep) return;
-    let earliest = Number.POSITIVE_INFINITY;
-    for (const [k, s] of this.sessions) {
-      if (s.expires <= now) {
-        this.removeSession(k);
-        this.counters.sessionsExpired++;
-      } else if (s.expires < earliest) earliest = s.expires;
-    }
-    for (const [k, b] of this.buffers) {
-      if (b.expires <= now) {
-        this.removeBuffer(k, b);
-        this.counters.buffersExpired++;
-      } else if (b.expires < earliest) earliest = b.expires;
-    }
-    this.nextSweep =
-      earliest === Number.POSITIVE_INFINITY ? earliest : Math.max(earliest, now + SWEEP_GRANULARITY_MS);
+    this.table.sweep(now);
   }
 
   list(): SessionSummary[] {
-    return [...this.sessions.values()].map((s) => ({
+    return [...this.table.sessions.values()].map((s) => ({
       key: Buffer.from(s.key),
       bytesIn: s.rx,
       bytesOut: s.tx,
@@ -307,79 +272,21 @@ export class Sessions {
   }
 
   has(key: Uint8Array): boolean {
-    return this.sessions.has(mapKey(key));
+    return this.table.sessions.has(mapKey(key));
   }
 
   stats(): SessionStats & { sessions: number; unproven: number; buffers: number; pendingBytes: number } {
     return {
       ...this.counters,
-      sessions: this.sessions.size,
-      unproven: this.unproven.size,
-      buffers: this.buffers.size,
-      pendingBytes: this.pendingBytes,
+      sessions: this.table.sessions.size,
+      unproven: this.table.unproven.size,
+      buffers: this.table.buffers.size,
+      pendingBytes: this.table.pendingBytes,
     };
   }
 
-  /** Whether a handshake from `source`, for which we hold nothing, may cost us crypto and state. */
-  private mayCreate(source: Buffer, now: number, via: TokenBucket | undefined): boolean {
-    // The link's budget first: a flooding link spends its own tokens, not the global ones.
-    if (via !== undefined && !via.take(now)) return false;
-    return this.newSessionsByPrefix.take(source, now) && this.newSessions.take(now);
-  }
-
-  private removeSession(k: string): void {
-    this.sessions.delete(k);
-    this.unproven.delete(k);
-    // The last-hit caches must never return a removed session.
-    this.lastSent = undefined;
-    this.lastHeard = undefined;
-  }
-
-  private removeBuffer(k: string, b: PendingBuffer): void {
-    this.buffers.delete(k);
-    this.pendingBytes -= b.data.length;
-  }
-
-  private prove(s: Session): void {
-    s.proven = true;
-    this.unproven.delete(mapKey(s.key));
-  }
-
-  /**
-   * Room for one more session. Unproven ones go first, oldest first; a proven one only for a
-   * session we asked for (`wanted`), and then the one idle longest. Strangers never displace
-   * sessions that carry traffic.
-   */
-  private makeRoom(wanted: boolean): boolean {
-    if (this.sessions.size < this.maxSessions) return true;
-    const oldest = this.unproven.keys().next();
-    if (!oldest.done) {
-      this.removeSession(oldest.value);
-      this.counters.sessionsEvicted++;
-      return true;
-    }
-    if (!wanted) return false;
-    // A full table of proven sessions and a local send to a new key: rare, so a scan is fine.
-    let idlest: string | undefined;
-    let idlestExpires = Number.POSITIVE_INFINITY;
-    for (const [k, s] of this.sessions) {
-      if (s.expires < idlestExpires) {
-        idlest = k;
-        idlestExpires = s.expires;
-      }
-    }
-    if (idlest === undefined) return false;
-    this.removeSession(idlest);
-    this.counters.sessionsEvicted++;
-    return true;
-  }
-
-  private schedule(expires: number): void {
-    if (expires < this.nextSweep) this.nextSweep = expires;
-  }
-
   private sendOn(s: Session, message: Uint8Array, now: number, prefix = NO_PREFIX): void {
-    if (!s.proven) this.prove(s);
+    if (!s.proven) this.table.prove(s);
     s.sendNonce = incU64(s.sendNonce);
     if (s.sendNonce === 0) {
       s.localRotate(this.fresh);
@@ -416,7 +323,7 @@ export class Sessions {
   }
 
   private bufferAndInit(k: string, dest: Buffer, message: Uint8Array, now: number, prefix: number): void {
-    let b = this.buffers.get(k);
+    let b = this.table.buffers.get(k);
     if (!b) {
       b = {
         data: Buffer.alloc(0),
@@ -425,30 +332,20 @@ export class Sessions {
         initSeq: unixSeconds(now),
         expires: 0,
       };
-    } else this.buffers.delete(k); // re-inserted below: the map stays ordered by last write
-    this.buffers.set(k, b);
-    this.pendingBytes -= b.data.length;
-    if (prefix === NO_PREFIX) b.data = Buffer.from(message);
-    else {
-      b.data = Buffer.allocUnsafe(message.length + 1);
-      b.data[0] = prefix;
-      b.data.set(message, 1);
     }
-    this.pendingBytes += b.data.length;
+    let data: Buffer;
+    if (prefix === NO_PREFIX) data = Buffer.from(message);
+    else {
+      data = Buffer.allocUnsafe(message.length + 1);
+      data[0] = prefix;
+      data.set(message, 1);
+    }
+    this.table.keepPending(k, b, data, now + SESSION_TIMEOUT_MS);
     // Each re-send is stamped with the current second: a receiver that already took an earlier one
     // and whose ack was lost treats an init with the same seq as old news (Yggdrasil 0.4.7 does),
     // and would never answer while this buffer is kept alive by further sends.
     const second = unixSeconds(now);
     if (second > b.initSeq) b.initSeq = second;
-    // A workload writing to many unreachable addresses must not hold 53 KB for each: the oldest
-    // waiting packets go first (their handshakes may still complete; only the packet is lost).
-    for (const [ok, ob] of this.buffers) {
-      if (this.pendingBytes <= this.maxPendingBytes || ob === b) break;
-      this.removeBuffer(ok, ob);
-      this.counters.buffersEvicted++;
-    }
-    b.expires = now + SESSION_TIMEOUT_MS;
-    this.schedule(b.expires);
     this.sendHandshake(SessionType.Init, dest, b.current.publicKey, b.next.publicKey, 0n, b.initSeq, now);
   }
 
@@ -524,24 +421,23 @@ export class Sessions {
     now: number,
   ): [Session, PendingBuffer | undefined] | undefined {
     const k = mapKey(source);
-    let s = this.sessions.get(k);
+    const t = this.table;
+    let s = t.sessions.get(k);
     if (s) return [s, undefined];
-    const b = this.buffers.get(k);
-    if (!this.makeRoom(b !== undefined)) {
+    const b = t.buffers.get(k);
+    if (!t.makeRoom(b !== undefined)) {
       this.counters.sessionsRefused++;
       return undefined;
     }
     s = new Session(Buffer.from(source), init, this.fresh, now);
     if (b) {
-      this.removeBuffer(k, b);
+      t.removeBuffer(k, b);
       s.send = b.current;
       s.nextLocal = b.next;
     }
     s.fixShared(this.box, 0, 0);
-    this.sessions.set(k, s);
-    if (b === undefined) this.unproven.set(k, s);
+    t.addSession(k, s, b !== undefined);
     this.counters.sessionsCreated++;
-    this.schedule(s.expires);
     return [s, b];
   }
 
@@ -588,7 +484,7 @@ export class Sessions {
     ack: { current: Buffer; next: Buffer; keySeq: bigint; seq: bigint },
     now: number,
   ): void {
-    const existed = this.sessions.has(mapKey(source));
+    const existed = this.table.sessions.has(mapKey(source));
     const found = this.sessionForInit(source, ack, now);
     if (!found) return;
     const [s, b] = found;
@@ -601,10 +497,10 @@ export class Sessions {
   }
 
   private handleTraffic(source: Buffer, payload: Buffer, now: number, via: TokenBucket | undefined): void {
-    let s = this.lastHeard;
+    let s = this.table.lastHeard;
     if (s === undefined || !sameKey(source, s.key)) {
-      s = this.sessions.get(mapKey(source));
-      if (s) this.lastHeard = s;
+      s = this.table.sessions.get(mapKey(source));
+      if (s) this.table.lastHeard = s;
     }
     if (!s) {
       // Possibly spoofed or replayed: answer with keys we forget, keep no state. If the remote
@@ -684,7 +580,7 @@ export class Sessions {
       return;
     }
     window.accept(n);
-    if (!s.proven) this.prove(s);
+    if (!s.proven) this.table.prove(s);
     if (plain.length < KEY_BYTES) {
       // Authentic but too short to carry the next key; Go would crash here, we drop it.
       this.counters.malformed++;
