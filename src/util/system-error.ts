@@ -2,7 +2,11 @@
 // (EADDRINUSE)" rather than "listen EADDRINUSE: address already in use 127.0.0.1:9001", whose
 // syscall and address the caller's message already names.
 
-/** Descriptions for the codes whose Node messages carry none (dgram's "bind EADDRNOTAVAIL 192.0.2.1:1"). */
+/**
+ * Our words for the codes an operator meets most: Node's dgram messages carry none ("bind
+ * EADDRNOTAVAIL 192.0.2.1:1") and the native socket's carry libc's ("Cannot assign requested
+ * address"), so the same failure reads the same on tcp:// and udp://.
+ */
 const DESCRIPTIONS: Record<string, string> = {
   EACCES: "permission denied",
   EADDRINUSE: "address already in use",
@@ -25,5 +29,5 @@ export function systemErrorText(err: unknown): string {
   if (typeof address === "string" && address !== "" && text.includes(` ${address}`)) {
     text = text.slice(0, text.indexOf(` ${address}`));
   }
-  return `${text.trim() || DESCRIPTIONS[code] || "failed"} (${code})`;
+  return `${DESCRIPTIONS[code] || text.trim() || "failed"} (${code})`;
 }
