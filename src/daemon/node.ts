@@ -20,7 +20,9 @@ import { FirewallRuleError } from "../tun/firewall-rules.js";
 import { type CompiledFirewall, Firewall } from "../tun/firewall.js";
 import { MAX_SUPER_PACKET, SIG_SUPER_ACCEPT, SIG_SUPER_TCP6 } from "../tun/gso.js";
 import { Ipv6Adapter, type SuperPacketTun } from "../tun/ipv6.js";
+import { releaseFreedHeap } from "../tun/native.js";
 import type { TokenBucket } from "../util/token-bucket.js";
+import { HeapTrimPolicy } from "./heap-trim.js";
 import { NatDriver } from "./nat-driver.js";
 import { ReloadRefused, describePlan, planReload } from "./reload.js";
 import { type NodeCounters, adminViewFor, metricsSnapshotFor } from "./views.js";
@@ -80,6 +82,8 @@ export class Node implements PacketConn {
   /** Links per peer key (latin1): a key with one is a direct peer, not a NAT traversal target. */
   private readonly peerKeys = new Map<string, number>();
   private lastNatTick = 0;
+  private lastTrimCheck = 0;
+  private readonly heapTrim = new HeapTrimPolicy();
   private messageHandler: ((source: Buffer, message: Buffer) => void) | undefined;
   private oobHandler: ((source: Buffer, dest: Buffer, payload: Buffer) => void) | undefined;
   private ticker: NodeJS.Timeout | undefined;
@@ -450,6 +454,10 @@ export class Node implements PacketConn {
     if (this.natDriver && now - this.lastNatTick >= 1000) {
       this.lastNatTick = now;
       this.natDriver.tick(now);
+    }
+    if (now - this.lastTrimCheck >= 1000) {
+      this.lastTrimCheck = now;
+      if (this.heapTrim.observe(now, this.router.trafficFrames())) releaseFreedHeap();
     }
   }
 }

@@ -281,6 +281,18 @@ export class Router implements RouterCore {
     return false;
   }
 
+  /** Traffic frames received and sent so far, a cheap sum (the daemon's heap trim waits for bursts to end). */
+  trafficFrames(): number {
+    const i = this.framesIn;
+    const o = this.framesOut;
+    return (
+      i[FrameType.DhtTraffic]! +
+      i[FrameType.PathTraffic]! +
+      o[FrameType.DhtTraffic]! +
+      o[FrameType.PathTraffic]!
+    );
+  }
+
   private forwarded(bytes: number): void {
     this.forwardedFrames++;
     this.forwardedBytes += bytes;

@@ -104,6 +104,8 @@ interface Addon {
   notify(socketPath: string, message: string): number;
   /** setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name); 0 or an errno. */
   tcpCongestion(fd: number, name: string): number;
+  /** glibc's malloc_trim(0): true when pages went back to the system (always false elsewhere). */
+  mallocTrim(): boolean;
 }
 
 let addon: Addon | undefined;
@@ -136,6 +138,18 @@ export function systemdNotify(message: string, env: NodeJS.ProcessEnv = process.
     return loadAddon().notify(socketPath, message) === 0;
   } catch {
     return false; // no addon: readiness is best effort, the unit's timeout says the rest
+  }
+}
+
+/**
+ * Gives the pages of freed C heap memory back to the system (glibc malloc_trim). False when nothing
+ * was returned or there is no addon: RSS then simply stays where it is.
+ */
+export function releaseFreedHeap(): boolean {
+  try {
+    return loadAddon().mallocTrim();
+  } catch {
+    return false;
   }
 }
 

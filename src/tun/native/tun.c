@@ -30,6 +30,7 @@
 #include "notify.h"
 #include "offload_js.h"
 #include "sockopt.h"
+#include "trim.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if.h>
@@ -429,6 +430,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
       {"notify", NULL, planetd_notify, NULL, NULL, NULL, napi_default, NULL},
       {"tcpCongestion", NULL, planetd_tcp_congestion, NULL, NULL, NULL, napi_default, NULL},
+      {"mallocTrim", NULL, planetd_malloc_trim, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
