@@ -81,6 +81,8 @@ describe.skipIf(!native)("native udp socket", () => {
     expect(got.every((g) => g.address === "127.0.0.1" && g.port === a.address().port && g.key === key)).toBe(
       true,
     );
+    // The send job's counts reach state when it completes, which close() waits for.
+    await a.close();
     expect(a.state[S_SENT]).toBe(sent.length);
     expect(a.state[S_DROPPED]).toBe(0);
     expect(a.state[S_FLAGS]! & F_GSO).toBe(F_GSO);

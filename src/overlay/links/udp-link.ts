@@ -164,6 +164,7 @@ export class UdpLink extends LinkCore implements Link {
           if (!this.closed) this.sendBare(PKT_DATA_ACK);
         },
         srtt: () => this.tx.srtt,
+        sealKeys: o.socket.sealing,
       },
       o.keys,
       { ...DEFAULT_REKEY, ...o.rekey },
@@ -413,9 +414,10 @@ export class UdpLink extends LinkCore implements Link {
       return;
     }
     if (this.o.hooks?.dropDatagram?.(out)) return;
-    this.keys.seal(out);
-    if (this.o.connected) this.o.socket.send(out);
-    else this.o.socket.send(out, this.o.port, this.o.address);
+    // The native socket seals on its send thread (the slot names the key), dgram's here.
+    const keySlot = this.keys.seal(out);
+    if (this.o.connected) this.o.socket.send(out, undefined, undefined, keySlot);
+    else this.o.socket.send(out, this.o.port, this.o.address, keySlot);
   }
 
   /** A datagram of its own carrying nothing but an ack block (type DATA+ACK or PING). */
@@ -480,7 +482,7 @@ export class UdpLink extends LinkCore implements Link {
     if (this.closed || this.keys.exhausted) return undefined;
     const out = this.shell(PKT_OBSERVE, 4);
     out.writeUInt32BE(nonce, SEAL_BODY_AT);
-    this.keys.seal(out);
+    this.keys.sealHere(out);
     return out;
   }
 

@@ -1,6 +1,8 @@
 // The batched UDP socket over the planetd_udp addon (src/tun/native/udp.c): one recvmmsg per
-// wakeup and one call into JS per batch; sends queued into a preallocated buffer and flushed once
-// per turn of the microtask queue with sendmmsg, equal-size runs to one peer as one GSO message.
+// wakeup and one call into JS per batch; sends queued into one of two preallocated buffers and
+// handed, once per turn of the microtask queue, to a threadpool job (udp_send.c) that seals them
+// (ChaCha20-Poly1305 under a key slot registered with addKey) and sends them with sendmmsg,
+// equal-size runs to one peer as one GSO message, while JS fills the other buffer.
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { constants } from "node:os";
@@ -22,18 +24,30 @@ export interface NativeUdpAddon {
     bufferBytes: number,
     recvBuf: Buffer,
     recvMeta: Int32Array,
-    sendBuf: Buffer,
-    sendMeta: Int32Array,
+    sendBuf0: Buffer,
+    sendMeta0: Int32Array,
+    sendBuf1: Buffer,
+    sendMeta1: Int32Array,
     state: Int32Array,
     onEvent: (count: number, errno: number, slot: number) => void,
   ): Handle;
   setDest(h: Handle, slot: number, address: string, port: number): number;
   connect(h: Handle, address: string, port: number): number;
-  flush(h: Handle): number;
+  /**
+   * Hands the filled buffer to a send job unless one is out (its completion hands it over then);
+   * with `wait`, a job out is waited for first. 0, or the errno of a datagram a job this thread
+   * completed refused (its destination slot in state[S_ERR_SLOT]).
+   */
+  flush(h: Handle, wait: boolean): number;
+  /** A 32-byte send key's slot, or -1 when the table is full (counted) or there is no cipher. */
+  addKey(h: Handle, key: Uint8Array): number;
+  /** Frees the slot once the datagrams queued under it have left. */
+  dropKey(h: Handle, slot: number): void;
   setTTL(h: Handle, ttl: number): number;
   sourceText(h: Handle, entry: number): string;
   address(h: Handle): { address: string; port: number; family: string };
-  close(h: Handle): void;
+  /** True when a send job still holds the fd: onEvent(0, 0, CLOSED_EVENT) follows once it is closed. */
+  close(h: Handle): boolean;
 }
 
 // Layouts shared with udp.c.
@@ -55,10 +69,21 @@ export const S_GSO_MSGS = 5;
 export const S_GRO_BUFS = 6;
 export const S_RECV_TRUNC = 7;
 export const S_FLAGS = 8;
-const S_COUNT = 9;
+/**
+ * Which send buffer JS fills; bytes a send job still holds; keys refused; datagrams not sealed;
+ * bytes of a job the kernel refused with EAGAIN, waiting for POLLOUT.
+ */
+const S_FILL = 9;
+export const S_INFLIGHT = 10;
+export const S_KEYS_REFUSED = 11;
+export const S_SEAL_FAILED = 12;
+export const S_BLOCKED = 13;
+const S_COUNT = 14;
+const NO_KEY = -1;
 export const F_GRO = 1;
 export const F_GSO = 2;
 const RECV_EVENT = -2;
+const CLOSED_EVENT = -3;
 
 let addon: NativeUdpAddon | null | undefined;
 
@@ -115,8 +140,12 @@ export class NativeUdpSocket implements UdpSocket {
   private readonly handle: Handle;
   private readonly recvBuf: Buffer;
   private readonly recvMeta: Int32Array;
-  private readonly sendBuf = Buffer.allocUnsafeSlow(SEND_BYTES);
-  private readonly sendMeta = new Int32Array(SEND_ENTRIES * SM_STRIDE);
+  /** JS fills sendBufs[state[S_FILL]] while a job seals and sends the other. */
+  private readonly sendBufs = [Buffer.allocUnsafeSlow(SEND_BYTES), Buffer.allocUnsafeSlow(SEND_BYTES)];
+  private readonly sendMetas = [
+    new Int32Array(SEND_ENTRIES * SM_STRIDE),
+    new Int32Array(SEND_ENTRIES * SM_STRIDE),
+  ];
   private messageHandler: UdpMessageHandler | undefined;
   private errorHandler: UdpErrorHandler | undefined;
   /** The source of the last datagram, as raw words (udp.c's layout) and as the object handed out. */
@@ -134,6 +163,14 @@ export class NativeUdpSocket implements UdpSocket {
   private pendingError = 0;
   private pendingSlot = -1;
   private closed = false;
+  private fdReleased: (() => void) | undefined;
+  /** The socket seals what is queued with a key slot (udp-seal.ts's Sealer registers its key). */
+  readonly sealing = {
+    addKey: (key: Uint8Array): number => (this.closed ? -1 : this.lib.addKey(this.handle, key)),
+    dropKey: (slot: number): void => {
+      if (!this.closed) this.lib.dropKey(this.handle, slot);
+    },
+  };
 
   constructor(lib: NativeUdpAddon, o: UdpSocketOptions, recvBuf: Buffer, recvMeta: Int32Array) {
     this.lib = lib;
@@ -146,8 +183,10 @@ export class NativeUdpSocket implements UdpSocket {
       o.bufferBytes ?? 4 * 1024 * 1024,
       recvBuf,
       recvMeta,
-      this.sendBuf,
-      this.sendMeta,
+      this.sendBufs[0]!,
+      this.sendMetas[0]!,
+      this.sendBufs[1]!,
+      this.sendMetas[1]!,
       this.state,
       (count, errno, slot) => this.onEvent(count, errno, slot),
     );
@@ -161,7 +200,8 @@ export class NativeUdpSocket implements UdpSocket {
     this.errorHandler = handler;
   }
 
-  send(data: Uint8Array, port?: number, address?: string): void {
+  /** `keySlot` (from sealing.addKey): the datagram's counter is written, the socket seals it. */
+  send(data: Uint8Array, port?: number, address?: string, keySlot = NO_KEY): void {
     if (this.closed || data.length === 0 || data.length > RECV_SLOT - 1) return;
     let slot = -1;
     if (address !== undefined) {
@@ -174,7 +214,8 @@ export class NativeUdpSocket implements UdpSocket {
     }
     const st = this.state;
     if (st[S_QUEUED]! >= SEND_ENTRIES || st[S_BYTES]! + data.length > SEND_BYTES) {
-      this.flushNow(false);
+      // Full while a job is out: wait for it (JS outran the send thread) rather than drop.
+      this.flushNow(false, true);
       if (st[S_QUEUED]! >= SEND_ENTRIES || st[S_BYTES]! + data.length > SEND_BYTES) {
         st[S_DROPPED]!++;
         return;
@@ -182,11 +223,14 @@ export class NativeUdpSocket implements UdpSocket {
     }
     const q = st[S_QUEUED]!;
     const at = st[S_BYTES]!;
-    this.sendBuf.set(data, at);
+    const fill = st[S_FILL]!;
+    this.sendBufs[fill]!.set(data, at);
+    const meta = this.sendMetas[fill]!;
     const m = q * SM_STRIDE;
-    this.sendMeta[m] = at;
-    this.sendMeta[m + 1] = data.length;
-    this.sendMeta[m + 2] = slot;
+    meta[m] = at;
+    meta[m + 1] = data.length;
+    meta[m + 2] = slot;
+    meta[m + 3] = keySlot;
     st[S_QUEUED] = q + 1;
     st[S_BYTES] = at + data.length;
     if (!this.flushQueued) {
@@ -201,9 +245,9 @@ export class NativeUdpSocket implements UdpSocket {
     let slot = byPort?.get(port);
     if (slot === undefined) {
       if (this.destText.length >= MAX_DESTS) {
-        // Slots are reused only once no queued datagram still names one.
+        // Slots are reused only once no queued or in-flight datagram still names one.
         this.flushNow(false);
-        if (this.state[S_QUEUED]! > 0) return -1;
+        if (this.state[S_QUEUED]! > 0 || this.state[S_INFLIGHT]! > 0) return -1;
         this.dests.clear();
         this.destText.length = 0;
         this.lastDestAddress = undefined;
@@ -224,18 +268,21 @@ export class NativeUdpSocket implements UdpSocket {
     return slot;
   }
 
-  /** Sends the queue; an error is reported from the microtask, never from inside send(). */
-  private flushNow(report: boolean): void {
-    if (report) this.flushQueued = false;
+  /**
+   * Hands the queue to a send job. A job's errors come back through onEvent, or, for one completed
+   * here, from the microtask: never from inside send().
+   */
+  private flushNow(fromTask: boolean, wait = false): void {
+    if (fromTask) this.flushQueued = false;
     if (this.closed) return;
     if (this.state[S_QUEUED]! > 0) {
-      const e = this.lib.flush(this.handle);
+      const e = this.lib.flush(this.handle, wait);
       if (e !== 0 && this.pendingError === 0) {
         this.pendingError = e;
         this.pendingSlot = this.state[S_ERR_SLOT]!;
       }
     }
-    if (report && this.pendingError !== 0) {
+    if (fromTask && this.pendingError !== 0) {
       const e = this.pendingError;
       this.pendingError = 0;
       this.sendError(e, this.pendingSlot);
@@ -252,6 +299,10 @@ export class NativeUdpSocket implements UdpSocket {
   }
 
   private onEvent(count: number, errno: number, slot: number): void {
+    if (slot === CLOSED_EVENT) {
+      this.fdReleased?.();
+      return;
+    }
     if (slot !== RECV_EVENT) {
       this.sendError(errno, slot);
       return;
@@ -299,14 +350,23 @@ export class NativeUdpSocket implements UdpSocket {
     if (!this.closed) this.lib.setTTL(this.handle, ttl);
   }
 
+  /**
+   * Queued bytes and what the kernel refused: a job merely running is no backlog (counting its
+   * bytes dropped traffic the send thread was about to carry; a full queue waits for it instead).
+   */
   congested(limitBytes: number): boolean {
-    return this.state[S_BYTES]! > Math.min(limitBytes, SEND_BYTES / 2);
+    return this.state[S_BYTES]! + this.state[S_BLOCKED]! > Math.min(limitBytes, SEND_BYTES);
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.flushNow(false);
     this.closed = true;
-    this.lib.close(this.handle);
+    // The last datagrams still go out; the port is free again once close() resolves.
+    if (this.lib.close(this.handle)) {
+      await new Promise<void>((resolve) => {
+        this.fdReleased = resolve;
+      });
+    }
   }
 }

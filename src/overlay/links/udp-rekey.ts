@@ -25,6 +25,7 @@ import {
   sessionKeys,
   transcript,
 } from "./udp-seal.js";
+import type { SealKeys } from "./udp-socket.js";
 import { PKT_REKEY, PKT_REKEY_ACK } from "./udp-wire.js";
 
 /** generation u32 ‖ X25519 public key. */
@@ -56,6 +57,8 @@ export interface RekeyHost {
   kick(): void;
   /** Smoothed RTT in ms (0 = unknown), for the resend interval. */
   srtt(): number;
+  /** The link socket's key table when it seals on its own (udp-socket.ts). */
+  readonly sealKeys?: SealKeys;
 }
 
 type Keys = { tx: Buffer; rx: Buffer };
@@ -100,7 +103,7 @@ export class LinkKeys {
   constructor(host: RekeyHost, keys: Keys, o: RekeyOptions) {
     this.host = host;
     this.o = o;
-    this.sealer = new Sealer(keys.tx, 0);
+    this.sealer = new Sealer(keys.tx, 0, host.sealKeys);
     this.openers[0] = new Opener(keys.rx);
     this.chain = chainOf(host.outbound, keys);
     this.arm(this.jittered());
@@ -110,9 +113,23 @@ export class LinkKeys {
     return this.sealer.exhausted;
   }
 
-  /** Seals `d` in place under the current key; starts a rekey once the datagram count is reached. */
-  seal(d: Buffer): void {
-    this.sealer.seal(d);
+  /**
+   * Seals `d` under the current key (Sealer.seal: -1 when sealed in place, else the link socket's
+   * key slot to send it with); starts a rekey once the datagram count is reached.
+   */
+  seal(d: Buffer): number {
+    const slot = this.sealer.seal(d);
+    this.counted();
+    return slot;
+  }
+
+  /** Seals `d` in place, for a datagram another socket sends. */
+  sealHere(d: Buffer): void {
+    this.sealer.sealHere(d);
+    this.counted();
+  }
+
+  private counted(): void {
     if (this.countArmed && this.sealer.sent >= this.o.afterDatagrams) {
       this.countArmed = false;
       setImmediate(startTick, this);
@@ -163,6 +180,7 @@ export class LinkKeys {
 
   stop(): void {
     this.stopped = true;
+    this.sealer.release();
     clearTimeout(this.timer);
     clearTimeout(this.graceTimer);
   }
@@ -227,7 +245,8 @@ export class LinkKeys {
   }
 
   private switchTo(gen: number, keys: Keys): void {
-    this.sealer = new Sealer(keys.tx, gen & 1);
+    this.sealer.release();
+    this.sealer = new Sealer(keys.tx, gen & 1, this.host.sealKeys);
     this.generation = gen;
     this.chain = chainOf(this.host.outbound, keys);
     this.state = IDLE;

@@ -13,6 +13,7 @@
 // counter it has seen or that is older than REPLAY_WINDOW datagrams behind the newest (RFC 6479).
 import { createHash, createHmac, hkdfSync } from "node:crypto";
 import { createRequire } from "node:module";
+import type { SealKeys } from "./udp-socket.js";
 
 export const SEAL_COUNTER = 8;
 export const SEAL_TAG = 16;
@@ -108,24 +109,49 @@ export function sessionKeys(
 /** The counter's top bit: which of the two latest keys sealed the datagram (udp-rekey.ts). */
 const PHASE_BIT = 0x8000_0000;
 
-/** One direction's AEAD state: a key and a counter (send) or a replay window (receive). */
+/**
+ * One direction's send key and counter. When the socket seals (the native one, on its send
+ * thread: udp_send.c, the same AEAD byte for byte) the key is registered with it, and seal() only
+ * writes the counter and hands back the key's slot; otherwise seal() seals here with sodium.
+ */
 export class Sealer {
   private readonly key: Buffer;
   private readonly phase: number;
   private counter = 0;
+  private readonly socketKeys: SealKeys | undefined;
+  /** The socket's slot for this key, -1 when this side seals. */
+  private slot: number;
   // Reused per datagram: only the body is a view of the datagram.
   private readonly nonce = Buffer.alloc(12);
   private readonly ad = Buffer.alloc(9);
   private readonly tag = Buffer.alloc(SEAL_TAG);
 
   /** `phase` (0 or 1): the key phase bit every datagram sealed with this key carries. */
-  constructor(key: Buffer, phase = 0) {
+  constructor(key: Buffer, phase = 0, socketKeys?: SealKeys) {
     this.key = key;
     this.phase = phase === 0 ? 0 : PHASE_BIT;
+    this.slot = socketKeys ? socketKeys.addKey(key) : -1;
+    this.socketKeys = this.slot >= 0 ? socketKeys : undefined;
   }
 
-  /** Seals `d` in place: d = header 9 ‖ counter space 8 ‖ plaintext ‖ tag space 16. */
-  seal(d: Buffer): void {
+  /**
+   * Seals `d` (header 9 ‖ counter space 8 ‖ plaintext ‖ tag space 16): writes its counter and
+   * returns the socket's key slot for the socket to seal it when it sends (to this key's socket
+   * only), or seals it in place and returns -1.
+   */
+  seal(d: Buffer): number {
+    if (this.slot < 0) {
+      this.sealHere(d);
+      return -1;
+    }
+    const n = this.counter++;
+    d.writeUInt32BE((Math.floor(n / 0x1_0000_0000) | this.phase) >>> 0, 9);
+    d.writeUInt32BE(n >>> 0, 13);
+    return this.slot;
+  }
+
+  /** Seals `d` in place here, whatever the socket offers (a datagram another socket sends). */
+  sealHere(d: Buffer): void {
     const n = this.counter++;
     const hi = (Math.floor(n / 0x1_0000_0000) | this.phase) >>> 0;
     const lo = n >>> 0;
@@ -149,6 +175,12 @@ export class Sealer {
 
   get exhausted(): boolean {
     return this.counter >= MAX_COUNTER;
+  }
+
+  /** The key seals nothing more: the socket frees its slot once what it queued under it has left. */
+  release(): void {
+    if (this.slot >= 0) this.socketKeys?.dropKey(this.slot);
+    this.slot = -1;
   }
 
   /** Datagrams sealed with this key. */

@@ -24,8 +24,16 @@ export interface UdpSocket {
   onMessage(handler: UdpMessageHandler | undefined): void;
   /** Receive errors (ECONNREFUSED: an ICMP port unreachable on a connected socket). */
   onError(handler: UdpErrorHandler | undefined): void;
-  /** Queues one datagram; without address it goes to the connected peer. Never throws. */
-  send(data: Uint8Array, port?: number, address?: string): void;
+  /**
+   * Present when the socket seals datagrams itself (the native one, on its send thread): a Sealer
+   * registers its key and gets a slot, or -1 when the socket has no room (the Sealer seals then).
+   */
+  readonly sealing?: SealKeys;
+  /**
+   * Queues one datagram; without address it goes to the connected peer. With `keySlot` (from
+   * `sealing`) the counter is already written and the socket seals it. Never throws.
+   */
+  send(data: Uint8Array, port?: number, address?: string, keySlot?: number): void;
   connect(port: number, address: string): Promise<void>;
   address(): { address: string; port: number; family: string };
   /** IP_TTL or IPV6_UNICAST_HOPS for what this socket sends. */
@@ -33,6 +41,13 @@ export interface UdpSocket {
   /** True when datagrams wait in the send queue beyond what a link should add to. */
   congested(limitBytes: number): boolean;
   close(): Promise<void>;
+}
+
+/** A socket's table of send keys (udp-seal.ts's Sealer uses it). */
+export interface SealKeys {
+  addKey(key: Uint8Array): number;
+  /** The key seals nothing more; its slot is reused once what was queued under it has left. */
+  dropKey(slot: number): void;
 }
 
 export interface UdpSocketOptions {

@@ -11,14 +11,20 @@
  *   back into its datagrams. Entry i of recvMeta (stride RM_STRIDE): offset, length, source port,
  *   source address as 4 words (IPv4 in the first), IPv6 scope id. Then onEvent(count, errno, -2)
  *   once; errno != 0 is a receive error (ECONNREFUSED from an ICMP error on a connected socket).
- * Send: JS appends datagrams to sendBuf (contiguous) and entries to sendMeta (stride SM_STRIDE:
- *   offset, length, destination slot, or -1 on a connected socket), and counts them in state.
- *   flush() sends them with sendmmsg; consecutive datagrams of one size to one destination leave as
- *   one UDP_SEGMENT (GSO) message, the last of a run may be shorter. What the kernel refuses with
- *   EAGAIN stays queued (moved to the front) and is sent when the socket is writable; a datagram
- *   refused with another error is dropped and counted, and the error is returned (or reported as
- *   onEvent(0, errno, slot) when the writable wakeup sent it).
+ * Send: JS appends datagrams to sendBuf<state[S_FILL]> (contiguous) and entries to its sendMeta
+ *   (stride SM_STRIDE: offset, length, destination slot or -1 on a connected socket, key slot or
+ *   -1), and counts them in state (S_QUEUED, S_BYTES). flush(wait) hands that buffer to a threadpool
+ *   job unless one is out (with wait, when JS's buffer is full, it waits for that job and completes
+ *   it first), and JS fills the other (udp_send.c): the job seals each datagram that names a
+ *   key slot (addKey(key) -> slot or -1; dropKey(slot)), its counter written by JS, and sends them
+ *   with sendmmsg; consecutive datagrams of one size to one destination leave as one UDP_SEGMENT
+ *   (GSO) message, the last of a run may be shorter. What the kernel refuses with EAGAIN stays the
+ *   job's and goes when the socket is writable (S_INFLIGHT: bytes a job still holds); a datagram
+ *   refused with another error is dropped and counted, and reported as onEvent(0, errno, slot), or
+ *   returned by the flush that completed its job (its slot in state[S_ERR_SLOT]). S_BLOCKED: bytes
+ *   EAGAIN left waiting, which with S_BYTES is what congested() weighs.
  * setDest(slot, address, port), connect(address, port), setTTL(ttl): 0 or -errno.
+ * close(): true when a send job still holds the fd; onEvent(0, 0, -3) follows once it is closed.
  * sourceText(i): entry i's source address as text (Node's form, with %zone), for a cache miss only.
  */
 #include "udp.h"
@@ -66,47 +72,100 @@ static sock_t *get_sock(napi_env env, napi_value v) {
   return t;
 }
 
+int udp_can_free(sock_t *t) {
+  return t->finalized && t->finished && (!t->poll_inited || t->poll_closed) && !t->work_pending[0] &&
+         !t->work_pending[1];
+}
+
+void udp_free(sock_t *t) {
+  if (t->aead) EVP_CIPHER_CTX_free(t->aead);
+  if (t->lock_inited) {
+    uv_mutex_destroy(&t->lock);
+    uv_cond_destroy(&t->job_idle);
+  }
+  free(t);
+}
+
 static void on_poll_closed(uv_handle_t *h) {
   sock_t *t = (sock_t *)h->data;
   t->poll_closed = 1;
-  if (t->finalized) free(t);
+  if (udp_can_free(t)) udp_free(t);
 }
 
 static void cleanup_hook(void *arg);
 
-static void do_close(sock_t *t, int from_cleanup) {
-  if (t->closed) return;
-  t->closed = 1;
-  if (t->poll_inited) {
+static void stop_poll(sock_t *t) {
+  if (t->poll_inited && !uv_is_closing((uv_handle_t *)&t->poll)) {
     uv_poll_stop(&t->poll);
     uv_close((uv_handle_t *)&t->poll, on_poll_closed);
   }
+}
+
+void udp_finish_close(sock_t *t) {
+  if (t->finished) return;
+  /* A close that waited for a send job: JS's close() resolves now that the fd is released. */
+  if (t->close_deferred && !t->finalized && !t->torn_down) {
+    if (t->fd >= 0) close(t->fd);
+    t->fd = -1;
+    udp_emit(t, 0, 0, CLOSED_EVENT);
+  }
+  t->finished = 1;
   if (t->fd >= 0) {
     close(t->fd);
     t->fd = -1;
   }
-  t->rbuf = t->sbuf = NULL;
-  t->rmeta = t->smeta = t->state = NULL;
-  if (from_cleanup) return;
+  t->rbuf = NULL;
+  t->rmeta = t->state = NULL;
   napi_remove_env_cleanup_hook(t->env, cleanup_hook, t);
-  napi_ref *refs[] = {&t->cb_ref, &t->rbuf_ref, &t->rmeta_ref, &t->sbuf_ref, &t->smeta_ref, &t->state_ref};
+  napi_ref *refs[] = {&t->cb_ref,       &t->rbuf_ref,     &t->rmeta_ref,    &t->sbuf_ref[0],
+                      &t->sbuf_ref[1], &t->smeta_ref[0], &t->smeta_ref[1], &t->state_ref};
   for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++) {
     if (*refs[i]) napi_delete_reference(t->env, *refs[i]);
     *refs[i] = NULL;
   }
   if (t->actx) napi_async_destroy(t->env, t->actx);
   t->actx = NULL;
+  if (udp_can_free(t)) udp_free(t);
 }
 
-static void cleanup_hook(void *arg) { do_close((sock_t *)arg, 1); }
+/* A send job still out keeps the fd, the buffers and the keys until it completes (udp_send.c). */
+static void do_close(sock_t *t) {
+  if (t->closed) return;
+  t->closed = 1;
+  stop_poll(t);
+  if (t->job_queued) { /* its completion sends what JS queued last, then finishes */
+    t->close_deferred = 1;
+    return;
+  }
+  if (t->sending >= 0) {       /* waiting for POLLOUT: what EAGAIN left is dropped */
+    sendbuf_t *b = &t->sb[t->sending];
+    t->state[S_DROPPED] += b->queued - b->next;
+    t->sending = -1;
+  }
+  udp_finish_close(t);
+}
+
+/* Env teardown: no completion will run, so wait for a running job and close the fd here. */
+static void cleanup_hook(void *arg) {
+  sock_t *t = (sock_t *)arg;
+  t->torn_down = 1;
+  if (t->job_queued && t->job_running && uv_cancel((uv_req_t *)t->current_work) == 0) t->job_running = 0;
+  udp_wait_job(t);
+  t->closed = 1;
+  stop_poll(t);
+  if (t->fd >= 0) {
+    close(t->fd);
+    t->fd = -1;
+  }
+}
 
 static void finalize_sock(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
   sock_t *t = (sock_t *)data;
   t->finalized = 1;
-  do_close(t, 0);
-  if (!t->poll_inited || t->poll_closed) free(t);
+  do_close(t);
+  if (udp_can_free(t)) udp_free(t);
 }
 
 static int get_string(napi_env env, napi_value v, char *out, size_t size) {
@@ -122,27 +181,29 @@ static int get_typed(napi_env env, napi_value v, napi_typedarray_type want, void
 }
 
 static napi_value js_open(napi_env env, napi_callback_info info) {
-  size_t argc = 10;
-  napi_value argv[10];
+  size_t argc = 12;
+  napi_value argv[12];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t family = 0, port = 0, buf_bytes = 0;
   char host[INET6_ADDRSTRLEN + IF_NAMESIZE + 2];
-  void *rbuf, *rmeta, *sbuf, *smeta, *state;
-  size_t rbuf_len, rmeta_len, sbuf_len, smeta_len, state_len;
+  void *rbuf, *rmeta, *sbuf[2], *smeta[2], *state;
+  size_t rbuf_len, rmeta_len, sbuf_len[2], smeta_len[2], state_len;
   napi_valuetype cb_type = napi_undefined;
-  if (argc == 10) napi_typeof(env, argv[9], &cb_type);
-  if (argc < 10 || napi_get_value_int32(env, argv[0], &family) != napi_ok || (family != 4 && family != 6) ||
+  if (argc == 12) napi_typeof(env, argv[11], &cb_type);
+  if (argc < 12 || napi_get_value_int32(env, argv[0], &family) != napi_ok || (family != 4 && family != 6) ||
       !get_string(env, argv[1], host, sizeof host) || napi_get_value_int32(env, argv[2], &port) != napi_ok ||
       port < 0 || port > 65535 || napi_get_value_int32(env, argv[3], &buf_bytes) != napi_ok ||
       !get_typed(env, argv[4], napi_uint8_array, &rbuf, &rbuf_len) || rbuf_len < RECV_SLOT ||
       !get_typed(env, argv[5], napi_int32_array, &rmeta, &rmeta_len) || rmeta_len < RM_STRIDE ||
-      !get_typed(env, argv[6], napi_uint8_array, &sbuf, &sbuf_len) || sbuf_len < RECV_SLOT ||
-      !get_typed(env, argv[7], napi_int32_array, &smeta, &smeta_len) || smeta_len < SM_STRIDE ||
-      !get_typed(env, argv[8], napi_int32_array, &state, &state_len) || state_len < S_COUNT ||
+      !get_typed(env, argv[6], napi_uint8_array, &sbuf[0], &sbuf_len[0]) || sbuf_len[0] < RECV_SLOT ||
+      !get_typed(env, argv[7], napi_int32_array, &smeta[0], &smeta_len[0]) || smeta_len[0] < SM_STRIDE ||
+      !get_typed(env, argv[8], napi_uint8_array, &sbuf[1], &sbuf_len[1]) || sbuf_len[1] < RECV_SLOT ||
+      !get_typed(env, argv[9], napi_int32_array, &smeta[1], &smeta_len[1]) || smeta_len[1] < SM_STRIDE ||
+      !get_typed(env, argv[10], napi_int32_array, &state, &state_len) || state_len < S_COUNT ||
       cb_type != napi_function) {
     napi_throw_type_error(env, NULL,
-                          "UDP: open(family, address, port, bufferBytes, recvBuf, recvMeta, sendBuf, "
-                          "sendMeta, state, onEvent)");
+                          "UDP: open(family, address, port, bufferBytes, recvBuf, recvMeta, sendBuf0, "
+                          "sendMeta0, sendBuf1, sendMeta1, state, onEvent)");
     return NULL;
   }
   addr_t bind_addr;
@@ -188,28 +249,45 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   t->env = env;
   t->fd = fd;
   t->family = family;
+  t->sending = -1;
   t->rbuf = (uint8_t *)rbuf;
   t->rslots = rbuf_len / RECV_SLOT;
   t->rmeta = (int32_t *)rmeta;
   t->rmeta_entries = rmeta_len / RM_STRIDE;
-  t->sbuf = (uint8_t *)sbuf;
-  t->sbuf_len = sbuf_len;
-  t->smeta = (int32_t *)smeta;
-  t->smeta_entries = smeta_len / SM_STRIDE;
+  for (int i = 0; i < 2; i++) {
+    t->sb[i].buf = (uint8_t *)sbuf[i];
+    t->sb[i].len = sbuf_len[i];
+    t->sb[i].meta = (int32_t *)smeta[i];
+    t->sb[i].entries = smeta_len[i] / SM_STRIDE;
+  }
   t->state = (int32_t *)state;
   memset(t->state, 0, S_COUNT * sizeof(int32_t));
   t->state[S_FLAGS] = flags;
+  /* Without the cipher JS keeps sealing: addKey refuses every key. */
+  t->aead = EVP_CIPHER_CTX_new();
+  if (t->aead && EVP_EncryptInit_ex(t->aead, EVP_chacha20_poly1305(), NULL, NULL, NULL) != 1) {
+    EVP_CIPHER_CTX_free(t->aead);
+    t->aead = NULL;
+  }
   napi_value resource_name, handle;
   uv_loop_t *loop = NULL;
-  int ok = napi_create_reference(env, argv[9], 1, &t->cb_ref) == napi_ok &&
-           napi_create_reference(env, argv[4], 1, &t->rbuf_ref) == napi_ok &&
-           napi_create_reference(env, argv[5], 1, &t->rmeta_ref) == napi_ok &&
-           napi_create_reference(env, argv[6], 1, &t->sbuf_ref) == napi_ok &&
-           napi_create_reference(env, argv[7], 1, &t->smeta_ref) == napi_ok &&
-           napi_create_reference(env, argv[8], 1, &t->state_ref) == napi_ok &&
-           napi_create_string_utf8(env, "planetd:udp", NAPI_AUTO_LENGTH, &resource_name) == napi_ok &&
-           napi_async_init(env, NULL, resource_name, &t->actx) == napi_ok &&
-           napi_get_uv_event_loop(env, &loop) == napi_ok && uv_poll_init(loop, &t->poll, fd) == 0;
+  int ok = uv_mutex_init(&t->lock) == 0;
+  if (ok && uv_cond_init(&t->job_idle) != 0) {
+    uv_mutex_destroy(&t->lock);
+    ok = 0;
+  }
+  t->lock_inited = ok;
+  ok = ok && napi_create_reference(env, argv[11], 1, &t->cb_ref) == napi_ok &&
+       napi_create_reference(env, argv[4], 1, &t->rbuf_ref) == napi_ok &&
+       napi_create_reference(env, argv[5], 1, &t->rmeta_ref) == napi_ok &&
+       napi_create_reference(env, argv[6], 1, &t->sbuf_ref[0]) == napi_ok &&
+       napi_create_reference(env, argv[7], 1, &t->smeta_ref[0]) == napi_ok &&
+       napi_create_reference(env, argv[8], 1, &t->sbuf_ref[1]) == napi_ok &&
+       napi_create_reference(env, argv[9], 1, &t->smeta_ref[1]) == napi_ok &&
+       napi_create_reference(env, argv[10], 1, &t->state_ref) == napi_ok &&
+       napi_create_string_utf8(env, "planetd:udp", NAPI_AUTO_LENGTH, &resource_name) == napi_ok &&
+       napi_async_init(env, NULL, resource_name, &t->actx) == napi_ok &&
+       napi_get_uv_event_loop(env, &loop) == napi_ok && uv_poll_init(loop, &t->poll, fd) == 0;
   if (ok) {
     t->poll.data = t;
     t->poll_inited = 1;
@@ -217,9 +295,8 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   }
   napi_add_env_cleanup_hook(env, cleanup_hook, t);
   if (!ok) {
-    do_close(t, 0);
-    if (!t->poll_inited) free(t);
-    else t->finalized = 1; /* freed by on_poll_closed */
+    t->finalized = 1; /* no handle: freed once the poll handle (if any) is closed */
+    do_close(t);
     napi_throw_error(env, NULL, "UDP: internal N-API call failed");
     return NULL;
   }
@@ -278,10 +355,34 @@ static napi_value js_connect(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_flush(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  sock_t *t = open_sock(env, info, 1, argv);
+  napi_value argv[2];
+  sock_t *t = open_sock(env, info, 2, argv);
   if (t == NULL) return NULL;
-  return int_result(env, udp_flush(t));
+  bool wait = false;
+  napi_get_value_bool(env, argv[1], &wait);
+  return int_result(env, udp_flush(t, wait));
+}
+
+static napi_value js_add_key(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  sock_t *t = open_sock(env, info, 2, argv);
+  if (t == NULL) return NULL;
+  void *key;
+  size_t len;
+  if (!get_typed(env, argv[1], napi_uint8_array, &key, &len) || len != KEY_BYTES) {
+    napi_throw_type_error(env, NULL, "UDP: addKey(handle, key of 32 bytes)");
+    return NULL;
+  }
+  return int_result(env, t->aead ? udp_add_key(t, (const uint8_t *)key) : -1);
+}
+
+static napi_value js_drop_key(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  sock_t *t = open_sock(env, info, 2, argv);
+  if (t == NULL) return NULL;
+  int32_t slot = -1;
+  if (napi_get_value_int32(env, argv[1], &slot) == napi_ok) udp_drop_key(t, slot);
+  return NULL;
 }
 
 static napi_value js_set_ttl(napi_env env, napi_callback_info info) {
@@ -365,8 +466,10 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   sock_t *t = get_sock(env, argv[0]);
   if (t == NULL) return NULL;
-  do_close(t, 0);
-  return NULL;
+  do_close(t);
+  napi_value out;
+  CHECK(napi_get_boolean(env, t->close_deferred && !t->finished, &out));
+  return out;
 }
 
 static napi_value Init(napi_env env, napi_value exports) {
@@ -375,6 +478,8 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"setDest", NULL, js_set_dest, NULL, NULL, NULL, napi_default, NULL},
       {"connect", NULL, js_connect, NULL, NULL, NULL, napi_default, NULL},
       {"flush", NULL, js_flush, NULL, NULL, NULL, napi_default, NULL},
+      {"addKey", NULL, js_add_key, NULL, NULL, NULL, napi_default, NULL},
+      {"dropKey", NULL, js_drop_key, NULL, NULL, NULL, napi_default, NULL},
       {"setTTL", NULL, js_set_ttl, NULL, NULL, NULL, napi_default, NULL},
       {"sourceText", NULL, js_source_text, NULL, NULL, NULL, napi_default, NULL},
       {"address", NULL, js_address, NULL, NULL, NULL, napi_default, NULL},

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <node_api.h>
+#include <openssl/evp.h>
 #include <uv.h>
 
 #ifndef UDP_SEGMENT
@@ -33,11 +34,22 @@
 #define GSO_MAX_SEGS 64
 #define GSO_MAX_BYTES 65000
 #define SEND_MSGS 64
+/* Send keys a socket holds (one per link direction and key phase on it); JS seals the rest itself. */
+#define KEY_SLOTS 256
+#define KEY_BYTES 32
+/* udp-seal.ts's layout: type ‖ cookie (the AD, 9 bytes) ‖ counter u64 ‖ ciphertext ‖ tag. */
+#define SEAL_AD 9
+#define SEAL_BODY_AT 17
+#define SEAL_TAG 16
+/* sendMeta word 3: the key slot to seal with, or one of these. */
+#define CLOSED_EVENT (-3)
+#define KEY_NONE (-1)
+#define KEY_FAILED (-2)
 
 /* state: shared with JS (udp-native.ts names the same indices). */
 enum {
   S_QUEUED, S_BYTES, S_DROPPED, S_ERR_SLOT, S_SENT, S_GSO_MSGS, S_GRO_BUFS, S_RECV_TRUNC, S_FLAGS,
-  S_COUNT
+  S_FILL, S_INFLIGHT, S_KEYS_REFUSED, S_SEAL_FAILED, S_BLOCKED, S_COUNT
 };
 #define F_GRO 1
 #define F_GSO 2
@@ -48,25 +60,62 @@ typedef union {
   struct sockaddr_in6 v6;
 } addr_t;
 
+/* One of the two send buffers: JS fills one (state[S_FILL]) while a threadpool job seals and sends
+ * the other. */
+typedef struct {
+  uint8_t *buf;
+  size_t len;
+  int32_t *meta;
+  size_t entries;
+  int32_t queued; /* entries handed to the job */
+  int32_t bytes;
+  int32_t next;   /* first entry not yet sent (EAGAIN leaves the rest for the writable wakeup) */
+  /* A GSO message the kernel refused: its datagrams go one by one up to this entry. */
+  int32_t nogso_until;
+} sendbuf_t;
+
+/* What a job did, applied to state[] on the loop thread when it completes. */
+typedef struct {
+  int32_t sent, gso_msgs, dropped, seal_failed, err, err_slot, gso_refused;
+  int gso; /* F_GSO as it was when the job started */
+} job_result_t;
+
 typedef struct {
   napi_env env;
   int fd;
   int family;
   uv_poll_t poll;
   int poll_inited, poll_events, closed, poll_closed, finalized;
-  napi_ref cb_ref, rbuf_ref, rmeta_ref, sbuf_ref, smeta_ref, state_ref;
+  napi_ref cb_ref, rbuf_ref, rmeta_ref, sbuf_ref[2], smeta_ref[2], state_ref;
   napi_async_context actx;
   uint8_t *rbuf;
   size_t rslots;
   int32_t *rmeta;
   size_t rmeta_entries;
-  uint8_t *sbuf;
-  size_t sbuf_len;
-  int32_t *smeta;
-  size_t smeta_entries;
   int32_t *state;
-  /* A GSO message the kernel refused: its datagrams go one by one up to this entry. */
-  int32_t nogso_until;
+  sendbuf_t sb[2];
+  /* The buffer a job owns (queued, running, or waiting for POLLOUT), -1 when none. */
+  int sending;
+  int job_queued;   /* a job's results are not applied yet (by its completion, or inline by a flush that waited) */
+  int job_running;  /* under lock: the worker has not finished (the cleanup hook waits for it) */
+  int torn_down;    /* the env's cleanup hook ran: nothing more may touch JS */
+  int finished;     /* fd closed and references dropped */
+  int close_deferred; /* close() came while a job was out */
+  /* Two requests: one whose job a waiting flush completed inline may still await its callback. */
+  uv_work_t works[2];
+  int work_pending[2];
+  uv_work_t *current_work;
+  int deferred_err; /* a refusal from a job this thread ran, reported by the next flush */
+  uv_mutex_t lock;
+  uv_cond_t job_idle;
+  int lock_inited;
+  job_result_t result;
+  EVP_CIPHER_CTX *aead;
+  /* Key slots: 0 free, 1 in use, 2 dropped by JS and freed once buffer number free_after completed. */
+  uint8_t keys[KEY_SLOTS][KEY_BYTES];
+  uint8_t key_state[KEY_SLOTS];
+  uint32_t key_free_after[KEY_SLOTS];
+  uint32_t submitted, completed;
   addr_t dests[MAX_DESTS];
   socklen_t dest_len[MAX_DESTS];
   struct mmsghdr rmsgs[RECV_SLOTS];
@@ -83,8 +132,27 @@ typedef struct {
 /* Starts or changes what the fd is polled for (UV_READABLE, plus UV_WRITABLE while sends wait). */
 void udp_set_poll(sock_t *t, int events);
 void udp_on_poll(uv_poll_t *h, int status, int events);
-/* Sends the queue: 0, or the errno of the first datagram refused for good (its slot in state[S_ERR_SLOT]). */
-int udp_flush(sock_t *t);
+/* Hands the filled buffer to a threadpool job when none is out (udp_send.c). With wait, a job
+ * out is waited for and completed first (JS's buffer is full): 0, or the errno of a datagram it
+ * refused (its destination slot in state[S_ERR_SLOT]), which JS reports. */
+int udp_flush(sock_t *t, int wait);
+/* The writable wakeup: the job's buffer EAGAIN left goes out again. */
+void udp_resume(sock_t *t);
+/* Registers a 32-byte send key: its slot, or -1 (counted) when all KEY_SLOTS are taken. */
+int udp_add_key(sock_t *t, const uint8_t *key);
+/* JS seals nothing more with it; the slot is reused once the datagrams queued under it have left. */
+void udp_drop_key(sock_t *t, int slot);
+/* Called from do_close paths: true while a job still owns the fd and buffers. */
+int udp_job_out(sock_t *t);
+/* Waits for a running job's worker to finish (env teardown only). */
+void udp_wait_job(sock_t *t);
+/* udp.c: whether t may be freed now (handle finalized, fd closed, no callback pending), and free it. */
+int udp_can_free(sock_t *t);
+void udp_free(sock_t *t);
+/* udp.c: the deferred part of close, once no job owns the fd. */
+void udp_finish_close(sock_t *t);
+/* udp_io.c: calls onEvent(count, err, slot). */
+void udp_emit(sock_t *t, int count, int err, int slot);
 /* Address text (with an optional %zone) and port into a sockaddr of family 4 or 6; 0 or an errno. */
 int udp_parse_addr(int family, const char *text, int port, addr_t *out, socklen_t *len);
 

@@ -1,11 +1,11 @@
 /*
- * planetd_udp's data path: one recvmmsg per readable wakeup (GRO buffers split into their
- * datagrams), sendmmsg with UDP_SEGMENT for runs of equal-size datagrams, and the writable poll
- * that sends what EAGAIN left queued. udp.c has the interface.
+ * planetd_udp's receive path: one recvmmsg per readable wakeup (GRO buffers split into their
+ * datagrams), and the writable poll that resumes what EAGAIN left of a send job (udp_send.c).
+ * udp.c has the interface.
  */
 #include "udp.h"
 
-static void emit(sock_t *t, int count, int err, int slot) {
+void udp_emit(sock_t *t, int count, int err, int slot) {
   napi_env env = t->env;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
@@ -58,15 +58,20 @@ static int receive_batch(sock_t *t) {
     h->msg_control = t->rctl[i];
     h->msg_controllen = sizeof t->rctl[i];
   }
-  int got;
-  do {
-    got = recvmmsg(t->fd, t->rmsgs, (unsigned)slots, 0, NULL);
-  } while (got < 0 && errno == EINTR);
+  int got, pending = 0;
+  for (int attempt = 0; attempt < 2; attempt++) {
+    do {
+      got = recvmmsg(t->fd, t->rmsgs, (unsigned)slots, 0, NULL);
+    } while (got < 0 && errno == EINTR);
+    if (got >= 0 || errno == EAGAIN || errno == EWOULDBLOCK || pending != 0) break;
+    /* The kernel reports a socket error (an ICMP port unreachable) before the datagrams queued
+     * ahead of it, and clears it: those go to JS first (a peer's CLOSE before the refusal its
+     * closed port drew), the error after them. */
+    pending = errno;
+  }
   if (got < 0) {
-    int e = errno;
-    if (e == EAGAIN || e == EWOULDBLOCK) return 0;
-    emit(t, 0, e, -2);
-    return !t->closed;
+    if (pending != 0) udp_emit(t, 0, pending, -2);
+    return pending != 0 && !t->closed;
   }
   size_t n = 0;
   for (int i = 0; i < got; i++) {
@@ -87,7 +92,8 @@ static int receive_batch(sock_t *t) {
       t->state[S_RECV_TRUNC]++;
     }
   }
-  if (n > 0) emit(t, (int)n, 0, -2);
+  if (n > 0) udp_emit(t, (int)n, 0, -2);
+  if (pending != 0 && !t->closed) udp_emit(t, 0, pending, -2);
   return got == (int)slots && !t->closed;
 }
 
@@ -102,16 +108,23 @@ void udp_on_poll(uv_poll_t *h, int status, int events) {
     int wanted = t->poll_events;
     t->poll_events = 0;
     if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0) {
-      emit(t, 0, err, -2);
+      /* Datagrams that came before the error go first (the kernel would report the error first):
+       * a peer's CLOSE is read before the port unreachable its closed socket drew. */
+      for (int round = 0; round < 4 && !t->closed; round++) {
+        if (!receive_batch(t)) break;
+      }
+      if (t->closed) return;
+      udp_emit(t, 0, err, -2);
       udp_set_poll(t, wanted);
     } else {
-      emit(t, 0, -status, -2);
+      udp_emit(t, 0, -status, -2);
     }
     return;
   }
   if (events & UV_WRITABLE) {
-    int e = udp_flush(t);
-    if (e != 0 && !t->closed) emit(t, 0, e, t->state[S_ERR_SLOT]);
+    /* Once: the job's completion asks for POLLOUT again if EAGAIN comes back. */
+    udp_set_poll(t, UV_READABLE);
+    udp_resume(t);
   }
   /* A few batches per wakeup; the level-triggered poll comes back for the rest. */
   for (int round = 0; round < 4 && !t->closed && (events & UV_READABLE); round++) {
@@ -122,110 +135,6 @@ void udp_on_poll(uv_poll_t *h, int status, int events) {
 void udp_set_poll(sock_t *t, int events) {
   if (t->closed || t->poll_events == events) return;
   if (uv_poll_start(&t->poll, events, udp_on_poll) == 0) t->poll_events = events;
-}
-
-int udp_flush(sock_t *t) {
-  int32_t queued = t->state[S_QUEUED];
-  int32_t i = 0;
-  int first_err = 0;
-  int blocked = 0;
-  if (queued < 0 || (size_t)queued > t->smeta_entries) queued = 0;
-  while (i < queued && !blocked) {
-    int nmsg = 0;
-    int32_t j = i;
-    while (j < queued && nmsg < SEND_MSGS) {
-      int32_t *m = t->smeta + SM_STRIDE * j;
-      int32_t off = m[0], len = m[1], slot = m[2];
-      int32_t k = j + 1;
-      size_t total = (size_t)len;
-      if ((t->state[S_FLAGS] & F_GSO) && j >= t->nogso_until) {
-        while (k < queued && k - j < GSO_MAX_SEGS) {
-          int32_t *n = t->smeta + SM_STRIDE * k;
-          if (n[2] != slot || n[1] > len || n[0] != off + (int32_t)total || total + n[1] > GSO_MAX_BYTES) break;
-          total += (size_t)n[1];
-          k++;
-          if (n[1] < len) break; /* a shorter one ends the run */
-        }
-      }
-      if ((size_t)off + total > t->sbuf_len) { /* cannot happen unless JS broke the layout */
-        queued = j;
-        break;
-      }
-      struct msghdr *h = &t->smsgs[nmsg].msg_hdr;
-      memset(h, 0, sizeof *h);
-      t->siov[nmsg].iov_base = t->sbuf + off;
-      t->siov[nmsg].iov_len = total;
-      h->msg_iov = &t->siov[nmsg];
-      h->msg_iovlen = 1;
-      if (slot >= 0 && slot < MAX_DESTS) {
-        h->msg_name = &t->dests[slot];
-        h->msg_namelen = t->dest_len[slot];
-      }
-      if (k - j > 1) {
-        h->msg_control = t->sctl[nmsg];
-        h->msg_controllen = CMSG_SPACE(sizeof(uint16_t));
-        struct cmsghdr *c = CMSG_FIRSTHDR(h);
-        c->cmsg_level = SOL_UDP;
-        c->cmsg_type = UDP_SEGMENT;
-        c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
-        uint16_t seg = (uint16_t)len;
-        memcpy(CMSG_DATA(c), &seg, sizeof seg);
-      }
-      t->sentries[nmsg] = k - j;
-      nmsg++;
-      j = k;
-    }
-    int done = 0;
-    while (done < nmsg) {
-      int r = sendmmsg(t->fd, t->smsgs + done, (unsigned)(nmsg - done), 0);
-      if (r > 0) {
-        for (int x = done; x < done + r; x++) {
-          t->state[S_SENT] += t->sentries[x];
-          if (t->sentries[x] > 1) t->state[S_GSO_MSGS]++;
-          i += t->sentries[x];
-        }
-        done += r;
-        continue;
-      }
-      int e = r == 0 ? EAGAIN : errno;
-      if (e == EINTR) continue;
-      if (e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS) {
-        blocked = 1;
-        break;
-      }
-      int count = t->sentries[done];
-      if (count > 1 && (e == EIO || e == EINVAL || e == EMSGSIZE || e == EOPNOTSUPP)) {
-        /* The device or route cannot take this GSO message: its datagrams go one by one. */
-        t->nogso_until = i + count;
-        if (e == EIO || e == EOPNOTSUPP) t->state[S_FLAGS] &= ~F_GSO;
-        break;
-      }
-      t->state[S_DROPPED] += count;
-      if (first_err == 0) {
-        first_err = e;
-        t->state[S_ERR_SLOT] = t->smeta[SM_STRIDE * i + 2];
-      }
-      i += count;
-      done++;
-    }
-  }
-  /* Keep what is left at the front of the buffer. */
-  int32_t left = queued - i;
-  if (left > 0 && i > 0) {
-    int32_t base = t->smeta[SM_STRIDE * i];
-    int32_t end = t->state[S_BYTES];
-    memmove(t->sbuf, t->sbuf + base, (size_t)(end - base));
-    memmove(t->smeta, t->smeta + SM_STRIDE * i, (size_t)left * SM_STRIDE * sizeof(int32_t));
-    for (int32_t x = 0; x < left; x++) t->smeta[SM_STRIDE * x] -= base;
-    t->state[S_BYTES] = end - base;
-  } else if (left <= 0) {
-    left = 0;
-    t->state[S_BYTES] = 0;
-  }
-  t->nogso_until = t->nogso_until > i ? t->nogso_until - i : 0;
-  t->state[S_QUEUED] = left;
-  udp_set_poll(t, left > 0 ? UV_READABLE | UV_WRITABLE : UV_READABLE);
-  return first_err;
 }
 
 int udp_parse_addr(int family, const char *text, int port, addr_t *out, socklen_t *len) {

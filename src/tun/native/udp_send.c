@@ -1,0 +1,301 @@
+/*
+ * planetd_udp's send path, off the JS thread: JS fills one of two send buffers (udp.c's header
+ * describes the layout) and flush() hands it to a libuv threadpool job, which seals the datagrams
+ * that name a key slot (ChaCha20-Poly1305 IETF from Node's OpenSSL, byte for byte what
+ * udp-seal.ts's Sealer does with sodium) and sends them with sendmmsg, equal-size runs as one
+ * UDP_SEGMENT message. At most one job per socket is out, so datagrams leave in the order queued;
+ * JS fills the other buffer meanwhile, and the completion hands it over in turn. EAGAIN leaves the
+ * rest of the job's buffer for the writable wakeup (the buffer stays the job's, so order holds).
+ * The worker touches only its buffer, the key slots its entries name, the fd and t->result; every
+ * count reaches state[] on the loop thread, in udp_job_done.
+ */
+#include "udp.h"
+
+/* Seals d (len bytes: header ‖ counter written by JS ‖ plaintext ‖ tag space) in place. */
+static int seal_one(EVP_CIPHER_CTX *c, const uint8_t *key, uint8_t *d, size_t len) {
+  uint8_t nonce[12] = {0};
+  int outl = 0;
+  size_t body = len - SEAL_BODY_AT - SEAL_TAG;
+  memcpy(nonce + 4, d + SEAL_AD, 8);
+  if (EVP_EncryptInit_ex(c, NULL, NULL, key, nonce) != 1) return 0;
+  if (EVP_EncryptUpdate(c, NULL, &outl, d, SEAL_AD) != 1) return 0;
+  if (body > 0 && EVP_EncryptUpdate(c, d + SEAL_BODY_AT, &outl, d + SEAL_BODY_AT, (int)body) != 1) return 0;
+  if (EVP_EncryptFinal_ex(c, d + SEAL_BODY_AT + body, &outl) != 1) return 0;
+  return EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, SEAL_TAG, d + len - SEAL_TAG) == 1;
+}
+
+/* Seals what is still unsealed from b->next on; an entry that cannot be sealed is never sent. */
+static void seal_entries(sock_t *t, sendbuf_t *b) {
+  for (int32_t j = b->next; j < b->queued; j++) {
+    int32_t *m = b->meta + SM_STRIDE * j;
+    int32_t slot = m[3];
+    if (slot == KEY_NONE || slot == KEY_FAILED) continue;
+    int ok = slot >= 0 && slot < KEY_SLOTS && t->key_state[slot] != 0 && t->aead != NULL &&
+             m[1] >= SEAL_BODY_AT + SEAL_TAG &&
+             seal_one(t->aead, t->keys[slot], b->buf + m[0], (size_t)m[1]);
+    m[3] = ok ? KEY_NONE : KEY_FAILED;
+  }
+}
+
+/* Sends b from b->next until done or EAGAIN; the counts go to t->result. */
+static void send_entries(sock_t *t, sendbuf_t *b) {
+  job_result_t *r = &t->result;
+  int32_t queued = b->queued;
+  int32_t i = b->next;
+  int blocked = 0;
+  while (i < queued && !blocked) {
+    int nmsg = 0;
+    int32_t j = i;
+    while (j < queued && nmsg < SEND_MSGS) {
+      int32_t *m = b->meta + SM_STRIDE * j;
+      int32_t off = m[0], len = m[1], slot = m[2];
+      if (m[3] == KEY_FAILED || off < 0 || len <= 0 || (size_t)off + (size_t)len > b->len) {
+        if (nmsg > 0) break; /* the batch before it goes first; the next round skips it */
+        r->seal_failed++;
+        r->dropped++;
+        i = ++j;
+        continue;
+      }
+      int32_t k = j + 1;
+      size_t total = (size_t)len;
+      if (r->gso && j >= b->nogso_until) {
+        while (k < queued && k - j < GSO_MAX_SEGS) {
+          int32_t *n = b->meta + SM_STRIDE * k;
+          if (n[2] != slot || n[3] == KEY_FAILED || n[1] > len || n[0] != off + (int32_t)total ||
+              total + n[1] > GSO_MAX_BYTES)
+            break;
+          total += (size_t)n[1];
+          k++;
+          if (n[1] < len) break; /* a shorter one ends the run */
+        }
+      }
+      struct msghdr *h = &t->smsgs[nmsg].msg_hdr;
+      memset(h, 0, sizeof *h);
+      t->siov[nmsg].iov_base = b->buf + off;
+      t->siov[nmsg].iov_len = total;
+      h->msg_iov = &t->siov[nmsg];
+      h->msg_iovlen = 1;
+      if (slot >= 0 && slot < MAX_DESTS) {
+        h->msg_name = &t->dests[slot];
+        h->msg_namelen = t->dest_len[slot];
+      }
+      if (k - j > 1) {
+        h->msg_control = t->sctl[nmsg];
+        h->msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+        struct cmsghdr *c = CMSG_FIRSTHDR(h);
+        c->cmsg_level = SOL_UDP;
+        c->cmsg_type = UDP_SEGMENT;
+        c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        uint16_t seg = (uint16_t)len;
+        memcpy(CMSG_DATA(c), &seg, sizeof seg);
+      }
+      t->sentries[nmsg] = k - j;
+      nmsg++;
+      j = k;
+    }
+    int done = 0;
+    while (done < nmsg) {
+      int n = sendmmsg(t->fd, t->smsgs + done, (unsigned)(nmsg - done), 0);
+      if (n > 0) {
+        for (int x = done; x < done + n; x++) {
+          r->sent += t->sentries[x];
+          if (t->sentries[x] > 1) r->gso_msgs++;
+          i += t->sentries[x];
+        }
+        done += n;
+        continue;
+      }
+      int e = n == 0 ? EAGAIN : errno;
+      if (e == EINTR) continue;
+      if (e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS) {
+        blocked = 1;
+        break;
+      }
+      int count = t->sentries[done];
+      if (count > 1 && (e == EIO || e == EINVAL || e == EMSGSIZE || e == EOPNOTSUPP)) {
+        /* The device or route cannot take this GSO message: its datagrams go one by one. */
+        b->nogso_until = i + count;
+        if (e == EIO || e == EOPNOTSUPP) {
+          r->gso_refused = 1;
+          r->gso = 0;
+        }
+        break;
+      }
+      r->dropped += count;
+      if (r->err == 0) {
+        r->err = e;
+        r->err_slot = b->meta[SM_STRIDE * i + 2];
+      }
+      i += count;
+      done++;
+    }
+  }
+  b->next = i;
+}
+
+static void job_run(uv_work_t *w) {
+  sock_t *t = (sock_t *)w->data;
+  sendbuf_t *b = &t->sb[t->sending];
+  seal_entries(t, b);
+  send_entries(t, b);
+  uv_mutex_lock(&t->lock);
+  t->job_running = 0;
+  uv_cond_signal(&t->job_idle);
+  uv_mutex_unlock(&t->lock);
+}
+
+static void job_done(uv_work_t *w, int status);
+static int complete_job(sock_t *t, int status, int inline_done);
+
+static void queue_job(sock_t *t) {
+  uv_loop_t *loop = NULL;
+  memset(&t->result, 0, sizeof t->result);
+  t->result.gso = (t->state[S_FLAGS] & F_GSO) != 0;
+  t->job_queued = 1;
+  int k = !t->work_pending[0] ? 0 : !t->work_pending[1] ? 1 : -1;
+  if (k >= 0 && napi_get_uv_event_loop(t->env, &loop) == napi_ok) {
+    uv_work_t *w = &t->works[k];
+    w->data = t;
+    t->current_work = w;
+    t->job_running = 1;
+    t->work_pending[k] = 1;
+    if (uv_queue_work(loop, w, job_run, job_done) == 0) return;
+    t->work_pending[k] = 0;
+    t->job_running = 0;
+  }
+  /* No request free (both await their callbacks) or no threadpool: this thread does the job. */
+  sendbuf_t *b = &t->sb[t->sending];
+  seal_entries(t, b);
+  send_entries(t, b);
+  int e = complete_job(t, 0, 1);
+  if (e != 0) t->deferred_err = e;
+}
+
+/* Keys JS dropped whose last datagram has left are free for the next registration. */
+static void reclaim_keys(sock_t *t) {
+  for (int s = 0; s < KEY_SLOTS; s++) {
+    if (t->key_state[s] == 2 && (int32_t)(t->completed - t->key_free_after[s]) >= 0) {
+      memset(t->keys[s], 0, KEY_BYTES);
+      t->key_state[s] = 0;
+    }
+  }
+}
+
+int udp_add_key(sock_t *t, const uint8_t *key) {
+  reclaim_keys(t);
+  for (int s = 0; s < KEY_SLOTS; s++) {
+    if (t->key_state[s] == 0) {
+      memcpy(t->keys[s], key, KEY_BYTES);
+      t->key_state[s] = 1;
+      return s;
+    }
+  }
+  t->state[S_KEYS_REFUSED]++;
+  return -1;
+}
+
+void udp_drop_key(sock_t *t, int slot) {
+  if (slot < 0 || slot >= KEY_SLOTS || t->key_state[slot] != 1) return;
+  /* Datagrams naming it may wait in the job's buffer and in the one JS fills (the next submitted). */
+  t->key_state[slot] = 2;
+  t->key_free_after[slot] = t->submitted + (t->state[S_QUEUED] > 0 ? 1 : 0);
+  reclaim_keys(t);
+}
+
+static void submit(sock_t *t) {
+  if (t->sending >= 0 || t->fd < 0) return;
+  int32_t queued = t->state[S_QUEUED];
+  int fill = t->state[S_FILL] & 1;
+  sendbuf_t *b = &t->sb[fill];
+  if (queued <= 0 || (size_t)queued > b->entries) return;
+  b->queued = queued;
+  b->bytes = t->state[S_BYTES];
+  b->next = 0;
+  b->nogso_until = 0;
+  t->sending = fill;
+  t->submitted++;
+  t->state[S_FILL] = fill ^ 1;
+  t->state[S_QUEUED] = 0;
+  t->state[S_BYTES] = 0;
+  t->state[S_INFLIGHT] = b->bytes;
+  queue_job(t);
+}
+
+int udp_flush(sock_t *t, int wait) {
+  int e = 0;
+  if (wait && t->job_queued) {
+    /* JS outran the send thread: it waits here, as it did when it sent itself, rather than drop. */
+    udp_wait_job(t);
+    e = complete_job(t, 0, 1);
+  }
+  submit(t);
+  if (e == 0) e = t->deferred_err;
+  t->deferred_err = 0;
+  return e;
+}
+
+void udp_resume(sock_t *t) {
+  if (t->sending < 0 || t->job_queued) return;
+  queue_job(t);
+  if (t->deferred_err != 0 && !t->job_queued && !t->closed) {
+    int e = t->deferred_err;
+    t->deferred_err = 0;
+    udp_emit(t, 0, e, t->state[S_ERR_SLOT]);
+  }
+}
+
+int udp_job_out(sock_t *t) { return t->sending >= 0; }
+
+void udp_wait_job(sock_t *t) {
+  if (!t->lock_inited) return;
+  uv_mutex_lock(&t->lock);
+  while (t->job_running) uv_cond_wait(&t->job_idle, &t->lock);
+  uv_mutex_unlock(&t->lock);
+}
+
+static void job_done(uv_work_t *w, int status) {
+  sock_t *t = (sock_t *)w->data;
+  t->work_pending[w == &t->works[1]] = 0;
+  if (t->torn_down) return; /* the env is gone: its cleanup hook closed the fd already */
+  /* A flush that waited completed this job already; a newer one may be out. */
+  int current = t->job_queued && w == t->current_work;
+  if (current) {
+    int e = complete_job(t, status, 0);
+    if (e != 0 && !t->closed) udp_emit(t, 0, e, t->result.err_slot);
+  } else if (t->finished && udp_can_free(t)) {
+    udp_free(t);
+  }
+}
+
+/* Applies a finished job's counts and moves on: POLLOUT on EAGAIN, else the next buffer (or the
+ * deferred close). The errno of a refused datagram is returned for the caller to report. */
+static int complete_job(sock_t *t, int status, int inline_done) {
+  t->job_queued = 0;
+  sendbuf_t *b = &t->sb[t->sending];
+  job_result_t *r = &t->result;
+  int32_t *st = t->state;
+  int err = r->err;
+  st[S_SENT] += r->sent;
+  st[S_GSO_MSGS] += r->gso_msgs;
+  st[S_DROPPED] += r->dropped;
+  st[S_SEAL_FAILED] += r->seal_failed;
+  if (err != 0) st[S_ERR_SLOT] = r->err_slot;
+  if (r->gso_refused) st[S_FLAGS] &= ~F_GSO;
+  if (status == UV_ECANCELED) b->next = b->queued;
+  if (b->next < b->queued && !t->closed) {
+    /* EAGAIN: the rest waits for POLLOUT, still this buffer's, so nothing overtakes it. */
+    st[S_INFLIGHT] = st[S_BLOCKED] = b->bytes - b->meta[SM_STRIDE * b->next];
+    udp_set_poll(t, UV_READABLE | UV_WRITABLE);
+    return err;
+  }
+  if (b->next < b->queued) st[S_DROPPED] += b->queued - b->next; /* closed while blocked */
+  t->sending = -1;
+  t->completed++;
+  st[S_INFLIGHT] = st[S_BLOCKED] = 0;
+  reclaim_keys(t);
+  if (!t->closed) udp_set_poll(t, UV_READABLE);
+  if (inline_done) return err; /* the caller submits what JS filled */
+  if (st[S_QUEUED] > 0) submit(t); /* also after close: the last datagrams JS queued */
+  if (t->closed && !t->job_queued && t->sending < 0) udp_finish_close(t);
+  return err;
+}
