@@ -142,9 +142,7 @@ void udp_resume(sock_t *t);
 int udp_add_key(sock_t *t, const uint8_t *key);
 /* JS seals nothing more with it; the slot is reused once the datagrams queued under it have left. */
 void udp_drop_key(sock_t *t, int slot);
-/* Called from do_close paths: true while a job still owns the fd and buffers. */
-int udp_job_out(sock_t *t);
-/* Waits for a running job's worker to finish (env teardown only). */
+/* Waits for a running job's worker to finish (a flush whose buffer is full, env teardown). */
 void udp_wait_job(sock_t *t);
 /* udp.c: whether t may be freed now (handle finalized, fd closed, no callback pending), and free it. */
 int udp_can_free(sock_t *t);

@@ -244,8 +244,6 @@ void udp_resume(sock_t *t) {
   }
 }
 
-int udp_job_out(sock_t *t) { return t->sending >= 0; }
-
 void udp_wait_job(sock_t *t) {
   if (!t->lock_inited) return;
   uv_mutex_lock(&t->lock);
@@ -260,8 +258,10 @@ static void job_done(uv_work_t *w, int status) {
   /* A flush that waited completed this job already; a newer one may be out. */
   int current = t->job_queued && w == t->current_work;
   if (current) {
+    /* A closed socket may be freed inside complete_job (udp_finish_close): not touched after. */
+    int was_closed = t->closed;
     int e = complete_job(t, status, 0);
-    if (e != 0 && !t->closed) udp_emit(t, 0, e, t->result.err_slot);
+    if (e != 0 && !was_closed && !t->closed) udp_emit(t, 0, e, t->result.err_slot);
   } else if (t->finished && udp_can_free(t)) {
     udp_free(t);
   }
