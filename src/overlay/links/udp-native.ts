@@ -12,7 +12,7 @@ import type {
   UdpMessageHandler,
   UdpSocket,
   UdpSocketOptions,
-} from "./udp-socket.js";
+} from "./udp-socket-types.js";
 
 type Handle = object & { readonly __udpHandle: unique symbol };
 
