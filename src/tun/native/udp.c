@@ -78,7 +78,9 @@ int udp_can_free(sock_t *t) {
 }
 
 void udp_free(sock_t *t) {
+#ifdef PLANETD_HAVE_OPENSSL
   if (t->aead) EVP_CIPHER_CTX_free(t->aead);
+#endif
   if (t->lock_inited) {
     uv_mutex_destroy(&t->lock);
     uv_cond_destroy(&t->job_idle);
@@ -264,11 +266,15 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   memset(t->state, 0, S_COUNT * sizeof(int32_t));
   t->state[S_FLAGS] = flags;
   /* Without the cipher JS keeps sealing: addKey refuses every key. */
+#ifdef PLANETD_HAVE_OPENSSL
   t->aead = EVP_CIPHER_CTX_new();
   if (t->aead && EVP_EncryptInit_ex(t->aead, EVP_chacha20_poly1305(), NULL, NULL, NULL) != 1) {
     EVP_CIPHER_CTX_free(t->aead);
     t->aead = NULL;
   }
+#else
+  t->aead = NULL;
+#endif
   napi_value resource_name, handle;
   uv_loop_t *loop = NULL;
   int ok = uv_mutex_init(&t->lock) == 0;

@@ -15,8 +15,20 @@
 #include <unistd.h>
 
 #include <node_api.h>
-#include <openssl/evp.h>
 #include <uv.h>
+
+/* Sealing in C uses the OpenSSL the running Node carries: its headers ship with NodeSource's and the
+ * official builds (include/node/openssl); Debian's Node links the system libcrypto, whose headers
+ * come with libssl-dev. Without them the socket still works and JS seals (addKey refuses). */
+#if !defined(PLANETD_NO_OPENSSL) && defined(__has_include)
+#if __has_include(<openssl/evp.h>)
+#define PLANETD_HAVE_OPENSSL 1
+#include <openssl/evp.h>
+#endif
+#endif
+#ifndef PLANETD_HAVE_OPENSSL
+typedef struct evp_cipher_ctx_st EVP_CIPHER_CTX; /* never made */
+#endif
 
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
