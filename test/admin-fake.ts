@@ -1,5 +1,5 @@
-import type { AdminView, DhtView, PathView, PeerView, SessionView, TunView } from "../src/admin/view.js";
 // A fake AdminView and a paired Proto for the admin tests.
+import type { AdminView, DhtView, PathView, PeerView, SessionView, TunView } from "../src/admin/view.js";
 import { Identity } from "../src/crypto/identity.js";
 import { Proto, type ProtoSelf } from "../src/overlay/proto.js";
 

@@ -144,7 +144,12 @@ describe("udp links", () => {
     const second = b.nextLink();
     await node({ listen: [uri], timeouts }, aId);
     const t0 = Date.now();
-    expect(await first.closed).toBe("reset by peer (it no longer knows this link)");
+    // Either way the dialer learns at once: the restarted listener's RESET, or, when a keepalive
+    // leaves while no socket is bound there, the kernel's port unreachable (once in three full-suite
+    // runs here). links-udp-reset.test.ts covers the RESET itself.
+    expect(["reset by peer (it no longer knows this link)", "connection refused"]).toContain(
+      await first.closed,
+    );
     expect((await second).remoteKey.equals(aId.publicKey)).toBe(true);
     expect(Date.now() - t0).toBeLessThan(timeouts.idleMs);
   });

@@ -1,8 +1,8 @@
-import { setFlagsFromString } from "node:v8";
-import { runInNewContext } from "node:vm";
 // The Node: the one place that owns time and I/O. It builds the link manager, the router, the
 // sessions, the IPv6 adapter, the TUN device and the admin socket from a config, and moves events
 // between them. Everything below it is sans-I/O; everything above it (CLI, admin) reads it.
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import type { Logger } from "pino";
 import { type MetricsServer, startMetrics } from "../admin/metrics.js";
 import { type AdminServer, startAdminServer } from "../admin/server.js";

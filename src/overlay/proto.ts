@@ -1,7 +1,7 @@
-import { goMarshal } from "../util/gojson.js";
 // The Yggdrasil core "proto" layer (spec 7): session messages whose first byte is 0x02 carry
 // nodeinfo and debug requests/responses. Requests carry no id, so a response is matched to the
 // pending request by the responder's key and message type.
+import { goMarshal } from "../util/gojson.js";
 import { BUILD_NAME, BUILD_VERSION, goArch, goPlatform } from "../util/version.js";
 
 export const SESSION_PROTO = 0x02;

@@ -1,4 +1,3 @@
-import { verify } from "../../crypto/identity.js";
 // The udp:// handshake packets (udp.ts drives the exchange; udp-seal.ts holds the cryptography):
 //
 //   INIT      1 ‖ dialer cookie ‖ 0^8 ‖ dialer metadata ‖ dialer ephemeral ‖ 0^81                168 bytes
@@ -17,6 +16,7 @@ import { verify } from "../../crypto/identity.js";
 // listener answers an INIT with no state and no signature (INIT is padded: replies are never larger
 // than requests). The dialer signs (CONFIRM) both cookies, both identities and its ephemeral key; the
 // listener checks that before anything else, then signs (ACCEPT) the same plus its own ephemeral key.
+import { verify } from "../../crypto/identity.js";
 import { decodeMetadata } from "./stream.js";
 import { EPHEMERAL_BYTES, type Ephemeral, SIGNATURE_BYTES, sessionKeys, transcript } from "./udp-seal.js";
 
