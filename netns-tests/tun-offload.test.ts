@@ -5,12 +5,11 @@
 // ordinary segments and sent none whole, and that what they send is coalesced.
 //
 // PD_TUN_OFFLOAD_MIB (default 20) sets the transfer size.
-import { join } from "node:path";
 import { afterEach, beforeEach, expect, it } from "vitest";
-import { type DaemonNode, Lab, delay, describeNetns, ping6, repoRoot } from "./harness.js";
+import { type DaemonNode, Lab, describeNetns, ping6 } from "./harness.js";
+import { checkedTransfer } from "./support/transfer.js";
 
 const MIB = Number(process.env.PD_TUN_OFFLOAD_MIB ?? 20);
-const TRANSFER_SCRIPT = join(repoRoot, "netns-tests", "support", "tcp-transfer.mjs");
 
 interface TunInfo {
   enabled: boolean;
@@ -25,24 +24,10 @@ async function tunInfo(node: DaemonNode): Promise<TunInfo> {
   return (await node.ctl("getTun")) as unknown as TunInfo;
 }
 
-/** Moves MIB MiB from a to b over TCP through the overlay, sha256 checked both ends. */
+/** Moves MIB MiB from a to b through the overlay, sha256-checked (support/transfer.ts), and says how fast. */
 async function transfer(a: DaemonNode, b: DaemonNode, label: string): Promise<void> {
-  const port = String(5000 + Math.floor(Math.random() * 1000));
-  const server = b.ns.exec(process.execPath, [TRANSFER_SCRIPT, "server", b.address, port], 180_000);
-  await delay(300); // the client retries its connect for 10 s; this only spares it the first refusal
-  const client = await a.ns.exec(
-    process.execPath,
-    [TRANSFER_SCRIPT, "client", b.address, port, String(MIB)],
-    180_000,
-  );
-  const got = await server;
-  expect(client.code, `${label}: client ${client.stderr}`).toBe(0);
-  expect(got.code, `${label}: server ${got.stderr}`).toBe(0);
-  const sent = JSON.parse(client.stdout.trim()) as { bytes: number; sha: string; ms: number };
-  const received = JSON.parse(got.stdout.trim()) as { bytes: number; sha: string };
-  expect(received.bytes, label).toBe(MIB * 1048576);
-  expect(received.sha, label).toBe(sent.sha);
-  console.log(`${label}: ${MIB} MiB in ${sent.ms} ms (${((MIB * 8388.608) / sent.ms).toFixed(0)} Mbit/s)`);
+  const { ms } = await checkedTransfer(a, b, MIB, { label, timeoutMs: 180_000 });
+  console.log(`${label}: ${MIB} MiB in ${ms} ms (${((MIB * 8388.608) / ms).toFixed(0)} Mbit/s)`);
 }
 
 /** Runs `start` with PLANETD_TUN_OFFLOAD set (a spawned daemon inherits the environment). */

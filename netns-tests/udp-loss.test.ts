@@ -7,14 +7,14 @@
 // and PD_UDP_LOSS_MIB set either figure on their own.
 import { join } from "node:path";
 import { afterEach, beforeEach, expect, it } from "vitest";
-import { type DaemonNode, Lab, type Netns, delay, describeNetns, ping6, repoRoot } from "./harness.js";
+import { type DaemonNode, Lab, type Netns, delay, describeNetns, ping6 } from "./harness.js";
+import { checkedTransfer } from "./support/transfer.js";
 
 const SOAK = process.env.PLANETD_SOAK === "1";
 const IDLE_S = Number(process.env.PD_UDP_LOSS_IDLE_S ?? (SOAK ? 300 : 60));
 const MIB = Number(process.env.PD_UDP_LOSS_MIB ?? (SOAK ? 50 : 10));
 
 // One TCP transfer through the overlay (server/client, sha256 checked): support/tcp-transfer.mjs.
-const TRANSFER_SCRIPT = join(repoRoot, "netns-tests", "support", "tcp-transfer.mjs");
 
 let lab: Lab;
 
@@ -68,25 +68,11 @@ async function reachable(a: DaemonNode, c: DaemonNode): Promise<void> {
   );
 }
 
-/** Moves `MIB` MiB A→C over TCP through the overlay; returns the duration in ms. */
+/** Moves `MIB` MiB A→C through the overlay, sha256-checked (support/transfer.ts); returns the ms. */
 async function transfer(a: DaemonNode, c: DaemonNode, label: string): Promise<number> {
-  const script = TRANSFER_SCRIPT;
-  const port = String(5000 + Math.floor(Math.random() * 1000));
-  const timeout = 300_000;
-  const server = c.ns.exec(process.execPath, [script, "server", c.address, port], timeout);
-  await delay(300);
-  const client = await a.ns.exec(process.execPath, [script, "client", c.address, port, String(MIB)], timeout);
-  const got = await server;
-  expect(client.code, `${label}: client ${client.stderr}`).toBe(0);
-  expect(got.code, `${label}: server ${got.stderr}`).toBe(0);
-  const sent = JSON.parse(client.stdout.trim()) as { bytes: number; sha: string; ms: number };
-  const received = JSON.parse(got.stdout.trim()) as { bytes: number; sha: string };
-  expect(received.bytes, label).toBe(MIB * 1048576);
-  expect(received.sha, label).toBe(sent.sha);
-  console.log(
-    `${label}: ${MIB} MiB A→C in ${sent.ms} ms (${((MIB * 8388.608) / sent.ms).toFixed(1)} Mbit/s)`,
-  );
-  return sent.ms;
+  const { ms } = await checkedTransfer(a, c, MIB, { label, timeoutMs: 300_000 });
+  console.log(`${label}: ${MIB} MiB A→C in ${ms} ms (${((MIB * 8388.608) / ms).toFixed(1)} Mbit/s)`);
+  return ms;
 }
 
 describeNetns("udp:// links on lossy paths, never IP-fragmented", () => {

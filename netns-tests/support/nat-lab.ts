@@ -2,9 +2,9 @@
 // each router R1 and R2; R1 and R2 masquerade (nftables) for the hosts behind them. Addresses:
 // 10.1.0.1 R1 — 10.1.0.2 P, 10.2.0.1 R2 — 10.2.0.2 P, 10.3.0.1 A — 10.3.0.2 R1, 10.4.0.1 B — 10.4.0.2 R2.
 // A "public" host sits on a third link of P (10.3.0.1 — 10.3.0.2 P) instead of behind a router.
-import { join } from "node:path";
 import { expect } from "vitest";
-import { type DaemonNode, type Lab, type Netns, repoRoot } from "../harness.js";
+import type { DaemonNode, Lab, Netns } from "../harness.js";
+import { checkedTransfer } from "./transfer.js";
 
 export interface Router {
   ns: Netns;
@@ -149,32 +149,7 @@ export function median(values: number[]): number {
   return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
-const TRANSFER_SCRIPT = join(repoRoot, "netns-tests", "support", "tcp-transfer.mjs");
-
-/**
- * Moves `mib` MiB from `from` to `to` over TCP through the overlay, sha256-checked (paced at
- * `paceKiB` per 10 ms when given); returns the bytes and the client's duration.
- */
-export async function transfer(
-  from: DaemonNode,
-  to: DaemonNode,
-  mib: number,
-  paceKiB?: number,
-): Promise<{ bytes: number; ms: number }> {
-  const port = String(5000 + Math.floor(Math.random() * 1000));
-  const timeout = 120_000;
-  const server = to.ns.exec(process.execPath, [TRANSFER_SCRIPT, "server", to.address, port], timeout);
-  const client = await from.ns.exec(
-    process.execPath,
-    [TRANSFER_SCRIPT, "client", to.address, port, String(mib), ...(paceKiB ? [String(paceKiB)] : [])],
-    timeout,
-  );
-  const got = await server;
-  expect(client.code, `client: ${client.stderr}`).toBe(0);
-  expect(got.code, `server: ${got.stderr}`).toBe(0);
-  const sent = JSON.parse(client.stdout.trim()) as { bytes: number; sha: string; ms: number };
-  const received = JSON.parse(got.stdout.trim()) as { bytes: number; sha: string };
-  expect(received.bytes).toBe(mib * 1048576);
-  expect(received.sha).toBe(sent.sha);
-  return { bytes: received.bytes, ms: sent.ms };
+/** Moves `mib` MiB from `from` to `to` through the overlay, sha256-checked (support/transfer.ts). */
+export function transfer(from: DaemonNode, to: DaemonNode, mib: number, paceKiB?: number) {
+  return checkedTransfer(from, to, mib, { paceKiB });
 }
