@@ -89,6 +89,7 @@ describeNetns("TUN checksum and segmentation offloads", () => {
       const names = [
         "gsoReads",
         "segmentsProduced",
+        "checksumsCompleted",
         "superPiecesRead",
         "superPacketsSent",
         "superPacketsCut",
@@ -100,17 +101,24 @@ describeNetns("TUN checksum and segmentation offloads", () => {
       ];
       const show = (t: TunInfo, t0: TunInfo) => names.map((k) => `${k} ${delta(t, t0, k)}`).join(", ");
       console.log(`${label} (MTU ${tunA.mtu}): sender ${show(tunA, tunA0)}; receiver ${show(tunB, tunB0)}`);
-      expect(delta(tunA, tunA0, "gsoReads")).toBeGreaterThan(0);
       expect(tunA.counters.offloadMalformed).toBe(0);
       if (ifMtu === 1420) {
+        expect(delta(tunA, tunA0, "gsoReads")).toBeGreaterThan(0);
         // Whole from A's TUN to B's: A sends super-packets, B writes each as one GSO write.
         expect(delta(tunA, tunA0, "superPacketsSent")).toBeGreaterThan(0);
         expect(delta(tunB, tunB0, "superPacketsDelivered")).toBe(delta(tunA, tunA0, "superPacketsSent"));
         expect(delta(tunB, tunB0, "superPacketsWritten")).toBe(delta(tunB, tunB0, "superPacketsDelivered"));
         expect(tunB.counters.superPacketsMalformed).toBe(0);
       } else {
-        // At 53049 a piece of MAX_SUPER_PACKET holds one segment: cut and sent as ordinary packets.
-        expect(delta(tunA, tunA0, "segmentsProduced")).toBeGreaterThan(delta(tunA, tunA0, "gsoReads"));
+        // At 53049 the kernel's 64 KiB GSO limit leaves room for one segment and a part, so whether a
+        // read is a super-packet at all depends on timing (a CI run saw none in 20 MiB). What always
+        // happens with offloads on: the kernel hands over partial checksums that the addon completes.
+        // Any super-packet that does come is cut into single segments, sent as ordinary packets.
+        expect(delta(tunA, tunA0, "checksumsCompleted")).toBeGreaterThan(0);
+        expect(delta(tunA, tunA0, "segmentsProduced")).toBeGreaterThanOrEqual(
+          2 * delta(tunA, tunA0, "gsoReads"),
+        );
+        expect(delta(tunA, tunA0, "superPacketsSent")).toBe(0);
       }
       expect(tunB.counters.writeDrops).toBe(0);
     }, 300_000);
