@@ -13,6 +13,7 @@ import {
 } from "../src/overlay/links/udp-native.js";
 import { OPEN_OK, Opener, SEAL_BODY_AT, SEAL_TAG, Sealer } from "../src/overlay/links/udp-seal.js";
 import { type UdpSocket, openUdpSocket } from "../src/overlay/links/udp-socket.js";
+import { COOKIE, body, shell } from "./support/udp-datagrams.js";
 
 const open: UdpSocket[] = [];
 async function nativeSocket(): Promise<NativeUdpSocket> {
@@ -38,24 +39,6 @@ function collect(s: UdpSocket, count: number, ms = 10000): Promise<Buffer[]> {
       }
     });
   });
-}
-
-const COOKIE = Buffer.from("cookie!!");
-
-/** A datagram as udp-link.ts lays it out: type ‖ cookie ‖ counter space ‖ body ‖ tag space. */
-function shell(body: Buffer, type = 0x10): Buffer {
-  const d = Buffer.alloc(SEAL_BODY_AT + body.length + SEAL_TAG);
-  d[0] = type;
-  COOKIE.copy(d, 1);
-  body.copy(d, SEAL_BODY_AT);
-  return d;
-}
-
-function body(i: number, size: number): Buffer {
-  const b = Buffer.alloc(size);
-  for (let j = 0; j < size; j++) b[j] = (i * 7 + j) & 0xff;
-  if (size >= 4) b.writeUInt32BE(i, 0);
-  return b;
 }
 
 /** Opens a copy with sodium by the phase bit; the plaintext, or undefined when it does not open. */

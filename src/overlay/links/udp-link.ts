@@ -448,9 +448,12 @@ export class UdpLink extends LinkCore implements Link {
     this.transmit(probe);
   }
 
-  /** False (and counted) unless `msg` is authentic and new; opens it in place. */
-  private open(msg: Buffer): boolean {
-    const r = this.keys.open(msg);
+  /**
+   * False (and counted) unless `msg` is authentic and new; opens it in place unless the socket did
+   * (`opened`: UdpMessageHandler's).
+   */
+  private open(msg: Buffer, opened?: number): boolean {
+    const r = this.keys.open(msg, opened);
     if (r === OPEN_OK) return true;
     if (r === OPEN_FORGED) this.forged++;
     else this.replayed++;
@@ -458,8 +461,8 @@ export class UdpLink extends LinkCore implements Link {
   }
 
   /** A close datagram whose cookie matched: the link ends if it is authentic. */
-  receiveClose(msg: Buffer): void {
-    if (!this.closed && this.open(msg)) this.close("closed by peer", false);
+  receiveClose(msg: Buffer, opened?: number): void {
+    if (!this.closed && this.open(msg, opened)) this.close("closed by peer", false);
   }
 
   /**
@@ -467,8 +470,8 @@ export class UdpLink extends LinkCore implements Link {
    * dropped and counted (anyone on the path knows the cookie); malformed content in an authentic
    * one closes the link.
    */
-  receive(msg: Buffer, fromIp?: string, fromPort?: number): boolean {
-    if (this.closed || !this.open(msg)) return false;
+  receive(msg: Buffer, fromIp?: string, fromPort?: number, opened?: number): boolean {
+    if (this.closed || !this.open(msg, opened)) return false;
     if (msg[0] === PKT_OBSERVE) this.answerObserve(msg, fromIp ?? this.o.address, fromPort ?? this.o.port);
     else this.process(msg);
     return true;

@@ -1,5 +1,7 @@
-// The batched UDP socket over the planetd_udp addon (src/tun/native/udp.c): one recvmmsg per
-// wakeup and one call into JS per batch; sends queued into one of two preallocated buffers and
+// The batched UDP socket over the planetd_udp addon (src/tun/native/udp.c): a threadpool job
+// reads a batch with one recvmmsg into one of the socket's two receive buffers and opens the link
+// datagrams whose receive key is registered (addOpenKey), one call into JS per batch while the
+// next job fills the other buffer (udp_recv.c); sends queued into one of two preallocated buffers and
 // handed, once per turn of the microtask queue, to a threadpool job (udp_send.c) that seals them
 // (ChaCha20-Poly1305 under a key slot registered with addKey) and sends them with sendmmsg,
 // equal-size runs to one peer as one GSO message, while JS fills the other buffer.
@@ -22,8 +24,10 @@ export interface NativeUdpAddon {
     address: string,
     port: number,
     bufferBytes: number,
-    recvBuf: Buffer,
-    recvMeta: Int32Array,
+    recvBuf0: Buffer,
+    recvMeta0: Int32Array,
+    recvBuf1: Buffer,
+    recvMeta1: Int32Array,
     sendBuf0: Buffer,
     sendMeta0: Int32Array,
     sendBuf1: Buffer,
@@ -43,6 +47,13 @@ export interface NativeUdpAddon {
   addKey(h: Handle, key: Uint8Array): number;
   /** Frees the slot once the datagrams queued under it have left. */
   dropKey(h: Handle, slot: number): void;
+  /**
+   * A 32-byte receive key for the datagrams carrying `cookie` (8 bytes) and key `phase`: its slot,
+   * or -1 when the table is full (counted) or there is no cipher (JS opens them then).
+   */
+  addOpenKey(h: Handle, cookie: Uint8Array, phase: number, key: Uint8Array): number;
+  /** Freed once no receive job can be using it. */
+  dropOpenKey(h: Handle, slot: number): void;
   setTTL(h: Handle, ttl: number): number;
   sourceText(h: Handle, entry: number): string;
   address(h: Handle): { address: string; port: number; family: string };
@@ -55,7 +66,7 @@ const RECV_SLOT = 65536;
 const RECV_SLOTS = 16;
 /** A GRO buffer holds at most 64 datagrams. */
 const RECV_ENTRIES = RECV_SLOTS * 64;
-const RM_STRIDE = 8;
+const RM_STRIDE = 9;
 const SM_STRIDE = 4;
 const MAX_DESTS = 256;
 const SEND_BYTES = 1024 * 1024;
@@ -78,7 +89,16 @@ export const S_INFLIGHT = 10;
 export const S_KEYS_REFUSED = 11;
 export const S_SEAL_FAILED = 12;
 export const S_BLOCKED = 13;
-const S_COUNT = 14;
+/**
+ * The receive buffer of the batch JS is handed; datagrams opened by a receive job, datagrams its
+ * registered key did not open, receive keys refused (table full), receive jobs completed.
+ */
+const S_RBUF = 14;
+export const S_OPENED = 15;
+export const S_OPEN_FAILED = 16;
+export const S_OPEN_KEYS_REFUSED = 17;
+export const S_RECV_JOBS = 18;
+const S_COUNT = 19;
 const NO_KEY = -1;
 export const F_GRO = 1;
 export const F_GSO = 2;
@@ -116,18 +136,8 @@ function errnoError(syscall: string, errno: number, where = ""): Error & { code:
   return Object.assign(new Error(`${syscall} ${code}${where ? ` ${where}` : ""}`), { code, errno: -errno });
 }
 
-/**
- * The socket the receive batches are read into, shared by every native socket: each batch is
- * handed to JS and consumed before the event loop reads the next, so one buffer serves them all.
- */
-let shared: { buf: Buffer; meta: Int32Array } | undefined;
-
 export function openNativeUdp(lib: NativeUdpAddon, o: UdpSocketOptions): UdpSocket {
-  shared ??= {
-    buf: Buffer.allocUnsafeSlow(RECV_SLOT * RECV_SLOTS),
-    meta: new Int32Array(RECV_ENTRIES * RM_STRIDE),
-  };
-  return new NativeUdpSocket(lib, o, shared.buf, shared.meta);
+  return new NativeUdpSocket(lib, o);
 }
 
 export class NativeUdpSocket implements UdpSocket {
@@ -138,8 +148,18 @@ export class NativeUdpSocket implements UdpSocket {
   readonly state = new Int32Array(S_COUNT);
   private readonly lib: NativeUdpAddon;
   private readonly handle: Handle;
-  private readonly recvBuf: Buffer;
-  private readonly recvMeta: Int32Array;
+  /**
+   * Each socket's own two receive buffers: a job reads and opens into one (on a worker thread,
+   * so no two sockets may share them) while JS consumes the other.
+   */
+  private readonly recvBufs = [
+    Buffer.allocUnsafeSlow(RECV_SLOT * RECV_SLOTS),
+    Buffer.allocUnsafeSlow(RECV_SLOT * RECV_SLOTS),
+  ];
+  private readonly recvMetas = [
+    new Int32Array(RECV_ENTRIES * RM_STRIDE),
+    new Int32Array(RECV_ENTRIES * RM_STRIDE),
+  ];
   /** JS fills sendBufs[state[S_FILL]] while a job seals and sends the other. */
   private readonly sendBufs = [Buffer.allocUnsafeSlow(SEND_BYTES), Buffer.allocUnsafeSlow(SEND_BYTES)];
   private readonly sendMetas = [
@@ -164,25 +184,33 @@ export class NativeUdpSocket implements UdpSocket {
   private pendingSlot = -1;
   private closed = false;
   private fdReleased: (() => void) | undefined;
-  /** The socket seals what is queued with a key slot (udp-seal.ts's Sealer registers its key). */
+  /**
+   * The socket seals what is queued with a key slot (udp-seal.ts's Sealer registers its key), and
+   * opens what arrives under a registered receive key (its Opener's).
+   */
   readonly sealing = {
     addKey: (key: Uint8Array): number => (this.closed ? -1 : this.lib.addKey(this.handle, key)),
     dropKey: (slot: number): void => {
       if (!this.closed) this.lib.dropKey(this.handle, slot);
     },
+    addOpenKey: (cookie: Uint8Array, phase: number, key: Uint8Array): number =>
+      this.closed ? -1 : this.lib.addOpenKey(this.handle, cookie, phase, key),
+    dropOpenKey: (slot: number): void => {
+      if (!this.closed) this.lib.dropOpenKey(this.handle, slot);
+    },
   };
 
-  constructor(lib: NativeUdpAddon, o: UdpSocketOptions, recvBuf: Buffer, recvMeta: Int32Array) {
+  constructor(lib: NativeUdpAddon, o: UdpSocketOptions) {
     this.lib = lib;
-    this.recvBuf = recvBuf;
-    this.recvMeta = recvMeta;
     this.handle = lib.open(
       o.family,
       o.address ?? "",
       o.port ?? 0,
       o.bufferBytes ?? 4 * 1024 * 1024,
-      recvBuf,
-      recvMeta,
+      this.recvBufs[0]!,
+      this.recvMetas[0]!,
+      this.recvBufs[1]!,
+      this.recvMetas[1]!,
       this.sendBufs[0]!,
       this.sendMetas[0]!,
       this.sendBufs[1]!,
@@ -307,7 +335,9 @@ export class NativeUdpSocket implements UdpSocket {
       this.sendError(errno, slot);
       return;
     }
-    const meta = this.recvMeta;
+    const b = this.state[S_RBUF]!;
+    const meta = this.recvMetas[b]!;
+    const buf = this.recvBufs[b]!;
     const words = this.fromWords;
     const from = this.from;
     for (let i = 0; i < count && !this.closed; i++) {
@@ -330,7 +360,7 @@ export class NativeUdpSocket implements UdpSocket {
         from.key = `${from.address}|${from.port}`;
       }
       const off = meta[m]!;
-      this.messageHandler?.(this.recvBuf.subarray(off, off + meta[m + 1]!), from);
+      this.messageHandler?.(buf.subarray(off, off + meta[m + 1]!), from, meta[m + 8]!);
     }
     if (errno !== 0 && !this.closed) this.errorHandler?.(errnoError("recvmsg", errno));
   }

@@ -25,7 +25,7 @@ import {
   sessionKeys,
   transcript,
 } from "./udp-seal.js";
-import type { SealKeys } from "./udp-socket.js";
+import type { SealKeys } from "./udp-socket-types.js";
 import { PKT_REKEY, PKT_REKEY_ACK } from "./udp-wire.js";
 
 /** generation u32 ‖ X25519 public key. */
@@ -104,7 +104,7 @@ export class LinkKeys {
     this.host = host;
     this.o = o;
     this.sealer = new Sealer(keys.tx, 0, host.sealKeys);
-    this.openers[0] = new Opener(keys.rx);
+    this.openers[0] = this.opener(keys.rx, 0);
     this.chain = chainOf(host.outbound, keys);
     this.arm(this.jittered());
   }
@@ -136,13 +136,16 @@ export class LinkKeys {
     }
   }
 
-  /** Opens `d` in place with the key its phase bit names: OPEN_OK, OPEN_FORGED or OPEN_REPLAYED. */
-  open(d: Buffer): number {
+  /**
+   * Opens `d` in place with the key its phase bit names (or takes the socket's verdict, `opened`:
+   * Opener.open): OPEN_OK, OPEN_FORGED or OPEN_REPLAYED.
+   */
+  open(d: Buffer, opened?: number): number {
     if (d.length < 10) return OPEN_FORGED;
     const phase = d[9]! >>> 7;
     const opener = this.openers[phase];
     if (!opener) return OPEN_FORGED;
-    const r = opener.open(d);
+    const r = opener.open(d, opened);
     if (r !== OPEN_OK) return r;
     if (phase !== (this.generation & 1)) {
       // The other phase is the next key (responder, waiting) or the old one (in its grace time).
@@ -181,6 +184,7 @@ export class LinkKeys {
   stop(): void {
     this.stopped = true;
     this.sealer.release();
+    for (const o of this.openers) o?.release();
     clearTimeout(this.timer);
     clearTimeout(this.graceTimer);
   }
@@ -218,7 +222,7 @@ export class LinkKeys {
     // grace time, so nothing it sealed under that key is still on the way.
     clearTimeout(this.graceTimer);
     this.graceTimer = undefined;
-    this.openers[gen & 1] = new Opener(keys.rx);
+    this.setOpener(gen & 1, keys.rx);
     this.next = keys;
     this.answeredKey = Buffer.from(theirs);
     this.answer = this.body(gen, mine.publicKey);
@@ -232,7 +236,7 @@ export class LinkKeys {
     const mine = this.eph!;
     const keys = this.derive(gen, mine.publicKey, theirs, mine, theirs);
     if (!keys) return;
-    this.openers[gen & 1] = new Opener(keys.rx);
+    this.setOpener(gen & 1, keys.rx);
     this.switchTo(gen, keys);
     this.awaitingPeer = true;
     this.host.kick();
@@ -266,8 +270,23 @@ export class LinkKeys {
     const old = this.openers[slot];
     this.graceTimer = setTimeout(() => {
       this.graceTimer = undefined;
-      if (this.openers[slot] === old) this.openers[slot] = undefined;
+      if (this.openers[slot] === old) {
+        old?.release();
+        this.openers[slot] = undefined;
+      }
     }, this.o.graceMs);
+  }
+
+  /** The receive key for datagrams of this phase; the socket opens them when it can. */
+  private opener(rx: Buffer, phase: number): Opener {
+    const h = this.host;
+    return new Opener(rx, h.sealKeys, h.outbound ? h.dialerCookie : h.listenerCookie, phase);
+  }
+
+  /** Replaces the phase's key: the old one's socket slot goes first, so one key per cookie and phase. */
+  private setOpener(phase: number, rx: Buffer): void {
+    this.openers[phase]?.release();
+    this.openers[phase] = this.opener(rx, phase);
   }
 
   private derive(gen: number, initKey: Buffer, respKey: Buffer, mine: Ephemeral, theirs: Buffer) {

@@ -13,7 +13,7 @@
 // counter it has seen or that is older than REPLAY_WINDOW datagrams behind the newest (RFC 6479).
 import { createHash, createHmac, hkdfSync } from "node:crypto";
 import { createRequire } from "node:module";
-import type { SealKeys } from "./udp-socket.js";
+import { OPENED_NONE, type SealKeys } from "./udp-socket-types.js";
 
 export const SEAL_COUNTER = 8;
 export const SEAL_TAG = 16;
@@ -193,8 +193,17 @@ export const OPEN_OK = 0;
 export const OPEN_FORGED = 1;
 export const OPEN_REPLAYED = 2;
 
+/**
+ * One direction's receive key and replay window. When the socket opens (the native one, on its
+ * receive thread: udp_recv.c, the same AEAD) the key is registered with it under the link's cookie
+ * and the key's phase, and open() gets the slot that opened the datagram; the replay window and
+ * every verdict stay here, as when it opens with sodium.
+ */
 export class Opener {
   private readonly key: Buffer;
+  private readonly socketKeys: SealKeys | undefined;
+  /** The socket's slot for this key, -1 when this side opens. */
+  private slot: number;
   private readonly nonce = Buffer.alloc(12);
   private readonly ad = Buffer.alloc(9);
   private readonly tag = Buffer.alloc(SEAL_TAG);
@@ -202,12 +211,19 @@ export class Opener {
   /** Highest counter accepted, −1 before the first. */
   private newest = -1;
 
-  constructor(key: Buffer) {
+  /** With `socketKeys`: the socket opens datagrams carrying `cookie` and `phase` (0 or 1). */
+  constructor(key: Buffer, socketKeys?: SealKeys, cookie?: Uint8Array, phase = 0) {
     this.key = key;
+    this.slot = socketKeys && cookie ? socketKeys.addOpenKey(cookie, phase, key) : -1;
+    this.socketKeys = this.slot >= 0 ? socketKeys : undefined;
   }
 
-  /** Opens `d` in place (same layout as seal). Replays are refused before any cryptography. */
-  open(d: Buffer): number {
+  /**
+   * Opens `d` in place (same layout as seal), unless the socket did (`opened`: its slot, or
+   * OPENED_FAILED; OPENED_NONE or undefined: still sealed). Replays are refused before anything
+   * else, as they are before any cryptography here.
+   */
+  open(d: Buffer, opened = OPENED_NONE): number {
     if (d.length < SEAL_BODY_AT + SEAL_TAG) return OPEN_FORGED;
     const hi = d.readUInt32BE(9);
     const lo = d.readUInt32BE(13);
@@ -216,6 +232,12 @@ export class Opener {
     if (counterHi >= 0x1_0000) return OPEN_FORGED;
     const n = counterHi * 0x1_0000_0000 + lo;
     if (!this.fresh(n)) return OPEN_REPLAYED;
+    if (opened !== OPENED_NONE) {
+      // Opened under another key (one this Opener replaced) or not at all: it is not ours.
+      if (opened !== this.slot || opened < 0) return OPEN_FORGED;
+      this.accept(n);
+      return OPEN_OK;
+    }
     this.nonce.writeUInt32BE(hi, 4);
     this.nonce.writeUInt32BE(lo, 8);
     d.copy(this.ad, 0, 0, 9);
@@ -236,6 +258,12 @@ export class Opener {
     }
     this.accept(n);
     return OPEN_OK;
+  }
+
+  /** The key opens nothing more: the socket frees its slot once no receive job can be using it. */
+  release(): void {
+    if (this.slot >= 0) this.socketKeys?.dropOpenKey(this.slot);
+    this.slot = -1;
   }
 
   private fresh(n: number): boolean {

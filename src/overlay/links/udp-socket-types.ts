@@ -9,7 +9,15 @@ export interface RemoteInfo {
   key: string;
 }
 
-export type UdpMessageHandler = (msg: Buffer, from: RemoteInfo) => void;
+/**
+ * `opened`: the native socket's receive job opened `msg` in place with the receive key in that
+ * slot (>= 0), or its registered key did not open it (OPENED_FAILED); undefined or OPENED_NONE:
+ * still sealed, the link opens it.
+ */
+export type UdpMessageHandler = (msg: Buffer, from: RemoteInfo, opened?: number) => void;
+/** udp_recv.c's statuses for `opened`. */
+export const OPENED_NONE = -1;
+export const OPENED_FAILED = -2;
 export type UdpErrorHandler = (e: Error & { code?: string }) => void;
 
 export interface UdpSocket {
@@ -22,7 +30,8 @@ export interface UdpSocket {
   onError(handler: UdpErrorHandler | undefined): void;
   /**
    * Present when the socket seals datagrams itself (the native one, on its send thread): a Sealer
-   * registers its key and gets a slot, or -1 when the socket has no room (the Sealer seals then).
+   * registers its key and gets a slot, or -1 when the socket has no room (the Sealer seals then);
+   * likewise an Opener its receive key (the socket's receive job opens, else the Opener does).
    */
   readonly sealing?: SealKeys;
   /**
@@ -39,11 +48,15 @@ export interface UdpSocket {
   close(): Promise<void>;
 }
 
-/** A socket's table of send keys (udp-seal.ts's Sealer uses it). */
+/** A socket's tables of send and receive keys (udp-seal.ts's Sealer and Opener use them). */
 export interface SealKeys {
   addKey(key: Uint8Array): number;
   /** The key seals nothing more; its slot is reused once what was queued under it has left. */
   dropKey(slot: number): void;
+  /** A receive key for datagrams carrying `cookie` (8 bytes) and key `phase`: its slot, or -1. */
+  addOpenKey(cookie: Uint8Array, phase: number, key: Uint8Array): number;
+  /** The key opens nothing more (the receive job may still be using it: freed after). */
+  dropOpenKey(slot: number): void;
 }
 
 export interface UdpSocketOptions {

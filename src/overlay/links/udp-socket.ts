@@ -20,6 +20,7 @@ export type {
   UdpSocket,
   UdpSocketOptions,
 } from "./udp-socket-types.js";
+export { OPENED_FAILED, OPENED_NONE } from "./udp-socket-types.js";
 
 export const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
 

@@ -182,7 +182,7 @@ export class UdpListener {
     this.resetSecret = o.resetSecret ?? randomBytes(32);
     this.port = socket.address().port;
     this.meta = encodeMetadata(o.localKey);
-    socket.onMessage((msg, rinfo) => this.onMessage(msg, rinfo));
+    socket.onMessage((msg, rinfo, opened) => this.onMessage(msg, rinfo, opened));
     socket.onError((e) => o.onSocketError(e.message));
   }
 
@@ -191,14 +191,15 @@ export class UdpListener {
     return this.links.size;
   }
 
-  private onMessage(msg: Buffer, rinfo: RemoteInfo): void {
+  /** `opened`: the socket opened `msg` already (UdpMessageHandler); the link takes its verdict. */
+  private onMessage(msg: Buffer, rinfo: RemoteInfo, opened?: number): void {
     if (msg.length < DATA_HEADER || this.closing) return;
     const type = msg[0];
     if (type === PKT_OBSERVE) {
       // May come from another socket of the peer than its link's: answered, never a reason to move.
       const at = this.links.get(rinfo.key);
       const link = at?.matches(msg) ? at : this.byCookie.get(msg.toString("latin1", 1, DATA_HEADER));
-      link?.receive(msg, rinfo.address, rinfo.port);
+      link?.receive(msg, rinfo.address, rinfo.port, opened);
       return;
     }
     const punch = this.punches.size > 0 ? this.punches.get(rinfo.key) : undefined;
@@ -208,12 +209,12 @@ export class UdpListener {
     }
     if (isLinkPacket(type)) {
       const link = this.links.get(rinfo.key);
-      if (link?.matches(msg)) link.receive(msg);
+      if (link?.matches(msg)) link.receive(msg, undefined, undefined, opened);
       else if (!link) {
         // Roaming: an authentic datagram of a link from a new address (NAT rebinding) moves it there.
         const moved = this.byCookie.get(msg.toString("latin1", 1, DATA_HEADER));
         if (moved) {
-          if (moved.receive(msg)) this.rebind(moved, rinfo);
+          if (moved.receive(msg, undefined, undefined, opened)) this.rebind(moved, rinfo);
           return;
         }
         // A link we do not know (we restarted): the authentic RESET, never larger than its cause.
@@ -234,7 +235,7 @@ export class UdpListener {
     }
     if (type === PKT_CLOSE) {
       const link = this.links.get(rinfo.key);
-      if (link?.matches(msg)) link.receiveClose(msg);
+      if (link?.matches(msg)) link.receiveClose(msg, opened);
       return;
     }
     if (msg.length !== HS_BYTES) return;
@@ -542,13 +543,13 @@ export function dialUdp(o: UdpDialOptions): UdpDial {
     linkSocket.onError((e) => {
       if (e.code === "ECONNREFUSED") udpLink.close("connection refused", false);
     });
-    linkSocket.onMessage((msg) => {
+    linkSocket.onMessage((msg, _from, opened) => {
       if (msg.length < DATA_HEADER) return;
       const type = msg[0];
       if (isLinkPacket(type)) {
-        if (udpLink.matches(msg)) udpLink.receive(msg);
+        if (udpLink.matches(msg)) udpLink.receive(msg, undefined, undefined, opened);
       } else if (type === PKT_CLOSE && udpLink.matches(msg)) {
-        udpLink.receiveClose(msg);
+        udpLink.receiveClose(msg, opened);
       } else if (type === PKT_RESET) {
         udpLink.receiveReset(msg);
       }

@@ -2,15 +2,20 @@
  * planetd_udp: a batched UDP socket for udp:// links (N-API + libuv), used by
  * src/overlay/links/udp-native.ts; node:dgram is the fallback when this addon is missing.
  *
- * open(family, address, port, bufferBytes, recvBuf, recvMeta, sendBuf, sendMeta, state, onEvent)
+ * open(family, address, port, bufferBytes, recvBuf0, recvMeta0, recvBuf1, recvMeta1, sendBuf0,
+ *      sendMeta0, sendBuf1, sendMeta1, state, onEvent)
  *   A non-blocking socket bound to address:port (family 4 or 6; "" = any), SO_RCVBUF/SO_SNDBUF asked
  *   for bufferBytes, UDP_GRO on when the kernel has it; reading starts at once. Throws an Error whose
  *   code is the errno name (EADDRINUSE, ...).
- * Receive: each readable wakeup drains up to RECV_SLOTS datagrams with one recvmmsg into recvBuf
- *   (RECV_SLOT bytes a slot); a GRO buffer (cmsg UDP_GRO: several datagrams of gso_size) is split
- *   back into its datagrams. Entry i of recvMeta (stride RM_STRIDE): offset, length, source port,
- *   source address as 4 words (IPv4 in the first), IPv6 scope id. Then onEvent(count, errno, -2)
- *   once; errno != 0 is a receive error (ECONNREFUSED from an ICMP error on a connected socket).
+ * Receive (udp_recv.c): a readable wakeup hands recvBuf<n> to a threadpool job, which drains up to
+ *   RECV_SLOTS datagrams with one recvmmsg (RECV_SLOT bytes a slot); a GRO buffer (cmsg UDP_GRO:
+ *   several datagrams of gso_size) is split back into its datagrams. Entry i of recvMeta<n> (stride
+ *   RM_STRIDE): offset, length, source port, source address as 4 words (IPv4 in the first), IPv6
+ *   scope id, open status: a sealed link datagram (CLOSE, 0x10..0x19) whose cookie and key phase
+ *   name a receive key (addOpenKey(cookie, phase, key) -> slot or -1; dropOpenKey(slot)) is opened
+ *   in place and gets that slot, or OPEN_FAILED; the rest OPEN_NONE. On completion the next job
+ *   starts on the other buffer, state[S_RBUF] = n and onEvent(count, errno, -2) once; errno != 0 is
+ *   a receive error (ECONNREFUSED from an ICMP error on a connected socket), after the datagrams.
  * Send: JS appends datagrams to sendBuf<state[S_FILL]> (contiguous) and entries to its sendMeta
  *   (stride SM_STRIDE: offset, length, destination slot or -1 on a connected socket, key slot or
  *   -1), and counts them in state (S_QUEUED, S_BYTES). flush(wait) hands that buffer to a threadpool
@@ -24,8 +29,10 @@
  *   returned by the flush that completed its job (its slot in state[S_ERR_SLOT]). S_BLOCKED: bytes
  *   EAGAIN left waiting, which with S_BYTES is what congested() weighs.
  * setDest(slot, address, port), connect(address, port), setTTL(ttl): 0 or -errno.
- * close(): true when a send job still holds the fd; onEvent(0, 0, -3) follows once it is closed.
- * sourceText(i): entry i's source address as text (Node's form, with %zone), for a cache miss only.
+ * close(): true when a send or receive job still holds the fd; onEvent(0, 0, -3) follows once it
+ *   is closed.
+ * sourceText(i): entry i of the batch JS was handed last: its source address as text (Node's form,
+ *   with %zone), for a cache miss only.
  */
 #include "udp.h"
 
@@ -74,12 +81,17 @@ static sock_t *get_sock(napi_env env, napi_value v) {
 
 int udp_can_free(sock_t *t) {
   return t->finalized && t->finished && (!t->poll_inited || t->poll_closed) && !t->work_pending[0] &&
-         !t->work_pending[1];
+         !t->work_pending[1] && !t->rwork_pending;
+}
+
+int udp_jobs_out(sock_t *t) {
+  return t->job_queued || t->sending >= 0 || t->recv_out;
 }
 
 void udp_free(sock_t *t) {
 #ifdef PLANETD_HAVE_OPENSSL
   if (t->aead) EVP_CIPHER_CTX_free(t->aead);
+  if (t->open_aead) EVP_CIPHER_CTX_free(t->open_aead);
 #endif
   if (t->lock_inited) {
     uv_mutex_destroy(&t->lock);
@@ -116,11 +128,12 @@ void udp_finish_close(sock_t *t) {
     close(t->fd);
     t->fd = -1;
   }
-  t->rbuf = NULL;
-  t->rmeta = t->state = NULL;
+  t->rbuf[0] = t->rbuf[1] = NULL;
+  t->rmeta[0] = t->rmeta[1] = t->state = NULL;
   napi_remove_env_cleanup_hook(t->env, cleanup_hook, t);
-  napi_ref *refs[] = {&t->cb_ref,       &t->rbuf_ref,     &t->rmeta_ref,    &t->sbuf_ref[0],
-                      &t->sbuf_ref[1], &t->smeta_ref[0], &t->smeta_ref[1], &t->state_ref};
+  napi_ref *refs[] = {&t->cb_ref,       &t->rbuf_ref[0],  &t->rbuf_ref[1],  &t->rmeta_ref[0],
+                      &t->rmeta_ref[1], &t->sbuf_ref[0],  &t->sbuf_ref[1],  &t->smeta_ref[0],
+                      &t->smeta_ref[1], &t->state_ref};
   for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++) {
     if (*refs[i]) napi_delete_reference(t->env, *refs[i]);
     *refs[i] = NULL;
@@ -130,7 +143,7 @@ void udp_finish_close(sock_t *t) {
   if (udp_can_free(t)) udp_free(t);
 }
 
-/* A send job still out keeps the fd, the buffers and the keys until it completes (udp_send.c). */
+/* A send or receive job still out keeps the fd, the buffers and the keys until it completes. */
 static void do_close(sock_t *t) {
   if (t->closed) return;
   t->closed = 1;
@@ -144,6 +157,10 @@ static void do_close(sock_t *t) {
     t->state[S_DROPPED] += b->queued - b->next;
     t->sending = -1;
   }
+  if (t->recv_out) { /* its completion finishes the close (udp_recv.c) */
+    t->close_deferred = 1;
+    return;
+  }
   udp_finish_close(t);
 }
 
@@ -153,6 +170,7 @@ static void cleanup_hook(void *arg) {
   t->torn_down = 1;
   if (t->job_queued && t->job_running && uv_cancel((uv_req_t *)t->current_work) == 0) t->job_running = 0;
   udp_wait_job(t);
+  udp_recv_wait(t);
   t->closed = 1;
   stop_poll(t);
   if (t->fd >= 0) {
@@ -183,29 +201,31 @@ static int get_typed(napi_env env, napi_value v, napi_typedarray_type want, void
 }
 
 static napi_value js_open(napi_env env, napi_callback_info info) {
-  size_t argc = 12;
-  napi_value argv[12];
+  size_t argc = 14;
+  napi_value argv[14];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t family = 0, port = 0, buf_bytes = 0;
   char host[INET6_ADDRSTRLEN + IF_NAMESIZE + 2];
-  void *rbuf, *rmeta, *sbuf[2], *smeta[2], *state;
-  size_t rbuf_len, rmeta_len, sbuf_len[2], smeta_len[2], state_len;
+  void *rbuf[2], *rmeta[2], *sbuf[2], *smeta[2], *state;
+  size_t rbuf_len[2], rmeta_len[2], sbuf_len[2], smeta_len[2], state_len;
   napi_valuetype cb_type = napi_undefined;
-  if (argc == 12) napi_typeof(env, argv[11], &cb_type);
-  if (argc < 12 || napi_get_value_int32(env, argv[0], &family) != napi_ok || (family != 4 && family != 6) ||
+  if (argc == 14) napi_typeof(env, argv[13], &cb_type);
+  if (argc < 14 || napi_get_value_int32(env, argv[0], &family) != napi_ok || (family != 4 && family != 6) ||
       !get_string(env, argv[1], host, sizeof host) || napi_get_value_int32(env, argv[2], &port) != napi_ok ||
       port < 0 || port > 65535 || napi_get_value_int32(env, argv[3], &buf_bytes) != napi_ok ||
-      !get_typed(env, argv[4], napi_uint8_array, &rbuf, &rbuf_len) || rbuf_len < RECV_SLOT ||
-      !get_typed(env, argv[5], napi_int32_array, &rmeta, &rmeta_len) || rmeta_len < RM_STRIDE ||
-      !get_typed(env, argv[6], napi_uint8_array, &sbuf[0], &sbuf_len[0]) || sbuf_len[0] < RECV_SLOT ||
-      !get_typed(env, argv[7], napi_int32_array, &smeta[0], &smeta_len[0]) || smeta_len[0] < SM_STRIDE ||
-      !get_typed(env, argv[8], napi_uint8_array, &sbuf[1], &sbuf_len[1]) || sbuf_len[1] < RECV_SLOT ||
-      !get_typed(env, argv[9], napi_int32_array, &smeta[1], &smeta_len[1]) || smeta_len[1] < SM_STRIDE ||
-      !get_typed(env, argv[10], napi_int32_array, &state, &state_len) || state_len < S_COUNT ||
+      !get_typed(env, argv[4], napi_uint8_array, &rbuf[0], &rbuf_len[0]) || rbuf_len[0] < RECV_SLOT ||
+      !get_typed(env, argv[5], napi_int32_array, &rmeta[0], &rmeta_len[0]) || rmeta_len[0] < RM_STRIDE ||
+      !get_typed(env, argv[6], napi_uint8_array, &rbuf[1], &rbuf_len[1]) || rbuf_len[1] != rbuf_len[0] ||
+      !get_typed(env, argv[7], napi_int32_array, &rmeta[1], &rmeta_len[1]) || rmeta_len[1] != rmeta_len[0] ||
+      !get_typed(env, argv[8], napi_uint8_array, &sbuf[0], &sbuf_len[0]) || sbuf_len[0] < RECV_SLOT ||
+      !get_typed(env, argv[9], napi_int32_array, &smeta[0], &smeta_len[0]) || smeta_len[0] < SM_STRIDE ||
+      !get_typed(env, argv[10], napi_uint8_array, &sbuf[1], &sbuf_len[1]) || sbuf_len[1] < RECV_SLOT ||
+      !get_typed(env, argv[11], napi_int32_array, &smeta[1], &smeta_len[1]) || smeta_len[1] < SM_STRIDE ||
+      !get_typed(env, argv[12], napi_int32_array, &state, &state_len) || state_len < S_COUNT ||
       cb_type != napi_function) {
     napi_throw_type_error(env, NULL,
-                          "UDP: open(family, address, port, bufferBytes, recvBuf, recvMeta, sendBuf0, "
-                          "sendMeta0, sendBuf1, sendMeta1, state, onEvent)");
+                          "UDP: open(family, address, port, bufferBytes, recvBuf0, recvMeta0, recvBuf1, "
+                          "recvMeta1, sendBuf0, sendMeta0, sendBuf1, sendMeta1, state, onEvent)");
     return NULL;
   }
   addr_t bind_addr;
@@ -252,10 +272,13 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   t->fd = fd;
   t->family = family;
   t->sending = -1;
-  t->rbuf = (uint8_t *)rbuf;
-  t->rslots = rbuf_len / RECV_SLOT;
-  t->rmeta = (int32_t *)rmeta;
-  t->rmeta_entries = rmeta_len / RM_STRIDE;
+  for (int i = 0; i < 2; i++) {
+    t->rbuf[i] = (uint8_t *)rbuf[i];
+    t->rmeta[i] = (int32_t *)rmeta[i];
+  }
+  t->rslots = rbuf_len[0] / RECV_SLOT;
+  t->rmeta_entries = rmeta_len[0] / RM_STRIDE;
+  t->olast = -1;
   for (int i = 0; i < 2; i++) {
     t->sb[i].buf = (uint8_t *)sbuf[i];
     t->sb[i].len = sbuf_len[i];
@@ -272,8 +295,14 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
     EVP_CIPHER_CTX_free(t->aead);
     t->aead = NULL;
   }
+  t->open_aead = EVP_CIPHER_CTX_new();
+  if (t->open_aead && EVP_DecryptInit_ex(t->open_aead, EVP_chacha20_poly1305(), NULL, NULL, NULL) != 1) {
+    EVP_CIPHER_CTX_free(t->open_aead);
+    t->open_aead = NULL;
+  }
 #else
   t->aead = NULL;
+  t->open_aead = NULL;
 #endif
   napi_value resource_name, handle;
   uv_loop_t *loop = NULL;
@@ -283,14 +312,16 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
     ok = 0;
   }
   t->lock_inited = ok;
-  ok = ok && napi_create_reference(env, argv[11], 1, &t->cb_ref) == napi_ok &&
-       napi_create_reference(env, argv[4], 1, &t->rbuf_ref) == napi_ok &&
-       napi_create_reference(env, argv[5], 1, &t->rmeta_ref) == napi_ok &&
-       napi_create_reference(env, argv[6], 1, &t->sbuf_ref[0]) == napi_ok &&
-       napi_create_reference(env, argv[7], 1, &t->smeta_ref[0]) == napi_ok &&
-       napi_create_reference(env, argv[8], 1, &t->sbuf_ref[1]) == napi_ok &&
-       napi_create_reference(env, argv[9], 1, &t->smeta_ref[1]) == napi_ok &&
-       napi_create_reference(env, argv[10], 1, &t->state_ref) == napi_ok &&
+  ok = ok && napi_create_reference(env, argv[13], 1, &t->cb_ref) == napi_ok &&
+       napi_create_reference(env, argv[4], 1, &t->rbuf_ref[0]) == napi_ok &&
+       napi_create_reference(env, argv[5], 1, &t->rmeta_ref[0]) == napi_ok &&
+       napi_create_reference(env, argv[6], 1, &t->rbuf_ref[1]) == napi_ok &&
+       napi_create_reference(env, argv[7], 1, &t->rmeta_ref[1]) == napi_ok &&
+       napi_create_reference(env, argv[8], 1, &t->sbuf_ref[0]) == napi_ok &&
+       napi_create_reference(env, argv[9], 1, &t->smeta_ref[0]) == napi_ok &&
+       napi_create_reference(env, argv[10], 1, &t->sbuf_ref[1]) == napi_ok &&
+       napi_create_reference(env, argv[11], 1, &t->smeta_ref[1]) == napi_ok &&
+       napi_create_reference(env, argv[12], 1, &t->state_ref) == napi_ok &&
        napi_create_string_utf8(env, "planetd:udp", NAPI_AUTO_LENGTH, &resource_name) == napi_ok &&
        napi_async_init(env, NULL, resource_name, &t->actx) == napi_ok &&
        napi_get_uv_event_loop(env, &loop) == napi_ok && uv_poll_init(loop, &t->poll, fd) == 0;
@@ -306,7 +337,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "UDP: internal N-API call failed");
     return NULL;
   }
-  udp_set_poll(t, UV_READABLE);
+  udp_update_poll(t);
   return handle;
 }
 
@@ -382,13 +413,38 @@ static napi_value js_add_key(napi_env env, napi_callback_info info) {
   return int_result(env, t->aead ? udp_add_key(t, (const uint8_t *)key) : -1);
 }
 
-static napi_value js_drop_key(napi_env env, napi_callback_info info) {
+/* dropKey(handle, slot) and dropOpenKey(handle, slot). */
+static napi_value drop_slot(napi_env env, napi_callback_info info, void (*drop)(sock_t *, int)) {
   napi_value argv[2];
   sock_t *t = open_sock(env, info, 2, argv);
   if (t == NULL) return NULL;
   int32_t slot = -1;
-  if (napi_get_value_int32(env, argv[1], &slot) == napi_ok) udp_drop_key(t, slot);
+  if (napi_get_value_int32(env, argv[1], &slot) == napi_ok) drop(t, slot);
   return NULL;
+}
+
+static napi_value js_drop_key(napi_env env, napi_callback_info info) {
+  return drop_slot(env, info, udp_drop_key);
+}
+
+static napi_value js_add_open_key(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  sock_t *t = open_sock(env, info, 4, argv);
+  if (t == NULL) return NULL;
+  void *cookie, *key;
+  size_t cookie_len, key_len;
+  int32_t phase = -1;
+  if (!get_typed(env, argv[1], napi_uint8_array, &cookie, &cookie_len) || cookie_len != 8 ||
+      napi_get_value_int32(env, argv[2], &phase) != napi_ok || (phase != 0 && phase != 1) ||
+      !get_typed(env, argv[3], napi_uint8_array, &key, &key_len) || key_len != KEY_BYTES) {
+    napi_throw_type_error(env, NULL, "UDP: addOpenKey(handle, cookie of 8 bytes, phase 0 or 1, key of 32 bytes)");
+    return NULL;
+  }
+  return int_result(env, udp_add_open_key(t, (const uint8_t *)cookie, phase, (const uint8_t *)key));
+}
+
+static napi_value js_drop_open_key(napi_env env, napi_callback_info info) {
+  return drop_slot(env, info, udp_drop_open_key);
 }
 
 static napi_value js_set_ttl(napi_env env, napi_callback_info info) {
@@ -431,7 +487,7 @@ static napi_value js_source_text(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, NULL, "UDP: no such receive entry");
     return NULL;
   }
-  const int32_t *m = t->rmeta + RM_STRIDE * i;
+  const int32_t *m = t->rmeta[t->rcur] + RM_STRIDE * i;
   addr_t a;
   memset(&a, 0, sizeof a);
   if (t->family == 6) {
@@ -486,6 +542,8 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"flush", NULL, js_flush, NULL, NULL, NULL, napi_default, NULL},
       {"addKey", NULL, js_add_key, NULL, NULL, NULL, napi_default, NULL},
       {"dropKey", NULL, js_drop_key, NULL, NULL, NULL, napi_default, NULL},
+      {"addOpenKey", NULL, js_add_open_key, NULL, NULL, NULL, napi_default, NULL},
+      {"dropOpenKey", NULL, js_drop_open_key, NULL, NULL, NULL, napi_default, NULL},
       {"setTTL", NULL, js_set_ttl, NULL, NULL, NULL, napi_default, NULL},
       {"sourceText", NULL, js_source_text, NULL, NULL, NULL, napi_default, NULL},
       {"address", NULL, js_address, NULL, NULL, NULL, napi_default, NULL},

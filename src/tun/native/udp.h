@@ -39,7 +39,8 @@ typedef struct evp_cipher_ctx_st EVP_CIPHER_CTX; /* never made */
 
 #define RECV_SLOTS 16
 #define RECV_SLOT 65536
-#define RM_STRIDE 8
+/* recvMeta: offset, length, port, address (4 words), scope id, open status (OPEN_*). */
+#define RM_STRIDE 9
 #define SM_STRIDE 4
 #define MAX_DESTS 256
 /* The kernel's UDP_MAX_SEGMENTS was 64 before 6.x raised it; a GSO message stays under an IP packet. */
@@ -53,6 +54,11 @@ typedef struct evp_cipher_ctx_st EVP_CIPHER_CTX; /* never made */
 #define SEAL_AD 9
 #define SEAL_BODY_AT 17
 #define SEAL_TAG 16
+/* Receive keys a socket holds (one per link and key phase on it); JS opens the rest itself. */
+#define OPEN_SLOTS 256
+/* recvMeta word 8: the receive key slot that opened the datagram in place, or one of these. */
+#define OPEN_NONE (-1)   /* not tried: no key registered for its cookie and phase (JS opens it) */
+#define OPEN_FAILED (-2) /* the registered key did not open it: forged or corrupted */
 /* sendMeta word 3: the key slot to seal with, or one of these. */
 #define CLOSED_EVENT (-3)
 #define KEY_NONE (-1)
@@ -61,7 +67,8 @@ typedef struct evp_cipher_ctx_st EVP_CIPHER_CTX; /* never made */
 /* state: shared with JS (udp-native.ts names the same indices). */
 enum {
   S_QUEUED, S_BYTES, S_DROPPED, S_ERR_SLOT, S_SENT, S_GSO_MSGS, S_GRO_BUFS, S_RECV_TRUNC, S_FLAGS,
-  S_FILL, S_INFLIGHT, S_KEYS_REFUSED, S_SEAL_FAILED, S_BLOCKED, S_COUNT
+  S_FILL, S_INFLIGHT, S_KEYS_REFUSED, S_SEAL_FAILED, S_BLOCKED,
+  S_RBUF, S_OPENED, S_OPEN_FAILED, S_OPEN_KEYS_REFUSED, S_RECV_JOBS, S_COUNT
 };
 #define F_GRO 1
 #define F_GSO 2
@@ -92,18 +99,44 @@ typedef struct {
   int gso; /* F_GSO as it was when the job started */
 } job_result_t;
 
+/* What a receive job did, applied on the loop thread when it completes (udp_recv.c). */
+typedef struct {
+  int32_t entries, opened, open_failed, gro_bufs, trunc;
+  int got_all; /* recvmmsg filled every slot: more is likely waiting */
+  int err;     /* a receive error the kernel reported after the datagrams read */
+} recv_result_t;
+
 typedef struct {
   napi_env env;
   int fd;
   int family;
   uv_poll_t poll;
   int poll_inited, poll_events, closed, poll_closed, finalized;
-  napi_ref cb_ref, rbuf_ref, rmeta_ref, sbuf_ref[2], smeta_ref[2], state_ref;
+  napi_ref cb_ref, rbuf_ref[2], rmeta_ref[2], sbuf_ref[2], smeta_ref[2], state_ref;
   napi_async_context actx;
-  uint8_t *rbuf;
+  /* Two receive buffers: a job reads and opens into one while JS consumes the other. */
+  uint8_t *rbuf[2];
   size_t rslots;
-  int32_t *rmeta;
+  int32_t *rmeta[2];
   size_t rmeta_entries;
+  int rfill;         /* the buffer the next (or running) receive job fills */
+  int rcur;          /* the buffer JS was handed last (sourceText reads its entries) */
+  int recv_out;      /* a receive job is queued or running: the fd is not polled for reading */
+  int recv_running;  /* under lock: its worker has not finished */
+  int rwork_pending; /* its request awaits the completion callback */
+  int want_write;    /* a send job waits for POLLOUT */
+  int recv_err_after; /* an error POLLERR read, reported after the batch of the job it queued */
+  uv_work_t rwork;
+  recv_result_t rresult;
+  EVP_CIPHER_CTX *open_aead; /* the receive worker's own context (a send job may run meanwhile) */
+  /* Receive keys: state 0 free, 1 in use (set last, with release order: a job may be running),
+   * 2 dropped by JS and freed once no job can be using it. Matched by cookie ‖ phase bit. */
+  uint8_t okeys[OPEN_SLOTS][KEY_BYTES];
+  uint8_t ocookie[OPEN_SLOTS][8];
+  uint8_t ophase[OPEN_SLOTS];
+  uint8_t okey_state[OPEN_SLOTS];
+  int okey_top; /* slots below this may be in use */
+  int olast;    /* the worker's last hit */
   int32_t *state;
   sendbuf_t sb[2];
   /* The buffer a job owns (queued, running, or waiting for POLLOUT), -1 when none. */
@@ -141,8 +174,9 @@ typedef struct {
 } sock_t;
 
 
-/* Starts or changes what the fd is polled for (UV_READABLE, plus UV_WRITABLE while sends wait). */
-void udp_set_poll(sock_t *t, int events);
+/* Polls the fd for what is wanted now: readable unless a receive job is out, writable while a send
+ * job waits for POLLOUT (t->want_write). */
+void udp_update_poll(sock_t *t);
 void udp_on_poll(uv_poll_t *h, int status, int events);
 /* Hands the filled buffer to a threadpool job when none is out (udp_send.c). With wait, a job
  * out is waited for and completed first (JS's buffer is full): 0, or the errno of a datagram it
@@ -154,13 +188,25 @@ void udp_resume(sock_t *t);
 int udp_add_key(sock_t *t, const uint8_t *key);
 /* JS seals nothing more with it; the slot is reused once the datagrams queued under it have left. */
 void udp_drop_key(sock_t *t, int slot);
+/* udp_send.c: seals (enc 1) or opens (enc 0) one datagram in place with a 32-byte key; 1 if done. */
+int udp_aead(EVP_CIPHER_CTX *c, const uint8_t *key, uint8_t *d, size_t len, int enc);
 /* Waits for a running job's worker to finish (a flush whose buffer is full, env teardown). */
 void udp_wait_job(sock_t *t);
+/* udp_recv.c: the readable wakeup hands the next receive buffer to a threadpool job; with err, that
+ * error (read from SO_ERROR) is reported after the job's datagrams. */
+void udp_recv_start(sock_t *t, int err);
+/* Env teardown: cancels or waits for a receive job. */
+void udp_recv_wait(sock_t *t);
+/* Registers a receive key for datagrams carrying cookie (8 bytes) and phase (0/1): slot or -1. */
+int udp_add_open_key(sock_t *t, const uint8_t *cookie, int phase, const uint8_t *key);
+void udp_drop_open_key(sock_t *t, int slot);
 /* udp.c: whether t may be freed now (handle finalized, fd closed, no callback pending), and free it. */
 int udp_can_free(sock_t *t);
 void udp_free(sock_t *t);
 /* udp.c: the deferred part of close, once no job owns the fd. */
 void udp_finish_close(sock_t *t);
+/* udp.c: close() came while a job was out; the last one to complete finishes it. */
+int udp_jobs_out(sock_t *t);
 /* udp_io.c: calls onEvent(count, err, slot). */
 void udp_emit(sock_t *t, int count, int err, int slot);
 /* Address text (with an optional %zone) and port into a sockaddr of family 4 or 6; 0 or an errno. */

@@ -11,23 +11,26 @@
  */
 #include "udp.h"
 
-/* Seals d (len bytes: header ‖ counter written by JS ‖ plaintext ‖ tag space) in place. */
+/* Seals (enc) or opens d (len bytes: header ‖ counter ‖ body ‖ tag) in place: udp-seal.ts's AEAD.
+ * An open that fails leaves the body garbage (the caller drops the datagram). */
 #ifdef PLANETD_HAVE_OPENSSL
-static int seal_one(EVP_CIPHER_CTX *c, const uint8_t *key, uint8_t *d, size_t len) {
+int udp_aead(EVP_CIPHER_CTX *c, const uint8_t *key, uint8_t *d, size_t len, int enc) {
   uint8_t nonce[12] = {0};
   int outl = 0;
   size_t body = len - SEAL_BODY_AT - SEAL_TAG;
+  uint8_t *tag = d + len - SEAL_TAG;
   memcpy(nonce + 4, d + SEAL_AD, 8);
-  if (EVP_EncryptInit_ex(c, NULL, NULL, key, nonce) != 1) return 0;
-  if (EVP_EncryptUpdate(c, NULL, &outl, d, SEAL_AD) != 1) return 0;
-  if (body > 0 && EVP_EncryptUpdate(c, d + SEAL_BODY_AT, &outl, d + SEAL_BODY_AT, (int)body) != 1) return 0;
-  if (EVP_EncryptFinal_ex(c, d + SEAL_BODY_AT + body, &outl) != 1) return 0;
-  return EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, SEAL_TAG, d + len - SEAL_TAG) == 1;
+  if (EVP_CipherInit_ex(c, NULL, NULL, key, nonce, enc) != 1) return 0;
+  if (EVP_CipherUpdate(c, NULL, &outl, d, SEAL_AD) != 1) return 0;
+  if (body > 0 && EVP_CipherUpdate(c, d + SEAL_BODY_AT, &outl, d + SEAL_BODY_AT, (int)body) != 1) return 0;
+  if (!enc && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, SEAL_TAG, tag) != 1) return 0;
+  if (EVP_CipherFinal_ex(c, d + SEAL_BODY_AT + body, &outl) != 1) return 0;
+  return !enc || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, SEAL_TAG, tag) == 1;
 }
 #else
-static int seal_one(EVP_CIPHER_CTX *c, const uint8_t *key, uint8_t *d, size_t len) {
-  (void)c, (void)key, (void)d, (void)len;
-  return 0; /* unreachable: without OpenSSL no socket has a cipher, so addKey gives no slot */
+int udp_aead(EVP_CIPHER_CTX *c, const uint8_t *key, uint8_t *d, size_t len, int enc) {
+  (void)c, (void)key, (void)d, (void)len, (void)enc;
+  return 0; /* unreachable: without OpenSSL no socket has a cipher, so no key gets a slot */
 }
 #endif
 
@@ -39,7 +42,7 @@ static void seal_entries(sock_t *t, sendbuf_t *b) {
     if (slot == KEY_NONE || slot == KEY_FAILED) continue;
     int ok = slot >= 0 && slot < KEY_SLOTS && t->key_state[slot] != 0 && t->aead != NULL &&
              m[1] >= SEAL_BODY_AT + SEAL_TAG &&
-             seal_one(t->aead, t->keys[slot], b->buf + m[0], (size_t)m[1]);
+             udp_aead(t->aead, t->keys[slot], b->buf + m[0], (size_t)m[1], 1);
     m[3] = ok ? KEY_NONE : KEY_FAILED;
   }
 }
@@ -292,7 +295,8 @@ static int complete_job(sock_t *t, int status, int inline_done) {
   if (b->next < b->queued && !t->closed) {
     /* EAGAIN: the rest waits for POLLOUT, still this buffer's, so nothing overtakes it. */
     st[S_INFLIGHT] = st[S_BLOCKED] = b->bytes - b->meta[SM_STRIDE * b->next];
-    udp_set_poll(t, UV_READABLE | UV_WRITABLE);
+    t->want_write = 1;
+    udp_update_poll(t);
     return err;
   }
   if (b->next < b->queued) st[S_DROPPED] += b->queued - b->next; /* closed while blocked */
@@ -300,9 +304,10 @@ static int complete_job(sock_t *t, int status, int inline_done) {
   t->completed++;
   st[S_INFLIGHT] = st[S_BLOCKED] = 0;
   reclaim_keys(t);
-  if (!t->closed) udp_set_poll(t, UV_READABLE);
+  t->want_write = 0;
+  udp_update_poll(t);
   if (inline_done) return err; /* the caller submits what JS filled */
   if (st[S_QUEUED] > 0) submit(t); /* also after close: the last datagrams JS queued */
-  if (t->closed && !t->job_queued && t->sending < 0) udp_finish_close(t);
+  if (t->closed && !udp_jobs_out(t)) udp_finish_close(t);
   return err;
 }

@@ -1,0 +1,220 @@
+// The native socket's opening on its receive thread (src/tun/native/udp_recv.c, OpenSSL's
+// ChaCha20-Poly1305) against udp-seal.ts's sodium: what sodium sealed opens there and what the
+// native send thread sealed too, byte for byte as sodium opens it, across a key change; forged,
+// replayed and too-old datagrams are still refused and counted by the Opener's verdict; datagrams
+// no registered key covers (another cookie or phase) reach JS sealed; a close with a receive job
+// out waits for it.
+import { randomBytes } from "node:crypto";
+import { afterEach, describe, expect, it } from "vitest";
+import {
+  type NativeUdpSocket,
+  S_OPENED,
+  S_OPEN_FAILED,
+  S_OPEN_KEYS_REFUSED,
+  S_RECV_JOBS,
+  loadNativeUdp,
+} from "../src/overlay/links/udp-native.js";
+import {
+  OPEN_FORGED,
+  OPEN_OK,
+  OPEN_REPLAYED,
+  Opener,
+  REPLAY_WINDOW,
+  SEAL_BODY_AT,
+  Sealer,
+} from "../src/overlay/links/udp-seal.js";
+import { OPENED_FAILED, OPENED_NONE, openUdpSocket } from "../src/overlay/links/udp-socket.js";
+import { COOKIE, body, plain, shell } from "./support/udp-datagrams.js";
+
+const open: NativeUdpSocket[] = [];
+async function nativeSocket(): Promise<NativeUdpSocket> {
+  const s = (await openUdpSocket({ family: 4, address: "127.0.0.1", impl: "native" })) as NativeUdpSocket;
+  open.push(s);
+  return s;
+}
+
+afterEach(async () => {
+  for (const s of open.splice(0)) await s.close();
+});
+
+interface Got {
+  d: Buffer;
+  opened: number;
+}
+
+/** Copies of `count` datagrams with the socket's open status; rejects after `ms` with how many came. */
+function collect(s: NativeUdpSocket, count: number, ms = 10000): Promise<Got[]> {
+  const got: Got[] = [];
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`only ${got.length} of ${count} datagrams`)), ms);
+    s.onMessage((msg, _from, opened) => {
+      got.push({ d: Buffer.from(msg), opened: opened ?? OPENED_NONE });
+      if (got.length === count) {
+        clearTimeout(timer);
+        resolve(got);
+      }
+    });
+  });
+}
+
+const native = loadNativeUdp() !== undefined;
+
+describe.skipIf(!native)("native opening on the receive thread", () => {
+  it("opens what sodium and the send thread sealed, as sodium opens it, across a key change", async () => {
+    const a = await nativeSocket();
+    const b = await nativeSocket();
+    const keys = [randomBytes(32), randomBytes(32)];
+    const sizes = [0, 1, 15, 16, 17, 63, 64, 65, 1200, 1371, 8000];
+    // b's receive keys: phase 0 then phase 1, as a rekey installs them.
+    const rx = [new Opener(keys[0]!, b.sealing, COOKIE, 0), new Opener(keys[1]!, b.sealing, COOKIE, 1)];
+    expect(rx.map(rxSlot).every((s) => s >= 0)).toBe(true);
+    // The same datagrams sealed here with sodium: what each must open to, and what sodium opens.
+    const ref = [new Sealer(keys[0]!, 0), new Sealer(keys[1]!, 1)];
+    const check = [new Opener(keys[0]!), new Opener(keys[1]!)];
+    const senders = [0, 1].map((phase) => {
+      const byThread = new Sealer(keys[phase]!, phase, a.sealing);
+      // It goes second: its counters continue where sodium's stop (a counter seen twice is a replay).
+      for (const _ of sizes) byThread.seal(shell(Buffer.alloc(0)));
+      return [new Sealer(keys[phase]!, phase), byThread];
+    });
+    const expected: Buffer[] = [];
+    const total = sizes.length * 2 * 2;
+    const got = collect(b, total);
+    let n = 0;
+    for (const phase of [0, 1]) {
+      // Half sealed by sodium here, half by the send thread (the counters run as one sender's).
+      for (const native of [0, 1]) {
+        for (const size of sizes) {
+          const d = shell(body(n, size));
+          const slot = senders[phase]![native]!.seal(d);
+          expect(slot >= 0).toBe(native === 1);
+          const mine = shell(body(n, size));
+          ref[phase]!.seal(mine);
+          expect(check[phase]!.open(mine)).toBe(OPEN_OK); // sodium opens the reference copy
+          expected.push(plain(mine));
+          a.send(d, b.address().port, "127.0.0.1", slot);
+          n++;
+        }
+        await Promise.resolve();
+      }
+    }
+    const received = await got;
+    const half = sizes.length * 2;
+    expect(received.map((g) => g.opened)).toEqual(
+      Array.from({ length: total }, (_, i) => rxSlot(rx[i < half ? 0 : 1]!)),
+    );
+    expect(received.map((g) => plain(g.d))).toEqual(expected);
+    expect(received.map((g) => rx[g.d[9]! >>> 7]!.open(g.d, g.opened))).toEqual(Array(total).fill(OPEN_OK));
+    expect(b.state[S_OPENED]).toBe(total);
+    expect(b.state[S_OPEN_FAILED]).toBe(0);
+    expect(b.state[S_RECV_JOBS]).toBeGreaterThan(0);
+  });
+
+  it("refuses and counts forged, replayed and too-old datagrams; leaves others' sealed", async () => {
+    const a = await nativeSocket();
+    const b = await nativeSocket();
+    const key = randomBytes(32);
+    const rx = new Opener(key, b.sealing, COOKIE, 0);
+    const tx = new Sealer(key, 0);
+    const port = b.address().port;
+    const send = (d: Buffer) => a.send(d, port, "127.0.0.1");
+    const sealed = (i: number, cookie = COOKIE) => {
+      const d = shell(body(i, 40), cookie);
+      tx.seal(d);
+      return d;
+    };
+    const old = sealed(0); // held back: older than the window once the flood below is in
+    const first = sealed(1);
+    const flipped = sealed(2);
+    flipped[SEAL_BODY_AT + 3]! ^= 0x20;
+    const unsealed = shell(body(3, 40));
+    unsealed.writeUInt32BE(5000, 13); // a fresh counter: only the tag refuses it
+    const otherCookie = sealed(4, Buffer.from("another!"));
+    const phase1 = shell(body(5, 40));
+    new Sealer(key, 1).seal(phase1); // no phase-1 key registered here
+    const flood = Array.from({ length: REPLAY_WINDOW + 10 }, (_, i) => sealed(6 + i));
+    const outgoing = [first, flipped, first, unsealed, otherCookie, phase1, ...flood, old];
+    const got = collect(b, outgoing.length, 20000);
+    for (const [i, d] of outgoing.entries()) {
+      send(d);
+      if (i % 200 === 199) await new Promise((r) => setImmediate(r));
+    }
+    const received = await got;
+    const statusOf = (g: Got) => g.opened;
+    expect(received.slice(0, 6).map(statusOf)).toEqual([
+      rxSlot(rx),
+      OPENED_FAILED,
+      rxSlot(rx),
+      OPENED_FAILED,
+      OPENED_NONE,
+      OPENED_NONE,
+    ]);
+    // The ones no key here covers arrive as sent: still sealed.
+    expect(received[4]!.d.equals(otherCookie)).toBe(true);
+    expect(received[5]!.d.equals(phase1)).toBe(true);
+    const verdicts = received.map((g) => (g.opened === OPENED_NONE ? undefined : rx.open(g.d, g.opened)));
+    expect(verdicts.slice(0, 4)).toEqual([OPEN_OK, OPEN_FORGED, OPEN_REPLAYED, OPEN_FORGED]);
+    expect(verdicts.slice(6, -1).every((v) => v === OPEN_OK)).toBe(true);
+    expect(verdicts.at(-1)).toBe(OPEN_REPLAYED); // opened fine, but older than the window
+    expect(plain(received[0]!.d)).toEqual(body(1, 40));
+    expect(b.state[S_OPEN_FAILED]).toBe(2);
+    expect(b.state[S_OPENED]).toBe(outgoing.length - 4);
+  });
+
+  it("keeps the receive key table bounded and frees a dropped key's slot", async () => {
+    const b = await nativeSocket();
+    const slots: number[] = [];
+    for (let i = 0; i < 256; i++) slots.push(b.sealing.addOpenKey(randomBytes(8), i & 1, randomBytes(32)));
+    expect(new Set(slots).size).toBe(256);
+    expect(b.sealing.addOpenKey(COOKIE, 0, randomBytes(32))).toBe(-1);
+    expect(b.state[S_OPEN_KEYS_REFUSED]).toBe(1);
+    // An Opener without a slot opens with sodium, as on the dgram socket.
+    const key = randomBytes(32);
+    const rx = new Opener(key, b.sealing, COOKIE, 0);
+    expect(rxSlot(rx)).toBe(-1);
+    const d = shell(body(1, 40));
+    new Sealer(key).seal(d);
+    expect(rx.open(d)).toBe(OPEN_OK);
+    b.sealing.dropOpenKey(slots[9]!);
+    expect(b.sealing.addOpenKey(COOKIE, 1, randomBytes(32))).toBe(slots[9]);
+    expect(() => b.sealing.addOpenKey(Buffer.alloc(7), 0, randomBytes(32))).toThrow(/8 bytes/);
+  });
+
+  it("closes with receive jobs out: the port is free once close() resolves", async () => {
+    const a = await nativeSocket();
+    const b = await nativeSocket();
+    const key = randomBytes(32);
+    const rx = new Opener(key, b.sealing, COOKIE, 0);
+    const tx = new Sealer(key, 0, a.sealing);
+    const port = b.address().port;
+    let seen = 0;
+    let forged = 0;
+    const closing = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`only ${seen} datagrams`)), 10000);
+      b.onMessage((msg, _from, opened) => {
+        if (rx.open(msg, opened) !== OPEN_OK) forged++;
+        // Closed from inside a batch: the next job is already out on the other buffer.
+        if (++seen === 50) {
+          clearTimeout(timer);
+          resolve(b.close());
+        }
+      });
+    });
+    for (let i = 0; i < 2000; i++) {
+      const d = shell(body(i, 1000));
+      a.send(d, port, "127.0.0.1", tx.seal(d));
+      if (i % 100 === 99) await new Promise((r) => setImmediate(r));
+    }
+    await closing;
+    expect(forged).toBe(0);
+    expect(b.state[S_OPENED]).toBeGreaterThanOrEqual(50);
+    const again = await openUdpSocket({ family: 4, address: "127.0.0.1", port, impl: "native" });
+    open.push(again as NativeUdpSocket);
+    expect(again.address().port).toBe(port);
+  });
+});
+
+/** The Opener's socket slot (private): what the receive job reports for datagrams it opened. */
+function rxSlot(o: Opener): number {
+  return (o as unknown as { slot: number }).slot;
+}
