@@ -93,6 +93,13 @@ typedef struct {
   int32_t nogso_until;
 } sendbuf_t;
 
+/* The key a cipher context was last given: the next datagram under the same key sets only its
+ * nonce (OpenSSL's key setup and length queries cost as much as sealing a small datagram). */
+typedef struct {
+  uint8_t key[KEY_BYTES];
+  int set;
+} key_cache_t;
+
 /* What a job did, applied to state[] on the loop thread when it completes. */
 typedef struct {
   int32_t sent, gso_msgs, dropped, seal_failed, err, err_slot, gso_refused;
@@ -129,6 +136,7 @@ typedef struct {
   uv_work_t rwork;
   recv_result_t rresult;
   EVP_CIPHER_CTX *open_aead; /* the receive worker's own context (a send job may run meanwhile) */
+  key_cache_t open_aead_key;
   /* Receive keys: state 0 free, 1 in use (set last, with release order: a job may be running),
    * 2 dropped by JS and freed once no job can be using it. Matched by cookie ‖ phase bit. */
   uint8_t okeys[OPEN_SLOTS][KEY_BYTES];
@@ -156,6 +164,7 @@ typedef struct {
   int lock_inited;
   job_result_t result;
   EVP_CIPHER_CTX *aead;
+  key_cache_t aead_key;
   /* Key slots: 0 free, 1 in use, 2 dropped by JS and freed once buffer number free_after completed. */
   uint8_t keys[KEY_SLOTS][KEY_BYTES];
   uint8_t key_state[KEY_SLOTS];
@@ -189,7 +198,7 @@ int udp_add_key(sock_t *t, const uint8_t *key);
 /* JS seals nothing more with it; the slot is reused once the datagrams queued under it have left. */
 void udp_drop_key(sock_t *t, int slot);
 /* udp_send.c: seals (enc 1) or opens (enc 0) one datagram in place with a 32-byte key; 1 if done. */
-int udp_aead(EVP_CIPHER_CTX *c, const uint8_t *key, uint8_t *d, size_t len, int enc);
+int udp_aead(EVP_CIPHER_CTX *c, key_cache_t *kc, const uint8_t *key, uint8_t *d, size_t len, int enc);
 /* Waits for a running job's worker to finish (a flush whose buffer is full, env teardown). */
 void udp_wait_job(sock_t *t);
 /* udp_recv.c: the readable wakeup hands the next receive buffer to a threadpool job; with err, that

@@ -46,7 +46,7 @@ static void open_entry(sock_t *t, uint8_t *buf, int32_t *m) {
   if (d[0] != PKT_CLOSE && (d[0] < PKT_LINK_FIRST || d[0] > PKT_LINK_LAST)) return;
   int s = find_key(t, d);
   if (s < 0) return;
-  if (udp_aead(t->open_aead, t->okeys[s], d, len, 0)) {
+  if (udp_aead(t->open_aead, &t->open_aead_key, t->okeys[s], d, len, 0)) {
     m[8] = s;
     t->rresult.opened++;
   } else {

@@ -14,13 +14,19 @@
 /* Seals (enc) or opens d (len bytes: header ‖ counter ‖ body ‖ tag) in place: udp-seal.ts's AEAD.
  * An open that fails leaves the body garbage (the caller drops the datagram). */
 #ifdef PLANETD_HAVE_OPENSSL
-int udp_aead(EVP_CIPHER_CTX *c, const uint8_t *key, uint8_t *d, size_t len, int enc) {
+int udp_aead(EVP_CIPHER_CTX *c, key_cache_t *kc, const uint8_t *key, uint8_t *d, size_t len, int enc) {
   uint8_t nonce[12] = {0};
   int outl = 0;
   size_t body = len - SEAL_BODY_AT - SEAL_TAG;
   uint8_t *tag = d + len - SEAL_TAG;
   memcpy(nonce + 4, d + SEAL_AD, 8);
-  if (EVP_CipherInit_ex(c, NULL, NULL, key, nonce, enc) != 1) return 0;
+  int same = kc->set && memcmp(kc->key, key, KEY_BYTES) == 0;
+  if (!same) kc->set = 0; /* until the init with it succeeded */
+  if (EVP_CipherInit_ex(c, NULL, NULL, same ? NULL : key, nonce, enc) != 1) return 0;
+  if (!same) {
+    memcpy(kc->key, key, KEY_BYTES);
+    kc->set = 1;
+  }
   if (EVP_CipherUpdate(c, NULL, &outl, d, SEAL_AD) != 1) return 0;
   if (body > 0 && EVP_CipherUpdate(c, d + SEAL_BODY_AT, &outl, d + SEAL_BODY_AT, (int)body) != 1) return 0;
   if (!enc && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, SEAL_TAG, tag) != 1) return 0;
@@ -28,8 +34,8 @@ int udp_aead(EVP_CIPHER_CTX *c, const uint8_t *key, uint8_t *d, size_t len, int 
   return !enc || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, SEAL_TAG, tag) == 1;
 }
 #else
-int udp_aead(EVP_CIPHER_CTX *c, const uint8_t *key, uint8_t *d, size_t len, int enc) {
-  (void)c, (void)key, (void)d, (void)len, (void)enc;
+int udp_aead(EVP_CIPHER_CTX *c, key_cache_t *kc, const uint8_t *key, uint8_t *d, size_t len, int enc) {
+  (void)c, (void)kc, (void)key, (void)d, (void)len, (void)enc;
   return 0; /* unreachable: without OpenSSL no socket has a cipher, so no key gets a slot */
 }
 #endif
@@ -42,7 +48,7 @@ static void seal_entries(sock_t *t, sendbuf_t *b) {
     if (slot == KEY_NONE || slot == KEY_FAILED) continue;
     int ok = slot >= 0 && slot < KEY_SLOTS && t->key_state[slot] != 0 && t->aead != NULL &&
              m[1] >= SEAL_BODY_AT + SEAL_TAG &&
-             udp_aead(t->aead, t->keys[slot], b->buf + m[0], (size_t)m[1], 1);
+             udp_aead(t->aead, &t->aead_key, t->keys[slot], b->buf + m[0], (size_t)m[1], 1);
     m[3] = ok ? KEY_NONE : KEY_FAILED;
   }
 }
