@@ -15,7 +15,7 @@ import {
   Reassembler,
   nackDatagrams,
 } from "./udp-frag.js";
-import { ACT_DEAD, ACT_KEEPALIVE, ACT_PROBE, Liveness, livenessFor } from "./udp-liveness.js";
+import { ACT_DEAD, ACT_KEEPALIVE, ACT_PROBE, Liveness, batchNow, livenessFor } from "./udp-liveness.js";
 import { BASE_DATAGRAM, MAX_DATAGRAM, PmtuSearch, routeCeiling } from "./udp-pmtu.js";
 import { DEFAULT_REKEY, LinkKeys, type RekeyOptions } from "./udp-rekey.js";
 import { ACK_BLOCK, ReliableReceiver, ReliableSender, type Segment } from "./udp-reliable.js";
@@ -408,7 +408,7 @@ export class UdpLink extends LinkCore implements Link {
   private transmit(out: Buffer): void {
     this.bytesOut += out.length;
     this.datagramsOut++;
-    this.liveness.sent(Date.now());
+    this.liveness.sent(batchNow());
     if (this.keys.exhausted) {
       this.close("the link's key is used up (2^48 datagrams): redial");
       return;
@@ -536,7 +536,7 @@ export class UdpLink extends LinkCore implements Link {
     const len = msg.length - SEAL_TAG;
     this.bytesIn += msg.length;
     this.datagramsIn++;
-    this.liveness.received(Date.now());
+    this.liveness.received(batchNow());
     const type = msg[0];
     let pos = SEAL_BODY_AT;
     if (type === PKT_MTU_PROBE || type === PKT_MTU_ACK) {
@@ -606,10 +606,10 @@ export class UdpLink extends LinkCore implements Link {
   private receiveFragment(msg: Buffer, at: number, body: Buffer): void {
     const r = this.reassembly;
     const id = msg.readUInt32BE(at);
-    const got = r.add(id, msg[at + 4]!, msg[at + 5]!, msg.readUInt16BE(at + 6), body, Date.now());
+    const got = r.add(id, msg[at + 4]!, msg[at + 5]!, msg.readUInt16BE(at + 6), body, batchNow());
     if (got === FRAG_MALFORMED) this.close("malformed datagram (bad fragment header)");
     else if (r.frame.length > 0) this.receiveTraffic(r.frame);
-    if (r.pending > 0 && !this.nackTimer && !this.closed) {
+    if (!this.nackTimer && !this.closed && r.pending > 0) {
       this.nackTimer = setTimeout(() => this.onNackTimer(), this.nackWait());
     }
   }

@@ -76,3 +76,22 @@ export class Liveness {
     return act;
   }
 }
+
+/**
+ * Date.now() read once per run of synchronous work (a receive batch, a tick's sends) rather than
+ * per datagram: liveness and fragment repair count in tens of milliseconds at the least, and the
+ * clock read was a runtime call for every datagram each way.
+ */
+let clockMs = 0;
+let clockRead = false;
+function clockStale(): void {
+  clockRead = false;
+}
+export function batchNow(): number {
+  if (!clockRead) {
+    clockMs = Date.now();
+    clockRead = true;
+    queueMicrotask(clockStale);
+  }
+  return clockMs;
+}
