@@ -25,6 +25,7 @@ import { Ipv6Adapter, type SuperPacketTun } from "../tun/ipv6.js";
 import { releaseFreedHeap } from "../tun/native.js";
 import type { TokenBucket } from "../util/token-bucket.js";
 import { HeapTrimPolicy } from "./heap-trim.js";
+import { tierUpDataPathEarly } from "./jit-tiering.js";
 import { NatDriver } from "./nat-driver.js";
 import { ReloadRefused, describePlan, planReload } from "./reload.js";
 import { type NodeCounters, adminViewFor, metricsSnapshotFor } from "./views.js";
@@ -245,6 +246,7 @@ export class Node implements PacketConn {
       await node.stop();
       throw err;
     }
+    tierUpDataPathEarly();
     return node;
   }
 
