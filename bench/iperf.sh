@@ -89,12 +89,10 @@ wait_listening() { # ns port what log [udp]
   done
 }
 
-# measure <impl>: prints Mbit/s on stdout, progress on stderr; exits non-zero when the pair never works.
-# Runs as its own process (`$0 __one <impl>`) so errexit and the EXIT trap cover every step.
-measure() {
-  local impl=$1 id a b
+# veth_pair: two fresh namespaces $a (10.77.0.1) and $b (10.77.0.2) joined by a veth, both up.
+veth_pair() {
+  local id tag=${PD_NETNS_TAG:-b}
   id=$(od -An -N2 -tx1 /dev/urandom | tr -d ' \n')
-  local tag=${PD_NETNS_TAG:-b}
   a="pd${tag}${id}a" b="pd${tag}${id}b"
   namespaces+=("$a" "$b")
   ip netns add "$a"
@@ -105,14 +103,17 @@ measure() {
   ip -n "$b" addr add 10.77.0.2/24 dev "pd${tag}${id}vb"
   ip -n "$a" link set "pd${tag}${id}va" up
   ip -n "$b" link set "pd${tag}${id}vb" up
+}
 
-  local dir="$work/$impl"
+# pair_up <impl> <scheme>: a veth_pair with a daemon in each namespace, b peered to a's listener;
+# returns once b reaches a's overlay address $addr_a (non-zero after 60 s). Configs and logs in $dir.
+pair_up() {
+  local impl=$1 scheme=$2
+  veth_pair
+  dir="$work/$impl"
   mkdir -p "$dir"
-  local scheme=tcp
-  [ "$impl" = planetd ] && scheme=$planetd_link
   config "$dir/a.conf" "[\"$scheme://10.77.0.1:12345\"]" '[]' "$dir/a.sock"
   config "$dir/b.conf" '[]' "[\"$scheme://10.77.0.1:12345\"]" "$dir/b.sock"
-  local addr_a
   addr_a=$(yggdrasil -useconffile "$dir/a.conf" -address)
   if [ "$impl" = planetd ]; then
     # Build once up front so the daemons do not race to compile dist/.
@@ -132,6 +133,14 @@ measure() {
     fi
     sleep 0.5
   done
+}
+
+# measure <impl>: prints Mbit/s on stdout, progress on stderr; exits non-zero when the pair never works.
+# Runs as its own process (`$0 __one <impl>`) so errexit and the EXIT trap cover every step.
+measure() {
+  local impl=$1 scheme=tcp
+  [ "$impl" = planetd ] && scheme=$planetd_link
+  pair_up "$impl" "$scheme"
 
   start_in "$a" "$dir/iperf-server.log" iperf3 -s -1 -B "$addr_a"
   wait_listening "$a" 5201 "iperf3 server" "$dir/iperf-server.log"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The benchmark matrix (issue 11): every overlay here on the same chain of network namespaces, in
 # interleaved rounds, medians, one markdown table with ratios to Yggdrasil 0.4.7 at the same MTU.
-# Per system and round: iperf3 one stream and four streams, idle ping RTT (5 pings/s), RTT under the
+# Per system and round: iperf3 one stream and four streams, idle ping RTT (5 pings/s, after
+# IDLE_WARMUP pings at that rate that are not counted: planetd's JIT tiers its data path up within
+# them, src/daemon/jit-tiering.ts; bench/rtt.sh shows both phases), RTT under the
 # one-stream load, the daemons' CPU-s per GB (utime+stime from /proc/PID/stat, summed over every
 # daemon on the path, during the one-stream run), RSS idle and LOAD_SETTLE s after the load (largest daemon).
 # Needs root on Debian; installs iperf3, yggdrasil, wireguard-go, wireguard-tools and tinc with apt-get.
@@ -13,6 +15,7 @@
 #   OUT=/tmp/matrix.md                            (where the table goes; default bench/matrix-<date>.md)
 #   IDLE_SETTLE=5 LOAD_SETTLE=5 IDLE_PINGS=20     (s before the idle figures, s after the load before
 #                                                  "RSS after load", pings for the idle RTT)
+#   IDLE_WARMUP=50                                (uncounted pings at 5/s before the idle RTT; 0: none)
 # Systems: node (a bare `node` process, RSS only), raw (the veths alone), planetd-tcp, planetd-tls,
 # planetd-udp and ygg at IfMTU 65535 and 1420, wg (wireguard-go) and tinc (1.0) at 1420.
 set -euo pipefail
@@ -26,6 +29,7 @@ nodes=${NODES:-2}
 only=${ONLY:-}
 out=${OUT:-bench/matrix-$(date -u +%Y%m%d-%H%M).md}
 idle_pings=${IDLE_PINGS:-20}
+idle_warmup=${IDLE_WARMUP:-50}
 case "$nodes" in 2 | 3) ;; *)
   echo "bench/matrix.sh: NODES must be 2 or 3" >&2
   exit 2
@@ -242,6 +246,9 @@ measure_system() {
   sleep "${IDLE_SETTLE:-5}"
   local line="system=$system"
   [ ${#daemons[@]} -gt 0 ] && line+=" rss_idle=$(rss_mib)"
+  if [ "$idle_warmup" -gt 0 ]; then
+    ip netns exec "$last" ping -c "$idle_warmup" -i 0.2 "$target" >/dev/null 2>&1 || true
+  fi
   ip netns exec "$last" ping -c "$idle_pings" -i 0.2 "$target" >"$work/ping-idle.log" 2>&1 || true
   line+=" rtt_idle=$(ping_median "$work/ping-idle.log")"
 
@@ -285,6 +292,6 @@ for r in $(seq 1 "$rounds"); do
     fi
   done
 done
-header="bench/matrix.sh $(date -u +%Y-%m-%d) ROUNDS=$rounds SECS=$secs NODES=$nodes${only:+ ONLY=$only}, $(nproc) CPUs, $(uname -r)"
+header="bench/matrix.sh $(date -u +%Y-%m-%d) ROUNDS=$rounds SECS=$secs NODES=$nodes IDLE_WARMUP=$idle_warmup${only:+ ONLY=$only}, $(nproc) CPUs, $(uname -r)"
 node bench/matrix-table.mjs "$header" <"$raw" | tee "$out"
 echo "table written to $out" >&2
