@@ -104,6 +104,8 @@ interface Addon {
   notify(socketPath: string, message: string): number;
   /** setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name); 0 or an errno. */
   tcpCongestion(fd: number, name: string): number;
+  /** send(2) without blocking: bytes sent (possibly fewer) or -errno. */
+  sendNow(fd: number, bytes: Uint8Array): number;
   /** glibc's malloc_trim(0): true when pages went back to the system (always false elsewhere). */
   mallocTrim(): boolean;
 }
@@ -162,6 +164,19 @@ export function requestTcpCongestion(fd: number, name: string): boolean {
     return loadAddon().tcpCongestion(fd, name) === 0;
   } catch {
     return false;
+  }
+}
+
+/**
+ * A connected socket's send(2), without blocking and without SIGPIPE: it returns the bytes sent
+ * (possibly fewer than given) or -errno (-11, EAGAIN: the socket buffer is full). Undefined without
+ * the addon: the caller then writes through Node alone.
+ */
+export function socketSender(): ((fd: number, bytes: Uint8Array) => number) | undefined {
+  try {
+    return loadAddon().sendNow;
+  } catch {
+    return undefined;
   }
 }
 

@@ -22,7 +22,7 @@
  * offloadError(handle) 0 with offloads on, -1 if not asked for, else the errno that refused them.
  * name(handle)         the interface name the kernel assigned.
  * close(handle)        stop reading and close the fd (idempotent); lets the event loop exit.
- * notify, tcpCongestion: see notify.c and sockopt.c (they share this addon, not its TUN state).
+ * notify, tcpCongestion, sendNow: see notify.c and sockopt.c (they share this addon, not its TUN state).
  *
  * Reads never block: the fd is O_NONBLOCK and watched with a level-triggered uv_poll_t.
  */
@@ -430,6 +430,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
       {"notify", NULL, planetd_notify, NULL, NULL, NULL, napi_default, NULL},
       {"tcpCongestion", NULL, planetd_tcp_congestion, NULL, NULL, NULL, napi_default, NULL},
+      {"sendNow", NULL, planetd_send_now, NULL, NULL, NULL, napi_default, NULL},
       {"mallocTrim", NULL, planetd_malloc_trim, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
