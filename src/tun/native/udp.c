@@ -279,6 +279,8 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   t->rslots = rbuf_len[0] / RECV_SLOT;
   t->rmeta_entries = rmeta_len[0] / RM_STRIDE;
   t->olast = -1;
+  const char *recv_mode = getenv("PLANETD_UDP_RECV");
+  t->recv_inline = recv_mode != NULL && strcmp(recv_mode, "inline") == 0;
   for (int i = 0; i < 2; i++) {
     t->sb[i].buf = (uint8_t *)sbuf[i];
     t->sb[i].len = sbuf_len[i];

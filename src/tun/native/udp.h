@@ -132,6 +132,7 @@ typedef struct {
   int recv_running;  /* under lock: its worker has not finished */
   int rwork_pending; /* its request awaits the completion callback */
   int want_write;    /* a send job waits for POLLOUT */
+  int recv_inline;   /* PLANETD_UDP_RECV=inline at open: read and open on the loop thread */
   int recv_err_after; /* an error POLLERR read, reported after the batch of the job it queued */
   uv_work_t rwork;
   recv_result_t rresult;

@@ -8,6 +8,9 @@
  * batch n+1 overlap JS's work on batch n. The fd is not polled for reading while a job is out;
  * a job that finds the socket empty polls again. JS keeps the replay window (a datagram opened
  * here is still refused if its counter is stale) and opens what no key here covers.
+ * PLANETD_UDP_RECV=inline (read at open) reads and opens on the loop thread instead, a few batches
+ * per wakeup: no worker wakeup and completion per batch, no overlap either (bench/cpu-split.sh
+ * weighs the two on a given machine).
  * The worker touches only its buffer, the key slots in use, the fd, t->rmsgs.. and t->rresult;
  * keys JS drops are freed only while no job is out.
  */
@@ -176,14 +179,20 @@ void udp_recv_start(sock_t *t, int err) {
     return;
   }
   if (t->closed || t->fd < 0) return;
-  if (queue_recv(t, err)) {
+  if (!t->recv_inline && queue_recv(t, err)) {
     udp_update_poll(t);
     return;
   }
-  /* No threadpool: this thread reads and opens, and the poll brings the next batch. */
-  t->recv_out = 1;
-  read_batch(t);
-  recv_complete(t, 0, 0);
+  /* Inline, or no threadpool: this thread reads and opens a few batches, the poll brings the rest. */
+  for (int round = 0; round < 4 && !t->closed; round++) {
+    memset(&t->rresult, 0, sizeof t->rresult);
+    t->recv_err_after = round == 0 ? err : 0;
+    t->recv_out = 1;
+    read_batch(t);
+    int more = t->rresult.got_all && t->rresult.err == 0;
+    recv_complete(t, 0, 0);
+    if (!more) break;
+  }
 }
 
 static void recv_done(uv_work_t *w, int status) {
@@ -217,7 +226,7 @@ static void recv_complete(sock_t *t, int status, int chain) {
   st[S_RECV_TRUNC] += r.trunc;
   st[S_OPENED] += r.opened;
   st[S_OPEN_FAILED] += r.open_failed;
-  st[S_RECV_JOBS]++;
+  if (chain) st[S_RECV_JOBS]++; /* a threadpool job, not the loop thread's read */
   /* Something came: more is likely on its way, so the next read goes out now (an empty one polls). */
   if (chain && r.entries > 0 && r.err == 0) {
     t->rfill = filled ^ 1;
