@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { afterAll, describe, expect, it } from "vitest";
-import { createLogger, humanMessage, syslogDatagram } from "../src/cli/logger.js";
+import { createLogger, humanMessage, isoTimestamp, syslogDatagram } from "../src/cli/logger.js";
 import { runCli } from "../src/cli/planetd.js";
 
 const dir = mkdtempSync(join(tmpdir(), "pd-log-"));
@@ -23,6 +23,20 @@ function capture(tty: boolean): { out: PassThrough & { isTTY?: boolean }; text: 
 
 const ADDRESS = "200:1234:5678:9abc:def0:1234:5678:9abc";
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+
+describe("isoTimestamp", () => {
+  it("prints what Date#toISOString prints, without asking for the local time zone", () => {
+    // Edges (epoch, leap day, end of 9999, one-digit fields and milliseconds) and a spread of
+    // pseudo-random times between 1970 and 9999.
+    const times = [0, 1, 9, 10, 99, 100, 951_782_400_000, 253_402_300_799_999, Date.now()];
+    let x = 0x9e3779b9;
+    for (let i = 0; i < 2000; i++) {
+      x = (Math.imul(x, 1_664_525) + 1_013_904_223) >>> 0;
+      times.push(Math.floor((x / 2 ** 32) * 253_402_300_799_999));
+    }
+    for (const t of times) expect(isoTimestamp(t)).toBe(new Date(t).toISOString());
+  });
+});
 
 describe("JSON lines", () => {
   it("carry string levels and ISO times, on stdout and in a file", () => {
