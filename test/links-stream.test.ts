@@ -112,6 +112,19 @@ async function client(port: number): Promise<Client> {
   };
 }
 
+/** A raw client that has sent its metadata, and the server's link to it. */
+async function linkedClient(): Promise<{ c: Client; link: Link }> {
+  const s = await server();
+  const c = await client(s.port);
+  c.socket.write(encodeMetadata(Identity.generate().publicKey));
+  await c.bytes(38);
+  await new Promise<void>((r) => {
+    const check = () => (s.links.length > 0 ? r() : setTimeout(check, 5));
+    check();
+  });
+  return { c, link: s.links[0]! };
+}
+
 const frame = (...bytes: number[]): Buffer => {
   const out = Buffer.alloc(2 + bytes.length);
   out.writeUInt16BE(bytes.length, 0);
@@ -224,19 +237,27 @@ describe("stream link on the wire", () => {
   });
 
   it("drops frames over 65535 bytes on send and frames each send with its length", async () => {
-    const s = await server();
-    const c = await client(s.port);
-    c.socket.write(encodeMetadata(Identity.generate().publicKey));
-    await c.bytes(38);
-    await new Promise<void>((r) => {
-      const check = () => (s.links.length > 0 ? r() : setTimeout(check, 5));
-      check();
-    });
-    const link = s.links[0]!;
+    const { c, link } = await linkedClient();
     link.send(Buffer.alloc(65536, 1));
     link.send(Buffer.from([6, 6, 6]));
     expect((await c.bytes(43)).subarray(38, 43).toString("hex")).toBe("0003060606");
     expect(link.bytesOut).toBe(43);
+  });
+
+  it("sendJoined frames head ‖ tail as one frame, in order with send, copied before it returns", async () => {
+    const { c, link } = await linkedClient();
+    const head = Buffer.from([9, 1, 2]);
+    const tail = Buffer.from([3, 4]);
+    link.send(Buffer.from([6]));
+    link.sendJoined!(head, tail);
+    // The router reuses both at once.
+    head.fill(0);
+    tail.fill(0);
+    link.sendJoined!(Buffer.alloc(65535, 1), Buffer.from([1]));
+    link.send(Buffer.from([7, 7]));
+    const got = await c.bytes(38 + 3 + 7 + 4);
+    expect(got.subarray(38).toString("hex")).toBe("000106" + "00050901020304" + "00020707");
+    expect(link.bytesOut).toBe(38 + 14);
   });
 });
 

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { Identity } from "../src/crypto/identity.js";
 import { Router, type RouterOutput } from "../src/routing/router.js";
 import { TrafficKind } from "../src/routing/types.js";
-import { encodeDhtTraffic, encodePathTraffic } from "../src/routing/wire.js";
+import { encodeDhtTraffic, encodePathTraffic, encodeResponse } from "../src/routing/wire.js";
 
 const NOW = 1_700_000_000_000;
 
@@ -76,5 +76,45 @@ describe("forwarded traffic counters", () => {
     stats = r.stats();
     expect(stats.delivered).toBe(1);
     expect(stats.forwarded_frames).toBe(2);
+  });
+});
+
+describe("the data path without a frame copy", () => {
+  it("a local send by a known path goes out as a head and the payload itself; a frame ending here is delivered as a view", () => {
+    const [us, right, far] = [Identity.generate(), Identity.generate(), Identity.generate()];
+    const joined: Array<{ port: number; head: Buffer; tail: Buffer }> = [];
+    const delivered: Buffer[] = [];
+    const out: RouterOutput = {
+      send: () => {},
+      sendJoined: (port, head, tail) => joined.push({ port, head: Buffer.from(head), tail }),
+      deliver: (_source, payload) => delivered.push(payload),
+      deliverOutOfBand: () => {},
+      closePeer: () => {},
+    };
+    const r = new Router(us, out, NOW, () => 0.5);
+    const toRight = r.addPeer(right.publicKey, 0, NOW);
+    const payload = Buffer.alloc(1000, 3);
+    // The first send asks for a path; the response (through right) installs [toRight, 0].
+    r.sendTraffic(far.publicKey, TrafficKind.Standard, payload, NOW);
+    expect(joined).toEqual([]);
+    r.handleFrame(toRight, encodeResponse({ from: far.publicKey, path: [0], rpath: [] }), NOW);
+    r.sendTraffic(far.publicKey, TrafficKind.Standard, payload, NOW);
+    expect(joined).toHaveLength(1);
+    const { port, head, tail } = joined[0]!;
+    expect(port).toBe(toRight);
+    expect(tail).toBe(payload);
+    const traffic = { source: us.publicKey, dest: far.publicKey, kind: TrafficKind.Standard, payload };
+    expect(Buffer.concat([head, tail]).equals(encodePathTraffic({ path: [0], traffic }))).toBe(true);
+    expect(r.stats().out_path_traffic).toBe(1);
+
+    const toUs = encodePathTraffic({
+      path: [0],
+      traffic: { source: far.publicKey, dest: us.publicKey, kind: TrafficKind.Standard, payload },
+    });
+    r.handleFrame(toRight, toUs, NOW);
+    expect(delivered).toHaveLength(1);
+    expect(delivered[0]!.equals(payload)).toBe(true);
+    expect(delivered[0]!.buffer).toBe(toUs.buffer);
+    expect(delivered[0]!.byteOffset).toBe(toUs.byteOffset + toUs.length - payload.length);
   });
 });

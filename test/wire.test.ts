@@ -681,6 +681,38 @@ describe("path traffic helpers", () => {
     expect(w.decodePathTraffic(rest.subarray(1)).path).toEqual([16384, 0]);
   });
 
+  test("a head written for sendJoined, followed by the payload, is the encoded frame", () => {
+    const out = Buffer.alloc(256, 0xee);
+    for (const [path, from] of [
+      [[1, 2, 0], 1],
+      [[300, 16384, 0], 0],
+      [[5, 7], 1],
+      [[9], 1],
+      [[4, 0], 1],
+    ] as Array<[number[], number]>) {
+      const n = w.writePathTrafficHead(out, path, from, traffic);
+      const joined = Buffer.concat([out.subarray(0, n), traffic.payload]);
+      expect(joined.equals(w.encodePathTraffic({ path: path.slice(from), traffic }))).toBe(true);
+    }
+    const short = Buffer.alloc(1 + 3 + 64);
+    expect(w.writePathTrafficHead(short, [300, 16384, 0], 0, traffic)).toBe(0);
+    expect(w.writePathTrafficHead(short, [1, 0], 1, traffic)).toBe(short.length - 1);
+  });
+
+  test("the first port and the inner type-9 body are read without a copy", () => {
+    const f = w.encodePathTraffic({ path: [300, 2, 0], traffic });
+    const body = f.subarray(1);
+    expect(w.pathTrafficFirstPort(body)).toEqual([300, 2]);
+    const inner = w.pathTrafficInner(body);
+    expect(inner.buffer).toBe(f.buffer);
+    expect(inner.byteOffset).toBe(f.byteOffset + 1 + 4);
+    expect(w.reframe(9, inner, 0).equals(w.encodeDhtTraffic(traffic))).toBe(true);
+    const last = w.encodePathTraffic({ path: [0], traffic }).subarray(1);
+    expect(w.pathTrafficFirstPort(last)).toEqual([0, 1]);
+    expect(() => w.pathTrafficFirstPort(hex("0500"))).toThrow(ProtocolError);
+    expect(() => w.pathTrafficFirstPort(last.subarray(0, 60))).toThrow(ProtocolError);
+  });
+
   test("fallback to DHT skips the whole path", () => {
     const f = w.encodePathTraffic({ path: [7, 300, 0], traffic });
     expect(w.pathTrafficToDht(f.subarray(1)).equals(w.encodeDhtTraffic(traffic))).toBe(true);

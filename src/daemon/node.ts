@@ -297,24 +297,31 @@ export class Node implements PacketConn {
 
   // ---- wiring ----
 
+  /** The link a frame of this type to port goes to, counted; undefined when it is dropped, counted too. */
+  private linkToSend(port: number, type: number): Link | undefined {
+    const slot = this.peers.get(port);
+    const isTraffic = type === FrameType.DhtTraffic || type === FrameType.PathTraffic;
+    if (!slot) {
+      if (isTraffic) this.counters.trafficDroppedNoLink++;
+      return undefined;
+    }
+    // Traffic may be dropped under pressure; protocol frames never are (spec 5.8).
+    if (isTraffic && slot.link.congested) {
+      this.counters.trafficDroppedCongested++;
+      return undefined;
+    }
+    slot.framesOut++;
+    if (isTraffic) slot.traffic++;
+    return slot.link;
+  }
+
   private routerOutput(): RouterOutput {
     return {
-      send: (port, frame) => {
-        const slot = this.peers.get(port);
-        const type = frame[0];
-        const isTraffic = type === FrameType.DhtTraffic || type === FrameType.PathTraffic;
-        if (!slot) {
-          if (isTraffic) this.counters.trafficDroppedNoLink++;
-          return;
-        }
-        // Traffic may be dropped under pressure; protocol frames never are (spec 5.8).
-        if (isTraffic && slot.link.congested) {
-          this.counters.trafficDroppedCongested++;
-          return;
-        }
-        slot.framesOut++;
-        if (isTraffic) slot.traffic++;
-        slot.link.send(frame);
+      send: (port, frame) => this.linkToSend(port, frame[0]!)?.send(frame),
+      sendJoined: (port, head, tail) => {
+        const link = this.linkToSend(port, head[0]!);
+        if (link?.sendJoined) link.sendJoined(head, tail);
+        else link?.send(Buffer.concat([head, tail]));
       },
       deliver: (source, payload) => this.sessions.handle(source, payload, this.eventNow, this.eventVia),
       deliverOutOfBand: (source, dest, payload) => {

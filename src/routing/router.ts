@@ -20,14 +20,21 @@ import {
   decodeTree,
   encodeDhtTraffic,
   encodePathTraffic,
-  pathTrafficPopFirst,
-  pathTrafficToDht,
+  pathTrafficFirstPort,
+  pathTrafficInner,
+  reframe,
   verifySetup,
+  writePathTrafficHead,
 } from "./wire.js";
 
 export interface RouterOutput {
   /** frame = type ‖ body; may be a view valid only during the call (the link copies). */
   send(port: number, frame: Buffer): void;
+  /**
+   * The frame head ‖ tail, both valid only during the call: an output whose link copies both into
+   * its send buffer saves building the frame (a copy of the payload and an allocation per packet).
+   */
+  sendJoined?(port: number, head: Buffer, tail: Buffer): void;
   /** Kind-1 traffic addressed to us; payload is a view valid only during the call. */
   deliver(source: Buffer, payload: Buffer): void;
   /** Kind-2 traffic stopping here (dest may be a partial key); views valid only during the call. */
@@ -36,7 +43,10 @@ export interface RouterOutput {
   closePeer(port: number, reason: string): void;
 }
 
-const TRAFFIC_HEADER = 1 + 32 + 32 + 1; // type ‖ source ‖ dest ‖ kind
+const TRAFFIC_FIXED = 32 + 32 + 1; // source ‖ dest ‖ kind
+const TRAFFIC_HEADER = 1 + TRAFFIC_FIXED; // and the type byte
+/** Where sendTraffic writes a type-10 head for sendJoined, shared: the output copies it before returning. */
+const trafficHead = Buffer.allocUnsafe(1024);
 const FRAME_TYPES = 11;
 /** 1 for the frame types that cost a signature check or a signature: they spend the link's control budget. */
 const COSTLY = new Uint8Array(256);
@@ -220,18 +230,20 @@ export class Router implements RouterCore {
       }
       case FrameType.DhtTraffic:
         if (frame.length < TRAFFIC_HEADER) throw new ProtocolError("truncated traffic");
-        if (this.routeDhtTraffic(frame, false)) this.forwarded(frame.length);
+        if (this.routeDhtTraffic(body, frame, false)) this.forwarded(frame.length);
         return;
       case FrameType.PathTraffic: {
-        const { port, rest } = pathTrafficPopFirst(body);
+        const [port, afterPort] = pathTrafficFirstPort(body);
         const next = port === 0 ? undefined : this.peers.get(port);
         if (next !== undefined && !next.closed) {
+          const rest = reframe(FrameType.PathTraffic, body, afterPort);
           this.sendFrame(next, rest);
           this.forwarded(rest.length);
           return;
         }
-        const dht = port === 0 ? rest : pathTrafficToDht(body);
-        if (this.routeDhtTraffic(dht, true)) this.forwarded(dht.length);
+        // Ends here, or its next hop is gone: a view of the type-9 body, copied only if it goes on.
+        const inner = port === 0 ? body.subarray(afterPort) : pathTrafficInner(body);
+        if (this.routeDhtTraffic(inner, undefined, true)) this.forwarded(1 + inner.length);
         return;
       }
       default:
@@ -246,32 +258,32 @@ export class Router implements RouterCore {
   }
 
   /**
-   * Greedy keyspace forwarding of a type-9 frame (spec 5.5). viaPath: it came by source route (or
+   * Greedy keyspace forwarding of type-9 traffic (spec 5.5): its body, and the frame when there is one. viaPath: it came by source route (or
    * locally), which selects the slow notify throttle when it ends here. True when it went to a peer.
    */
-  private routeDhtTraffic(frame: Buffer, viaPath: boolean): boolean {
-    const dest = frame.subarray(33, 65);
+  private routeDhtTraffic(traffic: Buffer, frame: Buffer | undefined, viaPath: boolean): boolean {
+    const dest = traffic.subarray(32, 64);
     const next = this.dht.lookupTraffic(dest);
     if (next !== null) {
-      this.sendFrame(next, frame);
+      this.sendFrame(next, frame ?? reframe(FrameType.DhtTraffic, traffic, 0));
       return true;
     }
-    const source = frame.subarray(1, 33);
+    const source = traffic.subarray(0, 32);
     const toUs = dest.equals(this.ownKey);
     if (toUs) this.pf.doNotify(source, viaPath);
-    const kind = frame[65];
+    const kind = traffic[64];
     // A fault in the layers above is no fault of the peer that relayed the packet: never close its link.
     if (kind === TrafficKind.Standard && toUs) {
       this.delivered++;
       try {
-        this.out.deliver(source, frame.subarray(TRAFFIC_HEADER));
+        this.out.deliver(source, traffic.subarray(TRAFFIC_FIXED));
       } catch {
         this.drop("deliver_error");
       }
     } else if (kind === TrafficKind.OutOfBand) {
       this.delivered++;
       try {
-        this.out.deliverOutOfBand(source, dest, frame.subarray(TRAFFIC_HEADER));
+        this.out.deliverOutOfBand(source, dest, traffic.subarray(TRAFFIC_FIXED));
       } catch {
         this.drop("deliver_error");
       }
@@ -307,12 +319,15 @@ export class Router implements RouterCore {
       const first = path[0];
       const peer = first === 0 ? undefined : this.peers.get(first);
       if (peer !== undefined && !peer.closed) {
-        this.sendFrame(peer, encodePathTraffic({ path: path.slice(1), traffic }));
+        const headBytes = this.out.sendJoined ? writePathTrafficHead(trafficHead, path, 1, traffic) : 0;
+        if (headBytes > 0) this.sendJoinedFrame(peer, trafficHead.subarray(0, headBytes), payload);
+        else this.sendFrame(peer, encodePathTraffic({ path: path.slice(1), traffic }));
         this.dht.flushDeferred();
         return;
       }
     }
-    this.routeDhtTraffic(encodeDhtTraffic(traffic), true);
+    const frame = encodeDhtTraffic(traffic);
+    this.routeDhtTraffic(frame.subarray(1), frame, true);
     this.dht.flushDeferred();
   }
 
@@ -343,6 +358,15 @@ export class Router implements RouterCore {
     const type = frame[0];
     if (type < FRAME_TYPES) this.framesOut[type]++;
     this.out.send(peer.port, frame);
+  }
+
+  private sendJoinedFrame(peer: Peer, head: Buffer, tail: Buffer): void {
+    if (this.peers.get(peer.port) !== peer || peer.closed) {
+      this.drop("send_to_gone_peer");
+      return;
+    }
+    this.framesOut[head[0]!]!++;
+    this.out.sendJoined!(peer.port, head, tail);
   }
 
   drop(reason: string): void {

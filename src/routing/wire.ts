@@ -485,7 +485,8 @@ export function decodeResponse(body: Buffer): PathResponse {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Traffic (type 9, 5.2.11; type 10, 5.2.12): the data path. Views, one allocation per frame.
+// Traffic (type 9, 5.2.11; type 10, 5.2.12): the data path. Views; a frame that is built or
+// forwarded takes one allocation, a head written for a link to join to the payload none.
 
 function writeTraffic(out: Buffer, o: number, t: Traffic): void {
   o = putFixed(out, o, t.source, KEY, "traffic source");
@@ -529,18 +530,42 @@ export function decodePathTraffic(body: Buffer): PathTraffic {
 }
 
 /**
+ * The head of a type-10 frame, all of it but the payload (type, path from path[from] on, terminated,
+ * source, dest, kind), written into out: a link joins it to the payload as it copies both into its
+ * send buffer, so the data path builds no frame. Returns its length, or 0 when out is too short.
+ */
+export function writePathTrafficHead(out: Buffer, path: readonly number[], from: number, t: Traffic): number {
+  let size = 1 + TRAFFIC_FIXED;
+  for (let i = from; i < path.length; i++) size += uvarintSize(path[i]!);
+  if (path.length <= from || path[path.length - 1] !== 0) size++;
+  if (size > out.length) return 0;
+  out[0] = FrameType.PathTraffic;
+  let o = 1;
+  for (let i = from; i < path.length; i++) o = writeUvarint(out, o, path[i]!);
+  if (path.length <= from || path[path.length - 1] !== 0) out[o++] = 0;
+  o = putFixed(out, o, t.source, KEY, "traffic source");
+  o = putFixed(out, o, t.dest, KEY, "traffic dest");
+  out[o] = t.kind;
+  return size;
+}
+
+/**
+ * The first port of a type-10 body and the offset just past it. As Go's next hop, which decodes the
+ * whole path, it throws unless source, dest and kind follow the path.
+ */
+export function pathTrafficFirstPort(body: Buffer): [port: number, next: number] {
+  const [port, next] = readUvarint(body, 0);
+  need(body, port === 0 ? next : pathEnd(body, next), TRAFFIC_FIXED, "path traffic");
+  return [port, next];
+}
+
+/**
  * Pop the first port of a type-10 body. For port ≠ 0, rest is a new type-10 frame with the remaining
  * path (one copy); for port 0 (the path ends here) rest is already the type-9 frame for DHT fallback.
  */
 export function pathTrafficPopFirst(body: Buffer): { port: number; rest: Buffer } {
-  const [port, next] = readUvarint(body, 0);
-  if (port === 0) {
-    need(body, next, TRAFFIC_FIXED, "path traffic");
-    return { port, rest: retype(FrameType.DhtTraffic, body, next) };
-  }
-  // Go's next hop decodes the whole path and closes the link unless source, dest and kind follow it.
-  need(body, pathEnd(body, next), TRAFFIC_FIXED, "path traffic");
-  return { port, rest: retype(FrameType.PathTraffic, body, next) };
+  const [port, next] = pathTrafficFirstPort(body);
+  return { port, rest: reframe(port === 0 ? FrameType.DhtTraffic : FrameType.PathTraffic, body, next) };
 }
 
 /** The offset just past the 0 that terminates the path starting at offset o. */
@@ -552,14 +577,20 @@ function pathEnd(body: Buffer, o: number): number {
   }
 }
 
-/** The type-9 frame inside a type-10 body (skips the whole terminated path; one copy). */
-export function pathTrafficToDht(body: Buffer): Buffer {
+/** The type-9 body (source ‖ dest ‖ kind ‖ payload) inside a type-10 body: a view past the whole path. */
+export function pathTrafficInner(body: Buffer): Buffer {
   const o = pathEnd(body, 0);
   need(body, o, TRAFFIC_FIXED, "path traffic");
-  return retype(FrameType.DhtTraffic, body, o);
+  return body.subarray(o);
 }
 
-function retype(type: number, body: Buffer, from: number): Buffer {
+/** The type-9 frame inside a type-10 body (skips the whole terminated path; one copy). */
+export function pathTrafficToDht(body: Buffer): Buffer {
+  return reframe(FrameType.DhtTraffic, pathTrafficInner(body), 0);
+}
+
+/** A new frame: type ‖ body from offset from on (one copy), e.g. to forward what arrived as a view. */
+export function reframe(type: number, body: Buffer, from: number): Buffer {
   const out = Buffer.allocUnsafe(1 + body.length - from);
   out[0] = type;
   body.copy(out, 1, from);

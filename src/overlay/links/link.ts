@@ -29,6 +29,11 @@ export interface LinkEvents {
 export interface Link extends LinkInfo {
   /** Queue one frame (type byte ‖ body). Frames over 65535 bytes are dropped silently (spec 4.4). */
   send(frame: Uint8Array): void;
+  /**
+   * Queue the frame head ‖ tail, copied before the call returns: the data path sends a traffic
+   * frame's head and its payload without building the frame. Where absent, the caller joins them.
+   */
+  sendJoined?(head: Uint8Array, tail: Uint8Array): void;
   /** True when the socket buffer is full; the caller should drop or queue traffic frames. */
   readonly congested: boolean;
   close(reason: string): void;

@@ -1,7 +1,7 @@
 // The stream link: metadata handshake (spec 4.3), u16-BE framing (4.4), keepalive and idle timeout
 // (4.5) and priority negotiation (4.6) over any byte stream — TCP, TLS and unix sockets alike.
 import type { Socket } from "node:net";
-import { socketSender } from "../../tun/native.js";
+import { type SocketReader, openSocketReader, socketSender } from "../../tun/native.js";
 import { LinkCore } from "./link-core.js";
 import type { Link, LinkEvents } from "./link.js";
 
@@ -73,6 +73,13 @@ const pool: Slab[] = [];
 export function sendSlabsAllocated(): number {
   return Slab.allocated;
 }
+
+/**
+ * Where the addon reads every plain stream link's socket: one buffer for all, since each read is
+ * parsed to the last byte before the callback returns (a frame split across reads is copied to rx).
+ */
+let sharedReadBuffer: Buffer | undefined;
+const READ_BUFFER_BYTES = 128 * 1024;
 
 let directFlushes = 0;
 /** Flushes the kernel took whole from the addon's send(2), by all stream links since start. */
@@ -178,6 +185,11 @@ export class StreamLink extends LinkCore implements Link {
    */
   private readonly sendNow: ((fd: number, bytes: Uint8Array) => number) | undefined;
   private readonly fd: number;
+  /**
+   * Plain sockets: the addon reads, into the shared read buffer, instead of Node's Readable stream
+   * and its fresh buffer per read (issue 11: at idle ~44% of a link-to-TUN hop's CPU samples).
+   */
+  private readonly reader: SocketReader | undefined;
   private keepaliveTimer: NodeJS.Timeout;
   private idleTimer: NodeJS.Timeout;
 
@@ -206,10 +218,13 @@ export class StreamLink extends LinkCore implements Link {
     const plain = typeof fd === "number" && fd >= 0 && !(socket as { encrypted?: boolean }).encrypted;
     this.fd = plain ? fd : -1;
     this.sendNow = plain ? socketSender() : undefined;
-    socket.on("data", (chunk: Buffer) => {
-      this.bytesIn += chunk.length;
-      this.receive(chunk);
-    });
+    this.reader = plain ? this.takeOverReading(socket, fd) : undefined;
+    if (this.reader === undefined) {
+      socket.on("data", (chunk: Buffer) => {
+        this.bytesIn += chunk.length;
+        this.receive(chunk);
+      });
+    }
     socket.on("error", (e: Error) => this.close(e.message));
     socket.on("close", () => this.close("connection closed by peer"));
     socket.on("end", () => this.close("connection closed by peer"));
@@ -230,16 +245,63 @@ export class StreamLink extends LinkCore implements Link {
     const pending = this.pendingInput;
     this.pendingInput = undefined;
     if (pending) this.receive(pending);
-    if (!this.closed) this.socket.resume();
+    if (this.closed) return;
+    if (this.reader) this.reader.start();
+    else this.socket.resume();
+  }
+
+  /**
+   * Stops Node's reading of the socket for good (handshake() paused it, but a paused socket still
+   * reads up to its high-water mark, and a pending read(0) would start it again) and opens the
+   * addon's reader, started by setHandler. What Node had already read joins the pending input.
+   */
+  private takeOverReading(socket: Socket, fd: number): SocketReader | undefined {
+    const handle = (socket as unknown as { _handle?: { readStop?: () => number; reading?: boolean } })
+      ._handle;
+    if (typeof handle?.readStop !== "function") return undefined;
+    if (sharedReadBuffer === undefined) sharedReadBuffer = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES);
+    const reader = openSocketReader(fd, sharedReadBuffer, (n, errno) => this.onRead(n, errno));
+    if (reader === undefined) return undefined;
+    (socket as unknown as { _read: () => void })._read = () => {};
+    handle.reading = false;
+    handle.readStop();
+    const buffered = socket.readableLength > 0 ? (socket.read() as Buffer | null) : null;
+    if (buffered !== null) {
+      this.bytesIn += buffered.length;
+      this.pendingInput = this.pendingInput ? Buffer.concat([this.pendingInput, buffered]) : buffered;
+    }
+    return reader;
+  }
+
+  private onRead(n: number, errno: number): void {
+    if (n > 0) {
+      this.bytesIn += n;
+      this.receive(sharedReadBuffer!.subarray(0, n));
+      return;
+    }
+    this.close(errno === 0 ? "connection closed by peer" : `reading failed (errno ${errno})`);
   }
 
   send(frame: Uint8Array): void {
-    if (this.closed || frame.length > MAX_FRAME || frame.length === 0) return;
+    const at = this.reserve(frame.length);
+    if (at >= 0) this.slab.buf.set(frame, at);
+  }
+
+  sendJoined(head: Uint8Array, tail: Uint8Array): void {
+    const at = this.reserve(head.length + tail.length);
+    if (at < 0) return;
+    this.slab.buf.set(head, at);
+    this.slab.buf.set(tail, at + head.length);
+  }
+
+  /** Room in the slab for a frame of this length after its u16 prefix: the offset to write it at, or -1 to drop it. */
+  private reserve(length: number): number {
+    if (this.closed || length > MAX_FRAME || length === 0) return -1;
     if (this.socket.writableLength > STALLED_PEER_BYTES) {
       this.close(`peer stopped reading (${this.socket.writableLength} bytes queued)`);
-      return;
+      return -1;
     }
-    const need = frame.length + 2;
+    const need = length + 2;
     if (SLAB_BYTES - this.slabEnd < need) {
       this.flush();
       this.slab.retire();
@@ -247,14 +309,14 @@ export class StreamLink extends LinkCore implements Link {
       this.slabStart = 0;
       this.slabEnd = 0;
     }
-    const buf = this.slab.buf;
-    buf.writeUInt16BE(frame.length, this.slabEnd);
-    buf.set(frame, this.slabEnd + 2);
+    const at = this.slabEnd + 2;
+    this.slab.buf.writeUInt16BE(length, this.slabEnd);
     this.slabEnd += need;
     if (!this.flushQueued) {
       this.flushQueued = true;
       process.nextTick(() => this.flush());
     }
+    return at;
   }
 
   private flush(): void {
@@ -356,6 +418,7 @@ export class StreamLink extends LinkCore implements Link {
     if (!this.markClosed(reason)) return;
     clearTimeout(this.keepaliveTimer);
     clearTimeout(this.idleTimer);
+    this.reader?.close();
     this.socket.destroy();
     this.slab.retire();
     this.announceClosed(reason);
