@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "planetd_tun",
-      "sources": ["src/tun/native/tun.c", "src/tun/native/notify.c", "src/tun/native/sockopt.c", "src/tun/native/tun_io.c", "src/tun/native/offload.c", "src/tun/native/offload_js.c", "src/tun/native/trim.c"],
+      "sources": ["src/tun/native/tun.c", "src/tun/native/notify.c", "src/tun/native/sockopt.c", "src/tun/native/tun_io.c", "src/tun/native/offload.c", "src/tun/native/offload_js.c", "src/tun/native/trim.c", "src/tun/native/stream_read.c"],
       "defines": ["NAPI_VERSION=8"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
     },

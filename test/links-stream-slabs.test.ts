@@ -106,6 +106,25 @@ it("sends straight to the kernel while Node queues nothing, and through Node onc
   expect(disorder).toBe(0);
 }, 30_000);
 
+it("reads through the addon: a link's close ends the connection, and the peer's link closes at once", async () => {
+  const [a, b] = await linkedPair();
+  const frames: number[] = [];
+  const closed = new Promise<string>((resolve) =>
+    b.setHandler({ onFrame: (f) => frames.push(f[1]!), onClose: resolve }),
+  );
+  a.setHandler({ onFrame() {}, onClose() {} });
+  for (let i = 0; i < 3; i++) a.send(Buffer.from([9, i, 0xaa]));
+  await new Promise((r) => setImmediate(r));
+  a.close("done");
+  // The reader's dup of the fd would hold the connection open; b would wait for its idle timeout.
+  const reason = await Promise.race([
+    closed,
+    new Promise<string>((resolve) => setTimeout(() => resolve("still open after 2 s"), 2000)),
+  ]);
+  expect(reason).toBe("connection closed by peer");
+  expect(frames).toEqual([0, 1, 2]);
+});
+
 it("closes a link whose peer stopped reading once 16 MiB of protocol frames are queued", async () => {
   const [a] = await linkedPair(); // the other end never gets a handler, so it never reads
   let closedWith = "";

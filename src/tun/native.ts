@@ -72,6 +72,7 @@ export type TunCounters = {
 export type OffloadCounters = Record<(typeof OFFLOAD_COUNTER_NAMES)[number], number>;
 
 type Handle = object & { readonly __tunHandle: unique symbol };
+type ReaderHandle = object & { readonly __readerHandle: unique symbol };
 
 interface Addon {
   open(
@@ -106,6 +107,10 @@ interface Addon {
   tcpCongestion(fd: number, name: string): number;
   /** send(2) without blocking: bytes sent (possibly fewer) or -errno. */
   sendNow(fd: number, bytes: Uint8Array): number;
+  /** Reads a dup of a socket's fd into buffer; onRead(n, 0), then (0, 0) at its end or (0, errno). */
+  streamReaderOpen(fd: number, buffer: Buffer, onRead: (n: number, errno: number) => void): ReaderHandle;
+  streamReaderStart(handle: ReaderHandle): void;
+  streamReaderClose(handle: ReaderHandle): void;
   /** glibc's malloc_trim(0): true when pages went back to the system (always false elsewhere). */
   mallocTrim(): boolean;
 }
@@ -178,6 +183,36 @@ export function socketSender(): ((fd: number, bytes: Uint8Array) => number) | un
   } catch {
     return undefined;
   }
+}
+
+/** A connected socket read by the addon: see openSocketReader. */
+export interface SocketReader {
+  /** Begin reading (idempotent). */
+  start(): void;
+  /** Stop and close the reader's own fd (idempotent): the connection ends once Node's is closed too. */
+  close(): void;
+}
+
+/**
+ * Reads a connected socket (a dup of fd) in the addon, once per readable wakeup, into `buffer`:
+ * onRead(n, 0) with the bytes at buffer[0, n), then onRead(0, 0) at the end of the stream or
+ * onRead(0, errno) when a read failed, after which it reads no more. The caller must have stopped
+ * Node's own reading of the socket. Undefined without the addon (or one too old to have it).
+ */
+export function openSocketReader(
+  fd: number,
+  buffer: Buffer,
+  onRead: (n: number, errno: number) => void,
+): SocketReader | undefined {
+  let lib: Addon;
+  try {
+    lib = loadAddon();
+  } catch {
+    return undefined;
+  }
+  if (typeof lib.streamReaderOpen !== "function") return undefined;
+  const handle = lib.streamReaderOpen(fd, buffer, onRead);
+  return { start: () => lib.streamReaderStart(handle), close: () => lib.streamReaderClose(handle) };
 }
 
 export function clampMtu(mtu: number): number {

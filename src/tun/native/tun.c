@@ -22,7 +22,8 @@
  * offloadError(handle) 0 with offloads on, -1 if not asked for, else the errno that refused them.
  * name(handle)         the interface name the kernel assigned.
  * close(handle)        stop reading and close the fd (idempotent); lets the event loop exit.
- * notify, tcpCongestion, sendNow: see notify.c and sockopt.c (they share this addon, not its TUN state).
+ * notify, tcpCongestion, sendNow, streamReader*: see notify.c, sockopt.c and stream_read.c (they share
+ *                      this addon, not its TUN state).
  *
  * Reads never block: the fd is O_NONBLOCK and watched with a level-triggered uv_poll_t.
  */
@@ -30,6 +31,7 @@
 #include "notify.h"
 #include "offload_js.h"
 #include "sockopt.h"
+#include "stream_read.h"
 #include "trim.h"
 #include <errno.h>
 #include <fcntl.h>
@@ -431,6 +433,9 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"notify", NULL, planetd_notify, NULL, NULL, NULL, napi_default, NULL},
       {"tcpCongestion", NULL, planetd_tcp_congestion, NULL, NULL, NULL, napi_default, NULL},
       {"sendNow", NULL, planetd_send_now, NULL, NULL, NULL, napi_default, NULL},
+      {"streamReaderOpen", NULL, planetd_stream_reader_open, NULL, NULL, NULL, napi_default, NULL},
+      {"streamReaderStart", NULL, planetd_stream_reader_start, NULL, NULL, NULL, napi_default, NULL},
+      {"streamReaderClose", NULL, planetd_stream_reader_close, NULL, NULL, NULL, napi_default, NULL},
       {"mallocTrim", NULL, planetd_malloc_trim, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

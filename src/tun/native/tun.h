@@ -67,6 +67,9 @@ typedef struct {
 
 /* The handle (argv[0]) and up to n arguments of a call, missing ones undefined; NULL after throwing. */
 tun_t *tun_args(napi_env env, napi_callback_info info, size_t n, napi_value *argv);
+/* Calls the JS function cb_ref refers to with (a, b) from a libuv callback; an exception it throws
+ * becomes the process's uncaught exception. Shared by the TUN and the stream reader (stream_read.c). */
+void planetd_call_js(napi_env env, napi_async_context actx, napi_ref cb_ref, int32_t a, int32_t b);
 /* The uv_poll_t callback: reads a batch (cutting super-packets) and hands it to JS. */
 void tun_on_readable(uv_poll_t *h, int status, int events);
 napi_value tun_js_write(napi_env env, napi_callback_info info);

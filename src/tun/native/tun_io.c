@@ -10,16 +10,15 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-static void deliver(tun_t *t, int count, int err) {
-  napi_env env = t->env;
+void planetd_call_js(napi_env env, napi_async_context actx, napi_ref cb_ref, int32_t a, int32_t b) {
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
   napi_value cb, recv, argv[2], result;
-  if (t->cb_ref && napi_get_reference_value(env, t->cb_ref, &cb) == napi_ok && cb != NULL) {
+  if (cb_ref && napi_get_reference_value(env, cb_ref, &cb) == napi_ok && cb != NULL) {
     napi_get_global(env, &recv);
-    napi_create_int32(env, count, &argv[0]);
-    napi_create_int32(env, err, &argv[1]);
-    napi_status st = napi_make_callback(env, t->actx, recv, cb, 2, argv, &result);
+    napi_create_int32(env, a, &argv[0]);
+    napi_create_int32(env, b, &argv[1]);
+    napi_status st = napi_make_callback(env, actx, recv, cb, 2, argv, &result);
     if (st == napi_pending_exception) {
       napi_value exc;
       if (napi_get_and_clear_last_exception(env, &exc) == napi_ok) napi_fatal_exception(env, exc);
@@ -27,6 +26,8 @@ static void deliver(tun_t *t, int count, int err) {
   }
   napi_close_handle_scope(env, scope);
 }
+
+static void deliver(tun_t *t, int count, int err) { planetd_call_js(t->env, t->actx, t->cb_ref, count, err); }
 
 /* Cuts the pending super-packet into the batch while segments and meta slots fit. */
 static void fill_segments(tun_t *t, size_t *off, int *count) {
