@@ -4,8 +4,8 @@
 # pair, at 5 pings/s (every packet finds the daemons idle): the median of the first WARMUP pings after
 # SETTLE s ("first": the JIT still tiering planetd's data path up), then the median of the next PINGS
 # ("idle": the figure to compare), and the daemons' CPU time per ping over those (all threads'
-# /proc/PID/task/*/schedstat, less the idle rate measured while settling). Prints the medians over
-# rounds and ratios to Yggdrasil. Needs root, yggdrasil, iperf3 (bench/iperf.sh's checks), ping.
+# /proc/PID/task/*/schedstat, less the idle rate of the settle time's second half). Prints the
+# medians over rounds and ratios to Yggdrasil. Needs root, yggdrasil, iperf3 (iperf.sh's checks), ping.
 # RTT swings with whatever else runs on the machine: compare only figures of the same run.
 #
 #   sudo bench/rtt.sh                          (3 rounds of tcp udp yggdrasil, 50 + 50 pings: ~4 min)
@@ -60,8 +60,10 @@ measure_rtt() {
   fi
   # setsid + ip netns exec: the daemon is the pid start_in recorded (ip execs it).
   local t0 ts t1 t2 c0 cs c1 c2 first=nan rtt
+  # The idle rate comes from the second half of the settle time: the first still has startup work.
+  sleep "$(awk -v s="$settle" 'BEGIN { print s / 2 }')"
   t0=$(date +%s%N) c0=$(cpu_ns "${pids[@]}")
-  sleep "$settle"
+  sleep "$(awk -v s="$settle" 'BEGIN { print s / 2 }')"
   ts=$(date +%s%N) cs=$(cpu_ns "${pids[@]}")
   if [ "$warmup" -gt 0 ]; then
     ip netns exec "$b" ping "$flag" -i "$interval" -c "$warmup" "$target" >"$work/ping-first.log" 2>&1 || true
