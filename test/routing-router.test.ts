@@ -117,4 +117,26 @@ describe("the data path without a frame copy", () => {
     expect(delivered[0]!.buffer).toBe(toUs.buffer);
     expect(delivered[0]!.byteOffset).toBe(toUs.byteOffset + toUs.length - payload.length);
   });
+
+  it("path traffic whose next hop is gone falls back to the DHT past the whole path, here delivered as a view", () => {
+    const [us, left] = [Identity.generate(), Identity.generate()];
+    const delivered: Buffer[] = [];
+    const out: RouterOutput = {
+      send: () => {},
+      deliver: (_source, payload) => delivered.push(payload),
+      deliverOutOfBand: () => {},
+      closePeer: () => {},
+    };
+    const r = new Router(us, out, NOW, () => 0.5);
+    const fromLeft = r.addPeer(left.publicKey, 0, NOW);
+    const payload = Buffer.alloc(300, 5);
+    const traffic = { source: left.publicKey, dest: us.publicKey, kind: TrafficKind.Standard, payload };
+    const frame = encodePathTraffic({ path: [fromLeft + 50, 300, 0], traffic });
+    r.handleFrame(fromLeft, frame, NOW);
+    expect(delivered).toHaveLength(1);
+    expect(delivered[0]!.equals(payload)).toBe(true);
+    expect(delivered[0]!.buffer).toBe(frame.buffer);
+    expect(delivered[0]!.byteOffset).toBe(frame.byteOffset + frame.length - payload.length);
+    expect(r.stats().forwarded_frames).toBe(0);
+  });
 });
