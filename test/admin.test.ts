@@ -163,7 +163,7 @@ for (const transport of ["unix", "tcp"] as const) {
       expect(text).toContain('"coords": [],');
     });
 
-    it("list: 0.4.7's 14 commands and planetd's reload, getfirewall and getnat, sorted, fields omitted when empty", async () => {
+    it("list: 0.4.7's 14 commands and planetd's reload, getfirewall, getnat and getudp, sorted, fields omitted when empty", async () => {
       const reply = await call(server.address, { request: "list" });
       const list = (reply.response as { list: Array<Record<string, unknown>> }).list;
       expect(list.map((e) => e.command)).toEqual([
@@ -181,6 +181,7 @@ for (const transport of ["unix", "tcp"] as const) {
         "getself",
         "getsessions",
         "gettun",
+        "getudp",
         "list",
         "reload",
         "removepeer",

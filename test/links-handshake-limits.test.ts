@@ -8,6 +8,7 @@ import { Identity } from "../src/crypto/identity.js";
 import { HandshakeSlots, sourceOf } from "../src/overlay/links/handshake-slots.js";
 import { encodeMetadata } from "../src/overlay/links/stream.js";
 import { type LinkNode, startLinkNode, stopLinkNodes } from "./support/links.js";
+import { emptySnapshot } from "./support/prometheus.js";
 
 afterEach(stopLinkNodes);
 
@@ -204,18 +205,9 @@ describe("LinkManager under a handshake stall flood", () => {
 
 describe("planetd_handshake_refused_total", () => {
   it("exports the refusal counters by reason", async () => {
-    const registry = createMetricsRegistry(() => ({
-      peers: 0,
-      links: [],
-      sessions: 0,
-      dhtEntries: 0,
-      pathEntries: 0,
-      treeRoot: Buffer.alloc(32),
-      treeDepth: 0,
-      droppedPackets: {},
-      handshakeFailures: 0,
-      handshakeRefusals: { source_limit: 36, table_full: 0, evicted: 2, silent: 1 },
-    }));
+    const registry = createMetricsRegistry(() =>
+      emptySnapshot({ handshakeRefusals: { source_limit: 36, table_full: 0, evicted: 2, silent: 1 } }),
+    );
     const text = await registry.metrics();
     expect(text).toContain('planetd_handshake_refused_total{reason="source_limit"} 36');
     expect(text).toContain('planetd_handshake_refused_total{reason="evicted"} 2');

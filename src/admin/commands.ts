@@ -208,6 +208,25 @@ export const COMMANDS: Record<string, Command> = {
       };
     },
   },
+  getudp: {
+    description:
+      "planetd: the native udp sockets' drops by reason, refused keys, and datagrams sent and opened",
+    fields: [],
+    goType: "",
+    run: ({ view }) => {
+      const u = view.udpSockets?.();
+      if (!u) return { sockets: 0 };
+      return {
+        sockets: u.sockets,
+        dropped: { ...u.dropped },
+        keys_refused: { ...u.keysRefused },
+        sent: u.sent,
+        opened: u.opened,
+        gso_messages: u.gsoMessages,
+        gro_buffers: u.groBuffers,
+      };
+    },
+  },
   getmulticastinterfaces: {
     description: "Show which interfaces multicast is enabled on",
     fields: [],

@@ -103,6 +103,16 @@ traffic frames and bytes this node relayed between two peers. Answers enabled: f
 relayed traffic) when Planetd.NatTraversal is false.`,
   },
   {
+    name: "getUdp",
+    args: "",
+    summary: "planetd: the native udp sockets' drops and refused keys",
+    text: `planetd only: the counters of the native udp sockets (the planetd_udp addon), summed over
+every socket the daemon opened: datagrams dropped on send (queue full, the kernel refused), not
+sealed, truncated on receive, or not opened under their link's key; keys the sockets' tables had no
+room for (the links then seal or open in JS); datagrams sent and opened. All zero when the addon is
+not built (udp:// links use node:dgram then).`,
+  },
+  {
     name: "getTun",
     args: "",
     summary: "the TUN interface's name and MTU",

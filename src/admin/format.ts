@@ -174,6 +174,25 @@ export function formatResponse(command: string, response: unknown): string {
       const table = peers.length > 0 ? `\n${renderTable(["Punched peer", "Remote"], peers)}` : "";
       return `${head}${table}${relayed}`;
     }
+    case "getudp": {
+      const d = (r.dropped ?? {}) as Json;
+      const k = (r.keys_refused ?? {}) as Json;
+      return renderTable(null, [
+        ["Native sockets:", str(r.sockets)],
+        [
+          "Dropped:",
+          `${str(d.send ?? 0)} send, ${str(d.seal_failed ?? 0)} seal failed, ${str(d.truncated ?? 0)} truncated, ${str(d.open_failed ?? 0)} did not open`,
+        ],
+        [
+          "Keys refused:",
+          `${str(k.send ?? 0)} send, ${str(k.receive ?? 0)} receive (sealed or opened in JS)`,
+        ],
+        [
+          "Datagrams:",
+          `${str(r.sent ?? 0)} sent (${str(r.gso_messages ?? 0)} GSO sends), ${str(r.opened ?? 0)} opened (${str(r.gro_buffers ?? 0)} GRO buffers)`,
+        ],
+      ]);
+    }
     case "getnodeinfo": {
       const first = Object.values(r)[0];
       return `${JSON.stringify(first ?? {}, null, 2)}\n`;

@@ -117,7 +117,59 @@ export function createMetricsRegistry(current: () => MetricsSnapshot | undefined
   );
   addFirewallMetrics(registry, current);
   addNatMetrics(registry, current);
+  addUdpSocketMetrics(registry, current);
   return registry;
+}
+
+/**
+ * The native udp sockets' own counters (udp_send.c, udp_recv.c), summed over every socket this
+ * process opened: what they dropped and why, the keys their tables refused, and what went through.
+ */
+function addUdpSocketMetrics(registry: Registry, current: () => MetricsSnapshot | undefined): void {
+  const labelled = (
+    name: string,
+    help: string,
+    label: string,
+    read: (u: NonNullable<MetricsSnapshot["udpSockets"]>) => Record<string, number>,
+  ) =>
+    new Counter({
+      name,
+      help,
+      labelNames: [label],
+      registers: [registry],
+      collect() {
+        this.reset();
+        const u = current()?.udpSockets;
+        if (!u) return;
+        for (const [value, n] of Object.entries(read(u))) this.inc({ [label]: value }, n);
+      },
+    });
+  labelled(
+    "planetd_udp_socket_dropped_total",
+    "Datagrams the native udp sockets dropped: send (queue full or the kernel refused), seal_failed, truncated (larger than a receive slot), open_failed (did not open under the link's key)",
+    "reason",
+    (u) => u.dropped,
+  );
+  labelled(
+    "planetd_udp_socket_keys_refused_total",
+    "Keys the native udp sockets' tables had no room for (the link seals or opens in JS instead), by direction",
+    "direction",
+    (u) => u.keysRefused,
+  );
+  labelled(
+    "planetd_udp_socket_datagrams_total",
+    "Datagrams the native udp sockets sent and opened, GSO sends and GRO buffers",
+    "kind",
+    (u) => ({ sent: u.sent, opened: u.opened, gso_messages: u.gsoMessages, gro_buffers: u.groBuffers }),
+  );
+  new Gauge({
+    name: "planetd_udp_sockets",
+    help: "Native udp sockets open now",
+    registers: [registry],
+    collect() {
+      this.set(current()?.udpSockets?.sockets ?? 0);
+    },
+  });
 }
 
 /** A counter without labels that reads one number from the snapshot at scrape time. */

@@ -2,6 +2,7 @@
 // one snapshot taken per scrape, so metrics cost nothing between scrapes.
 import type net from "node:net";
 import type { Registry } from "prom-client";
+import type { UdpSocketTotals } from "../overlay/links/udp-native.js";
 import type { FirewallView } from "../tun/firewall.js";
 import { systemErrorText } from "../util/system-error.js";
 import type { AdminLogger } from "./server.js";
@@ -41,6 +42,8 @@ export interface MetricsSnapshot {
   firewall?: FirewallView;
   /** NAT traversal's counters (src/overlay/nat.ts); undefined when Planetd.NatTraversal is false. */
   nat?: Record<string, number>;
+  /** The native udp sockets' counters, summed (udp-native.ts udpSocketTotals). */
+  udpSockets?: UdpSocketTotals;
 }
 
 export interface MetricsServer {

@@ -1,5 +1,6 @@
 // What the admin socket reads from and steers in a running node. The daemon (src/daemon/node.ts)
 // implements AdminView; the admin server formats it into 0.4.7's JSON shapes (spec 9.2).
+import type { UdpSocketTotals } from "../overlay/links/udp-native.js";
 import type { RemoteQueries } from "../overlay/proto.js";
 import type { FirewallView } from "../tun/firewall.js";
 
@@ -92,6 +93,8 @@ export interface AdminView {
   firewall?(): FirewallView | undefined;
   /** planetd only: NAT traversal's state and counters; undefined when Planetd.NatTraversal is false. */
   nat?(): NatView | undefined;
+  /** planetd only: the native udp sockets' counters, summed (udp-native.ts udpSocketTotals). */
+  udpSockets?(): UdpSocketTotals;
   /** planetd only: traffic frames and bytes this node relayed from one peer to another. */
   forwarded?(): { frames: number; bytes: number };
   proto: RemoteQueries;

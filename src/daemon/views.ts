@@ -4,6 +4,7 @@ import type { MetricsSnapshot } from "../admin/metrics.js";
 import type { AdminView } from "../admin/view.js";
 import type { Link } from "../overlay/links/link.js";
 import type { LinkManager } from "../overlay/links/manager.js";
+import { udpSocketTotals } from "../overlay/links/udp-native.js";
 import type { Proto } from "../overlay/proto.js";
 import type { Sessions } from "../overlay/sessions.js";
 import type { Router } from "../routing/router.js";
@@ -96,6 +97,7 @@ export function adminViewFor(node: ViewedNode): AdminView {
         : Promise.reject(new Error("reload: this node's config was not read from a file")),
     firewall: () => node.firewall?.view(),
     nat: () => node.natDriver?.view(),
+    udpSockets: udpSocketTotals,
     forwarded: () => {
       const s = node.router.stats();
       return { frames: s.forwarded_frames ?? 0, bytes: s.forwarded_bytes ?? 0 };
@@ -175,5 +177,6 @@ export function metricsSnapshotFor(node: ViewedNode): MetricsSnapshot {
     nat: node.natDriver
       ? { ...node.natDriver.nat.counters, punchedLinks: node.natDriver.punchedLinks }
       : undefined,
+    udpSockets: udpSocketTotals(),
   };
 }

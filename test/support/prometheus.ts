@@ -1,4 +1,22 @@
-// A small parser for the Prometheus text exposition format, shared by the metrics tests.
+// A small parser for the Prometheus text exposition format, shared by the metrics tests, and the
+// snapshot of an empty node for tests that look at one metric family.
+import type { MetricsSnapshot } from "../../src/admin/metrics.js";
+
+/** A node with nothing: no links, sessions or drops; `extra` sets what the test looks at. */
+export function emptySnapshot(extra: Partial<MetricsSnapshot> = {}): MetricsSnapshot {
+  return {
+    peers: 0,
+    links: [],
+    sessions: 0,
+    dhtEntries: 0,
+    pathEntries: 0,
+    treeRoot: Buffer.alloc(32),
+    treeDepth: 0,
+    droppedPackets: {},
+    handshakeFailures: 0,
+    ...extra,
+  };
+}
 
 export interface Sample {
   name: string;

@@ -107,6 +107,44 @@ const CLOSED_EVENT = -3;
 
 let addon: NativeUdpAddon | null | undefined;
 
+/** What the native sockets counted (udpSocketTotals): refusals, drops, and what went through. */
+export interface UdpSocketTotals {
+  /** Native sockets open now. */
+  sockets: number;
+  sent: number;
+  opened: number;
+  gsoMessages: number;
+  groBuffers: number;
+  /** Datagrams lost: send (queue full, no destination slot, the kernel refused), seal_failed, truncated, open_failed. */
+  dropped: { send: number; seal_failed: number; truncated: number; open_failed: number };
+  /** Keys the socket's tables had no room for (the link seals or opens them in JS instead). */
+  keysRefused: { send: number; receive: number };
+}
+
+/** Every open native socket, and the counts of the closed ones (a total never goes down). */
+const openSockets = new Set<NativeUdpSocket>();
+const closedCounts = new Float64Array(S_COUNT);
+
+/** The native sockets' counters summed over the open ones and those closed before (admin, metrics). */
+export function udpSocketTotals(): UdpSocketTotals {
+  const sum = Float64Array.from(closedCounts);
+  for (const s of openSockets) for (let i = 0; i < S_COUNT; i++) sum[i]! += s.state[i]! >>> 0;
+  return {
+    sockets: openSockets.size,
+    sent: sum[S_SENT]!,
+    opened: sum[S_OPENED]!,
+    gsoMessages: sum[S_GSO_MSGS]!,
+    groBuffers: sum[S_GRO_BUFS]!,
+    dropped: {
+      send: sum[S_DROPPED]!,
+      seal_failed: sum[S_SEAL_FAILED]!,
+      truncated: sum[S_RECV_TRUNC]!,
+      open_failed: sum[S_OPEN_FAILED]!,
+    },
+    keysRefused: { send: sum[S_KEYS_REFUSED]!, receive: sum[S_OPEN_KEYS_REFUSED]! },
+  };
+}
+
 /** The addon, or undefined when it is not built (the caller falls back to node:dgram). */
 export function loadNativeUdp(): NativeUdpAddon | undefined {
   if (addon !== undefined) return addon ?? undefined;
@@ -218,6 +256,7 @@ export class NativeUdpSocket implements UdpSocket {
       this.state,
       (count, errno, slot) => this.onEvent(count, errno, slot),
     );
+    openSockets.add(this);
   }
 
   onMessage(handler: UdpMessageHandler | undefined): void {
@@ -398,5 +437,8 @@ export class NativeUdpSocket implements UdpSocket {
         this.fdReleased = resolve;
       });
     }
+    // Its last job has completed: the counters are final.
+    openSockets.delete(this);
+    for (let i = 0; i < S_COUNT; i++) closedCounts[i]! += this.state[i]! >>> 0;
   }
 }
