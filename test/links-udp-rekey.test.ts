@@ -1,21 +1,12 @@
-// udp:// rekeying (udp-rekey.ts): the key phase bit, then LinkManagers on loopback renewing the keys
-// of a busy link many times with nothing lost, by datagram count, with both ends starting at once,
-// and with every kind of rekey datagram lost (the UdpHooks drop them before sealing).
+// udp:// rekeying (udp-rekey.ts): LinkManagers on loopback renewing the keys of a busy link many
+// times with nothing lost, by datagram count, with both ends starting at once, and with every kind
+// of rekey datagram lost (the UdpHooks drop them before sealing). The key phase bit and the keys'
+// limits: links-udp-rekey-limits.test.ts.
 import { randomBytes } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
-import type { Link } from "../src/overlay/links/link.js";
-import type { LinkManagerConfig } from "../src/overlay/links/manager.js";
-import {
-  OPEN_FORGED,
-  OPEN_OK,
-  Opener,
-  SEAL_BODY_AT,
-  SEAL_TAG,
-  Sealer,
-} from "../src/overlay/links/udp-seal.js";
 import { PKT_REKEY, PKT_REKEY_ACK } from "../src/overlay/links/udp-wire.js";
-import type { UdpLink } from "../src/overlay/links/udp.js";
-import { collect, startLinkNode, stopLinkNodes } from "./support/links.js";
+import { collect, stopLinkNodes } from "./support/links.js";
+import { stream, udpPair, until } from "./support/udp-pair.js";
 
 afterEach(async () => {
   await stopLinkNodes();
@@ -23,53 +14,9 @@ afterEach(async () => {
 
 const FAST = { afterMs: 200, afterDatagrams: 2 ** 30, graceMs: 100 };
 
-/** Two LinkManagers linked over udp:// on loopback; each end's outgoing datagrams pass `drop`. */
-async function pair(
-  rekey: Partial<typeof FAST>,
-  drop: { a?: (d: Buffer) => boolean; b?: (d: Buffer) => boolean } = {},
-) {
-  const cfg = (f?: (d: Buffer) => boolean): Partial<LinkManagerConfig> => ({
-    udp: { rekey, hooks: { dropDatagram: (d) => f?.(d) ?? false } },
-  });
-  const a = await startLinkNode({ listen: ["udp://127.0.0.1:0"], ...cfg(drop.a) });
-  const aLink = a.nextLink();
-  const b = await startLinkNode({ peers: [a.mgr.listenAddresses()[0]!], ...cfg(drop.b) });
-  return { a, b, aLink: (await aLink) as UdpLink, bLink: (await b.nextLink()) as UdpLink };
-}
-
-/** Sends protocol frames (type 1) and traffic frames (type 9) numbered from 0, in paced slices. */
-async function stream(link: Link, count: number, type: number): Promise<void> {
-  for (let i = 0; i < count; i++) {
-    const f = randomBytes(200);
-    f[0] = type;
-    f.writeUInt32BE(i, 1);
-    link.send(f);
-    if (i % 20 === 19) await new Promise((r) => setTimeout(r, 2));
-  }
-}
-
-const until = async (cond: () => boolean, ms = 10_000) => {
-  for (let t = 0; t < ms && !cond(); t += 10) await new Promise((r) => setTimeout(r, 10));
-  expect(cond()).toBe(true);
-};
-
-describe("the key phase", () => {
-  it("is sealed into the nonce: the same key with the other phase bit does not open", () => {
-    const key = randomBytes(32);
-    const d = Buffer.alloc(SEAL_BODY_AT + 40 + SEAL_TAG);
-    d[0] = 0x10;
-    new Sealer(key, 1).seal(d);
-    expect(d[9]! >>> 7).toBe(1);
-    expect(new Opener(key).open(Buffer.from(d))).toBe(OPEN_OK);
-    const flipped = Buffer.from(d);
-    flipped[9]! ^= 0x80;
-    expect(new Opener(key).open(flipped)).toBe(OPEN_FORGED);
-  });
-});
-
 describe("udp rekeying on loopback", () => {
   it("renews the keys of a busy link many times: every protocol and traffic frame arrives, nothing forged", async () => {
-    const { aLink, bLink } = await pair(FAST);
+    const { aLink, bLink } = await udpPair(FAST);
     const atA = collect(aLink);
     const N = 6000;
     await Promise.all([stream(bLink, N, 1), stream(bLink, N, 9)]);
@@ -84,7 +31,7 @@ describe("udp rekeying on loopback", () => {
   }, 30_000);
 
   it("starts a rekey by datagram count", async () => {
-    const { aLink, bLink } = await pair({ afterMs: 3_600_000, afterDatagrams: 30, graceMs: 20 });
+    const { aLink, bLink } = await udpPair({ afterMs: 3_600_000, afterDatagrams: 30, graceMs: 20 });
     const atA = collect(aLink);
     await stream(bLink, 2000, 1);
     await atA.until((f) => f.length === 2000);
@@ -93,7 +40,7 @@ describe("udp rekeying on loopback", () => {
   });
 
   it("both ends starting at once make one exchange (the dialer's)", async () => {
-    const { aLink, bLink } = await pair({ afterMs: 3_600_000, afterDatagrams: 2 ** 30, graceMs: 50 });
+    const { aLink, bLink } = await udpPair({ afterMs: 3_600_000, afterDatagrams: 2 ** 30, graceMs: 50 });
     aLink.keys.start();
     bLink.keys.start();
     await until(() => aLink.keys.generation === 1 && bLink.keys.generation === 1);
@@ -119,7 +66,7 @@ describe("udp rekeying on loopback", () => {
         if (lost === "REKEY ACK" && d[0] === PKT_REKEY_ACK && left > 0) return left-- > 0;
         return false;
       };
-      const { aLink, bLink } = await pair(
+      const { aLink, bLink } = await udpPair(
         { afterMs: 3_600_000, afterDatagrams: 2 ** 30, graceMs: 50 },
         { a: dropA, b: dropB },
       );
@@ -140,7 +87,7 @@ describe("udp rekeying on loopback", () => {
 
   it("keeps the link through rekeys at 20 % loss of every datagram each way, protocol frames in order", async () => {
     const lossy = () => Math.random() < 0.2;
-    const { aLink, bLink } = await pair(FAST, { a: lossy, b: lossy });
+    const { aLink, bLink } = await udpPair(FAST, { a: lossy, b: lossy });
     const atA = collect(aLink);
     await stream(bLink, 1000, 1);
     await atA.until((f) => f.length === 1000);
@@ -151,7 +98,7 @@ describe("udp rekeying on loopback", () => {
   }, 30_000);
 
   it("gives an exchange up after bounded tries, and the link stays up", async () => {
-    const { aLink, bLink } = await pair(
+    const { aLink, bLink } = await udpPair(
       { afterMs: 3_600_000, afterDatagrams: 2 ** 30, graceMs: 50 },
       { b: (d) => d[0] === PKT_REKEY },
     );

@@ -113,6 +113,16 @@ export class LinkKeys {
     return this.sealer.exhausted;
   }
 
+  /** Datagrams this end sealed under its current key (the count trigger compares it). */
+  get sealed(): number {
+    return this.sealer.sent;
+  }
+
+  /** Tests only (Sealer.testOnlySkipTo): the current key's counter continues from `n`. */
+  testOnlySkipTo(n: number): void {
+    this.sealer.testOnlySkipTo(n);
+  }
+
   /**
    * Seals `d` under the current key (Sealer.seal: -1 when sealed in place, else the link socket's
    * key slot to send it with); starts a rekey once the datagram count is reached.
