@@ -4,11 +4,11 @@
 # pair, at 5 pings/s (every packet finds the daemons idle): the median of the first WARMUP pings after
 # SETTLE s ("first": the JIT still tiering planetd's data path up), then the median of the next PINGS
 # ("idle": the figure to compare), and the daemons' CPU time per ping over those (all threads'
-# /proc/PID/task/*/schedstat, less the idle rate of the settle time's second half). Prints the
-# medians over rounds and ratios to Yggdrasil. Needs root, yggdrasil, iperf3 (iperf.sh's checks), ping.
+# /proc/PID/task/*/schedstat, less their CPU in as long again right after). Prints the medians
+# over rounds and ratios to Yggdrasil. Needs root, yggdrasil, iperf3 (iperf.sh's checks), ping.
 # RTT swings with whatever else runs on the machine: compare only figures of the same run.
 #
-#   sudo bench/rtt.sh                          (3 rounds of tcp udp yggdrasil, 50 + 50 pings: ~4 min)
+#   sudo bench/rtt.sh                          (3 rounds of tcp udp yggdrasil, 50 + 50 pings: ~5 min)
 #   ROUNDS=5 PINGS=100 WARMUP=50 sudo bench/rtt.sh
 #   KINDS="tcp yggdrasil raw" sudo bench/rtt.sh   (raw: the veth alone, IPv4)
 #   KINDS="tcp tcp:PLANETD_INTERRUPT_BUDGET=0 yggdrasil" sudo bench/rtt.sh
@@ -59,12 +59,8 @@ measure_rtt() {
     target=$addr_a
   fi
   # setsid + ip netns exec: the daemon is the pid start_in recorded (ip execs it).
-  local t0 ts t1 t2 c0 cs c1 c2 first=nan rtt
-  # The idle rate comes from the second half of the settle time: the first still has startup work.
-  sleep "$(awk -v s="$settle" 'BEGIN { print s / 2 }')"
-  t0=$(date +%s%N) c0=$(cpu_ns "${pids[@]}")
-  sleep "$(awk -v s="$settle" 'BEGIN { print s / 2 }')"
-  ts=$(date +%s%N) cs=$(cpu_ns "${pids[@]}")
+  local t1 t2 t3 c1 c2 c3 first=nan rtt
+  sleep "$settle"
   if [ "$warmup" -gt 0 ]; then
     ip netns exec "$b" ping "$flag" -i "$interval" -c "$warmup" "$target" >"$work/ping-first.log" 2>&1 || true
     first=$(grep -o 'time=[0-9.]*' "$work/ping-first.log" | cut -d= -f2 | median)
@@ -73,10 +69,13 @@ measure_rtt() {
   ip netns exec "$b" ping "$flag" -i "$interval" -c "$pings" "$target" >"$work/ping.log" 2>&1 || true
   t2=$(date +%s%N) c2=$(cpu_ns "${pids[@]}")
   rtt=$(grep -o 'time=[0-9.]*' "$work/ping.log" | cut -d= -f2 | median)
-  # CPU per ping: what the measured pings took beyond the idle rate of the settle time.
-  awk -v f="$first" -v r="$rtt" -v c0="$c0" -v cs="$cs" -v c1="$c1" -v c2="$c2" -v t0="$t0" -v ts="$ts" \
-    -v t1="$t1" -v t2="$t2" -v n="$pings" 'BEGIN {
-      idle = (cs - c0) / (ts - t0); printf "%s %s %.0f\n", f, r, ((c2 - c1) - idle * (t2 - t1)) / n / 1000 }'
+  # CPU per ping: the pings' CPU less what the daemons spend in as long again without them, right
+  # after (timers, keepalives; startup work is over by then, which a window before the pings was not).
+  sleep "$(awk -v a="$t1" -v b="$t2" 'BEGIN { print (b - a) / 1e9 }')"
+  t3=$(date +%s%N) c3=$(cpu_ns "${pids[@]}")
+  awk -v f="$first" -v r="$rtt" -v c1="$c1" -v c2="$c2" -v c3="$c3" -v t1="$t1" -v t2="$t2" -v t3="$t3" \
+    -v n="$pings" 'BEGIN {
+      idle = (c3 - c2) / (t3 - t2); printf "%s %s %.0f\n", f, r, ((c2 - c1) - idle * (t2 - t1)) / n / 1000 }'
 }
 
 if [ "${1:-}" = __rtt ]; then
