@@ -8,7 +8,12 @@ import { COMMANDS } from "../src/admin/commands.js";
 import { formatResponse } from "../src/admin/format.js";
 import { createMetricsRegistry } from "../src/admin/metrics-registry.js";
 import type { AdminView } from "../src/admin/view.js";
-import { type NativeUdpSocket, loadNativeUdp, udpSocketTotals } from "../src/overlay/links/udp-native.js";
+import {
+  type NativeUdpSocket,
+  S_OPEN_FAILED,
+  loadNativeUdp,
+  udpSocketTotals,
+} from "../src/overlay/links/udp-native.js";
 import { Sealer } from "../src/overlay/links/udp-seal.js";
 import { type UdpSocket, openUdpSocket } from "../src/overlay/links/udp-socket.js";
 import { type Sample, emptySnapshot, parsePrometheus } from "./support/prometheus.js";
@@ -33,6 +38,22 @@ async function scrape(): Promise<Sample[]> {
   return parsePrometheus(await createMetricsRegistry(() => snapshot).metrics()).samples;
 }
 
+/** `count` datagrams from `a` to `b` sealed under a key other than the one `b` holds for COOKIE. */
+async function sendForged(a: NativeUdpSocket, b: NativeUdpSocket, count: number): Promise<void> {
+  let arrived = 0;
+  const all = new Promise<void>((resolve) => {
+    b.onMessage(() => {
+      if (++arrived === count) resolve();
+    });
+  });
+  const forger = new Sealer(randomBytes(32), 0, a.sealing);
+  for (let i = 0; i < count; i++) {
+    const d = shell(body(i, 40));
+    a.send(d, b.address().port, "127.0.0.1", forger.seal(d));
+  }
+  await all;
+}
+
 it.skipIf(!loadNativeUdp())(
   "a datagram that does not open and a refused key show up in the metrics and getUdp",
   async () => {
@@ -40,20 +61,8 @@ it.skipIf(!loadNativeUdp())(
     const a = await nativeSocket();
     const b = await nativeSocket();
     expect(udpSocketTotals().sockets).toBe(before.sockets + 2);
-    // B opens datagrams for COOKIE under its key; A seals two under another key (forged to B).
     b.sealing.addOpenKey(COOKIE, 0, randomBytes(32));
-    let arrived = 0;
-    const both = new Promise<void>((resolve) => {
-      b.onMessage(() => {
-        if (++arrived === 2) resolve();
-      });
-    });
-    const forger = new Sealer(randomBytes(32), 0, a.sealing);
-    for (let i = 0; i < 2; i++) {
-      const d = shell(body(i, 40));
-      a.send(d, b.address().port, "127.0.0.1", forger.seal(d));
-    }
-    await both;
+    await sendForged(a, b, 2);
     // A's send key table is full after 256 keys: the 257th is refused.
     for (let i = 0; i < 256; i++) a.sealing.addKey(randomBytes(32));
 
@@ -88,6 +97,24 @@ it.skipIf(!loadNativeUdp())(
     expect(after.sockets).toBe(before.sockets);
     expect(after.dropped.open_failed).toBe(now.dropped.open_failed);
     expect(after.keysRefused.send).toBe(now.keysRefused.send);
+  },
+);
+
+it.skipIf(!loadNativeUdp())(
+  "a socket's 32-bit counter that wraps still only adds to the totals",
+  async () => {
+    const a = await nativeSocket();
+    const b = await nativeSocket();
+    b.sealing.addOpenKey(COOKIE, 0, randomBytes(32));
+    const before = udpSocketTotals().dropped.open_failed;
+    // As if 2^32 - 2 datagrams had failed to open already (the receive job adds to this word).
+    b.state[S_OPEN_FAILED] = -2;
+    expect(udpSocketTotals().dropped.open_failed - before).toBe(2 ** 32 - 2);
+    await sendForged(a, b, 3);
+    expect(b.state[S_OPEN_FAILED]).toBe(1);
+    expect(udpSocketTotals().dropped.open_failed - before).toBe(2 ** 32 + 1);
+    await b.close();
+    expect(udpSocketTotals().dropped.open_failed - before).toBe(2 ** 32 + 1);
   },
 );
 

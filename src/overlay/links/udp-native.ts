@@ -121,14 +121,32 @@ export interface UdpSocketTotals {
   keysRefused: { send: number; receive: number };
 }
 
+/** The state[] words that only count up (the others are queue levels and flags). */
+const COUNTERS = [
+  S_DROPPED,
+  S_SENT,
+  S_GSO_MSGS,
+  S_GRO_BUFS,
+  S_RECV_TRUNC,
+  S_KEYS_REFUSED,
+  S_SEAL_FAILED,
+  S_OPENED,
+  S_OPEN_FAILED,
+  S_OPEN_KEYS_REFUSED,
+  S_RECV_JOBS,
+];
 /** Every open native socket, and the counts of the closed ones (a total never goes down). */
 const openSockets = new Set<NativeUdpSocket>();
 const closedCounts = new Float64Array(S_COUNT);
 
-/** The native sockets' counters summed over the open ones and those closed before (admin, metrics). */
+/**
+ * The native sockets' counters summed over the open ones and those closed before (admin, metrics).
+ * A socket's 32-bit counters wrap; each read folds what they moved since the last into a float, so
+ * the totals stay exact while something (a scrape, getUdp) reads at least once per 2^32 datagrams.
+ */
 export function udpSocketTotals(): UdpSocketTotals {
   const sum = Float64Array.from(closedCounts);
-  for (const s of openSockets) for (let i = 0; i < S_COUNT; i++) sum[i]! += s.state[i]! >>> 0;
+  for (const s of openSockets) s.foldCounters(sum);
   return {
     sockets: openSockets.size,
     sent: sum[S_SENT]!,
@@ -184,6 +202,9 @@ export class NativeUdpSocket implements UdpSocket {
   readonly copiesOnSend = true;
   /** Counters shared with the addon (S_* indices): queue, drops, sends, GSO and GRO use. */
   readonly state = new Int32Array(S_COUNT);
+  /** udpSocketTotals' view of state[]: the words at its last read, and what they added up to. */
+  private readonly lastRead = new Uint32Array(S_COUNT);
+  private readonly counted = new Float64Array(S_COUNT);
   private readonly lib: NativeUdpAddon;
   private readonly handle: Handle;
   /**
@@ -439,6 +460,16 @@ export class NativeUdpSocket implements UdpSocket {
     }
     // Its last job has completed: the counters are final.
     openSockets.delete(this);
-    for (let i = 0; i < S_COUNT; i++) closedCounts[i]! += this.state[i]! >>> 0;
+    this.foldCounters(closedCounts);
+  }
+
+  /** Adds this socket's counts to `into` (udpSocketTotals), folding what moved since the last read. */
+  foldCounters(into: Float64Array): void {
+    for (const i of COUNTERS) {
+      const now = this.state[i]! >>> 0;
+      this.counted[i]! += (now - this.lastRead[i]!) >>> 0;
+      this.lastRead[i] = now;
+      into[i]! += this.counted[i];
+    }
   }
 }
