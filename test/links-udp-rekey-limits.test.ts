@@ -177,6 +177,9 @@ describe("the counter's hard limit, 2^48", () => {
     expect(again.keys.sealed).toBeLessThan(1000);
     again.send(Buffer.from([1, 7]));
     await atA2.until((f) => f.length === 1);
+    // No close datagram could be sealed under the used-up key: A's old link goes for the new one.
+    await until(() => aLink.closed);
+    expect(aLink.closeReason).toMatch(/replaced by a newer link/);
   }, 30_000);
 
   it("with rekeys working, a key near the limit is replaced before it runs out", async () => {
