@@ -3,15 +3,21 @@
 // native send thread sealed too, byte for byte as sodium opens it, across a key change; forged,
 // replayed and too-old datagrams are still refused and counted by the Opener's verdict; datagrams
 // no registered key covers (another cookie or phase) reach JS sealed; a close with a receive job
-// out waits for it.
+// out waits for it. The adaptive paths (issue 11, PLANETD_UDP_RECV and PLANETD_UDP_SEND_INLINE
+// unset): a lone datagram is sealed and sent on the loop thread (its counts are in state[] as soon
+// as the flush returns) and read and opened there (no receive job); a flush of more than 4 goes to
+// the send job, and a read that fills every receive slot hands the next read to a job; datagrams
+// keep their order across the switches.
 import { randomBytes } from "node:crypto";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   type NativeUdpSocket,
+  S_INFLIGHT,
   S_OPENED,
   S_OPEN_FAILED,
   S_OPEN_KEYS_REFUSED,
   S_RECV_JOBS,
+  S_SENT,
   loadNativeUdp,
 } from "../src/overlay/links/udp-native.js";
 import {
@@ -59,8 +65,8 @@ function collect(s: NativeUdpSocket, count: number, ms = 10000): Promise<Got[]> 
 
 const native = loadNativeUdp() !== undefined;
 
-// Both receive modes: a threadpool job per batch (the default) and PLANETD_UDP_RECV=inline (the loop
-// thread reads and opens), which the addon reads when a socket opens.
+// Both fixed receive modes: PLANETD_UDP_RECV=job (a threadpool job per batch) and =inline (the loop
+// thread reads and opens), which the addon reads when a socket opens; the default adapts (below).
 describe.skipIf(!native).each(["job", "inline"])("native opening, receive mode %s", (mode) => {
   const before = process.env.PLANETD_UDP_RECV;
   beforeAll(() => {
@@ -229,3 +235,82 @@ describe.skipIf(!native).each(["job", "inline"])("native opening, receive mode %
 function rxSlot(o: Opener): number {
   return (o as unknown as { slot: number }).slot;
 }
+
+/** A pair with a native send key on a and the matching receive key on b. */
+async function pair() {
+  const a = await nativeSocket();
+  const b = await nativeSocket();
+  const key = randomBytes(32);
+  const tx = new Sealer(key, 0, a.sealing);
+  const rx = new Opener(key, b.sealing, COOKIE, 0);
+  const port = b.address().port;
+  let n = 0;
+  /** Queues datagram n (size grows with n: no two in a row form a GSO run) sealed by a's socket. */
+  const send = (): Buffer => {
+    const d = shell(body(n, 40 + n));
+    const expected = Buffer.from(body(n, 40 + n));
+    n++;
+    const slot = tx.seal(d);
+    expect(slot).toBeGreaterThanOrEqual(0);
+    a.send(d, port, "127.0.0.1", slot);
+    return expected;
+  };
+  return { a, b, rx, send };
+}
+
+describe.skipIf(!native)("native udp socket, adaptive paths", () => {
+  const modeVars = ["PLANETD_UDP_RECV", "PLANETD_UDP_SEND_INLINE"] as const;
+  const saved = modeVars.map((v) => process.env[v]);
+  beforeAll(() => {
+    for (const v of modeVars) Reflect.deleteProperty(process.env, v);
+  });
+  afterAll(() => {
+    modeVars.forEach((v, i) => {
+      if (saved[i] !== undefined) process.env[v] = saved[i];
+    });
+  });
+
+  it("seals, sends, reads and opens a lone datagram on the loop thread, ping after ping", async () => {
+    const { a, b, rx, send } = await pair();
+    for (let i = 1; i <= 5; i++) {
+      const got = collect(b, 1);
+      const expected = send();
+      await Promise.resolve(); // the socket's flush microtask has run
+      // Sent already: a job's counts would reach state[] only on its completion, a later loop turn.
+      expect(a.state[S_SENT]).toBe(i);
+      expect(a.state[S_INFLIGHT]).toBe(0);
+      const [g] = await got;
+      expect(plain(g!.d)).toEqual(expected);
+      expect(rx.open(g!.d, g!.opened)).toBe(OPEN_OK);
+      expect(b.state[S_OPENED]).toBe(i);
+    }
+    expect(b.state[S_RECV_JOBS]).toBe(0);
+  });
+
+  it("hands a larger flush to the send job and a full read's successor to a receive job, in order", async () => {
+    const { a, b, rx, send } = await pair();
+    // 20 datagrams, 4 a flush, all sent before the loop polls again: b's first read fills its 16
+    // slots, so a job reads the rest.
+    const expected: Buffer[] = [];
+    let got = collect(b, 20);
+    for (let f = 0; f < 5; f++) {
+      for (let i = 0; i < 4; i++) expected.push(send());
+      await Promise.resolve();
+      expect(a.state[S_SENT]).toBe(expected.length);
+    }
+    let received = await got;
+    expect(received.map((g) => plain(g.d))).toEqual(expected);
+    expect(received.map((g) => rx.open(g.d, g.opened))).toEqual(Array(20).fill(OPEN_OK));
+    expect(b.state[S_RECV_JOBS]).toBeGreaterThan(0);
+    // 8 in one flush: the send job's, still out when the flush returns.
+    got = collect(b, 8);
+    const more: Buffer[] = [];
+    for (let i = 0; i < 8; i++) more.push(send());
+    await Promise.resolve();
+    expect(a.state[S_SENT]).toBe(20);
+    expect(a.state[S_INFLIGHT]).toBeGreaterThan(0);
+    received = await got;
+    expect(received.map((g) => plain(g.d))).toEqual(more);
+    expect(b.state[S_OPENED]).toBe(28);
+  });
+});

@@ -7,7 +7,8 @@
  *   A non-blocking socket bound to address:port (family 4 or 6; "" = any), SO_RCVBUF/SO_SNDBUF asked
  *   for bufferBytes, UDP_GRO on when the kernel has it; reading starts at once. Throws an Error whose
  *   code is the errno name (EADDRINUSE, ...).
- * Receive (udp_recv.c): a readable wakeup hands recvBuf<n> to a threadpool job, which drains up to
+ * Receive (udp_recv.c): a readable wakeup reads recvBuf<n> on the loop thread, or once a read filled
+ *   every slot hands it to a threadpool job (PLANETD_UDP_RECV=job|inline fixes one), which drains up to
  *   RECV_SLOTS datagrams with one recvmmsg (RECV_SLOT bytes a slot); a GRO buffer (cmsg UDP_GRO:
  *   several datagrams of gso_size) is split back into its datagrams. Entry i of recvMeta<n> (stride
  *   RM_STRIDE): offset, length, source port, source address as 4 words (IPv4 in the first), IPv6
@@ -19,7 +20,8 @@
  * Send: JS appends datagrams to sendBuf<state[S_FILL]> (contiguous) and entries to its sendMeta
  *   (stride SM_STRIDE: offset, length, destination slot or -1 on a connected socket, key slot or
  *   -1), and counts them in state (S_QUEUED, S_BYTES). flush(wait) hands that buffer to a threadpool
- *   job unless one is out (with wait, when JS's buffer is full, it waits for that job and completes
+ *   job unless one is out (a flush of at most PLANETD_UDP_SEND_INLINE, default 4, datagrams is done
+ *   on the loop thread instead; with wait, when JS's buffer is full, it waits for that job and completes
  *   it first), and JS fills the other (udp_send.c): the job seals each datagram that names a
  *   key slot (addKey(key) -> slot or -1; dropKey(slot)), its counter written by JS, and sends them
  *   with sendmmsg; consecutive datagrams of one size to one destination leave as one UDP_SEGMENT
@@ -280,7 +282,12 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   t->rmeta_entries = rmeta_len[0] / RM_STRIDE;
   t->olast = -1;
   const char *recv_mode = getenv("PLANETD_UDP_RECV");
-  t->recv_inline = recv_mode != NULL && strcmp(recv_mode, "inline") == 0;
+  t->recv_mode = recv_mode == NULL                  ? RECV_ADAPTIVE
+                 : strcmp(recv_mode, "inline") == 0 ? RECV_INLINE
+                 : strcmp(recv_mode, "job") == 0    ? RECV_JOB
+                                                    : RECV_ADAPTIVE;
+  const char *send_inline = getenv("PLANETD_UDP_SEND_INLINE");
+  t->send_inline_max = send_inline != NULL && *send_inline != '\0' ? atoi(send_inline) : SEND_INLINE_MAX;
   for (int i = 0; i < 2; i++) {
     t->sb[i].buf = (uint8_t *)sbuf[i];
     t->sb[i].len = sbuf_len[i];

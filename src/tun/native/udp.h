@@ -64,6 +64,13 @@ typedef struct evp_cipher_ctx_st EVP_CIPHER_CTX; /* never made */
 #define KEY_NONE (-1)
 #define KEY_FAILED (-2)
 
+/* Who reads (udp_recv.c): the loop thread first and a job once a batch fills, always a job, or
+ * always the loop thread. */
+enum { RECV_ADAPTIVE, RECV_JOB, RECV_INLINE };
+/* PLANETD_UDP_SEND_INLINE's default: a flush of up to this many datagrams with no send job out is
+ * sealed and sent on the loop thread (udp_send.c). */
+#define SEND_INLINE_MAX 4
+
 /* state: shared with JS (udp-native.ts names the same indices). */
 enum {
   S_QUEUED, S_BYTES, S_DROPPED, S_ERR_SLOT, S_SENT, S_GSO_MSGS, S_GRO_BUFS, S_RECV_TRUNC, S_FLAGS,
@@ -132,7 +139,8 @@ typedef struct {
   int recv_running;  /* under lock: its worker has not finished */
   int rwork_pending; /* its request awaits the completion callback */
   int want_write;    /* a send job waits for POLLOUT */
-  int recv_inline;   /* PLANETD_UDP_RECV=inline at open: read and open on the loop thread */
+  int recv_mode;     /* RECV_*: PLANETD_UDP_RECV at open (udp_recv.c) */
+  int send_inline_max; /* flushes of at most this many datagrams seal and send here (udp_send.c) */
   int recv_err_after; /* an error POLLERR read, reported after the batch of the job it queued */
   uv_work_t rwork;
   recv_result_t rresult;

@@ -8,9 +8,14 @@
  * batch n+1 overlap JS's work on batch n. The fd is not polled for reading while a job is out;
  * a job that finds the socket empty polls again. JS keeps the replay window (a datagram opened
  * here is still refused if its counter is stale) and opens what no key here covers.
- * PLANETD_UDP_RECV=inline (read at open) reads and opens on the loop thread instead, a few batches
- * per wakeup: no worker wakeup and completion per batch, no overlap either (bench/cpu-split.sh
- * weighs the two on a given machine).
+ * By default the mode adapts: a readable wakeup with no job out reads one batch on the loop thread
+ * (a lone datagram at idle crosses no thread: a job costs a worker wakeup and a completion wakeup
+ * per read, bench/rtt.sh); a batch that filled every slot (or held RECV_SLOTS datagrams from GRO
+ * buffers) means more is waiting, so the next read goes to a job, and jobs chain while they find
+ * datagrams. No inline read runs while a job is out, so none overtakes a job's batch.
+ * PLANETD_UDP_RECV (read at open) fixes the mode: "job" hands every read to a job, "inline" reads
+ * and opens on the loop thread, a few batches per wakeup: no thread hop, no overlap either
+ * (bench/cpu-split.sh weighs the two on a given machine).
  * The worker touches only its buffer, the key slots in use, the fd, t->rmsgs.. and t->rresult;
  * keys JS drops are freed only while no job is out.
  */
@@ -154,7 +159,7 @@ static void reclaim_open_keys(sock_t *t) {
 }
 
 static void recv_done(uv_work_t *w, int status);
-static void recv_complete(sock_t *t, int status, int chain);
+static void recv_complete(sock_t *t, int status, int from_job, int next_job);
 
 /* Hands buffer rfill to a threadpool job; false when no job could be queued. */
 static int queue_recv(sock_t *t, int err_after) {
@@ -179,18 +184,22 @@ void udp_recv_start(sock_t *t, int err) {
     return;
   }
   if (t->closed || t->fd < 0) return;
-  if (!t->recv_inline && queue_recv(t, err)) {
+  if (t->recv_mode == RECV_JOB && queue_recv(t, err)) {
     udp_update_poll(t);
     return;
   }
-  /* Inline, or no threadpool: this thread reads and opens a few batches, the poll brings the rest. */
-  for (int round = 0; round < 4 && !t->closed; round++) {
+  /* This thread reads and opens: adaptive, one batch, and a full one hands the next read to a job;
+   * inline (or no threadpool), a few batches, and the poll brings the rest. */
+  int rounds = t->recv_mode == RECV_ADAPTIVE ? 1 : 4;
+  for (int round = 0; round < rounds && !t->closed; round++) {
     memset(&t->rresult, 0, sizeof t->rresult);
     t->recv_err_after = round == 0 ? err : 0;
     t->recv_out = 1;
     read_batch(t);
     int more = t->rresult.got_all && t->rresult.err == 0;
-    recv_complete(t, 0, 0);
+    /* Adaptive: every slot filled, or as many datagrams from GRO buffers, means a busy link. */
+    int busy = (t->rresult.got_all || t->rresult.entries >= RECV_SLOTS) && t->rresult.err == 0;
+    recv_complete(t, 0, 0, busy && t->recv_mode == RECV_ADAPTIVE);
     if (!more) break;
   }
 }
@@ -203,12 +212,13 @@ static void recv_done(uv_work_t *w, int status) {
     if (t->finished && udp_can_free(t)) udp_free(t);
     return;
   }
-  recv_complete(t, status, 1);
+  recv_complete(t, status, 1, t->rresult.entries > 0 && t->rresult.err == 0);
 }
 
-/* Applies a job's counts, starts the next job on the other buffer (chain), then hands this one to
- * JS. */
-static void recv_complete(sock_t *t, int status, int chain) {
+/* Applies a read's counts (from_job: a threadpool job's), starts a job on the other buffer
+ * (next_job: a job found datagrams, more are likely on their way; or an inline read filled every
+ * slot), then hands this one to JS. */
+static void recv_complete(sock_t *t, int status, int from_job, int next_job) {
   recv_result_t r = t->rresult;
   int filled = t->rfill;
   int err_after = t->recv_err_after;
@@ -226,9 +236,9 @@ static void recv_complete(sock_t *t, int status, int chain) {
   st[S_RECV_TRUNC] += r.trunc;
   st[S_OPENED] += r.opened;
   st[S_OPEN_FAILED] += r.open_failed;
-  if (chain) st[S_RECV_JOBS]++; /* a threadpool job, not the loop thread's read */
-  /* Something came: more is likely on its way, so the next read goes out now (an empty one polls). */
-  if (chain && r.entries > 0 && r.err == 0) {
+  if (from_job) st[S_RECV_JOBS]++; /* a threadpool job, not the loop thread's read */
+  /* The next read goes out now, before JS runs (an empty one polls again). */
+  if (next_job && status != UV_ECANCELED) {
     t->rfill = filled ^ 1;
     if (!queue_recv(t, 0)) t->rfill = filled; /* the poll asks again */
   }

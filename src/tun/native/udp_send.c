@@ -6,6 +6,10 @@
  * UDP_SEGMENT message. At most one job per socket is out, so datagrams leave in the order queued;
  * JS fills the other buffer meanwhile, and the completion hands it over in turn. EAGAIN leaves the
  * rest of the job's buffer for the writable wakeup (the buffer stays the job's, so order holds).
+ * A flush of a few datagrams (t->send_inline_max, PLANETD_UDP_SEND_INLINE, default SEND_INLINE_MAX)
+ * with no job out is sealed and sent here on the loop thread: at idle a lone datagram then costs
+ * no worker wakeup and no completion wakeup (bench/rtt.sh); a busy link's larger flushes and the
+ * buffer a completion hands over still go to the job, and nothing goes inline while a job is out.
  * The worker touches only its buffer, the key slots its entries name, the fd and t->result; every
  * count reaches state[] on the loop thread, in udp_job_done.
  */
@@ -163,13 +167,15 @@ static void job_run(uv_work_t *w) {
 static void job_done(uv_work_t *w, int status);
 static int complete_job(sock_t *t, int status, int inline_done);
 
-static void queue_job(sock_t *t) {
+/* Hands the buffer t->sending to a job, or with here (or no request free) does it on this thread,
+ * its refusal kept for the next flush to return. */
+static void queue_job(sock_t *t, int here) {
   uv_loop_t *loop = NULL;
   memset(&t->result, 0, sizeof t->result);
   t->result.gso = (t->state[S_FLAGS] & F_GSO) != 0;
   t->job_queued = 1;
   int k = !t->work_pending[0] ? 0 : !t->work_pending[1] ? 1 : -1;
-  if (k >= 0 && napi_get_uv_event_loop(t->env, &loop) == napi_ok) {
+  if (!here && k >= 0 && napi_get_uv_event_loop(t->env, &loop) == napi_ok) {
     uv_work_t *w = &t->works[k];
     w->data = t;
     t->current_work = w;
@@ -218,7 +224,8 @@ void udp_drop_key(sock_t *t, int slot) {
   reclaim_keys(t);
 }
 
-static void submit(sock_t *t) {
+/* Hands the buffer JS filled on; from_flush: JS's flush, which may do a small one here. */
+static void submit(sock_t *t, int from_flush) {
   if (t->sending >= 0 || t->fd < 0) return;
   int32_t queued = t->state[S_QUEUED];
   int fill = t->state[S_FILL] & 1;
@@ -234,7 +241,7 @@ static void submit(sock_t *t) {
   t->state[S_QUEUED] = 0;
   t->state[S_BYTES] = 0;
   t->state[S_INFLIGHT] = b->bytes;
-  queue_job(t);
+  queue_job(t, from_flush && queued <= t->send_inline_max);
 }
 
 int udp_flush(sock_t *t, int wait) {
@@ -244,15 +251,17 @@ int udp_flush(sock_t *t, int wait) {
     udp_wait_job(t);
     e = complete_job(t, 0, 1);
   }
-  submit(t);
-  if (e == 0) e = t->deferred_err;
-  t->deferred_err = 0;
+  submit(t, 1);
+  if (e == 0) { /* one refusal a flush: a second waits for the next */
+    e = t->deferred_err;
+    t->deferred_err = 0;
+  }
   return e;
 }
 
 void udp_resume(sock_t *t) {
   if (t->sending < 0 || t->job_queued) return;
-  queue_job(t);
+  queue_job(t, 0);
   if (t->deferred_err != 0 && !t->job_queued && !t->closed) {
     int e = t->deferred_err;
     t->deferred_err = 0;
@@ -313,7 +322,7 @@ static int complete_job(sock_t *t, int status, int inline_done) {
   t->want_write = 0;
   udp_update_poll(t);
   if (inline_done) return err; /* the caller submits what JS filled */
-  if (st[S_QUEUED] > 0) submit(t); /* also after close: the last datagrams JS queued */
+  if (st[S_QUEUED] > 0) submit(t, 0); /* also after close: the last datagrams JS queued */
   if (t->closed && !udp_jobs_out(t)) udp_finish_close(t);
   return err;
 }
