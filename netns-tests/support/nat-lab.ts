@@ -2,6 +2,7 @@
 // each router R1 and R2; R1 and R2 masquerade (nftables) for the hosts behind them. Addresses:
 // 10.1.0.1 R1 — 10.1.0.2 P, 10.2.0.1 R2 — 10.2.0.2 P, 10.3.0.1 A — 10.3.0.2 R1, 10.4.0.1 B — 10.4.0.2 R2.
 // A "public" host sits on a third link of P (10.3.0.1 — 10.3.0.2 P) instead of behind a router.
+import { join } from "node:path";
 import { expect } from "vitest";
 import type { DaemonNode, Lab, Netns } from "../harness.js";
 import { checkedTransfer } from "./transfer.js";
@@ -152,4 +153,46 @@ export function median(values: number[]): number {
 /** Moves `mib` MiB from `from` to `to` through the overlay, sha256-checked (support/transfer.ts). */
 export function transfer(from: DaemonNode, to: DaemonNode, mib: number, paceKiB?: number) {
   return checkedTransfer(from, to, mib, { paceKiB });
+}
+
+/**
+ * iperf3 from `from` to `to` over their overlay addresses for `seconds`; `sample` runs once a
+ * second while the client runs (and once more after it). Returns the bytes the server received.
+ */
+export async function iperf3During(
+  lab: Lab,
+  from: DaemonNode,
+  to: DaemonNode,
+  seconds: number,
+  sample: () => Promise<void>,
+): Promise<number> {
+  const server = lab.spawn("iperf3-s", join(lab.dir, "iperf3-server.log"), "ip", [
+    ...["netns", "exec", to.ns.name, "iperf3", "-s", "-1", "-B", to.address],
+  ]);
+  try {
+    await lab.waitFor(
+      async () => (await to.ns.mustExec("ss", ["-Hltn", "sport = :5201"])).trim() !== "",
+      10_000,
+      "iperf3 to listen",
+    );
+    let done = false;
+    const client = from.ns.exec(
+      "iperf3",
+      ["-c", to.address, "-t", String(seconds), "-J"],
+      (seconds + 30) * 1000,
+    );
+    void client.finally(() => {
+      done = true;
+    });
+    while (!done) {
+      await sample();
+      await Promise.race([client, new Promise((r) => setTimeout(r, 1000))]);
+    }
+    await sample();
+    const r = await client;
+    expect(r.code, r.stderr).toBe(0);
+    return JSON.parse(r.stdout).end.sum_received.bytes as number;
+  } finally {
+    await server.stop();
+  }
 }
