@@ -1,7 +1,10 @@
 // The native udp sockets' own counters where an operator sees them (udp-native.ts udpSocketTotals):
 // a datagram that does not open under its link's key and a key the socket's table refuses show up
 // in planetd_udp_socket_dropped_total / _keys_refused_total and in planetctl getUdp, and the totals
-// keep what a socket counted after it closes.
+// keep what a socket counted after it closes. Where the adaptive paths ran (udp_recv.c, udp_send.c):
+// an idle ping-pong is read, opened, sealed and sent on the main thread, a burst goes to the
+// threadpool jobs, and both show in planetd_udp_socket_{receive,send}_batches_total /
+// _opened_total{path} and in getUdp.
 import { randomBytes } from "node:crypto";
 import { afterEach, expect, it } from "vitest";
 import { COMMANDS } from "../src/admin/commands.js";
@@ -14,10 +17,10 @@ import {
   loadNativeUdp,
   udpSocketTotals,
 } from "../src/overlay/links/udp-native.js";
-import { Sealer } from "../src/overlay/links/udp-seal.js";
+import { OPEN_OK, Opener, Sealer } from "../src/overlay/links/udp-seal.js";
 import { type UdpSocket, openUdpSocket } from "../src/overlay/links/udp-socket.js";
 import { type Sample, emptySnapshot, parsePrometheus } from "./support/prometheus.js";
-import { COOKIE, body, shell } from "./support/udp-datagrams.js";
+import { COOKIE, body, plain, shell } from "./support/udp-datagrams.js";
 
 const open: UdpSocket[] = [];
 afterEach(async () => {
@@ -122,3 +125,117 @@ it("getUdp without the view's counters (another daemon build) answers sockets: 0
   const response = await COMMANDS.getudp!.run({ view: {} as AdminView, remoteTimeoutMs: 0 }, {});
   expect(response).toEqual({ sockets: 0 });
 });
+
+/** Totals minus the ones taken before: only this test's sockets are open, so only they move them. */
+function pathsSince(before: ReturnType<typeof udpSocketTotals>) {
+  const now = udpSocketTotals().paths;
+  const minus = (a: { job: number; inline: number }, b: { job: number; inline: number }) => ({
+    job: a.job - b.job,
+    inline: a.inline - b.inline,
+  });
+  return {
+    reads: minus(now.reads, before.paths.reads),
+    opened: minus(now.opened, before.paths.opened),
+    sends: minus(now.sends, before.paths.sends),
+  };
+}
+
+it.skipIf(!loadNativeUdp())(
+  "an idle ping-pong counts inline reads, opens and sends; a burst counts threadpool jobs",
+  async () => {
+    // The default adaptive paths (this file sets neither PLANETD_UDP_RECV nor _SEND_INLINE).
+    expect(process.env.PLANETD_UDP_RECV ?? "").toBe("");
+    expect(process.env.PLANETD_UDP_SEND_INLINE ?? "").toBe("");
+    const a = await nativeSocket();
+    const b = await nativeSocket();
+    const aToB = randomBytes(32);
+    const bToA = randomBytes(32);
+    const sealAtA = new Sealer(aToB, 0, a.sealing);
+    const sealAtB = new Sealer(bToA, 0, b.sealing);
+    const openAtB = new Opener(aToB, b.sealing, COOKIE, 0);
+    const openAtA = new Opener(bToA, a.sealing, COOKIE, 0);
+    let n = 0;
+    const sendOne = (from: NativeUdpSocket, to: NativeUdpSocket, sealer: Sealer, size = 60): Buffer => {
+      const expected = body(n++, size);
+      const d = shell(expected);
+      from.send(d, to.address().port, "127.0.0.1", sealer.seal(d));
+      return expected;
+    };
+    /** The next `count` datagrams `s` receives, each checked to open under `opener`. */
+    const next = (s: NativeUdpSocket, opener: Opener, count: number) =>
+      new Promise<Buffer[]>((resolve, reject) => {
+        const got: Buffer[] = [];
+        const timer = setTimeout(() => reject(new Error(`${got.length} of ${count} datagrams came`)), 10000);
+        s.onMessage((msg, _from, opened) => {
+          if (opener.open(msg, opened) !== OPEN_OK) reject(new Error("a datagram did not open"));
+          got.push(Buffer.from(plain(msg)));
+          if (got.length === count) {
+            clearTimeout(timer);
+            resolve(got);
+          }
+        });
+      });
+
+    const before = udpSocketTotals();
+    // Ping-pong: one datagram in flight at a time, each way, 10 rounds.
+    for (let round = 0; round < 10; round++) {
+      const atB = next(b, openAtB, 1);
+      const ping = sendOne(a, b, sealAtA);
+      expect(await atB).toEqual([ping]);
+      const atA = next(a, openAtA, 1);
+      const pong = sendOne(b, a, sealAtB);
+      expect(await atA).toEqual([pong]);
+    }
+    const idle = pathsSince(before);
+    expect(idle.sends).toEqual({ job: 0, inline: 20 });
+    expect(idle.opened).toEqual({ job: 0, inline: 20 });
+    expect(idle.reads.job).toBe(0);
+    expect(idle.reads.inline).toBeGreaterThanOrEqual(20);
+
+    // A burst: 20 datagrams of growing sizes (no GSO run, so no GRO buffer) sealed and sent inline,
+    // 4 a flush, all in b's socket before the loop polls again: b's first read fills its 16 slots,
+    // so a receive job reads and opens the rest. Then 300 in one turn go to a send job.
+    let atB = next(b, openAtB, 20);
+    const expected: Buffer[] = [];
+    for (let f = 0; f < 5; f++) {
+      for (let i = 0; i < 4; i++) expected.push(sendOne(a, b, sealAtA, 40 + expected.length));
+      await Promise.resolve(); // the flush microtask
+    }
+    expect(await atB).toEqual(expected);
+    const burst = pathsSince(before);
+    expect(burst.sends).toEqual({ job: 0, inline: 25 });
+    expect(burst.reads.job).toBeGreaterThan(0);
+    expect(burst.opened.job).toBeGreaterThan(0);
+    expect(burst.opened.job + burst.opened.inline).toBe(40);
+    atB = next(b, openAtB, 300);
+    const many = Array.from({ length: 300 }, () => sendOne(a, b, sealAtA));
+    expect(await atB).toEqual(many);
+    const after = pathsSince(before);
+    expect(after.sends.job).toBeGreaterThan(0);
+    expect(after.sends.inline).toBe(25);
+    expect(after.opened.job + after.opened.inline).toBe(340);
+
+    const now = udpSocketTotals().paths;
+    const samples = await scrape();
+    for (const path of ["job", "inline"] as const) {
+      expect(value(samples, "planetd_udp_socket_receive_batches_total", { path })).toBe(now.reads[path]);
+      expect(value(samples, "planetd_udp_socket_opened_total", { path })).toBe(now.opened[path]);
+      expect(value(samples, "planetd_udp_socket_send_batches_total", { path })).toBe(now.sends[path]);
+    }
+    const view = { udpSockets: udpSocketTotals } as unknown as AdminView;
+    const response = (await COMMANDS.getudp!.run({ view, remoteTimeoutMs: 0 }, {})) as Record<
+      string,
+      unknown
+    >;
+    expect(response.send_batches).toEqual(now.sends);
+    expect(response.receive_batches).toEqual(now.reads);
+    expect(response.opened_by).toEqual(now.opened);
+    const text = formatResponse("getudp", response);
+    expect(text).toMatch(new RegExp(`Send batches: +${now.sends.job} by a job, ${now.sends.inline} inline`));
+    expect(text).toMatch(
+      new RegExp(
+        `Receive batches: +${now.reads.job} by a job, ${now.reads.inline} inline \\(opened ${now.opened.job} by a job, ${now.opened.inline} inline\\)`,
+      ),
+    );
+  },
+);

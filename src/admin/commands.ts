@@ -210,7 +210,7 @@ export const COMMANDS: Record<string, Command> = {
   },
   getudp: {
     description:
-      "planetd: the native udp sockets' drops by reason, refused keys, and datagrams sent and opened",
+      "planetd: the native udp sockets' drops by reason, refused keys, datagrams sent and opened, and batches done by a threadpool job or inline",
     fields: [],
     goType: "",
     run: ({ view }) => {
@@ -224,6 +224,9 @@ export const COMMANDS: Record<string, Command> = {
         opened: u.opened,
         gso_messages: u.gsoMessages,
         gro_buffers: u.groBuffers,
+        receive_batches: { ...u.paths.reads },
+        opened_by: { ...u.paths.opened },
+        send_batches: { ...u.paths.sends },
       };
     },
   },

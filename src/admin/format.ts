@@ -47,6 +47,11 @@ export function formatCoords(coords: unknown): string {
 
 type Json = Record<string, unknown>;
 const str = (v: unknown) => (v === undefined || v === null ? "" : String(v));
+/** getUdp's { job, inline } counts as "3 by a job, 40 inline" (0s for a daemon without them). */
+function jobInline(v: unknown, tail = ""): string {
+  const c = (v ?? {}) as Record<string, unknown>;
+  return `${str(c.job ?? 0)} by a job, ${str(c.inline ?? 0)} inline${tail}`;
+}
 const list = (v: unknown): Json[] => (Array.isArray(v) ? (v as Json[]) : []);
 
 /** The human form of one command's response; commands without a table fall back to JSON. */
@@ -191,6 +196,8 @@ export function formatResponse(command: string, response: unknown): string {
           "Datagrams:",
           `${str(r.sent ?? 0)} sent (${str(r.gso_messages ?? 0)} GSO sends), ${str(r.opened ?? 0)} opened (${str(r.gro_buffers ?? 0)} GRO buffers)`,
         ],
+        ["Receive batches:", jobInline(r.receive_batches, ` (opened ${jobInline(r.opened_by)})`)],
+        ["Send batches:", jobInline(r.send_batches)],
       ]);
     }
     case "getnodeinfo": {

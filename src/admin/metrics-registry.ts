@@ -162,6 +162,24 @@ function addUdpSocketMetrics(registry: Registry, current: () => MetricsSnapshot 
     "kind",
     (u) => ({ sent: u.sent, opened: u.opened, gso_messages: u.gsoMessages, gro_buffers: u.groBuffers }),
   );
+  labelled(
+    "planetd_udp_socket_receive_batches_total",
+    "Receive batches the native udp sockets read, by path: job (a threadpool job) or inline (the main thread, when a read drained the socket)",
+    "path",
+    (u) => u.paths.reads,
+  );
+  labelled(
+    "planetd_udp_socket_opened_total",
+    "Datagrams the native udp sockets opened in place, by path: job or inline (main thread)",
+    "path",
+    (u) => u.paths.opened,
+  );
+  labelled(
+    "planetd_udp_socket_send_batches_total",
+    "Send buffers the native udp sockets sealed and sent, by path: job (a threadpool job) or inline (the main thread, a small flush with no job out)",
+    "path",
+    (u) => u.paths.sends,
+  );
   new Gauge({
     name: "planetd_udp_sockets",
     help: "Native udp sockets open now",

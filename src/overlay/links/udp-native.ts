@@ -98,7 +98,16 @@ export const S_OPENED = 15;
 export const S_OPEN_FAILED = 16;
 export const S_OPEN_KEYS_REFUSED = 17;
 export const S_RECV_JOBS = 18;
-const S_COUNT = 19;
+/**
+ * Where the adaptive paths ran (udp_recv.c, udp_send.c): reads done on the loop thread, the
+ * datagrams they opened, send buffers handed to a threadpool job, and those sealed and sent on the
+ * loop thread (a flush of at most PLANETD_UDP_SEND_INLINE datagrams with no job out).
+ */
+export const S_RECV_INLINE = 19;
+export const S_OPENED_INLINE = 20;
+export const S_SEND_JOBS = 21;
+export const S_SEND_INLINE = 22;
+const S_COUNT = 23;
 const NO_KEY = -1;
 export const F_GRO = 1;
 export const F_GSO = 2;
@@ -119,6 +128,16 @@ export interface UdpSocketTotals {
   dropped: { send: number; seal_failed: number; truncated: number; open_failed: number };
   /** Keys the socket's tables had no room for (the link seals or opens them in JS instead). */
   keysRefused: { send: number; receive: number };
+  /**
+   * Where the work ran: `reads` are receive batches (a job's, or the loop thread's when a read
+   * drained the socket), `opened` the datagrams those opened in place, `sends` send buffers sealed
+   * and sent by a job or on the loop thread. A busy link shows jobs, an idle one inline work.
+   */
+  paths: {
+    reads: { job: number; inline: number };
+    opened: { job: number; inline: number };
+    sends: { job: number; inline: number };
+  };
 }
 
 /** The state[] words that only count up (the others are queue levels and flags). */
@@ -134,6 +153,10 @@ const COUNTERS = [
   S_OPEN_FAILED,
   S_OPEN_KEYS_REFUSED,
   S_RECV_JOBS,
+  S_RECV_INLINE,
+  S_OPENED_INLINE,
+  S_SEND_JOBS,
+  S_SEND_INLINE,
 ];
 /** Every open native socket, and the counts of the closed ones (a total never goes down). */
 const openSockets = new Set<NativeUdpSocket>();
@@ -160,6 +183,11 @@ export function udpSocketTotals(): UdpSocketTotals {
       open_failed: sum[S_OPEN_FAILED]!,
     },
     keysRefused: { send: sum[S_KEYS_REFUSED]!, receive: sum[S_OPEN_KEYS_REFUSED]! },
+    paths: {
+      reads: { job: sum[S_RECV_JOBS]!, inline: sum[S_RECV_INLINE]! },
+      opened: { job: sum[S_OPENED]! - sum[S_OPENED_INLINE]!, inline: sum[S_OPENED_INLINE]! },
+      sends: { job: sum[S_SEND_JOBS]!, inline: sum[S_SEND_INLINE]! },
+    },
   };
 }
 

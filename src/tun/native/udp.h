@@ -75,7 +75,10 @@ enum { RECV_ADAPTIVE, RECV_JOB, RECV_INLINE };
 enum {
   S_QUEUED, S_BYTES, S_DROPPED, S_ERR_SLOT, S_SENT, S_GSO_MSGS, S_GRO_BUFS, S_RECV_TRUNC, S_FLAGS,
   S_FILL, S_INFLIGHT, S_KEYS_REFUSED, S_SEAL_FAILED, S_BLOCKED,
-  S_RBUF, S_OPENED, S_OPEN_FAILED, S_OPEN_KEYS_REFUSED, S_RECV_JOBS, S_COUNT
+  S_RBUF, S_OPENED, S_OPEN_FAILED, S_OPEN_KEYS_REFUSED, S_RECV_JOBS,
+  /* Where the adaptive paths ran: reads on the loop thread (S_RECV_JOBS: by a job), datagrams they
+   * opened, send buffers handed to a job and those sealed and sent on the loop thread. */
+  S_RECV_INLINE, S_OPENED_INLINE, S_SEND_JOBS, S_SEND_INLINE, S_COUNT
 };
 #define F_GRO 1
 #define F_GSO 2

@@ -236,7 +236,12 @@ static void recv_complete(sock_t *t, int status, int from_job, int next_job) {
   st[S_RECV_TRUNC] += r.trunc;
   st[S_OPENED] += r.opened;
   st[S_OPEN_FAILED] += r.open_failed;
-  if (from_job) st[S_RECV_JOBS]++; /* a threadpool job, not the loop thread's read */
+  if (from_job) {
+    st[S_RECV_JOBS]++;
+  } else {
+    st[S_RECV_INLINE]++;
+    st[S_OPENED_INLINE] += r.opened;
+  }
   /* The next read goes out now, before JS runs (an empty one polls again). */
   if (next_job && status != UV_ECANCELED) {
     t->rfill = filled ^ 1;

@@ -181,11 +181,15 @@ static void queue_job(sock_t *t, int here) {
     t->current_work = w;
     t->job_running = 1;
     t->work_pending[k] = 1;
-    if (uv_queue_work(loop, w, job_run, job_done) == 0) return;
+    if (uv_queue_work(loop, w, job_run, job_done) == 0) {
+      t->state[S_SEND_JOBS]++;
+      return;
+    }
     t->work_pending[k] = 0;
     t->job_running = 0;
   }
   /* No request free (both await their callbacks) or no threadpool: this thread does the job. */
+  t->state[S_SEND_INLINE]++;
   sendbuf_t *b = &t->sb[t->sending];
   seal_entries(t, b);
   send_entries(t, b);
