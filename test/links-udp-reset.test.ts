@@ -1,18 +1,33 @@
 // udp:// RESET with a stateless reset token (RFC 9000 §10.3 in spirit), and one link per peer key and
 // priority: a dialer ignores (and counts) a RESET without the listener's token, closes at once on a
-// real one from a restarted listener and redials; a peer holding two priorities to one listener keeps
-// both links.
+// real one from a restarted listener and redials; a listener's link believes only the token its
+// dialer committed to in the signed CONFIRM (a dialer that punched from its listener's socket and
+// restarted there); a peer holding two priorities to one listener keeps both links.
 import { randomBytes } from "node:crypto";
+import dgram from "node:dgram";
 import { afterEach, describe, expect, it } from "vitest";
 import { Identity } from "../src/crypto/identity.js";
-import { DEFAULT_TIMEOUTS } from "../src/overlay/links/stream.js";
+import { DEFAULT_TIMEOUTS, encodeMetadata } from "../src/overlay/links/stream.js";
+import {
+  HS_BYTES,
+  challengeKey,
+  confirmPacket,
+  confirmValid,
+  handshakePacket,
+  parseHandshake,
+  resetCommitment,
+} from "../src/overlay/links/udp-handshake.js";
+import { randomEphemeral } from "../src/overlay/links/udp-seal.js";
 import { PKT_RESET, RESET_BYTES } from "../src/overlay/links/udp-wire.js";
 import { type UdpLink, UdpListener } from "../src/overlay/links/udp.js";
 import { collect, startLinkNode, stopLinkNodes } from "./support/links.js";
 
 const listeners: UdpListener[] = [];
 
+const rawSockets: dgram.Socket[] = [];
+
 afterEach(async () => {
+  for (const s of rawSockets.splice(0)) s.close();
   await Promise.all(listeners.splice(0).map((l) => l.close()));
   await stopLinkNodes();
 });
@@ -112,6 +127,79 @@ describe("udp RESET", () => {
     await listener(bId, randomBytes(32), port);
     await until(() => aLink.resetsRefused >= 1);
     expect(aLink.closed).toBe(false);
+  });
+});
+
+/**
+ * A hand-made dialer on its own socket: INIT, CHALLENGE, then the CONFIRM with `commitment` (none:
+ * 0^16), answered by an ACCEPT. Returns the socket (the link's address at the listener) and the
+ * dialer cookie a RESET names.
+ */
+async function rawDial(port: number, id: Identity, commitment?: Buffer) {
+  const socket = dgram.createSocket("udp4");
+  rawSockets.push(socket);
+  await new Promise<void>((r) => socket.connect(port, "127.0.0.1", () => r()));
+  const next = () => new Promise<Buffer>((r) => socket.once("message", r));
+  const eph = randomEphemeral();
+  const dc = randomBytes(8);
+  const meta = encodeMetadata(id.publicKey);
+  let answer = next();
+  socket.send(handshakePacket(1, dc, Buffer.alloc(8), meta, eph.publicKey));
+  const challenge = await answer;
+  const lc = Buffer.from(challenge.subarray(9, 17));
+  const key = challengeKey(challenge)!;
+  const sign = (m: Uint8Array) => id.sign(m);
+  const confirm = confirmPacket(dc, lc, meta, id.publicKey, key, eph, sign, 0, commitment);
+  answer = next();
+  socket.send(confirm);
+  expect((await answer)[0]).toBe(4); // ACCEPT
+  return { socket, dc, confirm };
+}
+
+function resetFor(cookie: Buffer, token: Buffer): Buffer {
+  const r = Buffer.alloc(RESET_BYTES);
+  r[0] = PKT_RESET;
+  cookie.copy(r, 1);
+  token.copy(r, 9);
+  return r;
+}
+
+describe("udp RESET of a listener's link (the dialer's committed token)", () => {
+  it("the CONFIRM's signature covers the commitment: one swapped on the path does not verify", async () => {
+    const bId = Identity.generate();
+    const b = await listener(bId, randomBytes(32));
+    const token = randomBytes(16);
+    const { confirm } = await rawDial(b.l.port, Identity.generate(), resetCommitment(token));
+    expect(confirm).toHaveLength(HS_BYTES);
+    expect(confirmValid(parseHandshake(confirm)!, bId.publicKey)).toBe(true);
+    const swapped = Buffer.from(confirm);
+    resetCommitment(randomBytes(16)).copy(swapped, HS_BYTES - 16);
+    expect(confirmValid(parseHandshake(swapped)!, bId.publicKey)).toBe(false);
+  });
+
+  it("believes only the committed token: a wrong one, the commitment itself, or a dialer that committed to none are counted", async () => {
+    const b = await listener(Identity.generate(), randomBytes(32));
+    const token = randomBytes(16);
+    const committed = resetCommitment(token);
+    const d = await rawDial(b.l.port, Identity.generate(), committed);
+    const link = await b.nextLink();
+    const closed = collect(link).closed;
+    // From the link's own address (an on-path host that read the cookie could send these).
+    d.socket.send(resetFor(d.dc, randomBytes(16)));
+    d.socket.send(resetFor(d.dc, committed)); // the commitment travelled in clear in the CONFIRM
+    d.socket.send(resetFor(randomBytes(8), token)); // another link's cookie: not this link's RESET
+    await until(() => link.resetsRefused === 2);
+    expect(link.closed).toBe(false);
+    d.socket.send(resetFor(d.dc, token));
+    expect(await closed).toBe("reset by peer (it no longer knows this link)");
+
+    // A dialer on a socket of its own commits to nothing: no RESET closes its link here.
+    const plain = await rawDial(b.l.port, Identity.generate());
+    const plainLink = await b.nextLink();
+    plain.socket.send(resetFor(plain.dc, token));
+    plain.socket.send(resetFor(plain.dc, Buffer.alloc(16)));
+    await until(() => plainLink.resetsRefused === 2);
+    expect(plainLink.closed).toBe(false);
   });
 });
 

@@ -12,6 +12,7 @@ import {
   confirmPacket,
   handshakePacket,
   parseHandshake,
+  resetCommitment,
 } from "./udp-handshake.js";
 import {
   DATA_HEADER,
@@ -106,7 +107,7 @@ export function dialUdp(o: UdpDialOptions): UdpDial {
       ...linkSettings(o),
       keys: { tx: keys.d2l, rx: keys.l2d },
       dialPriority: o.priority,
-      resetToken: keys.resetToken,
+      resetCommitment: resetCommitment(keys.resetToken),
       release: () => {
         setImmediate(() => void linkSocket.close());
       },

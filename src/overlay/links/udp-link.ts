@@ -15,6 +15,7 @@ import {
   Reassembler,
   nackDatagrams,
 } from "./udp-frag.js";
+import { resetCommitment } from "./udp-handshake.js";
 import { ACT_DEAD, ACT_KEEPALIVE, ACT_PROBE, Liveness, batchNow, livenessFor } from "./udp-liveness.js";
 import { BASE_DATAGRAM, MAX_DATAGRAM, PmtuSearch, routeCeiling } from "./udp-pmtu.js";
 import { DEFAULT_REKEY, LinkKeys, type RekeyOptions } from "./udp-rekey.js";
@@ -78,8 +79,11 @@ export interface UdpLinkOptions {
   acceptPacket?: Buffer;
   /** The dialer's priority for this link (its CONFIRM says it): one link per key and priority. */
   dialPriority: number;
-  /** Dialer: the listener's reset token from the ACCEPT (a RESET is believed only with it). */
-  resetToken?: Buffer;
+  /**
+   * resetCommitment of the token a RESET must carry to be believed: the dialer's is the listener's
+   * token from the ACCEPT, the listener's the commitment in the dialer's CONFIRM (none: refused).
+   */
+  resetCommitment?: Buffer;
   /** Called once when the link closes (listener: forget the address; dialer: close the socket). */
   release(): void;
 }
@@ -106,7 +110,7 @@ export class UdpLink extends LinkCore implements Link {
   forged = 0;
   /** Authentic datagrams seen before, or older than the replay window. */
   replayed = 0;
-  /** RESETs naming this link without its reset token (forged, or from a listener that lost it). */
+  /** RESETs naming this link without its reset token (forged, or from a peer that has none). */
   resetsRefused = 0;
   readonly pmtu: PmtuSearch;
   /** NAT traversal: an authentic answer to an OBSERVE this end sent (the source the peer saw). */
@@ -241,9 +245,9 @@ export class UdpLink extends LinkCore implements Link {
   }
 
   /**
-   * A RESET naming the peer's cookie (the listener no longer knows this link): the link closes at
-   * once when it carries the listener's reset token, which only the listener can compute (from its
-   * node key: the token survives its restart); anything else is counted and ignored.
+   * A RESET naming the peer's cookie (the peer no longer knows this link): the link closes at once
+   * when it carries the peer's reset token, which only the peer can compute (from its node key: the
+   * token survives its restart); anything else is counted and ignored.
    */
   receiveReset(msg: Buffer): void {
     if (
@@ -253,9 +257,12 @@ export class UdpLink extends LinkCore implements Link {
     ) {
       return;
     }
-    const token = this.o.resetToken;
-    const at = DATA_HEADER;
-    if (token && msg.length === RESET_BYTES && timingSafeEqual(token, msg.subarray(at, at + token.length))) {
+    const expected = this.o.resetCommitment;
+    if (
+      expected &&
+      msg.length === RESET_BYTES &&
+      timingSafeEqual(expected, resetCommitment(msg.subarray(DATA_HEADER)))
+    ) {
       this.close("reset by peer (it no longer knows this link)", false);
     } else this.resetsRefused++;
   }

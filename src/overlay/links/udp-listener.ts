@@ -10,9 +10,11 @@ import {
   HS_BYTES,
   RESET_TOKEN_BYTES,
   acceptPacket,
+  confirmCommitment,
   confirmValid,
   handshakePacket,
   parseHandshake,
+  resetCommitment,
 } from "./udp-handshake.js";
 import {
   DATA_HEADER,
@@ -136,9 +138,9 @@ export class UdpListener {
       return;
     }
     if (type === PKT_RESET) {
-      // For a link this socket dialled (hole punching).
-      const link = this.links.get(rinfo.key);
-      if (link?.outbound) link.receiveReset(msg);
+      // For a link this socket dialled (hole punching), or one whose dialer punched from the socket
+      // it is back on after a restart (its CONFIRM committed to the token).
+      this.links.get(rinfo.key)?.receiveReset(msg);
       return;
     }
     if (type === PKT_CLOSE) {
@@ -165,7 +167,10 @@ export class UdpListener {
       .subarray(0, 8);
   }
 
-  /** RFC 9000 §10.3's stateless reset token, for the link whose (listener) cookie is `cookie`. */
+  /**
+   * RFC 9000 §10.3's stateless reset token for the link whose cookie here is `cookie` (ours as its
+   * listener, or as the dialer of a punch from this socket).
+   */
   private resetToken(cookie: Uint8Array): Buffer {
     return createHmac("sha256", this.resetSecret).update(cookie).digest().subarray(0, RESET_TOKEN_BYTES);
   }
@@ -222,6 +227,7 @@ export class UdpListener {
       keys: { tx: accepted.keys.l2d, rx: accepted.keys.d2l },
       acceptPacket: accepted.packet,
       dialPriority: f.priority,
+      resetCommitment: confirmCommitment(f),
       release: () => this.forget(link, cookie),
     });
     this.remember(key, link, cookie);
@@ -304,6 +310,7 @@ export class UdpListener {
       localKey: this.o.localKey,
       sign: this.o.sign,
       expectKey: o.expectKey,
+      resetCommitment: (cookie) => resetCommitment(this.resetToken(cookie)),
       intervalMs: o.intervalMs,
       timeoutMs: o.timeoutMs,
       send: (packet) => this.sendTo(packet, o.address, o.port),
@@ -330,7 +337,7 @@ export class UdpListener {
           ...linkSettings(this.o),
           keys: { tx: keys.d2l, rx: keys.l2d },
           dialPriority: this.o.priority,
-          resetToken: keys.resetToken,
+          resetCommitment: resetCommitment(keys.resetToken),
           release: () => this.forget(created, dialerCookie),
         });
         this.remember(at, created, dialerCookie);

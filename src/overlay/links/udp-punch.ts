@@ -27,6 +27,11 @@ export interface PunchDialOptions {
   sign: Signer;
   /** The key the signalling said is there: anything else is refused. */
   expectKey: Buffer;
+  /**
+   * The commitment to this end's reset token for a dialer cookie (the listener socket's secret, so
+   * a restarted node back on that socket can prove a RESET to the peer, which answered the punch).
+   */
+  resetCommitment(dialerCookie: Buffer): Buffer;
   intervalMs: number;
   timeoutMs: number;
   send(packet: Buffer): void;
@@ -94,6 +99,8 @@ export class PunchDial {
         key,
         this.eph,
         this.o.sign,
+        0,
+        this.o.resetCommitment(this.dialerCookie),
       );
       this.hello();
     } else if (type === PKT_ACCEPT && msg.length === HS_BYTES && this.listenerCookie) {

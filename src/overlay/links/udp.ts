@@ -10,8 +10,9 @@
 //     2 CHALLENGE  listener → dialer, echoes the dialer cookie; the listener cookie is
 //                  HMAC(secret, source ip:port ‖ dialer cookie ‖ dialer key), so the listener keeps
 //                  no state and signs nothing yet
-//     3 CONFIRM    dialer → listener, both cookies, the dialer's priority for this link and an
-//                  ed25519 signature over the transcript; resent every 1 s until ACCEPT
+//     3 CONFIRM    dialer → listener, both cookies, the dialer's priority for this link, the
+//                  commitment to its reset token (a punch's dialer; RESET below) and an ed25519
+//                  signature over the transcript; resent every 1 s until ACCEPT
 //     4 ACCEPT     listener → dialer: its fresh X25519 key, the link's reset token (hidden under a
 //                  pad from the key agreement) and its signature; the link exists (sent again on a
 //                  repeated CONFIRM)
@@ -29,16 +30,19 @@
 //   rebinding) moves there; getPeers keeps showing the address it was opened from.
 //   5 CLOSE      type ‖ receiver's cookie ‖ sealed nothing: the sender closed the link (unsealed
 //                only as a listener's refusal of a CONFIRM, which ends nothing but that handshake).
-//   6 RESET      type ‖ the cookie a link datagram carried ‖ reset token (16): a listener's
-//                stateless answer to one from an address it has no link with (it restarted), so
-//                the dialer redials now instead of after seconds of silence. Never larger than the
-//                datagram that caused it (none for one under 25 bytes). The token is RFC 9000
-//                §10.3's stateless reset token: HMAC(reset secret, cookie), the secret derived
-//                from the node's ed25519 private key so a restarted listener computes the same
-//                one; the ACCEPT gave it to the dialer, which believes a RESET at once only when
-//                the token matches (anything else is counted in resetsRefused and ignored). A
-//                live link's cookie from a wrong address never gets a RESET (it could not open),
-//                so the token is never handed to whoever merely read a cookie on the path.
+//   6 RESET      type ‖ the cookie a link datagram carried ‖ reset token (16): a listener
+//                socket's stateless answer to one from an address it has no link with (its node
+//                restarted), so the peer drops the link now instead of after seconds of silence.
+//                Never larger than the datagram that caused it (none for one under 25 bytes). The
+//                token is RFC 9000 §10.3's stateless reset token: HMAC(reset secret, cookie), the
+//                secret derived from the node's ed25519 private key so a restarted node computes
+//                the same one. Either end can prove one: the ACCEPT gave the listener's token to
+//                the dialer (hidden under a pad), and a dialer on a listener's socket (a punch)
+//                committed to its own in the CONFIRM (udp-handshake.ts), so a RESET from a
+//                restarted punching node is believed too. A link believes a RESET at once only
+//                when the token matches (anything else is counted in resetsRefused and ignored).
+//                A live link's cookie from a wrong address never gets a RESET (it could not
+//                open), so the token is never handed to whoever merely read a cookie on the path.
 //   0x10 DATA / 0x11 DATA+ACK / 0x12 PING: type ‖ receiver's cookie (8) ‖ counter (8) ‖
 //     sealed ([ack block] ‖ records…) ‖ tag (16); the types below have the same envelope
 //     ack block (0x11, 0x12): next expected reliable seq (u32) ‖ bitmap of the 64 seqs after it (2 × u32)
