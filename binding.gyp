@@ -11,6 +11,12 @@
       "sources": ["src/tun/native/udp.c", "src/tun/native/udp_io.c", "src/tun/native/udp_send.c", "src/tun/native/udp_recv.c"],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+    },
+    {
+      "target_name": "planetd_session",
+      "sources": ["src/tun/native/session_aead.c"],
+      "defines": ["NAPI_VERSION=8"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
     }
   ]
 }

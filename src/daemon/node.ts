@@ -9,6 +9,7 @@ import { type AdminServer, startAdminServer } from "../admin/server.js";
 import type { PlanetConfig } from "../config/config.js";
 import { type BoxBackend, loadBox } from "../crypto/box.js";
 import type { Identity } from "../crypto/identity.js";
+import { sessionAeadFromEnv } from "../crypto/session-aead.js";
 import type { Link } from "../overlay/links/link.js";
 import { LinkManager } from "../overlay/links/manager.js";
 import { CORE_PLANETD } from "../overlay/nat.js";
@@ -135,6 +136,7 @@ export class Node implements PacketConn {
         deliver: (source, message, now) => this.deliverCore(source, message, now),
       },
       this.box,
+      { aead: sessionAeadFromEnv() },
     );
     this.proto = new Proto(
       { send: (dest, message) => this.sendCore(dest, CORE_PROTO, message, Date.now()) },

@@ -4,9 +4,22 @@
 import { randomBytes } from "node:crypto";
 import { type BoxBackend, type BoxKeyPair, nonceForCounter } from "../crypto/box.js";
 import { type Identity, curveFromEd } from "../crypto/identity.js";
+import type { SessionAead } from "../crypto/session-aead.js";
 import { TokenBucket } from "../util/token-bucket.js";
+import {
+  ANNOUNCE_BODY,
+  ANNOUNCE_MS,
+  type CipherName,
+  announcesChacha,
+  isAnnounce,
+  openTraffic,
+  recvAeadKey,
+  sealTraffic,
+  sendAeadKey,
+} from "./sessions/aead.js";
 import { ReplayVerdict, ReplayWindow } from "./sessions/replay.js";
 import { type PendingBuffer, SESSION_TIMEOUT_MS, Session } from "./sessions/state.js";
+import { type SessionStats, newSessionStats } from "./sessions/stats.js";
 import { SessionTable, mapKey } from "./sessions/table.js";
 import {
   SessionType,
@@ -22,7 +35,7 @@ import {
   uvarintResult,
 } from "./sessions/wire.js";
 
-export { SESSION_TIMEOUT_MS };
+export { SESSION_TIMEOUT_MS, type SessionStats };
 
 export interface SessionOutput {
   /**
@@ -43,6 +56,11 @@ export interface SessionOptions {
   maxPendingBytes?: number;
   /** Handshakes that may create a session, per second over all links (default 250, burst twice that). */
   newSessionsPerSecond?: number;
+  /**
+   * ChaCha20-Poly1305 for traffic with planetd nodes that announce it (sessions/aead.ts); without
+   * it (default) we neither announce nor seal it, and ignore the type as Yggdrasil does.
+   */
+  aead?: SessionAead;
 }
 
 /**
@@ -65,46 +83,14 @@ export function newSessionBudget(): TokenBucket {
   return new TokenBucket(NEW_SESSIONS_PER_LINK, 2 * NEW_SESSIONS_PER_LINK);
 }
 
-export interface SessionStats {
-  initsSent: number;
-  acksSent: number;
-  initsReceived: number;
-  acksReceived: number;
-  /** init/ack that failed to open or verify */
-  handshakeFailures: number;
-  /** traffic whose box did not open (answered with an init) */
-  decryptFailures: number;
-  /** traffic whose counter was already opened, or is older than the replay window */
-  replaysDropped: number;
-  /** handshakes from unknown keys refused by a link's, a key prefix's or the global budget (no crypto spent) */
-  initsRateLimited: number;
-  /** answers (inits) to stray or failing traffic not sent: the link or session budget was spent */
-  answersRateLimited: number;
-  /** new sessions refused: the table was full of proven sessions */
-  sessionsRefused: number;
-  /** unproven sessions dropped to make room for a new one (oldest first) */
-  sessionsEvicted: number;
-  /** waiting packets dropped to keep the pending bytes under their cap (oldest first) */
-  buffersEvicted: number;
-  /** acks sent again for an init we had already taken (the first ack was lost) */
-  acksResent: number;
-  /** traffic whose key sequences matched no case (answered with an init) */
-  keySeqMismatches: number;
-  /** traffic for which no session existed (answered with a throw-away init) */
-  noSession: number;
-  malformed: number;
-  oversizeDropped: number;
-  ratchets: number;
-  sessionsCreated: number;
-  sessionsExpired: number;
-  buffersExpired: number;
-}
-
 export interface SessionSummary {
   key: Buffer;
   bytesIn: number;
   bytesOut: number;
   since: number;
+  /** What we seal with (chacha20-poly1305 once the remote announced it), and what we last opened. */
+  cipherOut: CipherName;
+  cipherIn: CipherName;
 }
 
 /** Largest application message (spec 5.9: 53129 - 79). */
@@ -144,6 +130,7 @@ export class Sessions {
   readonly mtu = SESSION_MTU;
   private readonly table: SessionTable;
   private readonly fresh: () => BoxKeyPair;
+  private readonly aead: SessionAead | undefined;
   private readonly nonce = Buffer.alloc(24);
   private readonly sendBuf = Buffer.alloc(TRAFFIC_MAX_OVERHEAD + SESSION_MTU);
   private readonly recvBuf = Buffer.alloc(TRAFFIC_MAX_OVERHEAD + SESSION_MTU);
@@ -151,29 +138,7 @@ export class Sessions {
   // ourselves); nested calls then use fresh buffers instead of overwriting the outer one.
   private sendDepth = 0;
   private deliverDepth = 0;
-  private readonly counters: SessionStats = {
-    initsSent: 0,
-    acksSent: 0,
-    initsReceived: 0,
-    acksReceived: 0,
-    handshakeFailures: 0,
-    decryptFailures: 0,
-    replaysDropped: 0,
-    initsRateLimited: 0,
-    answersRateLimited: 0,
-    sessionsRefused: 0,
-    sessionsEvicted: 0,
-    buffersEvicted: 0,
-    acksResent: 0,
-    keySeqMismatches: 0,
-    noSession: 0,
-    malformed: 0,
-    oversizeDropped: 0,
-    ratchets: 0,
-    sessionsCreated: 0,
-    sessionsExpired: 0,
-    buffersExpired: 0,
-  };
+  private readonly counters: SessionStats = newSessionStats();
 
   constructor(
     private readonly identity: Identity,
@@ -182,6 +147,7 @@ export class Sessions {
     options: SessionOptions = {},
   ) {
     this.fresh = options.keyPair ?? (() => box.keyPair());
+    this.aead = options.aead;
     this.table = new SessionTable(
       options.maxSessions ?? MAX_SESSIONS,
       options.maxPendingBytes ?? 4 << 20,
@@ -223,6 +189,10 @@ export class Sessions {
     switch (payload[0]) {
       case SessionType.Traffic:
         this.handleTraffic(source, payload, now, via);
+        return;
+      case SessionType.TrafficAead:
+        // Only a node that announced it gets this type; without the cipher we ignore it as Go does.
+        if (this.aead !== undefined) this.handleTraffic(source, payload, now, via);
         return;
       case SessionType.Init:
       case SessionType.Ack: {
@@ -268,6 +238,8 @@ export class Sessions {
       bytesIn: s.rx,
       bytesOut: s.tx,
       since: s.since,
+      cipherOut: s.peerOpensAead ? "chacha20-poly1305" : "box",
+      cipherIn: s.lastInAead ? "chacha20-poly1305" : "box",
     }));
   }
 
@@ -286,32 +258,45 @@ export class Sessions {
   }
 
   private sendOn(s: Session, message: Uint8Array, now: number, prefix = NO_PREFIX): void {
+    if (this.aead !== undefined && now - s.announcedAt >= ANNOUNCE_MS) this.announce(s, now);
     if (!s.proven) this.table.prove(s);
     s.sendNonce = incU64(s.sendNonce);
     if (s.sendNonce === 0) {
       s.localRotate(this.fresh);
       s.fixShared(this.box, 0, 0);
     }
+    const aead = s.peerOpensAead ? this.aead : undefined;
     const length = prefix === NO_PREFIX ? message.length : message.length + 1;
     const buf = this.sendDepth === 0 ? this.sendBuf : Buffer.allocUnsafe(TRAFFIC_MAX_OVERHEAD + length);
-    buf[0] = SessionType.Traffic;
+    buf[0] = aead ? SessionType.TrafficAead : SessionType.Traffic;
     let off = putUvarint(buf, 1, s.localKeySeq);
     off = putUvarint(buf, off, s.remoteKeySeq);
     off = putUvarint(buf, off, s.sendNonce);
-    const plainAt = off + TAG_BYTES;
-    const end = plainAt + KEY_BYTES + length;
+    // box: tag ‖ ciphertext after the header; AEAD: ciphertext ‖ tag.
+    const plainAt = aead ? off : off + TAG_BYTES;
+    let end = plainAt + KEY_BYTES + length;
     s.nextLocal.publicKey.copy(buf, plainAt);
     if (prefix === NO_PREFIX) buf.set(message, plainAt + KEY_BYTES);
     else {
       buf[plainAt + KEY_BYTES] = prefix;
       buf.set(message, plainAt + KEY_BYTES + 1);
     }
-    this.box.seal(
-      buf.subarray(off, end),
-      buf.subarray(plainAt, end),
-      nonceFor(this.nonce, s.sendNonce),
-      s.sendShared,
-    );
+    if (aead) {
+      if (!sealTraffic(aead, sendAeadKey(s, this.identity.publicKey), s.sendNonce, buf, off, end)) {
+        this.counters.aeadSealFailures++;
+        return;
+      }
+      end += TAG_BYTES;
+      this.counters.aeadSealed++;
+    } else {
+      this.box.seal(
+        buf.subarray(off, end),
+        buf.subarray(plainAt, end),
+        nonceFor(this.nonce, s.sendNonce),
+        s.sendShared,
+      );
+      this.counters.boxSealed++;
+    }
     s.tx += length;
     s.expires = now + SESSION_TIMEOUT_MS;
     this.sendDepth++;
@@ -320,6 +305,13 @@ export class Sessions {
     } finally {
       this.sendDepth--;
     }
+  }
+
+  /** Tells the remote we open TRAFFIC_AEAD (sessions/aead.ts), inside the session. */
+  private announce(s: Session, now: number): void {
+    s.announcedAt = now;
+    this.counters.announcesSent++;
+    this.sendOn(s, ANNOUNCE_BODY, now);
   }
 
   private bufferAndInit(k: string, dest: Buffer, message: Uint8Array, now: number, prefix: number): void {
@@ -402,6 +394,8 @@ export class Sessions {
   }
 
   private sendSessionHandshake(type: 1 | 2, s: Session, now: number): void {
+    // A remote that takes it forgets our announcement (it may be talking to a new instance of us).
+    s.announcedAt = Number.NEGATIVE_INFINITY;
     this.sendHandshake(
       type,
       s.key,
@@ -450,6 +444,9 @@ export class Sessions {
     s.next = Buffer.from(init.next);
     s.seq = init.seq;
     s.setRemoteKeySeq(toU64(init.keySeq));
+    // Possibly a new instance of the remote: box until it announces the AEAD again, and hear ours.
+    s.peerOpensAead = false;
+    s.announcedAt = Number.NEGATIVE_INFINITY;
     s.localRotate(this.fresh);
     // sendNonce is deliberately not rolled back (as in Go)
     s.fixShared(this.box, 0, s.sendNonce);
@@ -563,22 +560,29 @@ export class Sessions {
       return;
     }
 
-    const boxed = payload.subarray(off);
-    if (boxed.length < TAG_BYTES) {
+    const sealedBytes = payload.length - off;
+    if (sealedBytes < TAG_BYTES) {
       this.counters.decryptFailures++;
       this.answer(s, now);
       return;
     }
     const plain =
       this.deliverDepth === 0
-        ? this.recvBuf.subarray(0, boxed.length - TAG_BYTES)
-        : Buffer.allocUnsafe(boxed.length - TAG_BYTES);
-    if (!this.box.open(plain, boxed, nonceFor(this.nonce, n), shared)) {
+        ? this.recvBuf.subarray(0, sealedBytes - TAG_BYTES)
+        : Buffer.allocUnsafe(sealedBytes - TAG_BYTES);
+    const isAead = payload[0] === SessionType.TrafficAead;
+    const opened = isAead
+      ? openTraffic(this.aead!, recvAeadKey(s, which, shared), n, payload, off, plain)
+      : this.box.open(plain, payload.subarray(off), nonceFor(this.nonce, n), shared);
+    if (!opened) {
       // Keys out of sync (e.g. the remote restarted) or a forged packet: offer a fresh handshake.
       this.counters.decryptFailures++;
       this.answer(s, now);
       return;
     }
+    if (isAead) this.counters.aeadOpened++;
+    else this.counters.boxOpened++;
+    s.lastInAead = isAead;
     window.accept(n);
     if (!s.proven) this.table.prove(s);
     if (plain.length < KEY_BYTES) {
@@ -600,13 +604,20 @@ export class Sessions {
       s.rotated = now;
     }
     const message = plain.subarray(KEY_BYTES);
-    s.rx += message.length;
     s.expires = now + SESSION_TIMEOUT_MS;
-    this.deliverDepth++;
-    try {
-      this.out.deliver(s.key, message, now);
-    } finally {
-      this.deliverDepth--;
+    if (isAnnounce(message)) {
+      this.counters.announcesHeard++;
+      if (this.aead !== undefined && announcesChacha(message)) s.peerOpensAead = true;
+    } else {
+      s.rx += message.length;
+      this.deliverDepth++;
+      try {
+        this.out.deliver(s.key, message, now);
+      } finally {
+        this.deliverDepth--;
+      }
     }
+    // After delivery, which may have used recvBuf: a node that only receives announces too.
+    if (this.aead !== undefined && now - s.announcedAt >= ANNOUNCE_MS) this.announce(s, now);
   }
 }

@@ -28,6 +28,18 @@ export class Session {
   // caching these saves a DH per packet. Cleared whenever any key changes (fixShared).
   nextSendShared: Buffer | undefined;
   nextRecvShared: Buffer | undefined;
+  // ChaCha20-Poly1305 keys derived from the four shared keys above (sessions/aead.ts), made on first
+  // use and cleared with them.
+  sendAeadKey: Buffer | undefined;
+  recvAeadKey: Buffer | undefined;
+  nextSendAeadKey: Buffer | undefined;
+  nextRecvAeadKey: Buffer | undefined;
+  /** The remote announced it opens TRAFFIC_AEAD on this instance of the session: we seal with it. */
+  peerOpensAead = false;
+  /** When we last announced our cipher on it (-Infinity: at the next message). */
+  announcedAt = Number.NEGATIVE_INFINITY;
+  /** The last traffic we opened was TRAFFIC_AEAD (getSessions). */
+  lastInAead = false;
   recvNonce: U64 = 0;
   sendNonce: U64 = 0;
   /** Counters opened under recvShared; reset with the keys. */
@@ -85,6 +97,10 @@ export class Session {
     this.sendShared = box.before(this.current, this.send.secretKey);
     this.nextSendShared = undefined;
     this.nextRecvShared = undefined;
+    this.sendAeadKey = undefined;
+    this.recvAeadKey = undefined;
+    this.nextSendAeadKey = undefined;
+    this.nextRecvAeadKey = undefined;
     this.nextSendWindow = undefined;
     this.nextRecvWindow = undefined;
     this.recvNonce = recvNonce;

@@ -3,7 +3,8 @@
 import type { BoxBackend, BoxKeyPair } from "../../crypto/box.js";
 import { type Identity, curveFromEd, verify } from "../../crypto/identity.js";
 
-export const SessionType = { Dummy: 0, Init: 1, Ack: 2, Traffic: 3 } as const;
+/** TrafficAead is planetd's own (sessions/aead.ts): only towards a remote that announced it. */
+export const SessionType = { Dummy: 0, Init: 1, Ack: 2, Traffic: 3, TrafficAead: 0x70 } as const;
 
 export const INIT_BYTES = 193;
 /** type + three one-byte uvarints + tag + next key: the smallest traffic message (spec 6.2). */

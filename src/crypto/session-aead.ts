@@ -1,0 +1,93 @@
+import { hkdfSync } from "node:crypto";
+// ChaCha20-Poly1305 (IETF) for session traffic between planetd nodes, through the planetd_session
+// addon (src/tun/native/session_aead.c, OpenSSL's EVP): about twice as fast here as the NaCl
+// secretbox that Yggdrasil's sessions use, which stays the cipher towards every node that has not
+// said it takes this one (src/overlay/sessions/aead.ts).
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+
+export const AEAD_TAG_BYTES = 16;
+export const AEAD_KEY_BYTES = 32;
+
+/** The addon's calls; the nonce is 4 zero bytes ‖ (nonceHi ‖ nonceLo) as a u64 big-endian. */
+export interface SessionAead {
+  /** Encrypts buf[adEnd, end) in place with AD buf[0, adEnd) and writes the tag at buf[end, end + 16). */
+  seal(
+    key: Uint8Array,
+    nonceHi: number,
+    nonceLo: number,
+    buf: Uint8Array,
+    adEnd: number,
+    end: number,
+  ): boolean;
+  /**
+   * Opens src[adEnd, end) (ciphertext ‖ tag, AD src[0, adEnd)) into dst at dstOff. False when the
+   * tag does not verify; dst's bytes are then garbage.
+   */
+  open(
+    key: Uint8Array,
+    nonceHi: number,
+    nonceLo: number,
+    src: Uint8Array,
+    adEnd: number,
+    end: number,
+    dst: Uint8Array,
+    dstOff: number,
+  ): boolean;
+}
+
+interface Addon extends SessionAead {
+  available(): boolean;
+}
+
+/**
+ * The label keeps the session's box key from being used as a ChaCha20 key as is (one key, one
+ * construction); the sender's ed25519 key in the info gives each direction its own key even where
+ * both ends' shared box keys coincide, so the two send counters can never meet under one key.
+ */
+const LABEL = Buffer.from("planetd session chacha20-poly1305 v1 sender:");
+
+/** The AEAD key for traffic that `sender` seals under the session's box key `shared`. */
+export function deriveSessionAeadKey(shared: Uint8Array, sender: Uint8Array): Buffer {
+  return Buffer.from(
+    hkdfSync("sha256", shared, Buffer.alloc(0), Buffer.concat([LABEL, sender]), AEAD_KEY_BYTES),
+  );
+}
+
+let loaded: Addon | null | undefined;
+
+/** The addon when it is built with OpenSSL, else undefined (sessions then only use box). */
+export function loadSessionAead(): SessionAead | undefined {
+  if (loaded !== undefined) return loaded ?? undefined;
+  loaded = null;
+  const require = createRequire(import.meta.url);
+  // src/crypto in a checkout and dist/crypto when built; dist/src/crypto under tsc -p .
+  for (const rel of [
+    "../../build/Release/planetd_session.node",
+    "../../../build/Release/planetd_session.node",
+  ]) {
+    const path = new URL(rel, import.meta.url);
+    if (!existsSync(path)) continue;
+    try {
+      const addon = require(path.pathname) as Addon;
+      if (addon.available()) loaded = addon;
+    } catch {
+      // built for another Node ABI: box still works
+    }
+    break;
+  }
+  return loaded ?? undefined;
+}
+
+/**
+ * What a node uses unless told otherwise: the addon, or nothing when PLANETD_SESSION_CIPHER=box
+ * (for A/B benchmarks, and to rule the cipher out when looking for a fault).
+ */
+export function sessionAeadFromEnv(env: NodeJS.ProcessEnv = process.env): SessionAead | undefined {
+  const choice = env.PLANETD_SESSION_CIPHER;
+  if (choice === "box") return undefined;
+  if (choice !== undefined && choice !== "" && choice !== "auto" && choice !== "chacha20-poly1305") {
+    throw new Error(`PLANETD_SESSION_CIPHER=${choice}: expected box, chacha20-poly1305 or auto`);
+  }
+  return loadSessionAead();
+}
