@@ -2,7 +2,7 @@
 // init/ack handshakes, a key ratchet throttled to once a minute, and the three decryption cases.
 // Sans-I/O: time comes in as `now` (ms since the epoch); output goes through SessionOutput.
 import { randomBytes } from "node:crypto";
-import { type BoxBackend, type BoxKeyPair, nonceForCounter } from "../crypto/box.js";
+import type { BoxBackend, BoxKeyPair } from "../crypto/box.js";
 import { type Identity, curveFromEd } from "../crypto/identity.js";
 import type { SessionAead } from "../crypto/session-aead.js";
 import { TokenBucket } from "../util/token-bucket.js";
@@ -17,7 +17,7 @@ import {
   sealTraffic,
   sendAeadKey,
 } from "./sessions/aead.js";
-import { ReplayVerdict, ReplayWindow } from "./sessions/replay.js";
+import { ReplayVerdict } from "./sessions/replay.js";
 import { type PendingBuffer, SESSION_TIMEOUT_MS, Session } from "./sessions/state.js";
 import { type SessionStats, newSessionStats } from "./sessions/stats.js";
 import { SessionTable, mapKey } from "./sessions/table.js";
@@ -27,9 +27,11 @@ import {
   TRAFFIC_MIN_BYTES,
   type U64,
   incU64,
+  nonceFor,
   openInit,
   putUvarint,
   readUvarint,
+  sameKey,
   sealInit,
   toU64,
   uvarintResult,
@@ -100,27 +102,6 @@ const KEY_BYTES = 32;
 const TAG_BYTES = 16;
 /** `prefix` value meaning none: send the message as given. */
 const NO_PREFIX = -1;
-
-/** Byte equality of two keys; for 32 bytes a JS loop beats both a native call and a map key string. */
-function sameKey(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-
-/** The 24-byte box nonce for counter n: 16 zero bytes (never written) then n as u64 big-endian. */
-function nonceFor(nonce: Buffer, n: U64): Buffer {
-  if (typeof n === "bigint") return nonceForCounter(nonce, n);
-  nonce.writeUInt32BE(Math.floor(n / 0x100000000), 16);
-  nonce.writeUInt32BE(n >>> 0, 20);
-  return nonce;
-}
-
-function newWindow(): ReplayWindow {
-  const w = new ReplayWindow();
-  w.reset(0);
-  return w;
-}
 
 function unixSeconds(now: number): bigint {
   return BigInt(Math.floor(now / 1000));
@@ -531,29 +512,14 @@ export class Sessions {
       return;
     }
 
-    // 0: current keys, 1: remote ratcheted (to our send key), 2: remote ratcheted early (to our recv key)
-    let which: 0 | 1 | 2;
-    let shared: Buffer;
-    let window: ReplayWindow;
-    if (remoteKeySeq === s.remoteKeySeq && localKeySeq === s.localKeySeqPrev) {
-      which = 0;
-      shared = s.recvShared;
-      window = s.recvWindow;
-    } else if (remoteKeySeq === s.remoteKeySeqNext && localKeySeq === s.localKeySeq) {
-      which = 1;
-      if (!s.nextSendShared) s.nextSendShared = this.box.before(s.next, s.send.secretKey);
-      shared = s.nextSendShared;
-      window = s.nextSendWindow ??= newWindow();
-    } else if (remoteKeySeq === s.remoteKeySeqNext && localKeySeq === s.localKeySeqPrev) {
-      which = 2;
-      if (!s.nextRecvShared) s.nextRecvShared = this.box.before(s.next, s.recv.secretKey);
-      shared = s.nextRecvShared;
-      window = s.nextRecvWindow ??= newWindow();
-    } else {
+    const which = s.receiveCase(remoteKeySeq, localKeySeq);
+    if (which === -1) {
       this.counters.keySeqMismatches++;
       this.answer(s, now);
       return;
     }
+    const shared = s.sharedFor(which, this.box);
+    const window = s.windowFor(which);
     // Checked before the box (cheap), recorded after it opened (a forgery must not move the window).
     if (window.check(n) !== ReplayVerdict.Fresh) {
       this.counters.replaysDropped++;

@@ -6,6 +6,12 @@ import { type U64, decU64, incU64, u64 } from "./wire.js";
 export const SESSION_TIMEOUT_MS = 60_000;
 export const U64_MAX = (1n << 64n) - 1n;
 
+function newWindow(): ReplayWindow {
+  const w = new ReplayWindow();
+  w.reset(0);
+  return w;
+}
+
 export class Session {
   readonly key: Buffer;
   curve: Buffer | undefined;
@@ -77,6 +83,39 @@ export class Session {
     this.nextLocal = fresh();
     this.since = now;
     this.expires = now + SESSION_TIMEOUT_MS;
+  }
+
+  /**
+   * The receive case (spec 6.6) of traffic whose header carries these key seqs: 0 current keys,
+   * 1 the remote ratcheted (to our send key), 2 it ratcheted early (to our recv key), -1 none.
+   */
+  receiveCase(remoteKeySeq: U64, localKeySeq: U64): -1 | 0 | 1 | 2 {
+    if (remoteKeySeq === this.remoteKeySeq && localKeySeq === this.localKeySeqPrev) return 0;
+    if (remoteKeySeq === this.remoteKeySeqNext && localKeySeq === this.localKeySeq) return 1;
+    if (remoteKeySeq === this.remoteKeySeqNext && localKeySeq === this.localKeySeqPrev) return 2;
+    return -1;
+  }
+
+  /** The shared box key of a receive case; the two "next" ones are computed on first use. */
+  sharedFor(which: 0 | 1 | 2, box: BoxBackend): Buffer {
+    if (which === 0) return this.recvShared;
+    if (which === 1) {
+      this.nextSendShared ??= box.before(this.next, this.send.secretKey);
+      return this.nextSendShared;
+    }
+    this.nextRecvShared ??= box.before(this.next, this.recv.secretKey);
+    return this.nextRecvShared;
+  }
+
+  /** The replay window of a receive case; the two "next" ones are made on first use. */
+  windowFor(which: 0 | 1 | 2): ReplayWindow {
+    if (which === 0) return this.recvWindow;
+    if (which === 1) {
+      this.nextSendWindow ??= newWindow();
+      return this.nextSendWindow;
+    }
+    this.nextRecvWindow ??= newWindow();
+    return this.nextRecvWindow;
   }
 
   setRemoteKeySeq(v: U64): void {

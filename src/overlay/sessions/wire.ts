@@ -1,6 +1,6 @@
 // Byte layouts of the encrypted layer (spec 6.2-6.4): the 193-byte init/ack and the uvarints of
 // the traffic header. Pure functions; the session state machine is in ../sessions.ts.
-import type { BoxBackend, BoxKeyPair } from "../../crypto/box.js";
+import { type BoxBackend, type BoxKeyPair, nonceForCounter } from "../../crypto/box.js";
 import { type Identity, curveFromEd, verify } from "../../crypto/identity.js";
 
 /** TrafficAead is planetd's own (sessions/aead.ts): only towards a remote that announced it. */
@@ -101,6 +101,21 @@ export function readUvarint(buf: Uint8Array, off: number): number {
     }
   }
   return -1;
+}
+
+/** Byte equality of two keys; for 32 bytes a JS loop beats both a native call and a map key string. */
+export function sameKey(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** The 24-byte box nonce for counter n: 16 zero bytes (never written) then n as u64 big-endian. */
+export function nonceFor(nonce: Buffer, n: U64): Buffer {
+  if (typeof n === "bigint") return nonceForCounter(nonce, n);
+  nonce.writeUInt32BE(Math.floor(n / 0x100000000), 16);
+  nonce.writeUInt32BE(n >>> 0, 20);
+  return nonce;
 }
 
 export function u64(v: bigint): bigint {
