@@ -282,6 +282,23 @@ describe("per-destination state", () => {
     expect(a.sent.length + a.punches.length).toBe(1);
   });
 
+  it("an offer from a peer it holds a punched link to (restarted) punches again, unless the link is new", () => {
+    const b = harness(key(2));
+    const offer = (n: number) => encodeSignal({ type: SIG_OFFER, nonce: n, mapping: 0, candidates: LOCAL });
+    b.nat.handleSignal(key(1), offer(1), 0, LOCAL);
+    b.nat.punchDone(key(1), true, 100);
+    expect(b.nat.summary(100).direct).toBe(1);
+    // Right after the punch (an offer that crossed it in flight): the new link stays.
+    b.nat.handleSignal(key(1), offer(2), 599, LOCAL);
+    expect(b.punches.length).toBe(1);
+    expect(b.nat.counters.offersIgnored).toBe(1);
+    // Later, the peer offers again: it has no direct link to us, so ours is stale.
+    b.nat.handleSignal(key(1), offer(3), 600, LOCAL);
+    expect(b.punches.length).toBe(2);
+    expect(decodeSignal(b.sent.at(-1)!.body)).toMatchObject({ type: SIG_ANSWER, nonce: 3 });
+    expect(b.nat.summary(600)).toMatchObject({ punching: 1, direct: 0 });
+  });
+
   it("ignores offers while punching or backing off, so offers cannot make it punch in a loop", () => {
     const b = harness(key(2));
     const offer = (n: number) => encodeSignal({ type: SIG_OFFER, nonce: n, mapping: 0, candidates: LOCAL });

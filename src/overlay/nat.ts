@@ -231,7 +231,12 @@ export class NatTraversal {
     }
     if (s.type === SIG_OFFER) {
       const st = this.dests.get(source.toString("latin1")) ?? this.make(source, now);
-      if (!st || local.length === 0 || st.phase === PUNCHING || st.phase === DIRECT || now < st.nextAt) {
+      // An offer from a peer we hold a punched link to says it has none to us: it restarted (on a
+      // punch socket bound on demand it is back on another port, where no RESET of its reaches
+      // us), or our end missed its close. Punching again replaces the stale link at once
+      // (punch.ts); a link younger than offerTimeoutMs keeps it, so offers cannot make it flap.
+      const linked = st?.phase === DIRECT && now - st.since < this.o.offerTimeoutMs;
+      if (!st || local.length === 0 || st.phase === PUNCHING || linked || now < st.nextAt) {
         this.counters.offersIgnored++;
         return;
       }

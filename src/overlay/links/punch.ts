@@ -25,6 +25,13 @@ export interface PuncherHost {
 export class Puncher {
   /** Keys a punch is under way with (their inbound links are punched links). */
   private readonly waiters = new Map<string, (link: UdpLink) => void>();
+  /**
+   * The punched link to each key (open ones only): one link per peer key and priority holds for
+   * punched links too, whichever side dialled (the listener replaces only inbound links from the
+   * same host). A peer that restarted on a punch socket bound on demand is back on another port,
+   * where no RESET of its can reach us: its new punched link is the only sign the old one is dead.
+   */
+  private readonly punchedLinks = new Map<string, UdpLink>();
   /** Punch sockets bound for NAT traversal when no udp:// Listen of the family exists. */
   private readonly sockets = new Map<number, Promise<{ udp?: UdpListener; close(): Promise<void> }>>();
   private readonly host: PuncherHost;
@@ -41,7 +48,7 @@ export class Puncher {
   /** An inbound udp:// link: when a punch waits for its key it is a punched link, and the punch ends. */
   inbound(link: UdpLink): void {
     const waiter = this.waiters.get(link.remoteKey.toString("hex"));
-    if (waiter) link.punched = true;
+    if (waiter) this.punched(link);
     this.host.admit(link);
     waiter?.(link);
   }
@@ -61,6 +68,17 @@ export class Puncher {
       bound.catch(() => this.sockets.delete(family));
     }
     return (await bound).udp;
+  }
+
+  /** Marks `link` punched; an older punched link to the same key is replaced by it. */
+  private punched(link: UdpLink): void {
+    link.punched = true;
+    const hex = link.remoteKey.toString("hex");
+    this.punchedLinks.get(hex)?.close("replaced by a newer link from the same peer");
+    this.punchedLinks.set(hex, link);
+    link.onClosed(() => {
+      if (this.punchedLinks.get(hex) === link) this.punchedLinks.delete(hex);
+    });
   }
 
   /** Closes the sockets bound on demand. */
@@ -152,7 +170,7 @@ export class Puncher {
             if (winner || done || this.host.stopped()) link.close("another candidate linked first");
             else {
               winner = link;
-              link.punched = true;
+              this.punched(link);
               this.host.admit(link);
               settle(link);
             }
