@@ -4,19 +4,23 @@
 #   sudo bench/iperf-rounds.sh                 (3 rounds of planetd tcp://, planetd udp://, yggdrasil)
 #   ROUNDS=5 IFMTU=1420 IPERF_SECONDS=8 sudo bench/iperf-rounds.sh
 #   KINDS="udp udp-dgram" sudo bench/iperf-rounds.sh   (udp-dgram: udp:// on node:dgram, PLANETD_UDP_SOCKET=dgram)
+#   KINDS="tcp tcp-box" sudo bench/iperf-rounds.sh     (tcp-box, udp-box: sessions on NaCl box only,
+#                                                      PLANETD_SESSION_CIPHER=box, not ChaCha20-Poly1305)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${ROUNDS:-3}
 export IFMTU=${IFMTU:-65535} IPERF_SECONDS=${IPERF_SECONDS:-10}
 
 kinds=${KINDS:-tcp udp yggdrasil}
-declare -A runs=([tcp]="" [udp]="" [udp-dgram]="" [yggdrasil]="")
+declare -A runs=([tcp]="" [udp]="" [udp-dgram]="" [tcp-box]="" [udp-box]="" [yggdrasil]="")
 for r in $(seq 1 "$rounds"); do
   for kind in $kinds; do
     if [ "$kind" = yggdrasil ]; then
       v=$(bash bench/iperf.sh __one yggdrasil) || v=""
     elif [ "$kind" = udp-dgram ]; then
       v=$(PLANETD_LINK=udp PLANETD_UDP_SOCKET=dgram bash bench/iperf.sh __one planetd) || v=""
+    elif [ "$kind" = tcp-box ] || [ "$kind" = udp-box ]; then
+      v=$(PLANETD_LINK=${kind%-box} PLANETD_SESSION_CIPHER=box bash bench/iperf.sh __one planetd) || v=""
     else
       v=$(PLANETD_LINK=$kind bash bench/iperf.sh __one planetd) || v=""
     fi
@@ -34,6 +38,13 @@ echo "iperf3 one stream, ${IPERF_SECONDS} s, IfMTU ${IFMTU}, medians of ${rounds
 echo "planetd tcp://:    ${tcp} Mbit/s  (${runs[tcp]})"
 echo "planetd udp://:    ${udp} Mbit/s  (${runs[udp]})"
 [ -n "${runs[udp-dgram]}" ] && echo "udp:// on dgram:   ${udpd} Mbit/s  (${runs[udp-dgram]})"
+for kind in tcp-box udp-box; do
+  if [ -n "${runs[$kind]}" ]; then
+    m=$(echo "${runs[$kind]}" | median)
+    plain=$(echo "${runs[${kind%-box}]}" | median)
+    echo "${kind%-box}:// sessions on box: ${m} Mbit/s  (${runs[$kind]}); ChaCha20-Poly1305 / box: $(node -e "console.log((${plain/nan/NaN} / ${m/nan/NaN}).toFixed(2))")"
+  fi
+done
 echo "yggdrasil 0.4.7:   ${ygg} Mbit/s  (${runs[yggdrasil]})"
 node -e "const [t,u,y]=[${tcp/nan/NaN},${udp/nan/NaN},${ygg/nan/NaN}]; console.log('ratios: tcp/yggdrasil ' + (t/y).toFixed(2) + ', udp/yggdrasil ' + (u/y).toFixed(2) + ', udp/tcp ' + (u/t).toFixed(2))"
 if [ -n "${runs[udp-dgram]}" ]; then

@@ -318,6 +318,8 @@ export const COMMANDS: Record<string, Command> = {
           bytes_recvd: Math.trunc(s.bytesRecvd),
           bytes_sent: Math.trunc(s.bytesSent),
           uptime: s.uptimeSeconds,
+          // planetd's own fields (Yggdrasil's clients ignore them): box or chacha20-poly1305
+          ...(s.cipherOut ? { cipher_out: s.cipherOut, cipher_in: s.cipherIn } : {}),
         }))
         .sort(byKeyHex),
     }),

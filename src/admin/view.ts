@@ -45,6 +45,9 @@ export interface SessionView {
   bytesRecvd: number;
   bytesSent: number;
   uptimeSeconds: number;
+  /** planetd's own: the session cipher we seal with, and the one of the last traffic we opened. */
+  cipherOut?: string;
+  cipherIn?: string;
 }
 
 export interface TunView {

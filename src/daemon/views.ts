@@ -75,6 +75,8 @@ export function adminViewFor(node: ViewedNode): AdminView {
         bytesRecvd: s.bytesIn,
         bytesSent: s.bytesOut,
         uptimeSeconds: (now - s.since) / 1000,
+        cipherOut: s.cipherOut,
+        cipherIn: s.cipherIn,
       }));
     },
     tun: () => {
