@@ -9,7 +9,7 @@
 // Memory is bounded: at most MAX_ASSEMBLIES incomplete frames per link, each in a 64 KiB buffer
 // allocated once and reused; a fragment of a new frame when all are busy evicts the oldest (a peer
 // or an on-path flood of bogus first fragments costs real frames, never memory). Protocol frames are
-// split too, but into reliable in-order segments (udp-link.ts), which need no reassembly table.
+// split too, but into reliable in-order segments (udp-link-send.ts), which need no reassembly table.
 import { MAX_FRAME } from "./stream.js";
 import { BASE_DATAGRAM } from "./udp-pmtu.js";
 

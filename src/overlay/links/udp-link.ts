@@ -1,32 +1,20 @@
-// One established UDP link: datagram framing into sealed datagrams (udp-seal.ts), fragments and
-// their repair (udp-frag.ts), the reliable channel for protocol frames (udp-reliable.ts), liveness
-// (udp-liveness.ts) and the datagram size search (udp-pmtu.ts). The handshake, sockets and
-// demultiplexing live in udp.ts, whose header describes the wire format.
+// One established UDP link: what it receives (sealed datagrams opened, records parsed, fragments
+// reassembled and asked for again, the reliable channel's ordered frames, size probes answered,
+// NAT traversal's OBSERVEs), liveness, RESET and close. What it sends, and the keys, the reliable
+// channel and the size search both halves use, are in udp-link-send.ts (UdpLinkSender). The
+// handshake, sockets and demultiplexing live in udp.ts, whose header describes the wire format.
 import { timingSafeEqual } from "node:crypto";
 import { ipBytes, ipText } from "../../util/ip-bytes.js";
-import { LinkCore } from "./link-core.js";
 import type { Link, LinkEvents } from "./link.js";
-import { type LinkTimeouts, MAX_FRAME } from "./stream.js";
-import {
-  FRAG_HEADER,
-  FRAG_MALFORMED,
-  FragStore,
-  MAX_FRAGMENTS,
-  Reassembler,
-  nackDatagrams,
-} from "./udp-frag.js";
+import { FRAG_HEADER, FRAG_MALFORMED, Reassembler, nackDatagrams } from "./udp-frag.js";
 import { resetCommitment } from "./udp-handshake.js";
-import { ACT_DEAD, ACT_KEEPALIVE, ACT_PROBE, Liveness, batchNow, livenessFor } from "./udp-liveness.js";
-import { BASE_DATAGRAM, MAX_DATAGRAM, PmtuSearch, routeCeiling } from "./udp-pmtu.js";
-import { DEFAULT_REKEY, LinkKeys, type RekeyOptions } from "./udp-rekey.js";
-import { ACK_BLOCK, ReliableReceiver, ReliableSender, type Segment } from "./udp-reliable.js";
-import { OPEN_FORGED, OPEN_OK, SEAL_BODY_AT, SEAL_OVERHEAD, SEAL_TAG } from "./udp-seal.js";
-import type { UdpSocket } from "./udp-socket.js";
-
+import { type UdpLinkOptions, UdpLinkSender } from "./udp-link-send.js";
+import { ACT_DEAD, ACT_KEEPALIVE, ACT_PROBE, batchNow } from "./udp-liveness.js";
+import { ACK_BLOCK } from "./udp-reliable.js";
+import { OPEN_FORGED, OPEN_OK, SEAL_BODY_AT, SEAL_TAG } from "./udp-seal.js";
 import {
   DATA_HEADER,
   PKT_CLOSE,
-  PKT_DATA,
   PKT_DATA_ACK,
   PKT_MTU_ACK,
   PKT_MTU_PROBE,
@@ -37,191 +25,44 @@ import {
   PKT_REKEY,
   PKT_REKEY_ACK,
   REC_FRAGMENT,
-  REC_RELIABLE,
   REC_RELIABLE_MORE,
   REC_UNRELIABLE,
   RESET_BYTES,
-  type UdpHooks,
 } from "./udp-wire.js";
 
 export { BASE_DATAGRAM, MAX_DATAGRAM } from "./udp-pmtu.js";
 export * from "./udp-wire.js";
+export type { UdpLinkOptions } from "./udp-link-send.js";
 
-/** Headroom every datagram keeps: header, counter and tag, and an ack block. */
-const DG_OVERHEAD = DATA_HEADER + SEAL_OVERHEAD + ACK_BLOCK;
-/** Reliable segments fit the base size, so a retransmission fits whatever size the link falls back to. */
-const SEGMENT_BYTES = BASE_DATAGRAM - DG_OVERHEAD - 7;
-const SLAB_BYTES = 512 * 1024;
 const MAX_PENDING_INPUT = 4096;
 
-export interface UdpLinkOptions {
-  socket: UdpSocket;
-  /** For an unconnected (listener) socket: where to send. */
-  address: string;
-  port: number;
-  connected: boolean;
-  localCookie: Buffer;
-  remoteCookie: Buffer;
-  remoteKey: Buffer;
-  remote: string;
-  outbound: boolean;
-  priority: number;
-  timeouts: LinkTimeouts;
-  /** The largest datagram the size search may settle on (it starts at BASE_DATAGRAM). */
-  datagramBytes: number;
-  congestionBytes: number;
-  hooks: UdpHooks | undefined;
-  /** The handshake's keys for what this end sends and what it receives. */
-  keys: { tx: Buffer; rx: Buffer };
-  /** When the keys are renewed (defaults: DEFAULT_REKEY). */
-  rekey?: Partial<RekeyOptions>;
-  /** Listener: the ACCEPT that created the link, said again if the CONFIRM is repeated. */
-  acceptPacket?: Buffer;
-  /** The dialer's priority for this link (its CONFIRM says it): one link per key and priority. */
-  dialPriority: number;
-  /**
-   * resetCommitment of the token a RESET must carry to be believed: the dialer's is the listener's
-   * token from the ACCEPT, the listener's the commitment in the dialer's CONFIRM (none: refused).
-   */
-  resetCommitment?: Buffer;
-  /** Called once when the link closes (listener: forget the address; dialer: close the socket). */
-  release(): void;
-}
-
-function flushTick(link: UdpLink): void {
-  link.flush();
-}
-
-function ackTick(link: UdpLink): void {
-  link.sendPendingAck();
-}
-
-export class UdpLink extends LinkCore implements Link {
+export class UdpLink extends UdpLinkSender implements Link {
   datagramsIn = 0;
-  datagramsOut = 0;
-  /** Traffic frames sent as fragments. */
-  fragmentedOut = 0;
-  /** The datagram size in use (the size search raises it from BASE_DATAGRAM). */
-  budget = BASE_DATAGRAM;
   readonly reassembly = new Reassembler();
-  /** Fragments sent again because the peer asked. */
-  fragmentsRepaired = 0;
   /** Datagrams with this link's cookie that did not open (forged, corrupted, truncated). */
   forged = 0;
   /** Authentic datagrams seen before, or older than the replay window. */
   replayed = 0;
   /** RESETs naming this link without its reset token (forged, or from a peer that has none). */
   resetsRefused = 0;
-  readonly pmtu: PmtuSearch;
   /** NAT traversal: an authentic answer to an OBSERVE this end sent (the source the peer saw). */
   onObserved: ((nonce: number, ip: string, port: number) => void) | undefined;
   /** Set for links opened by hole punching (getPeers shows it; idle ones are closed). */
   punched = false;
 
-  private readonly o: UdpLinkOptions;
   private readonly cookieHi: number;
   private readonly cookieLo: number;
   private pendingInput: Buffer[] = [];
-  // Send: datagrams are built in a slab. A socket that copies what it is given (the native one)
-  // lets the link write over the slab again; node:dgram keeps views of them until they leave.
-  private slab = Buffer.allocUnsafe(SLAB_BYTES);
-  private dgStart = 0;
-  private dgEnd = 0;
-  private dgOpen = false;
-  private dgRecords = 0;
-  private flushQueued = false;
-  private fragId = 0;
-  private readonly fragStore = new FragStore();
   private nackTimer: NodeJS.Timeout | undefined;
-  private readonly liveness: Liveness;
   private liveTimer: NodeJS.Timeout;
-  /** The link's keys, renewed now and then (udp-rekey.ts: generation, rekey counters, start()). */
-  readonly keys: LinkKeys;
-
-  get keyGeneration(): number {
-    return this.keys.generation;
-  }
-  private readonly tx: ReliableSender;
-  private readonly rx: ReliableReceiver;
-  private ackPending = false;
-  private ackQueued = false;
 
   constructor(o: UdpLinkOptions) {
     const now = Date.now();
-    super({
-      remoteKey: o.remoteKey,
-      remote: o.remote,
-      outbound: o.outbound,
-      priority: o.priority,
-      openedAt: now,
-    });
-    this.o = o;
+    super(o, now);
     this.cookieHi = o.localCookie.readUInt32BE(0);
     this.cookieLo = o.localCookie.readUInt32BE(4);
-    this.keys = new LinkKeys(
-      {
-        outbound: o.outbound,
-        dialerCookie: o.outbound ? o.localCookie : o.remoteCookie,
-        listenerCookie: o.outbound ? o.remoteCookie : o.localCookie,
-        sendRekey: (type, body) => this.sendRekey(type, body),
-        kick: () => {
-          if (!this.closed) this.sendBare(PKT_DATA_ACK);
-        },
-        srtt: () => this.tx.srtt,
-        sealKeys: o.socket.sealing,
-      },
-      o.keys,
-      { ...DEFAULT_REKEY, ...o.rekey },
-    );
-    this.tx = new ReliableSender((seg) => this.appendSegment(seg));
-    this.rx = new ReliableReceiver((frame) => this.deliver(frame));
-    this.liveness = new Liveness(livenessFor(o.timeouts), now);
     this.liveTimer = setTimeout(() => this.onLiveTimer(), this.liveness.wakeAt - now);
-    this.pmtu = new PmtuSearch({
-      sendProbe: (size, nonce) => this.sendMtuProbe(size, nonce),
-      setBudget: (size) => {
-        this.flushDatagram();
-        this.budget = size;
-      },
-      rtt: () => this.tx.srtt,
-    });
-    const max = Math.min(MAX_DATAGRAM, o.datagramBytes);
-    if (max > BASE_DATAGRAM) {
-      routeCeiling(o.address, o.port, max).then(
-        (ceiling) => this.pmtu.start(ceiling),
-        () => {},
-      );
-    }
     this.announcePriority();
-  }
-
-  get congested(): boolean {
-    return this.o.socket.congested(this.o.congestionBytes);
-  }
-
-  /** Reliable segments sent but not yet acknowledged, plus those waiting for window space. */
-  get unacked(): number {
-    return this.tx.unacked;
-  }
-
-  get retransmits(): number {
-    return this.tx.retransmits;
-  }
-
-  /** A datagram of its own, `bodyBytes` of plaintext: type ‖ peer's cookie ‖ counter ‖ body ‖ tag. */
-  private shell(type: number, bodyBytes: number): Buffer {
-    const out = Buffer.alloc(SEAL_BODY_AT + bodyBytes + SEAL_TAG);
-    out[0] = type;
-    this.o.remoteCookie.copy(out, 1);
-    return out;
-  }
-
-  private sendRekey(type: number, body: Buffer): void {
-    if (this.closed) return;
-    const out = this.shell(type, body.length);
-    body.copy(out, SEAL_BODY_AT);
-    this.flushDatagram();
-    this.transmit(out);
   }
 
   setHandler(events: LinkEvents): void {
@@ -277,62 +118,6 @@ export class UdpLink extends LinkCore implements Link {
     return cookie.readUInt32BE(0) === this.cookieHi && cookie.readUInt32BE(4) === this.cookieLo;
   }
 
-  send(frame: Uint8Array): void {
-    if (this.closed || frame.length === 0 || frame.length > MAX_FRAME) return;
-    const type = frame[0];
-    if (type === 9 || type === 10) {
-      if (3 + frame.length <= this.budget - DG_OVERHEAD) {
-        const p = this.reserve(3 + frame.length);
-        this.slab[p] = REC_UNRELIABLE;
-        this.slab.writeUInt16BE(frame.length, p + 1);
-        this.slab.set(frame, p + 3);
-      } else {
-        this.sendFragments(frame);
-      }
-      return;
-    }
-    if (!this.tx.send(frame, SEGMENT_BYTES)) this.close("peer stopped acknowledging protocol frames");
-  }
-
-  /** A traffic frame over the datagram size leaves as equal fragments, one per datagram. */
-  private sendFragments(frame: Uint8Array): void {
-    const room = this.budget - DG_OVERHEAD - 3 - FRAG_HEADER;
-    // At BASE_DATAGRAM a 65,535-byte frame takes 56 fragments, well under the u8 count.
-    const count = Math.min(MAX_FRAGMENTS, Math.ceil(frame.length / room));
-    const id = this.fragId;
-    this.fragId = (id + 1) >>> 0;
-    this.fragmentedOut++;
-    this.fragStore.keep(id, frame, count);
-    for (let i = 0; i < count; i++) this.appendFragment(frame, id, i, count);
-  }
-
-  private appendFragment(frame: Uint8Array, id: number, index: number, count: number): void {
-    const size = Math.ceil(frame.length / count);
-    const at = index * size;
-    const end = Math.min(frame.length, at + size);
-    const p = this.reserve(3 + FRAG_HEADER + end - at);
-    const s = this.slab;
-    s[p] = REC_FRAGMENT;
-    s.writeUInt16BE(end - at, p + 1);
-    s.writeUInt32BE(id, p + 3);
-    s[p + 7] = index;
-    s[p + 8] = count;
-    s.writeUInt16BE(at, p + 9);
-    s.set(frame.subarray(at, end), p + 3 + FRAG_HEADER);
-  }
-
-  /** The peer lacks these fragments: send those still kept again. */
-  private receiveNack(msg: Buffer, len: number): void {
-    for (let p = SEAL_BODY_AT; p + 5 <= len && !this.closed; p += 5) {
-      const id = msg.readUInt32BE(p);
-      const frame = this.fragStore.frame(id);
-      const count = this.fragStore.count(id);
-      if (!frame || msg[p + 4]! >= count) continue;
-      this.fragmentsRepaired++;
-      this.appendFragment(frame, id, msg[p + 4]!, count);
-    }
-  }
-
   /** Asks the peer for the fragments of frames that stopped making progress. */
   private onNackTimer(): void {
     this.nackTimer = undefined;
@@ -347,112 +132,6 @@ export class UdpLink extends LinkCore implements Link {
   /** How long a frame may make no progress before its missing fragments are asked for. */
   private nackWait(): number {
     return this.tx.srtt > 0 ? Math.min(200, Math.max(5, 2 * this.tx.srtt + 4 * this.tx.rttvar)) : 30;
-  }
-
-  private appendSegment(seg: Segment): void {
-    const p = this.reserve(7 + seg.seg.length);
-    const s = this.slab;
-    s[p] = seg.more ? REC_RELIABLE_MORE : REC_RELIABLE;
-    s.writeUInt16BE(seg.seg.length, p + 1);
-    s.writeUInt32BE(seg.seq, p + 3);
-    s.set(seg.seg, p + 7);
-  }
-
-  /** Room for one record of `recLen` bytes in the open datagram (a new one when it would not fit). */
-  private reserve(recLen: number): number {
-    if (this.dgOpen && this.dgRecords > 0 && this.dgEnd - this.dgStart + recLen > this.budget - SEAL_TAG) {
-      this.flushDatagram();
-    }
-    if (!this.dgOpen) this.openDatagram(PKT_DATA);
-    const p = this.dgEnd;
-    this.dgEnd = p + recLen;
-    this.dgRecords++;
-    if (!this.flushQueued) {
-      this.flushQueued = true;
-      process.nextTick(flushTick, this);
-    }
-    return p;
-  }
-
-  /** Starts a datagram; PKT_DATA becomes DATA+ACK when an ack is due, PKT_PING always carries one. */
-  private openDatagram(type: number): void {
-    if (this.slab.length - this.dgEnd < MAX_DATAGRAM) {
-      if (!this.o.socket.copiesOnSend) this.slab = Buffer.allocUnsafe(SLAB_BYTES);
-      this.dgEnd = 0;
-    }
-    this.dgStart = this.dgEnd;
-    const s = this.slab;
-    const p = this.dgStart;
-    const withAck = this.ackPending || type !== PKT_DATA;
-    s[p] = type === PKT_DATA && withAck ? PKT_DATA_ACK : type;
-    this.o.remoteCookie.copy(s, p + 1);
-    this.dgEnd = p + SEAL_BODY_AT;
-    if (withAck) {
-      this.rx.writeAck(s, this.dgEnd);
-      this.dgEnd += ACK_BLOCK;
-      this.ackPending = false;
-    }
-    this.dgOpen = true;
-    this.dgRecords = 0;
-  }
-
-  /** Send everything queued this tick. */
-  flush(): void {
-    this.flushQueued = false;
-    if (!this.closed) this.flushDatagram();
-  }
-
-  private flushDatagram(): void {
-    if (!this.dgOpen) return;
-    this.dgOpen = false;
-    this.dgEnd += SEAL_TAG;
-    const out = this.slab.subarray(this.dgStart, this.dgEnd);
-    this.dgStart = this.dgEnd;
-    this.transmit(out);
-  }
-
-  /** Seals and sends `out` (type ‖ cookie ‖ counter space ‖ plaintext ‖ tag space). */
-  private transmit(out: Buffer): void {
-    this.bytesOut += out.length;
-    this.datagramsOut++;
-    this.liveness.sent(batchNow());
-    if (this.keys.exhausted) {
-      this.close("the link's key is used up (2^48 datagrams): redial");
-      return;
-    }
-    if (this.o.hooks?.dropDatagram?.(out)) return;
-    // The native socket seals on its send thread (the slot names the key), dgram's here.
-    const keySlot = this.keys.seal(out);
-    if (this.o.connected) this.o.socket.send(out, undefined, undefined, keySlot);
-    else this.o.socket.send(out, this.o.port, this.o.address, keySlot);
-  }
-
-  /** A datagram of its own carrying nothing but an ack block (type DATA+ACK or PING). */
-  private sendBare(type: number): void {
-    this.flushDatagram();
-    this.openDatagram(type);
-    this.flushDatagram();
-  }
-
-  /** An ack that no outgoing datagram carried this turn of the event loop goes alone. */
-  sendPendingAck(): void {
-    this.ackQueued = false;
-    if (!this.closed && this.ackPending) this.sendBare(PKT_DATA_ACK);
-  }
-
-  private queueAck(): void {
-    this.ackPending = true;
-    if (!this.ackQueued) {
-      this.ackQueued = true;
-      setImmediate(ackTick, this);
-    }
-  }
-
-  private sendMtuProbe(size: number, nonce: number): void {
-    if (this.closed) return;
-    const probe = this.shell(PKT_MTU_PROBE, size - SEAL_BODY_AT - SEAL_TAG);
-    probe.writeUInt32BE(nonce, SEAL_BODY_AT);
-    this.transmit(probe);
   }
 
   /**
@@ -482,26 +161,6 @@ export class UdpLink extends LinkCore implements Link {
     if (msg[0] === PKT_OBSERVE) this.answerObserve(msg, fromIp ?? this.o.address, fromPort ?? this.o.port);
     else this.process(msg);
     return true;
-  }
-
-  /**
-   * A sealed OBSERVE for this link; the caller may send it from another socket (whose NAT mapping it
-   * wants to learn) to the peer's listener, which answers over the link.
-   */
-  observeDatagram(nonce: number): Buffer | undefined {
-    if (this.closed || this.keys.exhausted) return undefined;
-    const out = this.shell(PKT_OBSERVE, 4);
-    out.writeUInt32BE(nonce, SEAL_BODY_AT);
-    this.keys.sealHere(out);
-    return out;
-  }
-
-  /** Sends an OBSERVE over the link itself (its socket's mapping is the one to learn). */
-  observe(nonce: number): void {
-    const out = this.observeDatagram(nonce);
-    if (!out) return;
-    if (this.o.connected) this.o.socket.send(out);
-    else this.o.socket.send(out, this.o.port, this.o.address);
   }
 
   private answerObserve(msg: Buffer, ip: string, port: number): void {
@@ -635,7 +294,7 @@ export class UdpLink extends LinkCore implements Link {
     this.transmit(ack);
   }
 
-  private deliver(frame: Buffer): void {
+  protected deliver(frame: Buffer): void {
     if (this.closed) return;
     if (frame[0] === 0) {
       this.receiveDummy(frame);

@@ -2,7 +2,7 @@
 // (the last one flagged as its end), at most WINDOW in flight, acknowledged cumulatively and
 // selectively, retransmitted after an RTO (RFC 6298 style, 50 ms – 3 s, Karn's rule) or as soon as
 // three segments sent after it were acknowledged; the receiver reorders within the window and hands
-// on whole frames in order. The link (udp-link.ts) writes the segments into its datagrams.
+// on whole frames in order. The link (udp-link-send.ts) writes the segments into its datagrams.
 import { MAX_FRAME } from "./stream.js";
 
 /** Reliable segments in flight (and the receiver's reorder buffer). */

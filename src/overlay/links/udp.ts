@@ -74,7 +74,8 @@
 // Malformed datagrams from unknown addresses are ignored statelessly; malformed data on a link
 // closes only it.
 // This file is the front door: udp-listener.ts (UdpListener), udp-dial.ts (dialUdp), udp-link.ts
-// (UdpLink), udp-common.ts (what the first two share).
+// (UdpLink: receive, liveness, close) over udp-link-send.ts (UdpLinkSender: what a link sends),
+// udp-common.ts (what the first two share).
 
 export { UdpLink, type UdpHooks } from "./udp-link.js";
 export type { UdpCommonOptions } from "./udp-common.js";
