@@ -1,4 +1,6 @@
 // ironwood frame codecs (spec 2, 4.4, 5.1, 5.2): pure functions, byte-exact with ironwood ec61cea.
+// This file has the control frames (types 1-8); wire-traffic.ts the traffic and dummy frames (it is
+// re-exported here, so importers use this one module) and wire-bytes.ts the helpers both use.
 // Encoders return a whole frame (type byte ‖ body), sized exactly and written in one allocation.
 // Decoders take the body (no type byte) and throw ProtocolError on any malformation. Control-frame
 // decoders copy keys and signatures (the link may reuse its read buffer); traffic decoders return views.
@@ -11,15 +13,28 @@ import {
   type PathLookup,
   type PathNotify,
   type PathResponse,
-  type PathTraffic,
   ProtocolError,
   type SetupToken,
-  type Traffic,
   type TreeHop,
   type TreeInfo,
   type TreeLabel,
 } from "./types.js";
 import { readUvarint, uvarintSize, writeUvarint } from "./varint.js";
+import {
+  KEY,
+  SIG,
+  U64,
+  copyOut,
+  frame,
+  need,
+  pathSize,
+  putFixed,
+  readOpenPath,
+  readTerminatedPath,
+  terminatedSize,
+  writePath,
+  writeTerminated,
+} from "./wire-bytes.js";
 
 export {
   readUvarint,
@@ -29,6 +44,8 @@ export {
   writeUvarint,
   writeUvarintBig,
 } from "./varint.js";
+export { encodePath } from "./wire-bytes.js";
+export * from "./wire-traffic.js";
 
 /** Anything that can sign as one ed25519 key; Identity satisfies it. */
 export interface Signer {
@@ -36,95 +53,9 @@ export interface Signer {
   sign(message: Uint8Array): Buffer;
 }
 
-const KEY = 32;
-const SIG = 64;
-const U64 = 8;
 const LABEL_FIXED = SIG + KEY + KEY + U64; // 136
 const TOKEN_FIXED = SIG + KEY; // 96
-const TRAFFIC_FIXED = KEY + KEY + 1; // 65
 const TEARDOWN_BYTES = U64 + KEY + KEY + U64; // 80
-const PRIORITY_MARK = 0x70; // ASCII "p"
-
-// ---------------------------------------------------------------------------------------------
-// Small helpers
-
-function need(buf: Buffer, offset: number, n: number, what: string): void {
-  if (offset + n > buf.length)
-    throw new ProtocolError(`truncated ${what}: need ${n} bytes at ${offset}, have ${buf.length - offset}`);
-}
-
-function copyOut(buf: Buffer, offset: number, n: number): Buffer {
-  return Buffer.from(buf.subarray(offset, offset + n));
-}
-
-function putFixed(out: Buffer, offset: number, bytes: Buffer, n: number, what: string): number {
-  if (bytes.length !== n) throw new RangeError(`${what} must be ${n} bytes, got ${bytes.length}`);
-  bytes.copy(out, offset);
-  return offset + n;
-}
-
-function pathSize(path: readonly number[]): number {
-  let n = 0;
-  for (const p of path) n += uvarintSize(p);
-  return n;
-}
-
-function writePath(out: Buffer, offset: number, path: readonly number[]): number {
-  for (const p of path) offset = writeUvarint(out, offset, p);
-  return offset;
-}
-
-/** Open path form (spec 2): the port uvarints, no terminator. */
-export function encodePath(path: number[]): Buffer {
-  const out = Buffer.allocUnsafe(pathSize(path));
-  writePath(out, 0, path);
-  return out;
-}
-
-/**
- * Open path running to the end of buf. As in ironwood, a 0 ends a path, so a 0 anywhere but last
- * leaves trailing bytes, which is an error.
- */
-function readOpenPath(buf: Buffer, offset: number, what: string): number[] {
-  const path: number[] = [];
-  while (offset < buf.length) {
-    const [port, next] = readUvarint(buf, offset);
-    if (port === 0 && next !== buf.length) throw new ProtocolError(`${what}: 0 inside an open path`);
-    path.push(port);
-    offset = next;
-  }
-  return path;
-}
-
-/** Terminated path: uvarints up to and including a 0, or to the end of buf (the 0 stays in the list). */
-function readTerminatedPath(buf: Buffer, offset: number): [path: number[], next: number] {
-  const path: number[] = [];
-  while (offset < buf.length) {
-    const [port, next] = readUvarint(buf, offset);
-    path.push(port);
-    offset = next;
-    if (port === 0) break;
-  }
-  return [path, offset];
-}
-
-/** Size of a terminated path as we write it: a 0 is appended unless the list already ends in 0. */
-function terminatedSize(path: readonly number[]): number {
-  const terminated = path.length > 0 && path[path.length - 1] === 0;
-  return pathSize(path) + (terminated ? 0 : 1);
-}
-
-function writeTerminated(out: Buffer, offset: number, path: readonly number[]): number {
-  offset = writePath(out, offset, path);
-  if (path.length === 0 || path[path.length - 1] !== 0) out[offset++] = 0;
-  return offset;
-}
-
-function frame(type: number, bodySize: number): Buffer {
-  const out = Buffer.allocUnsafe(1 + bodySize);
-  out[0] = type;
-  return out;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Tree (type 1, spec 5.2.1)
@@ -482,135 +413,4 @@ export function decodeResponse(body: Buffer): PathResponse {
   const rpath = readOpenPath(body, next, "response rpath");
   checkRpath(rpath);
   return { from, path, rpath };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Traffic (type 9, 5.2.11; type 10, 5.2.12): the data path. Views; a frame that is built or
-// forwarded takes one allocation, a head written for a link to join to the payload none.
-
-function writeTraffic(out: Buffer, o: number, t: Traffic): void {
-  o = putFixed(out, o, t.source, KEY, "traffic source");
-  o = putFixed(out, o, t.dest, KEY, "traffic dest");
-  out[o++] = t.kind;
-  t.payload.copy(out, o);
-}
-
-export function encodeDhtTraffic(t: Traffic): Buffer {
-  const out = frame(FrameType.DhtTraffic, TRAFFIC_FIXED + t.payload.length);
-  writeTraffic(out, 1, t);
-  return out;
-}
-
-/** source, dest and payload are subarray views of body (no copy): copy them if body is reused. */
-export function decodeDhtTraffic(body: Buffer): Traffic {
-  need(body, 0, TRAFFIC_FIXED, "traffic");
-  return {
-    source: body.subarray(0, KEY),
-    dest: body.subarray(KEY, KEY + KEY),
-    kind: body[KEY + KEY],
-    payload: body.subarray(TRAFFIC_FIXED),
-  };
-}
-
-/** path is terminated: written as given, with a 0 appended unless it already ends in 0. */
-export function encodePathTraffic(p: PathTraffic): Buffer {
-  const pLen = terminatedSize(p.path);
-  const out = frame(FrameType.PathTraffic, pLen + TRAFFIC_FIXED + p.traffic.payload.length);
-  writeTerminated(out, 1, p.path);
-  writeTraffic(out, 1 + pLen, p.traffic);
-  return out;
-}
-
-/** path keeps its terminating 0; the traffic fields are views of body as in decodeDhtTraffic. */
-export function decodePathTraffic(body: Buffer): PathTraffic {
-  const [path, next] = readTerminatedPath(body, 0);
-  if (path.length === 0 || path[path.length - 1] !== 0)
-    throw new ProtocolError("path traffic: unterminated path");
-  return { path, traffic: decodeDhtTraffic(body.subarray(next)) };
-}
-
-/**
- * The head of a type-10 frame, all of it but the payload (type, path from path[from] on, terminated,
- * source, dest, kind), written into out: a link joins it to the payload as it copies both into its
- * send buffer, so the data path builds no frame. Returns its length, or 0 when out is too short.
- */
-export function writePathTrafficHead(out: Buffer, path: readonly number[], from: number, t: Traffic): number {
-  let size = 1 + TRAFFIC_FIXED;
-  for (let i = from; i < path.length; i++) size += uvarintSize(path[i]!);
-  if (path.length <= from || path[path.length - 1] !== 0) size++;
-  if (size > out.length) return 0;
-  out[0] = FrameType.PathTraffic;
-  let o = 1;
-  for (let i = from; i < path.length; i++) o = writeUvarint(out, o, path[i]!);
-  if (path.length <= from || path[path.length - 1] !== 0) out[o++] = 0;
-  o = putFixed(out, o, t.source, KEY, "traffic source");
-  o = putFixed(out, o, t.dest, KEY, "traffic dest");
-  out[o] = t.kind;
-  return size;
-}
-
-/**
- * The first port of a type-10 body and the offset just past it. As Go's next hop, which decodes the
- * whole path, it throws unless source, dest and kind follow the path.
- */
-export function pathTrafficFirstPort(body: Buffer): [port: number, next: number] {
-  const [port, next] = readUvarint(body, 0);
-  need(body, port === 0 ? next : pathEnd(body, next), TRAFFIC_FIXED, "path traffic");
-  return [port, next];
-}
-
-/**
- * Pop the first port of a type-10 body. For port ≠ 0, rest is a new type-10 frame with the remaining
- * path (one copy); for port 0 (the path ends here) rest is already the type-9 frame for DHT fallback.
- */
-export function pathTrafficPopFirst(body: Buffer): { port: number; rest: Buffer } {
-  const [port, next] = pathTrafficFirstPort(body);
-  return { port, rest: reframe(port === 0 ? FrameType.DhtTraffic : FrameType.PathTraffic, body, next) };
-}
-
-/** The offset just past the 0 that terminates the path starting at offset o. */
-function pathEnd(body: Buffer, o: number): number {
-  for (;;) {
-    const [port, next] = readUvarint(body, o);
-    o = next;
-    if (port === 0) return o;
-  }
-}
-
-/** The type-9 body (source ‖ dest ‖ kind ‖ payload) inside a type-10 body: a view past the whole path. */
-export function pathTrafficInner(body: Buffer): Buffer {
-  const o = pathEnd(body, 0);
-  need(body, o, TRAFFIC_FIXED, "path traffic");
-  return body.subarray(o);
-}
-
-/** The type-9 frame inside a type-10 body (skips the whole terminated path; one copy). */
-export function pathTrafficToDht(body: Buffer): Buffer {
-  return reframe(FrameType.DhtTraffic, pathTrafficInner(body), 0);
-}
-
-/** A new frame: type ‖ body from offset from on (one copy), e.g. to forward what arrived as a view. */
-export function reframe(type: number, body: Buffer, from: number): Buffer {
-  const out = Buffer.allocUnsafe(1 + body.length - from);
-  out[0] = type;
-  body.copy(out, 1, from);
-  return out;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Dummy (type 0): keepalive and link priority (spec 4.5, 4.6)
-
-/** Type byte only; the link adds the 00 01 length prefix. */
-export const KEEPALIVE_FRAME: Buffer = Buffer.from([FrameType.Dummy]);
-
-/** 00 70 <prio>: announces the local link priority (0..255). */
-export function encodePriorityFrame(priority: number): Buffer {
-  if (!Number.isInteger(priority) || priority < 0 || priority > 255)
-    throw new RangeError(`priority ${priority} is not 0..255`);
-  return Buffer.from([FrameType.Dummy, PRIORITY_MARK, priority]);
-}
-
-/** The priority in a dummy body "p",prio (2 or more bytes); undefined for keepalives and other bodies. */
-export function decodePriority(body: Buffer): number | undefined {
-  return body.length >= 2 && body[0] === PRIORITY_MARK ? body[1] : undefined;
 }
