@@ -364,6 +364,9 @@ export interface SessionEntry {
   bytes_recvd: number;
   bytes_sent: number;
   uptime: number;
+  /** planetd only: box or chacha20-poly1305 (src/overlay/sessions/aead.ts) */
+  cipher_out?: string;
+  cipher_in?: string;
 }
 export interface SelfInfo {
   key: string;

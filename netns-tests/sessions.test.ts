@@ -54,6 +54,9 @@ describeNetns("sessions: encrypted traffic over TUN (issue 5)", () => {
     expect(session, JSON.stringify(sessions)).toBeDefined();
     expect(session!.address).toBe(pd.address);
     expect(session!.bytes_recvd).toBeGreaterThan(0);
+    // Yggdrasil never announces planetd's ChaCha20-Poly1305: both directions stay NaCl box.
+    const ours = (await pd.getSessions()).find((s) => s.key === ygg.key);
+    expect([ours?.cipher_out, ours?.cipher_in]).toEqual(["box", "box"]);
 
     const info = await ygg.ctl("getNodeInfo", { key: pd.key });
     expect(Object.keys(info)).toEqual([pd.key]);
@@ -84,7 +87,10 @@ describeNetns("sessions: encrypted traffic over TUN (issue 5)", () => {
     await firstPing(nsA, "pdA", c.address, "pdC");
     await cleanPings(nsA, c.address, "pdA → pdC");
     await cleanPings(nsC, a.address, "pdC → pdA");
-    expect((await a.getSessions()).map((s) => s.key)).toContain(c.key);
+    const toC = (await a.getSessions()).find((s) => s.key === c.key);
+    expect(toC).toBeDefined();
+    // Two planetd ends: ChaCha20-Poly1305 both ways once each heard the other's announcement.
+    expect([toC!.cipher_out, toC!.cipher_in]).toEqual(["chacha20-poly1305", "chacha20-poly1305"]);
 
     const wa = await lab.workload(a);
     const wc = await lab.workload(c);
