@@ -2,11 +2,14 @@
 # Where the CPU goes per Gbit/s of iperf3 throughput through a planetd pair, tcp:// against udp://:
 # each kind runs bench/iperf.sh once while `perf record` samples the pair's two daemons and the
 # iperf3 processes in their namespaces (kernel work done in their context included, so a loaded
-# machine's other processes do not count), and the samples are split into link AEAD (OpenSSL,
-# udp:// only), session crypto (sodium), kernel, JS (JIT, V8 builtins, GC), memmove and other, as
-# CPU-ms per second per Gbit/s. On a machine the run saturates, throughput is about the CPUs
-# divided by that cost, so the ratio of the two totals predicts udp/tcp. Session crypto costs the same
-# per byte on both links: where its two figures differ, the run's load changed (run it again).
+# machine's other processes do not count), and the samples are split into OpenSSL ChaCha20-Poly1305,
+# session box (sodium), kernel, JS (JIT, V8 builtins, GC), memmove and other, as CPU-ms per second per
+# Gbit/s. On a machine the run saturates, throughput is about the CPUs divided by that cost, so the
+# ratio of the two totals predicts udp/tcp. OpenSSL's share is the sessions' ChaCha20-Poly1305 between
+# planetd nodes (src/overlay/sessions/aead.ts) plus, on udp://, the link AEAD: perf sees the same
+# symbols for both, so PLANETD_SESSION_CIPHER=box in the environment puts the sessions back on sodium
+# and leaves OpenSSL to the link alone. Session crypto costs the same per byte on both links: where
+# its two figures differ, the run's load changed (run it again).
 #   sudo bench/cpu-split.sh                       (IfMTU 1420, 8 s runs)
 #   IFMTU=65535 KINDS="udp" sudo bench/cpu-split.sh
 # Needs root, perf, and what bench/iperf.sh needs. Namespaces: PD_NETNS_TAG as in bench/iperf.sh.
@@ -39,8 +42,8 @@ node - "$work" ${KINDS:-tcp udp} <<'EOF'
 const { readFileSync } = require("node:fs");
 const [dir, ...kinds] = process.argv.slice(2);
 const category = (dso, sym) => {
-  if (dso.includes("sodium")) return "session crypto (sodium)";
-  if (/ChaCha20|chacha20|poly1305|Poly1305|^EVP_|^OSSL_|^ossl_|^OPENSSL_/.test(sym)) return "link AEAD (OpenSSL)";
+  if (dso.includes("sodium")) return "session box (sodium)";
+  if (/ChaCha20|chacha20|poly1305|Poly1305|^EVP_|^OSSL_|^ossl_|^OPENSSL_/.test(sym)) return "ChaCha20-Poly1305 (OpenSSL)";
   if (dso.includes("kernel")) return "kernel";
   if (/memmove|memcpy/.test(sym)) return "memmove";
   if (dso.includes("JIT") || dso === "node" || sym.startsWith("Builtins_")) return "JS (JIT, V8, GC)";
@@ -63,10 +66,10 @@ for (const kind of kinds) {
   }
 }
 console.log(`CPU-ms per second per Gbit/s, IfMTU ${process.env.IFMTU}, one run each (${kinds.map((k) => `${k} ${mbit[k]} Mbit/s`).join(", ")})`);
-console.log(["category".padEnd(26), ...kinds.map((k) => k.padStart(8))].join(""));
+console.log(["category".padEnd(30), ...kinds.map((k) => k.padStart(8))].join(""));
 for (const [c, v] of [...rows].sort((a, b) => (b[1][kinds.at(-1)] ?? 0) - (a[1][kinds.at(-1)] ?? 0))) {
-  console.log([c.padEnd(26), ...kinds.map((k) => (v[k] ?? 0).toFixed(0).padStart(8))].join(""));
+  console.log([c.padEnd(30), ...kinds.map((k) => (v[k] ?? 0).toFixed(0).padStart(8))].join(""));
 }
-console.log(["total".padEnd(26), ...kinds.map((k) => busy[k].toFixed(0).padStart(8))].join(""));
+console.log(["total".padEnd(30), ...kinds.map((k) => busy[k].toFixed(0).padStart(8))].join(""));
 if (busy.tcp && busy.udp) console.log(`cost tcp/udp ${(busy.tcp / busy.udp).toFixed(2)} (udp/tcp throughput where the CPUs are the limit)`);
 EOF

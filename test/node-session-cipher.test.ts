@@ -3,9 +3,11 @@
 // PLANETD_SESSION_CIPHER=box (like a Yggdrasil node, it never announces) keeps NaCl box with them.
 import { randomBytes } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
+import { createMetricsRegistry } from "../src/admin/metrics-registry.js";
 import { loadSessionAead } from "../src/crypto/session-aead.js";
-import { adminViewFor } from "../src/daemon/views.js";
+import { adminViewFor, metricsSnapshotFor } from "../src/daemon/views.js";
 import { type Member, connect, deliver, ipv6Packet, startMember, stopAll } from "./support/nodes.js";
+import { parsePrometheus } from "./support/prometheus.js";
 
 afterEach(stopAll);
 
@@ -49,6 +51,22 @@ describe.skipIf(loadSessionAead() === undefined)("session cipher between whole n
     expect(sa.aeadSealed).toBeGreaterThan(0);
     expect(sa.aeadOpened).toBeGreaterThan(0);
     expect(sa.decryptFailures).toBe(0);
+    // /metrics counts the same packets by cipher.
+    const snapshot = metricsSnapshotFor(a.node);
+    const { samples } = parsePrometheus(await createMetricsRegistry(() => snapshot).metrics());
+    const packets = (direction: string, cipher: string) =>
+      samples.find(
+        (x) =>
+          x.name === "planetd_session_packets_total" &&
+          x.labels.direction === direction &&
+          x.labels.cipher === cipher,
+      )?.value;
+    const now = a.node.sessions.stats();
+    expect(packets("sealed", "chacha20-poly1305")).toBe(now.aeadSealed);
+    expect(packets("opened", "chacha20-poly1305")).toBe(now.aeadOpened);
+    expect(packets("sealed", "box")).toBe(now.boxSealed);
+    expect(packets("opened", "box")).toBe(now.boxOpened);
+    expect(now.boxSealed).toBeGreaterThan(0); // before A heard C's announcement
   });
 
   it("with an end on PLANETD_SESSION_CIPHER=box both directions stay box", async () => {

@@ -118,6 +118,19 @@ export function createMetricsRegistry(current: () => MetricsSnapshot | undefined
   addFirewallMetrics(registry, current);
   addNatMetrics(registry, current);
   addUdpSocketMetrics(registry, current);
+  new Counter({
+    name: "planetd_session_packets_total",
+    help: "Session traffic sealed and opened, by cipher (box: NaCl as Yggdrasil; chacha20-poly1305: between planetd nodes)",
+    labelNames: ["direction", "cipher"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const p = current()?.sessionPackets;
+      if (!p) return;
+      for (const [cipher, n] of Object.entries(p.sealed)) this.inc({ direction: "sealed", cipher }, n);
+      for (const [cipher, n] of Object.entries(p.opened)) this.inc({ direction: "opened", cipher }, n);
+    },
+  });
   return registry;
 }
 

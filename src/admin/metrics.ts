@@ -44,6 +44,8 @@ export interface MetricsSnapshot {
   nat?: Record<string, number>;
   /** The native udp sockets' counters, summed (udp-native.ts udpSocketTotals). */
   udpSockets?: UdpSocketTotals;
+  /** Session traffic sealed and opened, by cipher (box, chacha20-poly1305: src/overlay/sessions/aead.ts). */
+  sessionPackets?: { sealed: Record<string, number>; opened: Record<string, number> };
 }
 
 export interface MetricsServer {

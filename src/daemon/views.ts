@@ -180,5 +180,9 @@ export function metricsSnapshotFor(node: ViewedNode): MetricsSnapshot {
       ? { ...node.natDriver.nat.counters, punchedLinks: node.natDriver.punchedLinks }
       : undefined,
     udpSockets: udpSocketTotals(),
+    sessionPackets: {
+      sealed: { box: sessionStats.boxSealed, "chacha20-poly1305": sessionStats.aeadSealed },
+      opened: { box: sessionStats.boxOpened, "chacha20-poly1305": sessionStats.aeadOpened },
+    },
   };
 }
