@@ -1,11 +1,15 @@
 // A punched link whose far side restarts (issue 9 gap b), through real NATs (support/nat-lab.ts):
 // A and B behind endpoint-independent masquerade routers, each with a fixed udp:// Listen (the
 // socket NAT traversal punches from, so a restarted node is back on the same port and its router's
-// mapping still leads to it) and P as their only peer. Once A and B are punched, the node that
-// answered the punch (the larger key) is killed with SIGKILL (no goodbye) and started again with the
-// same key; the dialing side's punched link must close on the RESET it draws within about a second,
-// not after the 8 s of silence liveness waits, and traffic must go on through P, then over a new
-// punched link.
+// mapping still leads to it) and P as their only peer. Once A and B are punched, one of them is
+// killed with SIGKILL (no goodbye) and started again with the same key; the survivor's punched link
+// must close on the RESET it draws within about a second, not after the 8 s of silence liveness
+// waits, whether the restarted node answered the punch (its ACCEPT gave the dialer its token) or
+// dialled it (its CONFIRM committed to its token); traffic goes on through P, then over a new
+// punched link. (A node without a Listen punches from a socket bound on demand and comes back on
+// another port, where no RESET can come from; its peer's routes to it still lead over the stale
+// link, so even the signalling of a new punch waits for that link to die of silence:
+// test/links-udp-punch-replace.test.ts covers the replacement once the new punched link arrives.)
 import { readFileSync } from "node:fs";
 import { afterEach, beforeEach, expect, it } from "vitest";
 import { type DaemonNode, Lab, describeNetns, ping6 } from "./harness.js";
@@ -31,50 +35,57 @@ describeNetns("a punched link whose peer restarts", () => {
     await lab.cleanup();
   });
 
-  it("closes on the RESET within a second; traffic goes through P, then over a new punched link", async () => {
-    const inet = await internet(lab);
-    const nsA = await behindNat(lab, inet.r1, false);
-    const nsB = await behindNat(lab, inet.r2, false);
-    const p = await lab.startPlanetd(inet.nsP, "pdP", { listen: ["udp://0.0.0.0:12345"] });
-    const a = await lab.startPlanetd(nsA, "pdA", {
-      peers: [`udp://${inet.r1.p}:12345`],
-      listen: ["udp://0.0.0.0:12350"],
-    });
-    const b = await lab.startPlanetd(nsB, "pdB", {
-      peers: [`udp://${inet.r2.p}:12345`],
-      listen: ["udp://0.0.0.0:12351"],
-    });
-    // The smaller key dials the punch: its link is the outbound one on its listener's socket.
-    const [near, far] = a.key < b.key ? [a, b] : [b, a];
-    const punched = async () => {
-      await ping6(near.ns, far.address, { count: 1 });
-      return (await directTo(near, far.key)) && (await directTo(far, near.key));
-    };
-    await lab.waitFor(punched, 20_000, "A and B punched a direct link");
+  for (const restarts of ["answering", "dialing"] as const) {
+    it(`the ${restarts} side restarts: the old link closes on its RESET within a second; traffic goes through P, then over a new punched link`, async () => {
+      const inet = await internet(lab);
+      const nsA = await behindNat(lab, inet.r1, false);
+      const nsB = await behindNat(lab, inet.r2, false);
+      const p = await lab.startPlanetd(inet.nsP, "pdP", { listen: ["udp://0.0.0.0:12345"] });
+      const a = await lab.startPlanetd(nsA, "pdA", {
+        peers: [`udp://${inet.r1.p}:12345`],
+        listen: ["udp://0.0.0.0:12350"],
+      });
+      const b = await lab.startPlanetd(nsB, "pdB", {
+        peers: [`udp://${inet.r2.p}:12345`],
+        listen: ["udp://0.0.0.0:12351"],
+      });
+      // The smaller key dials the punch: its link is the outbound one on its listener's socket.
+      const [dialer, answerer] = a.key < b.key ? [a, b] : [b, a];
+      const [gone, survivor] = restarts === "dialing" ? [dialer, answerer] : [answerer, dialer];
+      const punched = async () => {
+        await ping6(survivor.ns, gone.address, { count: 1 });
+        return (await directTo(survivor, gone.key)) && (await directTo(gone, survivor.key));
+      };
+      await lab.waitFor(punched, 20_000, "A and B punched a direct link");
 
-    await far.stop("SIGKILL");
-    await far.start();
-    const back = loggedAt(far, /listening on udp:\/\/0\.0\.0\.0:1235/)!;
-    await lab.waitFor(async () => !(await directTo(near, far.key)), 10_000, "the punched link to close");
-    const closedAt = loggedAt(near, /link down: .*reset by peer/);
-    expect(closedAt, "the near side's link closed on a RESET").toBeDefined();
-    const resetMs = closedAt! - back;
-    expect(resetMs).toBeLessThan(1500);
+      await gone.stop("SIGKILL");
+      await gone.start();
+      const back = loggedAt(gone, /listening on udp:\/\/0\.0\.0\.0:1235/)!;
+      await lab.waitFor(
+        async () => !(await directTo(survivor, gone.key)),
+        10_000,
+        "the punched link to close",
+      );
+      const closedAt = loggedAt(survivor, /link down: .*reset by peer/);
+      expect(closedAt, "the survivor's link closed on a RESET").toBeDefined();
+      const resetMs = closedAt! - back;
+      expect(resetMs).toBeLessThan(1500);
 
-    // Traffic through P while there is no direct link, then a punched link again.
-    const relayedBefore = (await natStatus(p)).forwarded_frames;
-    await lab.waitFor(
-      async () => (await ping6(near.ns, far.address, { count: 1 })).received === 1,
-      10_000,
-      "a ping through P",
-    );
-    const relayed = (await natStatus(p)).forwarded_frames - relayedBefore;
-    const t0 = Date.now();
-    await lab.waitFor(punched, 30_000, "a new punched link");
-    console.log(
-      `punched link closed by the RESET ${resetMs} ms after the restarted peer listened again; ` +
-        `P relayed ${relayed} frames meanwhile; punched again ${Date.now() - t0} ms after the first relayed ping`,
-    );
-    expect(relayed).toBeGreaterThan(0);
-  });
+      // Traffic through P while there is no direct link, then a punched link again.
+      const relayedBefore = (await natStatus(p)).forwarded_frames;
+      await lab.waitFor(
+        async () => (await ping6(survivor.ns, gone.address, { count: 1 })).received === 1,
+        10_000,
+        "a ping through P",
+      );
+      const relayed = (await natStatus(p)).forwarded_frames - relayedBefore;
+      const t0 = Date.now();
+      await lab.waitFor(punched, 30_000, "a new punched link");
+      console.log(
+        `${restarts} side restarted: the punched link closed by its RESET ${resetMs} ms after it listened ` +
+          `again; P relayed ${relayed} frames meanwhile; punched again ${Date.now() - t0} ms after the first relayed ping`,
+      );
+      expect(relayed).toBeGreaterThan(0);
+    });
+  }
 });

@@ -299,6 +299,39 @@ describe("per-destination state", () => {
     expect(b.nat.summary(600)).toMatchObject({ punching: 1, direct: 0 });
   });
 
+  it("answers an offer in the pause after a punched link closed (only its own offers wait)", () => {
+    const b = harness(key(2));
+    const offer = (n: number) => encodeSignal({ type: SIG_OFFER, nonce: n, mapping: 0, candidates: LOCAL });
+    b.nat.handleSignal(key(1), offer(1), 0, LOCAL);
+    b.nat.punchDone(key(1), true, 100);
+    b.nat.linkClosed(key(1), 1000);
+    b.nat.noteTraffic(key(1), 1001, LOCAL); // its own offer waits for the pause
+    expect(b.sent.length).toBe(1);
+    b.nat.handleSignal(key(1), offer(2), 1002, LOCAL);
+    expect(b.punches.length).toBe(2);
+    expect(decodeSignal(b.sent.at(-1)!.body)).toMatchObject({ type: SIG_ANSWER, nonce: 2 });
+    expect(b.nat.counters.offersIgnored).toBe(0);
+  });
+
+  it("answers the peer's offer while backing off only because its own offer went unanswered", () => {
+    // A restarted node offers to a peer whose stale punched link to it is young: ignored. Without
+    // this, each would then turn the other's offers away for its whole backoff.
+    const a = harness(key(1));
+    a.nat.noteTraffic(key(2), 0, LOCAL);
+    a.nat.noteTraffic(key(2), 500, LOCAL); // unanswered: backs off (1000 ms)
+    expect(a.sent.length).toBe(1);
+    expect(a.nat.summary(500)).toMatchObject({ offered: 0, backingOff: 1 });
+    const offer = encodeSignal({ type: SIG_OFFER, nonce: 9, mapping: 0, candidates: LOCAL });
+    a.nat.handleSignal(key(2), offer, 600, LOCAL);
+    expect(a.punches).toEqual([{ dest: key(2), candidates: decodeSignal(offer)!.candidates, dial: true }]);
+    expect(decodeSignal(a.sent.at(-1)!.body)).toMatchObject({ type: SIG_ANSWER, nonce: 9 });
+    // That punch fails: now the backoff is a failed punch's, and offers wait for it.
+    a.nat.punchDone(key(2), false, 700);
+    a.nat.handleSignal(key(2), offer, 800, LOCAL);
+    expect(a.punches.length).toBe(1);
+    expect(a.nat.counters.offersIgnored).toBe(1);
+  });
+
   it("ignores offers while punching or backing off, so offers cannot make it punch in a loop", () => {
     const b = harness(key(2));
     const offer = (n: number) => encodeSignal({ type: SIG_OFFER, nonce: n, mapping: 0, candidates: LOCAL });

@@ -158,6 +158,8 @@ interface DestState {
   since: number;
   failures: number;
   nextAt: number;
+  /** The last failure was our offer going unanswered (not a punch that failed). */
+  unanswered: boolean;
 }
 
 export interface NatCounters {
@@ -213,6 +215,7 @@ export class NatTraversal {
     if (st.phase === OFFERED) {
       if (now - st.since < this.o.offerTimeoutMs) return;
       this.failed(st, now); // no answer: a node without NAT traversal, or the offer was lost
+      st.unanswered = true;
       if (now < st.nextAt) return;
     }
     st.phase = OFFERED;
@@ -236,7 +239,13 @@ export class NatTraversal {
       // us), or our end missed its close. Punching again replaces the stale link at once
       // (punch.ts); a link younger than offerTimeoutMs keeps it, so offers cannot make it flap.
       const linked = st?.phase === DIRECT && now - st.since < this.o.offerTimeoutMs;
-      if (!st || local.length === 0 || st.phase === PUNCHING || linked || now < st.nextAt) {
+      // Only a failed punch's backoff turns offers away. The pause after a punched link closed
+      // holds back our own offers, and a backoff because our offer went unanswered (the peer
+      // ignored it, e.g. while its stale link to us lived) says nothing against the peer's offer:
+      // ignoring it would cost the peer its own backoff (30 s), and both would then turn the
+      // other's offers away.
+      const backingOff = now < (st?.nextAt ?? 0) && (st?.failures ?? 0) > 0 && !st?.unanswered;
+      if (!st || local.length === 0 || st.phase === PUNCHING || linked || backingOff) {
         this.counters.offersIgnored++;
         return;
       }
@@ -301,12 +310,14 @@ export class NatTraversal {
     }
     st.phase = PUNCHING;
     st.since = now;
+    st.unanswered = false;
     this.counters.attempts++;
     this.out.punch(st.key, peer.candidates, Buffer.compare(this.selfKey, st.key) < 0);
   }
 
   private failed(st: DestState, now: number): void {
     st.phase = IDLE;
+    st.unanswered = false;
     st.failures++;
     st.nextAt = now + Math.min(this.o.maxBackoffMs, this.o.backoffMs * 2 ** Math.min(20, st.failures - 1));
   }
@@ -334,6 +345,7 @@ export class NatTraversal {
       since: now,
       failures: 0,
       nextAt: 0,
+      unanswered: false,
     };
     this.dests.set(key.toString("latin1"), st);
     return st;
