@@ -109,8 +109,10 @@ relayed traffic) when Planetd.NatTraversal is false.`,
     text: `planetd only: the counters of the native udp sockets (the planetd_udp addon), summed over
 every socket the daemon opened: datagrams dropped on send (queue full, the kernel refused), not
 sealed, truncated on receive, or not opened under their link's key; keys the sockets' tables had no
-room for (the links then seal or open in JS); datagrams sent and opened. All zero when the addon is
-not built (udp:// links use node:dgram then).`,
+room for (the links then seal or open in JS); datagrams sent and opened; and where the work ran:
+receive batches, opened datagrams and send batches done by a threadpool job or inline on the main
+thread (an idle link reads, opens and seals inline, a busy one hands batches to jobs). All zero
+when the addon is not built (udp:// links use node:dgram then).`,
   },
   {
     name: "getTun",
