@@ -150,6 +150,26 @@ describe.skipIf(aead === undefined)("sessions: ChaCha20-Poly1305 between planetd
 });
 
 describe("sessions: a planetd node and a peer that never announces (Yggdrasil 0.4.7)", () => {
+  it.skipIf(aead === undefined)(
+    "a node without the cipher ignores type 0x70 without an answer, as Go does",
+    () => {
+      const { net, a, b } = nodes();
+      for (let i = 0; i < 3; i++) round(net, a, b, `${i}`);
+      a.send(b, Buffer.from("to B"));
+      const sealed = Buffer.from(net.queue.at(-1)!.payload);
+      expect(sealed[0]).toBe(TRAFFIC_AEAD);
+      net.run();
+      // C has no session with A and no cipher: a Traffic packet would draw a throw-away init.
+      const c = net.add("C", loadBox());
+      const logged = net.log.length;
+      c.sessions.handle(a.key, sealed, net.now);
+      expect(net.log.length).toBe(logged);
+      expect(c.sessions.stats().noSession).toBe(0);
+      c.sessions.handle(a.key, Buffer.concat([Buffer.of(TRAFFIC), sealed.subarray(1)]), net.now);
+      expect(c.sessions.stats().noSession).toBe(1);
+    },
+  );
+
   it("keeps NaCl box both ways; the peer drops the announcements it does not know", () => {
     const { net, a, b } = nodes(false);
     for (let i = 0; i < 10; i++) round(net, a, b, `${i}`, 3_000);
