@@ -18,9 +18,10 @@
 //
 // Yggdrasil 0.4.7 never receives TRAFFIC_AEAD (it never announces), and forwarders never look
 // inside kind-1 payloads. Were one to arrive anyway it is dropped without an answer: ironwood
-// ec61cea encrypted/session.go sessionManager.handleData switches on data[0] with an empty `default:`
-// for types other than 0-3, and yggdrasil-go v0.4.7 src/core/core.go ReadFrom skips the ANNOUNCE's
-// unknown core byte 0x70 (`default: continue`).
+// ec61cea (the version yggdrasil-go v0.4.7's go.mod pins) encrypted/session.go
+// sessionManager.handleData switches on data[0] with an empty `default:` for types other than 0-3
+// (lines 88-103), and yggdrasil-go v0.4.7 src/core/core.go ReadFrom skips the ANNOUNCE's unknown
+// core byte 0x70 (`default: continue`, lines 168-179).
 import { type SessionAead, deriveSessionAeadKey } from "../../crypto/session-aead.js";
 import { CORE_PLANETD } from "../nat.js";
 import type { Session } from "./state.js";
