@@ -3,6 +3,7 @@
 // PLANETD_SESSION_CIPHER=box (like a Yggdrasil node, it never announces) keeps NaCl box with them.
 import { randomBytes } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
+import { formatResponse } from "../src/admin/format.js";
 import { createMetricsRegistry } from "../src/admin/metrics-registry.js";
 import { loadSessionAead } from "../src/crypto/session-aead.js";
 import { adminViewFor, metricsSnapshotFor } from "../src/daemon/views.js";
@@ -78,5 +79,22 @@ describe.skipIf(loadSessionAead() === undefined)("session cipher between whole n
     expect(a.node.sessions.stats().aeadSealed).toBe(0);
     expect(c.node.sessions.stats().announcesSent).toBe(0);
     expect(c.node.sessions.stats().announcesHeard).toBeGreaterThan(0);
+  });
+});
+
+describe("planetctl getSessions", () => {
+  const session = { key: "ab", address: "200::1", uptime: 5, bytes_recvd: 1, bytes_sent: 2 };
+  it("shows a Cipher column when the node reports one (planetd), none for Yggdrasil's answer", () => {
+    const planetd = formatResponse("getsessions", {
+      sessions: [
+        { ...session, cipher_out: "chacha20-poly1305", cipher_in: "chacha20-poly1305" },
+        { ...session, key: "cd", cipher_out: "box", cipher_in: "chacha20-poly1305" },
+      ],
+    }).split("\n");
+    expect(planetd[0]!.split(/\s{2,}/).at(-1)).toBe("Cipher");
+    expect(planetd[1]!.split(/\s{2,}/).at(-1)).toBe("chacha20-poly1305");
+    expect(planetd[2]!.split(/\s{2,}/).at(-1)).toBe("box out, chacha20-poly1305 in");
+    const ygg = formatResponse("getsessions", { sessions: [session] }).split("\n");
+    expect(ygg[0]!.split(/\s{2,}/)).toEqual(["Public Key", "IP Address", "Uptime", "RX", "TX"]);
   });
 });

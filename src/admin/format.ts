@@ -102,17 +102,23 @@ export function formatResponse(command: string, response: unknown): string {
         ["Public Key", "IP Address", "Path"],
         list(r.paths).map((p) => [str(p.key), str(p.address), formatCoords(p.path)]),
       );
-    case "getsessions":
+    case "getsessions": {
+      // planetd reports the session cipher (src/overlay/sessions/aead.ts); Yggdrasil does not.
+      const cipher = (s: Record<string, unknown>) =>
+        s.cipher_out === s.cipher_in ? str(s.cipher_out) : `${str(s.cipher_out)} out, ${str(s.cipher_in)} in`;
+      const withCipher = list(r.sessions).some((s) => s.cipher_out !== undefined);
       return renderTable(
-        ["Public Key", "IP Address", "Uptime", "RX", "TX"],
+        ["Public Key", "IP Address", "Uptime", "RX", "TX", ...(withCipher ? ["Cipher"] : [])],
         list(r.sessions).map((s) => [
           str(s.key),
           str(s.address),
           formatUptime(Number(s.uptime)),
           formatBytes(Number(s.bytes_recvd)),
           formatBytes(Number(s.bytes_sent)),
+          ...(withCipher ? [cipher(s)] : []),
         ]),
       );
+    }
     case "gettun":
       return renderTable(
         null,
