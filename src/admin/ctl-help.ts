@@ -82,7 +82,7 @@ Example: planetctl addPeer uri=tls://192.0.2.1:443`,
     name: "getSessions",
     summary: "traffic sessions with remote nodes",
     args: "",
-    text: "Shows the end-to-end traffic sessions with remote nodes: address, key, bytes, uptime.",
+    text: "Shows the end-to-end traffic sessions with remote nodes: address, key, bytes, uptime, and the cipher (box as Yggdrasil, or chacha20-poly1305 between planetd nodes).",
   },
   {
     name: "getFirewall",
