@@ -21,8 +21,9 @@ export interface SessionAead {
     end: number,
   ): boolean;
   /**
-   * Opens src[adEnd, end) (ciphertext ‖ tag, AD src[0, adEnd)) into dst at dstOff. False when the
-   * tag does not verify; dst's bytes are then garbage.
+   * Opens src[adEnd, end) (ciphertext ‖ tag, AD src[0, adEnd)) into dst at dstOff, which is either
+   * disjoint from the ciphertext or exactly on it (in place). False when the tag does not verify;
+   * dst's bytes are then garbage.
    */
   open(
     key: Uint8Array,

@@ -11,8 +11,9 @@
  *   buf[end, end + 16). The 12-byte nonce is 4 zero bytes ‖ (nonceHi ‖ nonceLo) as u64 big-endian.
  * open(key, nonceHi, nonceLo, src, adEnd, end, dst, dstOff) -> bool
  *   AD = src[0, adEnd), ciphertext src[adEnd, end - 16), tag src[end - 16, end); the plaintext goes
- *   to dst[dstOff, dstOff + end - 16 - adEnd) (dst may be src with dstOff = adEnd: in place). On a
- *   tag mismatch the bytes written to dst are garbage and false is returned.
+ *   to dst[dstOff, dstOff + end - 16 - adEnd): dst is either disjoint from the ciphertext or exactly
+ *   on it (dst = src, dstOff = adEnd: in place), as OpenSSL wants. On a tag mismatch the bytes written
+ *   to dst are garbage and false is returned.
  * One cipher context each for sealing and opening per module instance; the key is set only when it
  * differs from the last one used (a key schedule per call cost ~1% at 1.4 kB), so a busy session
  * pays one nonce setup per packet. Nothing is allocated per call.
