@@ -13,7 +13,8 @@
 #   KINDS="tcp yggdrasil raw" sudo bench/rtt.sh   (raw: the veth alone, IPv4)
 #   KINDS="tcp tcp:PLANETD_INTERRUPT_BUDGET=0 yggdrasil" sudo bench/rtt.sh
 #                                               (kind:VAR=value: that kind with one more environment
-#                                                variable, an A/B in the same run; here V8's default tier-up)
+#                                                variable, an A/B in the same run; here V8's default tier-up;
+#                                                kind:A=1,B=2 sets several)
 #   SETTLE=5 INTERVAL=0.2 IFMTU=65535 PD_NETNS_TAG=b   (s before pinging, ping interval, TUN MTU, namespaces pd<tag>…)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,8 +45,11 @@ median() { tr ' ' '\n' | { grep -v '^$' || true; } | sort -n | awk '{a[NR]=$1} E
 # One pair, one round: prints "<first median ms> <idle median ms> <daemon CPU us per ping>" on stdout.
 measure_rtt() {
   local kind=${1%%:*} impl=planetd scheme=${1%%:*} target flag=-6
-  # shellcheck disable=SC2163
-  [ "$1" != "$kind" ] && export "${1#*:}"
+  local assign assigns=${1#*:}
+  if [ "$1" != "$kind" ]; then
+    # shellcheck disable=SC2163
+    for assign in ${assigns//,/ }; do export "$assign"; done
+  fi
   case "$kind" in yggdrasil) impl=yggdrasil scheme=tcp ;; tcp | tls | udp | raw) ;; *)
     echo "bench/rtt.sh: unknown kind $kind (tcp, tls, udp, yggdrasil, raw)" >&2
     return 2

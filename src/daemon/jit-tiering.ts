@@ -15,14 +15,53 @@ import { setFlagsFromString } from "node:v8";
 export const DATA_PATH_INTERRUPT_BUDGET = 1024;
 
 /**
- * Lowers V8's interrupt budget for everything that runs from now on. PLANETD_INTERRUPT_BUDGET
- * overrides the value (bytes, at least 64); 0 leaves V8's default. Returns the budget set, or
- * undefined when none was (0, or a value that is not a whole number of at least 64).
+ * Bytes of bytecode a function runs before V8 gives it a feedback vector (V8: 940, or 8x its bytecode
+ * length). A function has no type feedback before that, and a caller optimized while a small callee
+ * still had none inlines it with a deopt at its first property access: with the lowered interrupt budget
+ * the data path's callers (Sessions.handleTraffic inlining ReplayWindow.check, run once per packet)
+ * were optimized before their callees had a vector, deopted on the next packet, and a function
+ * deoptimized there stayed in baseline code for ~1,000 packets (--trace-opt --trace-deopt on an idle
+ * daemon at 5 pings/s). With vectors from the first calls every callee has feedback first.
  */
-export function tierUpDataPathEarly(env: NodeJS.ProcessEnv = process.env): number | undefined {
-  const raw = env.PLANETD_INTERRUPT_BUDGET;
-  const budget = raw === undefined || raw === "" ? DATA_PATH_INTERRUPT_BUDGET : Number(raw);
-  if (!Number.isInteger(budget) || budget < 64) return undefined;
-  setFlagsFromString(`--interrupt-budget=${budget}`);
-  return budget;
+export const DATA_PATH_FEEDBACK_BUDGET = 64;
+
+/**
+ * Calls (times bytecode length) V8 budgets before it looks at a function again after deciding to tier
+ * it up (V8's --invocation-count-for-osr, 500). A deopt leaves the function with that budget, so a
+ * data path function deoptimized by a branch it had not yet taken (the first counter past 127, the
+ * kernel's first router solicitation on the TUN) stayed in baseline code for ~1,000 packets, minutes
+ * at idle; with 4 it is optimized again within tens (--trace-opt --trace-deopt, 400 pings at 20/s).
+ */
+export const DATA_PATH_REOPT_INVOCATIONS = 4;
+
+/** What tierUpDataPathEarly set: each value, or undefined where V8's default stays. */
+export interface TieringBudgets {
+  interrupt: number | undefined;
+  feedback: number | undefined;
+  reoptInvocations: number | undefined;
+}
+
+/** A whole number of at least `least` from the environment, the default when unset, undefined for 0 or junk. */
+function budgetFrom(raw: string | undefined, fallback: number, least = 64): number | undefined {
+  const budget = raw === undefined || raw === "" ? fallback : Number(raw);
+  return Number.isInteger(budget) && budget >= least ? budget : undefined;
+}
+
+/**
+ * Lowers V8's interrupt budget, its feedback allocation budget and its budget after a deopt for
+ * everything that runs from now on. PLANETD_INTERRUPT_BUDGET and PLANETD_FEEDBACK_BUDGET override the
+ * budgets (bytes, at least 64), PLANETD_REOPT_INVOCATIONS the calls (at least 1); 0 leaves V8's default.
+ */
+export function tierUpDataPathEarly(env: NodeJS.ProcessEnv = process.env): TieringBudgets {
+  const interrupt = budgetFrom(env.PLANETD_INTERRUPT_BUDGET, DATA_PATH_INTERRUPT_BUDGET);
+  const feedback = budgetFrom(env.PLANETD_FEEDBACK_BUDGET, DATA_PATH_FEEDBACK_BUDGET);
+  const reoptInvocations = budgetFrom(env.PLANETD_REOPT_INVOCATIONS, DATA_PATH_REOPT_INVOCATIONS, 1);
+  if (interrupt !== undefined) setFlagsFromString(`--interrupt-budget=${interrupt}`);
+  if (feedback !== undefined) {
+    // The fixed budget applies before a function's bytecode length is known, the factor after.
+    setFlagsFromString(`--interrupt-budget-for-feedback-allocation=${feedback}`);
+    setFlagsFromString("--interrupt-budget-factor-for-feedback-allocation=1");
+  }
+  if (reoptInvocations !== undefined) setFlagsFromString(`--invocation-count-for-osr=${reoptInvocations}`);
+  return { interrupt, feedback, reoptInvocations };
 }
