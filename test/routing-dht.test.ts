@@ -97,6 +97,16 @@ describe("greedy keyspace forwarding (dhtLookup, spec 5.4.3)", () => {
     expect(w.h.take().map((s) => s.port)).toEqual([w.portB]);
   });
 
+  it("a frame buffer reused for another destination is routed by the key it holds now, not the memo's", () => {
+    // The daemon parses frames from one shared read buffer: the memo must hold a copy of the key.
+    const frame = trafficTo(w.k[5].publicKey);
+    w.h.frame(w.portA, frame);
+    trafficTo(w.k[3].publicKey).copy(frame);
+    w.h.frame(w.portA, frame);
+    w.h.frame(w.portA, frame);
+    expect(w.h.take().map((s) => s.port)).toEqual([w.portC, w.portB, w.portB]);
+  });
+
   it("traffic for us is delivered; below every known key it stops here: OOB delivered, kind 1 dropped", () => {
     w.h.frame(w.portA, trafficTo(w.h.key));
     expect(w.h.delivered).toEqual([{ source: w.k[0].publicKey, payload: Buffer.from("hi") }]);

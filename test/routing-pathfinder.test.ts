@@ -131,4 +131,41 @@ describe("pathfinder worked example (spec 5.6): chain C–B–A", () => {
     sim.runFor(1_100);
     expect(c.router.pathEntries()).toEqual([]);
   });
+
+  // The router remembers its last destination (pathfinder.ts find, dht.ts lookupTraffic) and compares
+  // the next packet's key with it; the daemon passes keys as views of buffers it reuses.
+  it("a destination key passed in a reused buffer is looked up anew when the buffer holds another key", () => {
+    const { sim, a, b, c, seen } = chain();
+    const dest = Buffer.from(a.key);
+    sim.sendTraffic(b, dest, Buffer.from("x"));
+    c.key.copy(dest);
+    sim.sendTraffic(b, dest, Buffer.from("y"));
+    sim.runFor(100);
+    const fromB = seen.filter((s) => s.from === "B" && s.frame[0] === FrameType.DhtTraffic);
+    expect(fromB.map((s) => s.port)).toEqual([1, 2]);
+    expect(
+      b.router
+        .pathEntries()
+        .map((e) => e.key.toString("hex"))
+        .sort(),
+    ).toEqual([a.key.toString("hex"), c.key.toString("hex")].sort());
+  });
+
+  it("an entry that expired is made again by the next send to its key, and learns its route again", () => {
+    const { sim, a, c } = chain();
+    sim.sendTraffic(a, c.key, Buffer.from("x"));
+    sim.runFor(100);
+    sim.sendTraffic(c, a.key, Buffer.from("x"));
+    sim.runFor(100);
+    expect(c.router.pathEntries()).toEqual([{ key: a.key, path: [1, 1, 0] }]);
+    sim.sendTraffic(c, a.key, Buffer.from("x")); // found in the table: the one remembered
+    sim.runFor(61_000);
+    expect(c.router.pathEntries()).toEqual([]);
+    sim.sendTraffic(a, c.key, Buffer.from("x"));
+    sim.runFor(100);
+    sim.sendTraffic(c, a.key, Buffer.from("x"));
+    expect(c.router.pathEntries()).toEqual([{ key: a.key, path: [] }]);
+    sim.runFor(100);
+    expect(c.router.pathEntries()).toEqual([{ key: a.key, path: [1, 1, 0] }]);
+  });
 });

@@ -70,6 +70,12 @@ export class Dht {
   private best: Buffer = Buffer.alloc(0);
   private bestPeer: Peer | null = null;
   private readonly trafficCache = new Map<string, Peer | null>();
+  /**
+   * The last traffic lookup, until invalidate(): its key (copied: callers pass views of reused
+   * buffers) and answer (undefined: none). Checked in JS before the key becomes a map key string.
+   */
+  private readonly lastTrafficKey = Buffer.alloc(32);
+  private lastTrafficNext: Peer | null | undefined;
 
   constructor(
     private readonly core: RouterCore,
@@ -85,16 +91,24 @@ export class Dht {
    * state, which traffic never changes, so the router calls invalidate() on every other event.
    */
   lookupTraffic(dest: Buffer): Peer | null {
+    const last = this.lastTrafficNext;
+    if (last !== undefined && cmpKey(dest, this.lastTrafficKey) === 0) return last;
     const id = dest.toString("latin1");
-    const hit = this.trafficCache.get(id);
-    if (hit !== undefined) return hit;
-    const next = this.lookup(dest, false);
-    if (this.trafficCache.size >= TRAFFIC_CACHE_MAX) this.trafficCache.clear();
-    this.trafficCache.set(id, next);
+    let next = this.trafficCache.get(id);
+    if (next === undefined) {
+      next = this.lookup(dest, false);
+      if (this.trafficCache.size >= TRAFFIC_CACHE_MAX) this.trafficCache.clear();
+      this.trafficCache.set(id, next);
+    }
+    if (dest.length === this.lastTrafficKey.length) {
+      dest.copy(this.lastTrafficKey);
+      this.lastTrafficNext = next;
+    }
     return next;
   }
 
   invalidate(): void {
+    this.lastTrafficNext = undefined;
     if (this.trafficCache.size > 0) this.trafficCache.clear();
   }
 

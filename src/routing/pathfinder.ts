@@ -1,6 +1,14 @@
 // The pathfinder (spec 5.6): notify → lookup → response discovers source routes for keys we send to.
 import type { Dht } from "./dht.js";
-import { PATH_THROTTLE, PATH_TIMEOUT, type PathEntry, type Peer, type RouterCore, keyId } from "./state.js";
+import {
+  PATH_THROTTLE,
+  PATH_TIMEOUT,
+  type PathEntry,
+  type Peer,
+  type RouterCore,
+  cmpKey,
+  keyId,
+} from "./state.js";
 import type { Tree } from "./tree.js";
 import type { PathLookup, PathNotify, PathResponse } from "./types.js";
 import { type Signer, encodeLookup, encodeNotify, encodeResponse, makeNotify, verifyNotify } from "./wire.js";
@@ -8,6 +16,11 @@ import { type Signer, encodeLookup, encodeNotify, encodeResponse, makeNotify, ve
 export class Pathfinder {
   /** By keyId(dest); Map order is the expiry queue (an entry is re-queued when it is reached). */
   readonly paths = new Map<string, PathEntry>();
+  /**
+   * The entry getPath or doNotify found last, while it is in `paths`: a packet's key compared with it
+   * in JS instead of made into a map key string by native code, twice per packet at idle.
+   */
+  private last: PathEntry | undefined;
 
   constructor(
     private readonly core: RouterCore,
@@ -19,8 +32,7 @@ export class Pathfinder {
   /** _getPath: we are sending to dest; keep (or create) its entry alive and return its route. */
   getPath(dest: Buffer): number[] | null {
     const now = this.core.now;
-    const id = keyId(dest);
-    const entry = this.paths.get(id);
+    const entry = this.find(dest);
     if (entry !== undefined) {
       entry.expires = now + PATH_TIMEOUT;
       return entry.path;
@@ -28,12 +40,13 @@ export class Pathfinder {
     if (this.paths.size >= this.core.limits.paths) {
       for (const oldest of this.paths.keys()) {
         this.paths.delete(oldest);
+        this.last = undefined;
         this.core.drop("path_entry_evicted");
         break;
       }
     }
     const expires = now + PATH_TIMEOUT;
-    this.paths.set(id, {
+    this.paths.set(keyId(dest), {
       key: Buffer.from(dest),
       path: null,
       ltime: now - PATH_THROTTLE,
@@ -60,7 +73,7 @@ export class Pathfinder {
    * keepAlive (traffic that came by source route or locally) uses the 1 min throttle.
    */
   doNotify(dest: Buffer, keepAlive: boolean): void {
-    const entry = this.paths.get(keyId(dest));
+    const entry = this.find(dest);
     if (entry === undefined) return;
     const now = this.core.now;
     if (now - entry.ntime <= (keepAlive ? PATH_TIMEOUT : PATH_THROTTLE)) return;
@@ -128,8 +141,19 @@ export class Pathfinder {
       if (entry.expires > now) {
         entry.queuedUntil = entry.expires;
         this.paths.set(id, entry); // re-queue at the back: it was used since it was queued
+      } else if (entry === this.last) {
+        this.last = undefined;
       }
     }
+  }
+
+  /** The entry for `key`, if any (the last one found when the key is the same). */
+  private find(key: Buffer): PathEntry | undefined {
+    const last = this.last;
+    if (last !== undefined && cmpKey(key, last.key) === 0) return last;
+    const entry = this.paths.get(keyId(key));
+    if (entry !== undefined) this.last = entry;
+    return entry;
   }
 
   nextTimeout(): number | undefined {
