@@ -23,6 +23,7 @@ function puncher(socket: UdpListener) {
   return new Puncher({
     configuredUdp: () => socket,
     bindPunchSocket: () => Promise.reject(new Error("not in this test")),
+    preferredPort: 0,
     refusal: () => undefined,
     admit: () => {},
     stopped: () => false,

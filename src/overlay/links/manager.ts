@@ -17,7 +17,7 @@ import type {
   ManagerContext,
 } from "./manager-context.js";
 import { Multicast, type MulticastInterfaceConfig } from "./multicast.js";
-import { Puncher } from "./punch.js";
+import { Puncher, punchPortFor } from "./punch.js";
 import { DEFAULT_REDIAL } from "./redial.js";
 import { StaticPeers } from "./static-peers.js";
 import { StreamEndpoints } from "./stream-endpoints.js";
@@ -98,10 +98,11 @@ export class LinkManager {
     this.multicast = this.makeMulticast(cfg.multicast);
     this.puncher = new Puncher({
       configuredUdp: (family) => this.listeners.find((l) => l.udp && l.family === family)?.udp,
-      bindPunchSocket: (family) => {
-        const uri = family === 4 ? "udp://0.0.0.0:0" : "udp://[::]:0";
+      bindPunchSocket: (family, port) => {
+        const uri = family === 4 ? `udp://0.0.0.0:${port}` : `udp://[::]:${port}`;
         return this.udp.listen(uri, parseListenUri(uri), undefined, true);
       },
+      preferredPort: punchPortFor(cfg.identity.publicKey),
       refusal: (key) => this.admission.refusal(key, true, [], ""),
       admit: (link) => this.admit(link),
       stopped: () => this.stopped,

@@ -2,6 +2,7 @@
 // punch itself (src/daemon/nat-driver.ts decides when; src/overlay/nat.ts holds the decisions).
 // The dialing side (the smaller key) resends INITs from the punch socket to every candidate; the
 // other side sends datagrams that open its NAT and waits for the inbound link.
+import { createHash } from "node:crypto";
 import net from "node:net";
 import type { UdpLink, UdpListener } from "./udp.js";
 
@@ -9,12 +10,26 @@ import type { UdpLink, UdpListener } from "./udp.js";
 const PUNCH_INTERVAL_MS = 200;
 const PUNCH_OPEN_MS = 500;
 
+/**
+ * The port a node without a udp:// Listen binds its punch socket to first (49152-65535, from its
+ * key): a restarted node is then back on the same port, which its NAT's mapping (while the peer's
+ * datagrams keep it alive) still leads to, so the peer's next datagram draws its RESET at once
+ * instead of dying of silence there. Taken (another socket, another daemon): any port.
+ */
+export function punchPortFor(key: Buffer): number {
+  return (
+    49152 + (createHash("sha256").update("planetd punch port").update(key).digest().readUInt16BE(0) % 16384)
+  );
+}
+
 /** What the punches need from the link manager. */
 export interface PuncherHost {
   /** The first udp:// Listen of `family`, if any: its socket is the one to punch from. */
   configuredUdp(family: 4 | 6): UdpListener | undefined;
-  /** Binds a socket for `family` on any address and an ephemeral port, admitting punched keys only. */
-  bindPunchSocket(family: 4 | 6): Promise<{ udp?: UdpListener; close(): Promise<void> }>;
+  /** Binds a socket for `family` on any address and `port` (0: any), admitting punched keys only. */
+  bindPunchSocket(family: 4 | 6, port: number): Promise<{ udp?: UdpListener; close(): Promise<void> }>;
+  /** The port to try first for a socket bound on demand (punchPortFor the node key), 0 for none. */
+  readonly preferredPort: number;
   /** Why a link to `key` would be refused (ourselves, AllowedPublicKeys), or undefined. */
   refusal(key: Buffer): string | undefined;
   /** Hand a link that passed the handshake to the node. */
@@ -55,7 +70,8 @@ export class Puncher {
 
   /**
    * The socket NAT traversal punches from for `family`: the first udp:// Listen of that family, or
-   * one bound on demand (any address, ephemeral port) that admits only keys being punched with.
+   * one bound on demand (any address, the preferred port or else an ephemeral one) that admits only
+   * keys being punched with.
    */
   async socket(family: 4 | 6): Promise<UdpListener | undefined> {
     const configured = this.host.configuredUdp(family);
@@ -63,7 +79,11 @@ export class Puncher {
     if (this.host.stopped()) return undefined;
     let bound = this.sockets.get(family);
     if (!bound) {
-      bound = this.host.bindPunchSocket(family);
+      const preferred = this.host.preferredPort;
+      bound =
+        preferred > 0
+          ? this.host.bindPunchSocket(family, preferred).catch(() => this.host.bindPunchSocket(family, 0))
+          : this.host.bindPunchSocket(family, 0);
       this.sockets.set(family, bound);
       bound.catch(() => this.sockets.delete(family));
     }
