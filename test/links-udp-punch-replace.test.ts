@@ -32,7 +32,7 @@ const portOf = (uri: string) => Number(new URL(uri).port);
 
 /** A key whose punch port is free here (other processes on this machine hold some ports). */
 async function keyWithFreePunchPort(): Promise<Identity> {
-  for (;;) {
+  for (let tries = 0; tries < 50; tries++) {
     const id = Identity.generate();
     const probe = dgram.createSocket("udp4");
     const free = await new Promise<boolean>((resolve) => {
@@ -46,6 +46,7 @@ async function keyWithFreePunchPort(): Promise<Identity> {
     await new Promise<void>((resolve) => probe.close(() => resolve()));
     return id;
   }
+  throw new Error("no key with a free punch port in 50 tries");
 }
 
 it("a node without a Listen punches from the port its key gives, and is back on it after a restart: the peer's link closes on its RESET", async () => {
