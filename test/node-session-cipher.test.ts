@@ -68,6 +68,10 @@ describe.skipIf(loadSessionAead() === undefined)("session cipher between whole n
     expect(packets("sealed", "box")).toBe(now.boxSealed);
     expect(packets("opened", "box")).toBe(now.boxOpened);
     expect(now.boxSealed).toBeGreaterThan(0); // before A heard C's announcement
+    const sealFailed = samples.find(
+      (x) => x.name === "planetd_dropped_packets_total" && x.labels.reason === "session_seal_failed",
+    );
+    expect(sealFailed?.value).toBe(now.aeadSealFailures);
   });
 
   it("with an end on PLANETD_SESSION_CIPHER=box both directions stay box", async () => {

@@ -147,6 +147,7 @@ export function metricsSnapshotFor(node: ViewedNode): MetricsSnapshot {
   dropped.session_answer_rate_limited = sessionStats.answersRateLimited;
   dropped.session_table_full = sessionStats.sessionsRefused;
   dropped.session_pending_evicted = sessionStats.buffersEvicted;
+  dropped.session_seal_failed = sessionStats.aeadSealFailures;
   if (node.ipv6) {
     const s = node.ipv6.stats();
     for (const name of [
