@@ -68,9 +68,12 @@ EOF
 
 daemon() { # impl ns conf log
   if [ "$1" = planetd ]; then
+    # The command of bin/planetd's first line (environment and node flags), as the install runs it.
     # PLANETD_NODE_FLAGS: e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile both daemons.
+    local installed
+    installed=$(sed -n '1s|^#!/usr/bin/env -S ||p' bin/planetd)
     # shellcheck disable=SC2086
-    start_in "$2" "$4" node ${PLANETD_NODE_FLAGS:-} bin/planetd run --config "$3"
+    start_in "$2" "$4" env ${installed:-node} ${PLANETD_NODE_FLAGS:-} bin/planetd run --config "$3"
   else
     start_in "$2" "$4" yggdrasil -useconffile "$3"
   fi

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Memory (issue 11): a bare `node` process (the same binary, `node -e 'setInterval(() => {}, 1e9)'`)
-# against planetd pairs started as the README's install runs them (`node bin/planetd run --config …`
-# from the checkout), idle RSS and RSS after SECS of one stream plus SECS of four streams of iperf3
-# through them; medians of interleaved rounds from bench/matrix.sh, whose table puts the bare node's
-# idle RSS and planetd's side by side and carries the two targets as columns: "idle − bare node MiB"
-# (target <= 10) and "RSS load/idle" (target <= 1.5). Needs root (namespaces, TUN).
+# against planetd pairs started as the README's install runs them (bin/planetd run --config … from
+# the checkout, with the environment and node flags of bin/planetd's #! line), idle RSS and RSS
+# after SECS of one stream plus SECS of four streams of iperf3 through them; medians of interleaved
+# rounds from bench/matrix.sh, whose table puts the bare node's idle RSS and planetd's side by side
+# and carries the two targets as columns: "idle − bare node MiB" (target <= 10) and "RSS load/idle"
+# (target <= 1.5). Needs root (namespaces, TUN).
 #   sudo bench/memory.sh                          (3 rounds, 30 + 30 s of load, ~30 min)
 #   ROUNDS=5 SECS=10 ONLY="node,planetd-udp" sudo bench/memory.sh
 #   IDLE_SETTLE=60 LOAD_SETTLE=25                 (the defaults: s after the pair is up, s after the load)

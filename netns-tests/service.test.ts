@@ -134,7 +134,7 @@ while True:
       "--inh-caps=-all,+net_admin",
       "--ambient-caps=-all,+net_admin",
       "--bounding-set=-all,+net_admin",
-      process.execPath,
+      // The script itself, as the unit's ExecStart runs it: its #! line is part of the install.
       join(repoRoot, "bin", "planetd"),
       "run",
       "--config",
@@ -152,11 +152,16 @@ while True:
     const addr = await ns.ip("-6", "addr", "show", "dev", "pdtun0");
     expect(addr).toContain(`${address}/7`);
     const status = readFileSync(`/proc/${daemon.child.pid}/status`, "utf8");
-    // setpriv execs into node: the daemon itself runs as 65534 with CAP_NET_ADMIN (bit 12) only.
+    // setpriv execs the script and its #! line execs node: the daemon itself runs as 65534 with
+    // CAP_NET_ADMIN (bit 12) only, and with the environment bin/planetd sets for it (idle memory).
     const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1];
     const capEff = /^CapEff:\s+([0-9a-f]+)/m.exec(status)?.[1];
     expect(uid).toBe("65534");
     expect(BigInt(`0x${capEff}`)).toBe(1n << 12n);
+    expect(readFileSync(`/proc/${daemon.child.pid}/cmdline`, "utf8").split("\0")[0]).toMatch(/node$/);
+    expect(readFileSync(`/proc/${daemon.child.pid}/environ`, "utf8").split("\0")).toContain(
+      "MALLOC_ARENA_MAX=1",
+    );
     await daemon.stop();
     await listener.stop();
   });
