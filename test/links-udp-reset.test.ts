@@ -2,7 +2,8 @@
 // priority: a dialer ignores (and counts) a RESET without the listener's token, closes at once on a
 // real one from a restarted listener and redials; a listener's link believes only the token its
 // dialer committed to in the signed CONFIRM (a dialer that punched from its listener's socket and
-// restarted there); a peer holding two priorities to one listener keeps both links.
+// restarted there); a peer holding two priorities to one listener keeps both links; no socket hands
+// out the token of a cookie that may be live (see the last block).
 import { randomBytes } from "node:crypto";
 import dgram from "node:dgram";
 import { afterEach, describe, expect, it } from "vitest";
@@ -10,6 +11,7 @@ import { Identity } from "../src/crypto/identity.js";
 import { DEFAULT_TIMEOUTS, encodeMetadata } from "../src/overlay/links/stream.js";
 import {
   HS_BYTES,
+  acceptKeys,
   challengeKey,
   confirmPacket,
   confirmValid,
@@ -18,7 +20,7 @@ import {
   resetCommitment,
 } from "../src/overlay/links/udp-handshake.js";
 import { randomEphemeral } from "../src/overlay/links/udp-seal.js";
-import { PKT_RESET, RESET_BYTES } from "../src/overlay/links/udp-wire.js";
+import { PKT_DATA, PKT_INIT, PKT_RESET, RESET_BYTES } from "../src/overlay/links/udp-wire.js";
 import { type UdpLink, UdpListener } from "../src/overlay/links/udp.js";
 import { collect, startLinkNode, stopLinkNodes } from "./support/links.js";
 
@@ -224,4 +226,157 @@ describe("one udp link per peer key and priority", () => {
     expect(b.links).toHaveLength(2);
     expect(a.logs.concat(b.logs).filter((l) => l.includes("link down"))).toEqual([]);
   }, 10_000);
+});
+
+// The RESET token must stay secret while the link it names lives. A listener socket answers a link
+// datagram it cannot place with HMAC(reset secret, cookie): an oracle for whoever names a cookie.
+// These ask it the two ways an observer could, with a cookie it only read: another socket of the
+// same node (a second Listen, the multicast or punch socket share the node's reset secret) while
+// the link is up; the very socket while the cookie is still in its handshake (a listener's
+// CHALLENGE cookie before the CONFIRM arrives, a punch dialer's INIT cookie before the ACCEPT).
+// A token learnt either way lets a host that can send from the peer's address close the link.
+/** A raw socket that keeps every datagram it receives. */
+async function rawSocket() {
+  const socket = dgram.createSocket("udp4");
+  rawSockets.push(socket);
+  const got: Buffer[] = [];
+  socket.on("message", (m) => got.push(m));
+  await new Promise<void>((r) => socket.bind(0, "127.0.0.1", () => r()));
+  return { socket, got, port: socket.address().port };
+}
+
+/** A link datagram naming `cookie`, as long as a RESET (so a socket that cannot place it answers one). */
+function strayFor(cookie: Buffer): Buffer {
+  const d = randomBytes(RESET_BYTES + 16);
+  d[0] = PKT_DATA;
+  cookie.copy(d, 1);
+  return d;
+}
+
+/**
+ * Sends `stray` to `port`, then an INIT that any listener answers with a CHALLENGE: once that is
+ * in, a RESET for the stray (sent first, same socket pair, loopback) would be in too.
+ */
+async function askForReset(asker: Awaited<ReturnType<typeof rawSocket>>, port: number, stray: Buffer) {
+  const challenges = () => asker.got.filter((m) => m[0] === 2).length;
+  const before = challenges();
+  asker.socket.send(stray, port, "127.0.0.1");
+  const init = handshakePacket(
+    PKT_INIT,
+    randomBytes(8),
+    Buffer.alloc(8),
+    encodeMetadata(Identity.generate().publicKey),
+    randomEphemeral().publicKey,
+  );
+  asker.socket.send(init, port, "127.0.0.1");
+  await until(() => challenges() > before);
+  return asker.got.find((m) => m[0] === PKT_RESET && m.length === RESET_BYTES);
+}
+
+describe("udp RESET tokens are not handed out for live cookies", () => {
+  it("another socket of the same node does not reveal a live link's token", async () => {
+    const bId = Identity.generate();
+    const secret = randomBytes(32); // one node: every udp socket is keyed from its node key
+    const { l: b1, nextLink } = await listener(bId, secret);
+    const { l: b2 } = await listener(bId, secret);
+    const cookie = Buffer.alloc(8);
+    const sniff = {
+      dropDatagram: (d: Buffer) => {
+        d.copy(cookie, 0, 1, 9);
+        return false;
+      },
+    };
+    const a = await startLinkNode({ peers: [`udp://127.0.0.1:${b1.port}`], udp: { hooks: sniff } });
+    const aLink = (await a.nextLink()) as UdpLink;
+    const atB = await nextLink();
+    const closed = collect(aLink).closed;
+    aLink.send(Buffer.from([1, 2]));
+    await until(() => cookie.some((x) => x !== 0));
+
+    // The observer read the cookie off the wire and asks b's other socket about it.
+    const observer = await rawSocket();
+    const reset = await askForReset(observer, b2.port, strayFor(cookie));
+    expect(reset?.subarray(1, 9).equals(cookie)).toBe(true); // b2 has no such link: it answers
+    // The observer sends what it got from the listener's address (spoofed, or on the path): the
+    // token was b2's for that cookie, not b1's, so the link counts it and stays.
+    b1.sendTo(reset!, "127.0.0.1", atB.peerPort);
+    await until(() => aLink.closed || aLink.resetsRefused === 1);
+    expect(aLink.closed).toBe(false);
+    expect(aLink.resetsRefused).toBe(1);
+    closed.catch(() => {});
+  });
+
+  it("a listener does not reveal the token of a cookie it handed out in a CHALLENGE whose CONFIRM is still to come", async () => {
+    const { l: b } = await listener(Identity.generate(), randomBytes(32));
+    const aId = Identity.generate();
+    const dialer = await rawSocket();
+    const eph = randomEphemeral();
+    const dc = randomBytes(8);
+    const meta = encodeMetadata(aId.publicKey);
+    dialer.socket.send(
+      handshakePacket(PKT_INIT, dc, Buffer.alloc(8), meta, eph.publicKey),
+      b.port,
+      "127.0.0.1",
+    );
+    await until(() => dialer.got.some((m) => m[0] === 2));
+    const challenge = dialer.got.find((m) => m[0] === 2)!;
+    const lc = Buffer.from(challenge.subarray(9, 17));
+
+    // An observer saw the CHALLENGE go by and asks before the dialer's CONFIRM arrives.
+    const observer = await rawSocket();
+    const reset = await askForReset(observer, b.port, strayFor(lc));
+
+    // The handshake completes: the ACCEPT hands the dialer the token a RESET must carry.
+    const key = challengeKey(challenge)!;
+    const confirm = confirmPacket(dc, lc, meta, aId.publicKey, key, eph, (m) => aId.sign(m));
+    dialer.socket.send(confirm, b.port, "127.0.0.1");
+    await until(() => dialer.got.some((m) => m[0] === 4));
+    const accept = parseHandshake(dialer.got.find((m) => m[0] === 4)!)!;
+    const token = acceptKeys(accept, aId.publicKey, eph)!.resetToken;
+    expect(reset?.subarray(9).equals(token) ?? false).toBe(false);
+    expect(reset).toBeUndefined();
+    expect(b.resetsWithheld).toBe(1);
+  });
+
+  it("a punch dialer's socket does not reveal the token of the cookie in its INIT before the ACCEPT", async () => {
+    const { l: a } = await listener(Identity.generate(), randomBytes(32));
+    const far = await rawSocket(); // the address the punch goes to: it only listens
+    const punch = a.punchDial({
+      address: "127.0.0.1",
+      port: far.port,
+      expectKey: Identity.generate().publicKey,
+      intervalMs: 50,
+      timeoutMs: 3000,
+    });
+    punch.link.catch(() => {});
+    await until(() => far.got.some((m) => m[0] === PKT_INIT));
+    const dc = Buffer.from(far.got.find((m) => m[0] === PKT_INIT)!.subarray(1, 9));
+    const observer = await rawSocket();
+    const reset = await askForReset(observer, a.port, strayFor(dc));
+    punch.cancel("test over");
+    expect(reset).toBeUndefined();
+    expect(a.resetsWithheld).toBe(1);
+  });
+
+  it("a restarted listener still resets the links of its previous life", async () => {
+    const id = Identity.generate();
+    const secret = randomBytes(32);
+    const { l: b1 } = await listener(id, secret);
+    const dialer = await rawSocket();
+    const eph = randomEphemeral();
+    const dc = randomBytes(8);
+    const meta = encodeMetadata(Identity.generate().publicKey);
+    dialer.socket.send(
+      handshakePacket(PKT_INIT, dc, Buffer.alloc(8), meta, eph.publicKey),
+      b1.port,
+      "127.0.0.1",
+    );
+    await until(() => dialer.got.some((m) => m[0] === 2));
+    const lc = Buffer.from(dialer.got.find((m) => m[0] === 2)!.subarray(9, 17));
+    const port = b1.port;
+    await b1.close();
+    await listener(id, secret, port);
+    const reset = await askForReset(dialer, port, strayFor(lc));
+    expect(reset?.subarray(1, 9).equals(lc)).toBe(true);
+  });
 });

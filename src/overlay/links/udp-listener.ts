@@ -69,7 +69,19 @@ export class UdpListener {
   private readonly o: UdpListenerOptions;
   private readonly socket: UdpSocket;
   private readonly secret = randomBytes(32);
+  /**
+   * The first two bytes of every cookie this socket hands out in this process's life (CHALLENGE
+   * cookies and punch dialer cookies). A stray datagram naming such a cookie gets no RESET: that
+   * cookie's handshake may still be under way (the peer is about to be given, or to commit to, its
+   * token), and a RESET would hand that token to whoever read the cookie on the path. A restarted
+   * node draws another tag (the same one with odds 2^-16: then its peer waits for silence).
+   */
+  private readonly lifeTag = randomBytes(2);
   private readonly resetSecret: Buffer;
+  /** Binds the reset tokens to this socket: see resetToken. */
+  private readonly tokenLabel: string;
+  /** Stray datagrams that named a cookie of this life (lifeTag), answered with no RESET. */
+  resetsWithheld = 0;
   private readonly meta: Buffer;
   private readonly links = new Map<string, UdpLink>();
   /** The same links by their cookie (latin1), for datagrams from an address that moved. */
@@ -91,6 +103,7 @@ export class UdpListener {
     this.socket = socket;
     this.resetSecret = o.resetSecret ?? randomBytes(32);
     this.port = socket.address().port;
+    this.tokenLabel = `planetd udp reset ${o.host} ${this.port}|`;
     this.meta = encodeMetadata(o.localKey);
     socket.onMessage((msg, rinfo, opened) => this.onMessage(msg, rinfo, opened));
     socket.onError((e) => o.onSocketError(e.message));
@@ -129,6 +142,10 @@ export class UdpListener {
         }
         // A link we do not know (we restarted): the authentic RESET, never larger than its cause.
         if (msg.length < RESET_BYTES) return;
+        if (msg[1] === this.lifeTag[0] && msg[2] === this.lifeTag[1]) {
+          this.resetsWithheld++;
+          return;
+        }
         const reset = Buffer.allocUnsafe(RESET_BYTES);
         reset[0] = PKT_RESET;
         msg.copy(reset, 1, 1, DATA_HEADER);
@@ -158,21 +175,30 @@ export class UdpListener {
     }
   }
 
+  /** The life tag, then 48 bits of HMAC: the dialer proves it got this at its address. */
   private cookieFor(rinfo: RemoteInfo, dialer: Uint8Array, ephemeral: Uint8Array): Buffer {
-    return createHmac("sha256", this.secret)
+    const cookie = createHmac("sha256", this.secret)
       .update(`${rinfo.address}|${rinfo.port}|`)
       .update(dialer)
       .update(ephemeral)
       .digest()
       .subarray(0, 8);
+    this.lifeTag.copy(cookie, 0);
+    return cookie;
   }
 
   /**
    * RFC 9000 §10.3's stateless reset token for the link whose cookie here is `cookie` (ours as its
-   * listener, or as the dialer of a punch from this socket).
+   * listener, or as the dialer of a punch from this socket). The node's every udp socket shares the
+   * reset secret, so the socket's own address goes in too: otherwise another socket of the node,
+   * which has no link with that cookie, would answer a datagram naming it with its live token.
    */
   private resetToken(cookie: Uint8Array): Buffer {
-    return createHmac("sha256", this.resetSecret).update(cookie).digest().subarray(0, RESET_TOKEN_BYTES);
+    return createHmac("sha256", this.resetSecret)
+      .update(this.tokenLabel)
+      .update(cookie)
+      .digest()
+      .subarray(0, RESET_TOKEN_BYTES);
   }
 
   private onConfirm(msg: Buffer, rinfo: RemoteInfo): void {
@@ -310,6 +336,7 @@ export class UdpListener {
       localKey: this.o.localKey,
       sign: this.o.sign,
       expectKey: o.expectKey,
+      cookieTag: this.lifeTag,
       resetCommitment: (cookie) => resetCommitment(this.resetToken(cookie)),
       intervalMs: o.intervalMs,
       timeoutMs: o.timeoutMs,

@@ -32,6 +32,8 @@ export interface PunchDialOptions {
    * a restarted node back on that socket can prove a RESET to the peer, which answered the punch).
    */
   resetCommitment(dialerCookie: Buffer): Buffer;
+  /** The socket's life tag: the dialer cookie's first two bytes (udp-listener.ts lifeTag). */
+  cookieTag: Buffer;
   intervalMs: number;
   timeoutMs: number;
   send(packet: Buffer): void;
@@ -45,7 +47,7 @@ export interface PunchDialOptions {
 }
 
 export class PunchDial {
-  readonly dialerCookie = randomBytes(8);
+  readonly dialerCookie: Buffer;
   private readonly o: PunchDialOptions;
   private readonly eph = randomEphemeral();
   private readonly init: Buffer;
@@ -59,6 +61,8 @@ export class PunchDial {
 
   constructor(o: PunchDialOptions) {
     this.o = o;
+    this.dialerCookie = randomBytes(8);
+    o.cookieTag.copy(this.dialerCookie, 0);
     const meta = encodeMetadata(o.localKey);
     this.init = handshakePacket(PKT_INIT, this.dialerCookie, Buffer.alloc(8), meta, this.eph.publicKey);
     this.retry = setInterval(() => this.hello(), o.intervalMs);

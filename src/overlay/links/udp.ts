@@ -42,7 +42,10 @@
 //                restarted punching node is believed too. A link believes a RESET at once only
 //                when the token matches (anything else is counted in resetsRefused and ignored).
 //                A live link's cookie from a wrong address never gets a RESET (it could not
-//                open), so the token is never handed to whoever merely read a cookie on the path.
+//                open), nor does a cookie the socket handed out in this life (its first two bytes
+//                are the socket's life tag: its handshake may be under way), and each socket keys
+//                its tokens with its own address (another socket of the node would answer the
+//                cookie), so the token is never handed to whoever merely read a cookie on the path.
 //   0x10 DATA / 0x11 DATA+ACK / 0x12 PING: type ‖ receiver's cookie (8) ‖ counter (8) ‖
 //     sealed ([ack block] ‖ records…) ‖ tag (16); the types below have the same envelope
 //     ack block (0x11, 0x12): next expected reliable seq (u32) ‖ bitmap of the 64 seqs after it (2 × u32)
