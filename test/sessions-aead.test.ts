@@ -124,6 +124,32 @@ describe.skipIf(aead === undefined)("sessions: ChaCha20-Poly1305 between planetd
     });
   }
 
+  it("a remote back without the cipher (same key) is not left on AEAD it drops: box again once its announcements stop", () => {
+    const { net, a, b } = nodes();
+    for (let i = 0; i < 3; i++) round(net, a, b, `before ${i}`);
+    expect(trafficTypes(net, a, b).at(-1)).toBe(TRAFFIC_AEAD);
+    // B comes back as a build that does not open type 0x70 (PLANETD_SESSION_CIPHER=box, no OpenSSL,
+    // or Yggdrasil 0.4.7 with this key): it drops that type without a word, as ironwood does.
+    b.restart({});
+    b.inbox.length = 0;
+    // A only sends (a ping B's new instance never answers): one message a second, 60 s at most.
+    let sent = 0;
+    while (sent < 60 && b.inbox.length === 0) {
+      net.advance(1000);
+      a.send(b, Buffer.from(`a:${sent++}`));
+      net.run();
+    }
+    expect(b.inbox.length).toBeGreaterThan(0);
+    // B announced last in the third round; A trusts an announcement for 30 s (three of B's periods).
+    expect(sent).toBeLessThanOrEqual(31);
+    const since = net.log.length;
+    a.send(b, Buffer.from("a:after"));
+    net.run();
+    expect(texts(b).at(-1)).toBe("a:after");
+    expect(trafficTypes(net, a, b, since)).toEqual([TRAFFIC]);
+    expect(a.sessions.list()[0]!.cipherOut).toBe("box");
+  });
+
   it("drops and counts a replayed and a forged AEAD packet; the genuine one still arrives", () => {
     const { net, a, b } = nodes();
     for (let i = 0; i < 3; i++) round(net, a, b, `${i}`);

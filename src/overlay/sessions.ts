@@ -10,6 +10,7 @@ import {
   ANNOUNCE_BODY,
   ANNOUNCE_MS,
   type CipherName,
+  PEER_ANNOUNCE_TTL_MS,
   announcesChacha,
   isAnnounce,
   openTraffic,
@@ -246,6 +247,7 @@ export class Sessions {
       s.localRotate(this.fresh);
       s.fixShared(this.box, 0, 0);
     }
+    if (s.peerOpensAead && now - s.peerAnnouncedAt >= PEER_ANNOUNCE_TTL_MS) s.peerOpensAead = false;
     const aead = s.peerOpensAead ? this.aead : undefined;
     const length = prefix === NO_PREFIX ? message.length : message.length + 1;
     const buf = this.sendDepth === 0 ? this.sendBuf : Buffer.allocUnsafe(TRAFFIC_MAX_OVERHEAD + length);
@@ -573,7 +575,10 @@ export class Sessions {
     s.expires = now + SESSION_TIMEOUT_MS;
     if (isAnnounce(message)) {
       this.counters.announcesHeard++;
-      if (this.aead !== undefined && announcesChacha(message)) s.peerOpensAead = true;
+      if (this.aead !== undefined && announcesChacha(message)) {
+        s.peerOpensAead = true;
+        s.peerAnnouncedAt = now;
+      }
     } else {
       s.rx += message.length;
       this.deliverDepth++;

@@ -26,7 +26,7 @@ export class Peer {
   ) {
     this.sessions = this.start();
   }
-  private start(): Sessions {
+  private start(options = this.options): Sessions {
     return new Sessions(
       this.id,
       {
@@ -37,12 +37,12 @@ export class Peer {
         },
       },
       this.box,
-      this.options,
+      options,
     );
   }
-  /** A restart with the same key: all session state is gone. */
-  restart(): void {
-    this.sessions = this.start();
+  /** A restart with the same key: all session state is gone (other options: another build). */
+  restart(options?: SessionOptions): void {
+    this.sessions = this.start(options);
   }
   onDeliver?: (source: Buffer, message: Buffer) => void;
   send(to: Peer, message: Uint8Array): boolean {

@@ -15,6 +15,10 @@
 // announcement until the remote says it again, and sending one of ours makes us say it again at the
 // next message. Each side repeats its announcement every ANNOUNCE_MS on a session it sends or
 // receives on, so a lost one costs at most that long on box. The receiver opens both types.
+// An announcement lapses PEER_ANNOUNCE_TTL_MS after we last heard it: a remote that came back with
+// the same key as a build that drops TRAFFIC_AEAD without a word (PLANETD_SESSION_CIPHER=box, no
+// OpenSSL, Yggdrasil 0.4.7) and never sends to us would otherwise get AEAD traffic for as long as we
+// keep sending; on box it draws the init that resyncs the session.
 //
 // Yggdrasil 0.4.7 never receives TRAFFIC_AEAD (it never announces), and forwarders never look
 // inside kind-1 payloads. Were one to arrive anyway it is dropped without an answer: ironwood
@@ -30,6 +34,8 @@ import type { U64 } from "./wire.js";
 export const SIG_SESSION_CIPHER = 5;
 export const CIPHER_CHACHA20_POLY1305 = 1;
 export const ANNOUNCE_MS = 10_000;
+/** Three of the remote's announcement periods: two lost in a row do not move us back to box. */
+export const PEER_ANNOUNCE_TTL_MS = 3 * ANNOUNCE_MS;
 /** What we announce: we open TRAFFIC_AEAD. */
 export const ANNOUNCE_BODY = Uint8Array.of(CORE_PLANETD, SIG_SESSION_CIPHER, CIPHER_CHACHA20_POLY1305);
 

@@ -42,6 +42,8 @@ export class Session {
   nextRecvAeadKey: Buffer | undefined;
   /** The remote announced it opens TRAFFIC_AEAD on this instance of the session: we seal with it. */
   peerOpensAead = false;
+  /** When we last heard that announcement (it lapses after PEER_ANNOUNCE_TTL_MS: sessions/aead.ts). */
+  peerAnnouncedAt = Number.NEGATIVE_INFINITY;
   /** When we last announced our cipher on it (-Infinity: at the next message). */
   announcedAt = Number.NEGATIVE_INFINITY;
   /** The last traffic we opened was TRAFFIC_AEAD (getSessions). */
