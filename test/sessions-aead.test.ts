@@ -4,6 +4,7 @@
 import { describe, expect, it } from "vitest";
 import { loadBox } from "../src/crypto/box.js";
 import { loadSessionAead } from "../src/crypto/session-aead.js";
+import { putUvarint, readUvarint } from "../src/overlay/sessions/wire.js";
 import { Net, type Peer, describePacket } from "./support/session-net.js";
 
 const aead = loadSessionAead();
@@ -148,6 +149,29 @@ describe.skipIf(aead === undefined)("sessions: ChaCha20-Poly1305 between planetd
     expect(texts(b).at(-1)).toBe("a:after");
     expect(trafficTypes(net, a, b, since)).toEqual([TRAFFIC]);
     expect(a.sessions.list()[0]!.cipherOut).toBe("box");
+  });
+
+  it("a payload longer than any session packet (up to the 65535-byte frame) is counted as malformed, not thrown", () => {
+    const { net, a, b } = nodes();
+    for (let i = 0; i < 3; i++) round(net, a, b, `before ${i}`);
+    // A's real key seqs and a fresh counter, so the packet reaches the cipher: anyone who read one
+    // header (or guessed its small numbers) and names A as source can send this.
+    const last = net.log.filter((p) => p.from === a && p.to === b).at(-1)!.payload;
+    let off = readUvarint(last, 1);
+    off = readUvarint(last, off);
+    const header = Buffer.from(last.subarray(0, off));
+    for (const type of [TRAFFIC, TRAFFIC_AEAD]) {
+      const oversize = Buffer.alloc(60_000, 7);
+      header.copy(oversize);
+      oversize[0] = type;
+      const end = putUvarint(oversize, off, 1_000_000 + type);
+      expect(end).toBeLessThan(oversize.length);
+      const before = b.sessions.stats().malformed;
+      expect(() => b.sessions.handle(a.key, oversize, net.now)).not.toThrow();
+      expect(b.sessions.stats().malformed).toBe(before + 1);
+    }
+    round(net, a, b, "after");
+    expect(texts(b).at(-1)).toBe("a:after");
   });
 
   it("drops and counts a replayed and a forged AEAD packet; the genuine one still arrives", () => {

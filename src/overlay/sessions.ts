@@ -499,7 +499,9 @@ export class Sessions {
       this.sendHandshake(SessionType.Init, source, randomBytes(32), randomBytes(32), 0n, seq, now);
       return;
     }
-    if (payload.length < TRAFFIC_MIN_BYTES) {
+    // Above the network MTU (spec 5.9) no sender seals, and the plaintext would not fit recvBuf: the
+    // cipher call would throw into the link's read path (a frame may be 65535 bytes).
+    if (payload.length < TRAFFIC_MIN_BYTES || payload.length > TRAFFIC_MAX_OVERHEAD + SESSION_MTU) {
       this.counters.malformed++;
       return;
     }
