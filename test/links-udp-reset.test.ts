@@ -206,6 +206,24 @@ describe("udp RESET of a listener's link (the dialer's committed token)", () => 
 });
 
 describe("one udp link per peer key and priority", () => {
+  it("a CONFIRM replayed from the address it first came from does not displace the peer's current link", async () => {
+    const { l: b, nextLink } = await listener(Identity.generate(), randomBytes(32));
+    const peer = Identity.generate();
+    const first = await rawDial(b.port, peer);
+    (await nextLink()).close("the peer went away");
+    // The peer redials from another port of the same host: its new link replaces nothing live.
+    await rawDial(b.port, peer);
+    const current = await nextLink();
+    const closed = collect(current).closed;
+    // An observer that read the first CONFIRM sends it again from the first address (spoofed, or
+    // that port is its own now): it still carries the peer's valid signature and the cookie.
+    first.socket.send(first.confirm);
+    await until(() => current.closed || b.confirmsReplayed === 1);
+    expect(current.closed).toBe(false);
+    expect(b.linkCount).toBe(1);
+    closed.catch(() => {});
+  });
+
   it("two priorities to one listener: both links stay up, no flap", async () => {
     const b = await startLinkNode({ listen: ["udp://127.0.0.1:0"] });
     const uri = b.mgr.listenAddresses()[0]!;

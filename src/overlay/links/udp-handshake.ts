@@ -17,9 +17,9 @@
 // a RESET reveals it, when the link it names is gone from the dialer anyway; a dialer on a socket
 // no restart gets back (a dial's own ephemeral port) commits to nothing (0^16).
 //
-// The listener cookie is HMAC(secret, source ip:port ‖ dialer cookie ‖ dialer ephemeral), so the
-// listener answers an INIT with no state and no signature (INIT is padded: replies are never larger
-// than requests). The dialer signs (CONFIRM) both cookies, both identities and its ephemeral key; the
+// The listener cookie is HMAC(secret, minute ‖ source ip:port ‖ dialer cookie ‖ dialer ephemeral)
+// (udp-listener.ts), so the listener answers an INIT with no state and no signature (INIT is padded:
+// replies are never larger than requests). The dialer signs (CONFIRM) both cookies, both identities and its ephemeral key; the
 // listener checks that before anything else, then signs (ACCEPT) the same plus its own ephemeral key.
 import { createHash } from "node:crypto";
 import { verify } from "../../crypto/identity.js";

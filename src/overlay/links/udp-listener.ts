@@ -34,6 +34,13 @@ import { EPHEMERAL_BYTES, derivedEphemeral } from "./udp-seal.js";
 import { type RemoteInfo, type UdpSocket, openUdpSocket } from "./udp-socket.js";
 
 const EPH_AT = 55;
+/**
+ * A CHALLENGE cookie is good for the slot it was made in and the next one: a CONFIRM read on the
+ * path cannot be sent again later than that.
+ */
+const COOKIE_SLOT_MS = 60_000;
+/** Cookies of closed inbound links kept (for two slots) so their CONFIRMs are not taken again. */
+const MAX_SPENT_COOKIES = 4096;
 /** Hop limits: a punch that opens our NAT (the first router) and goes no further, and the default. */
 const PUNCH_TTL = 2;
 const DEFAULT_TTL = 64;
@@ -82,6 +89,16 @@ export class UdpListener {
   private readonly tokenLabel: string;
   /** Stray datagrams that named a cookie of this life (lifeTag), answered with no RESET. */
   resetsWithheld = 0;
+  /**
+   * Listener cookies of inbound links that closed, with when (latin1 -> ms): a CONFIRM is signed
+   * once and carries no time, so one read on the path and sent again from its first address would
+   * make a link, and that replaces the peer's live links from the same host (onConfirm).
+   */
+  private readonly spentCookies = new Map<string, number>();
+  /** CONFIRMs refused because their link had been made and closed (replays). */
+  confirmsReplayed = 0;
+  /** Spent cookies forgotten early because MAX_SPENT_COOKIES were kept (their replays get through). */
+  spentCookiesEvicted = 0;
   private readonly meta: Buffer;
   private readonly links = new Map<string, UdpLink>();
   /** The same links by their cookie (latin1), for datagrams from an address that moved. */
@@ -168,7 +185,8 @@ export class UdpListener {
     if (msg.length !== HS_BYTES) return;
     if (type === PKT_INIT) {
       const dialer = msg.subarray(1, 9);
-      const cookie = this.cookieFor(rinfo, dialer, msg.subarray(EPH_AT, EPH_AT + EPHEMERAL_BYTES));
+      const slot = Math.floor(Date.now() / COOKIE_SLOT_MS);
+      const cookie = this.cookieFor(rinfo, dialer, msg.subarray(EPH_AT, EPH_AT + EPHEMERAL_BYTES), slot);
       this.send(handshakePacket(PKT_CHALLENGE, dialer, cookie, this.meta), rinfo);
     } else if (type === PKT_CONFIRM) {
       this.onConfirm(msg, rinfo);
@@ -176,9 +194,9 @@ export class UdpListener {
   }
 
   /** The life tag, then 48 bits of HMAC: the dialer proves it got this at its address. */
-  private cookieFor(rinfo: RemoteInfo, dialer: Uint8Array, ephemeral: Uint8Array): Buffer {
+  private cookieFor(rinfo: RemoteInfo, dialer: Uint8Array, ephemeral: Uint8Array, slot: number): Buffer {
     const cookie = createHmac("sha256", this.secret)
-      .update(`${rinfo.address}|${rinfo.port}|`)
+      .update(`${slot}|${rinfo.address}|${rinfo.port}|`)
       .update(dialer)
       .update(ephemeral)
       .digest()
@@ -205,13 +223,21 @@ export class UdpListener {
     const f = parseHandshake(msg);
     if (!f) return;
     const dialer = f.dialerCookie;
-    const cookie = this.cookieFor(rinfo, dialer, f.ephemeral);
+    const now = Date.now();
+    const slot = Math.floor(now / COOKIE_SLOT_MS);
+    let cookie = this.cookieFor(rinfo, dialer, f.ephemeral, slot);
+    if (!cookie.equals(f.listenerCookie)) cookie = this.cookieFor(rinfo, dialer, f.ephemeral, slot - 1);
     if (!cookie.equals(f.listenerCookie)) return; // spoofed or stale: no state, no answer
     const key = rinfo.key;
     const existing = this.links.get(key);
     if (existing?.hasLocalCookie(cookie)) {
       // Our ACCEPT was lost: say it again.
       if (existing.acceptPacket) this.send(existing.acceptPacket, rinfo);
+      return;
+    }
+    const spentAt = this.spentCookies.get(cookie.toString("latin1"));
+    if (spentAt !== undefined && now - spentAt < 2 * COOKIE_SLOT_MS) {
+      this.confirmsReplayed++;
       return;
     }
     // The dialer proves its key (and that it chose this ephemeral key for us) before we sign anything.
@@ -272,6 +298,18 @@ export class UdpListener {
     const at = `${link.peerAddress}|${link.peerPort}`;
     if (this.links.get(at) === link) this.links.delete(at);
     this.byCookie.delete(localCookie.toString("latin1"));
+    if (!link.outbound) this.spend(localCookie.toString("latin1"));
+  }
+
+  /** Keeps a closed link's cookie for as long as its CONFIRM could still verify (two slots). */
+  private spend(cookie: string): void {
+    const now = Date.now();
+    for (const [old, at] of this.spentCookies) {
+      if (now - at < 2 * COOKIE_SLOT_MS && this.spentCookies.size < MAX_SPENT_COOKIES) break;
+      this.spentCookies.delete(old);
+      if (now - at < 2 * COOKIE_SLOT_MS) this.spentCookiesEvicted++;
+    }
+    this.spentCookies.set(cookie, now);
   }
 
   private rebind(link: UdpLink, rinfo: RemoteInfo): void {

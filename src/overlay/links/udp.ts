@@ -7,9 +7,10 @@
 //
 //   handshake (udp-handshake.ts has the layouts; udp-seal.ts the cryptography):
 //     1 INIT       dialer → listener: its cookie, metadata and a fresh X25519 key; resent every 1 s
-//     2 CHALLENGE  listener → dialer, echoes the dialer cookie; the listener cookie is
-//                  HMAC(secret, source ip:port ‖ dialer cookie ‖ dialer key), so the listener keeps
-//                  no state and signs nothing yet
+//     2 CHALLENGE  listener → dialer, echoes the dialer cookie; the listener cookie is the
+//                  socket's life tag (2) ‖ HMAC(secret, minute ‖ source ip:port ‖ dialer cookie ‖
+//                  dialer key)[0:6], so the listener keeps no state and signs nothing yet; a CONFIRM
+//                  is taken in that minute and the next, and never again once its link closed
 //     3 CONFIRM    dialer → listener, both cookies, the dialer's priority for this link, the
 //                  commitment to its reset token (a punch's dialer; RESET below) and an ed25519
 //                  signature over the transcript; resent every 1 s until ACCEPT
