@@ -271,14 +271,25 @@ function strayFor(cookie: Buffer): Buffer {
   return d;
 }
 
+const resetIn = (got: Buffer[]) => got.find((m) => m[0] === PKT_RESET && m.length === RESET_BYTES);
+
 /**
- * Sends `stray` to `port`, then an INIT that any listener answers with a CHALLENGE: once that is
- * in, a RESET for the stray (sent first, same socket pair, loopback) would be in too.
+ * Sends `stray` to `port`. `expected`: waits for the RESET. Otherwise sends an INIT that any
+ * listener answers with a CHALLENGE and waits for that (the tests also await the listener's count).
  */
-async function askForReset(asker: Awaited<ReturnType<typeof rawSocket>>, port: number, stray: Buffer) {
+async function askForReset(
+  asker: Awaited<ReturnType<typeof rawSocket>>,
+  port: number,
+  stray: Buffer,
+  expected = false,
+) {
   const challenges = () => asker.got.filter((m) => m[0] === 2).length;
   const before = challenges();
   asker.socket.send(stray, port, "127.0.0.1");
+  if (expected) {
+    await until(() => resetIn(asker.got) !== undefined);
+    return resetIn(asker.got);
+  }
   const init = handshakePacket(
     PKT_INIT,
     randomBytes(8),
@@ -288,7 +299,35 @@ async function askForReset(asker: Awaited<ReturnType<typeof rawSocket>>, port: n
   );
   asker.socket.send(init, port, "127.0.0.1");
   await until(() => challenges() > before);
-  return asker.got.find((m) => m[0] === PKT_RESET && m.length === RESET_BYTES);
+  return resetIn(asker.got);
+}
+
+/**
+ * A hand-made dialer on a raw socket that stops after the CHALLENGE: `lc` is the listener cookie,
+ * and confirm() finishes the handshake and returns the reset token the ACCEPT gave.
+ */
+async function challenged(port: number) {
+  const aId = Identity.generate();
+  const dialer = await rawSocket();
+  const eph = randomEphemeral();
+  const dc = randomBytes(8);
+  const meta = encodeMetadata(aId.publicKey);
+  dialer.socket.send(handshakePacket(PKT_INIT, dc, Buffer.alloc(8), meta, eph.publicKey), port, "127.0.0.1");
+  await until(() => dialer.got.some((m) => m[0] === 2));
+  const challenge = dialer.got.find((m) => m[0] === 2)!;
+  const lc = Buffer.from(challenge.subarray(9, 17));
+  const confirm = async () => {
+    const key = challengeKey(challenge)!;
+    dialer.socket.send(
+      confirmPacket(dc, lc, meta, aId.publicKey, key, eph, (m) => aId.sign(m)),
+      port,
+      "127.0.0.1",
+    );
+    await until(() => dialer.got.some((m) => m[0] === 4));
+    const accept = parseHandshake(dialer.got.find((m) => m[0] === 4)!)!;
+    return acceptKeys(accept, aId.publicKey, eph)!.resetToken;
+  };
+  return { dialer, lc, confirm };
 }
 
 describe("udp RESET tokens are not handed out for live cookies", () => {
@@ -313,7 +352,7 @@ describe("udp RESET tokens are not handed out for live cookies", () => {
 
     // The observer read the cookie off the wire and asks b's other socket about it.
     const observer = await rawSocket();
-    const reset = await askForReset(observer, b2.port, strayFor(cookie));
+    const reset = await askForReset(observer, b2.port, strayFor(cookie), true);
     expect(reset?.subarray(1, 9).equals(cookie)).toBe(true); // b2 has no such link: it answers
     // The observer sends what it got from the listener's address (spoofed, or on the path): the
     // token was b2's for that cookie, not b1's, so the link counts it and stays.
@@ -326,31 +365,12 @@ describe("udp RESET tokens are not handed out for live cookies", () => {
 
   it("a listener does not reveal the token of a cookie it handed out in a CHALLENGE whose CONFIRM is still to come", async () => {
     const { l: b } = await listener(Identity.generate(), randomBytes(32));
-    const aId = Identity.generate();
-    const dialer = await rawSocket();
-    const eph = randomEphemeral();
-    const dc = randomBytes(8);
-    const meta = encodeMetadata(aId.publicKey);
-    dialer.socket.send(
-      handshakePacket(PKT_INIT, dc, Buffer.alloc(8), meta, eph.publicKey),
-      b.port,
-      "127.0.0.1",
-    );
-    await until(() => dialer.got.some((m) => m[0] === 2));
-    const challenge = dialer.got.find((m) => m[0] === 2)!;
-    const lc = Buffer.from(challenge.subarray(9, 17));
-
+    const { lc, confirm } = await challenged(b.port);
     // An observer saw the CHALLENGE go by and asks before the dialer's CONFIRM arrives.
     const observer = await rawSocket();
     const reset = await askForReset(observer, b.port, strayFor(lc));
-
     // The handshake completes: the ACCEPT hands the dialer the token a RESET must carry.
-    const key = challengeKey(challenge)!;
-    const confirm = confirmPacket(dc, lc, meta, aId.publicKey, key, eph, (m) => aId.sign(m));
-    dialer.socket.send(confirm, b.port, "127.0.0.1");
-    await until(() => dialer.got.some((m) => m[0] === 4));
-    const accept = parseHandshake(dialer.got.find((m) => m[0] === 4)!)!;
-    const token = acceptKeys(accept, aId.publicKey, eph)!.resetToken;
+    const token = await confirm();
     expect(reset?.subarray(9).equals(token) ?? false).toBe(false);
     expect(reset).toBeUndefined();
     expect(b.resetsWithheld).toBe(1);
@@ -376,25 +396,27 @@ describe("udp RESET tokens are not handed out for live cookies", () => {
     expect(a.resetsWithheld).toBe(1);
   });
 
+  it("a link this socket closed (its CLOSE lost) still draws the RESET: its token guards nothing live here", async () => {
+    const { l: b, nextLink } = await listener(Identity.generate(), randomBytes(32));
+    const { dialer, lc, confirm } = await challenged(b.port);
+    const token = await confirm();
+    // The listener drops the link (the dialer's raw socket ignores the CLOSE, as if it were lost);
+    // the dialer's next datagram names the gone link from its own address.
+    (await nextLink()).close("closed here");
+    const reset = await askForReset(dialer, b.port, strayFor(lc), true);
+    expect(reset?.subarray(9).equals(token)).toBe(true);
+    expect(b.resetsWithheld).toBe(0);
+  });
+
   it("a restarted listener still resets the links of its previous life", async () => {
     const id = Identity.generate();
     const secret = randomBytes(32);
     const { l: b1 } = await listener(id, secret);
-    const dialer = await rawSocket();
-    const eph = randomEphemeral();
-    const dc = randomBytes(8);
-    const meta = encodeMetadata(Identity.generate().publicKey);
-    dialer.socket.send(
-      handshakePacket(PKT_INIT, dc, Buffer.alloc(8), meta, eph.publicKey),
-      b1.port,
-      "127.0.0.1",
-    );
-    await until(() => dialer.got.some((m) => m[0] === 2));
-    const lc = Buffer.from(dialer.got.find((m) => m[0] === 2)!.subarray(9, 17));
+    const { dialer, lc } = await challenged(b1.port);
     const port = b1.port;
     await b1.close();
     await listener(id, secret, port);
-    const reset = await askForReset(dialer, port, strayFor(lc));
+    const reset = await askForReset(dialer, port, strayFor(lc), true);
     expect(reset?.subarray(1, 9).equals(lc)).toBe(true);
   });
 });

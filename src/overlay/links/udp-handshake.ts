@@ -19,8 +19,9 @@
 //
 // The listener cookie is HMAC(secret, minute ‖ source ip:port ‖ dialer cookie ‖ dialer ephemeral)
 // (udp-listener.ts), so the listener answers an INIT with no state and no signature (INIT is padded:
-// replies are never larger than requests). The dialer signs (CONFIRM) both cookies, both identities and its ephemeral key; the
-// listener checks that before anything else, then signs (ACCEPT) the same plus its own ephemeral key.
+// replies are never larger than requests). The dialer signs (CONFIRM) both cookies, both identities
+// and its ephemeral key; the listener checks that before anything else, then signs (ACCEPT) the same
+// plus its own ephemeral key.
 import { createHash } from "node:crypto";
 import { verify } from "../../crypto/identity.js";
 import { decodeMetadata } from "./stream.js";

@@ -90,9 +90,10 @@ export class UdpListener {
   /** Stray datagrams that named a cookie of this life (lifeTag), answered with no RESET. */
   resetsWithheld = 0;
   /**
-   * Listener cookies of inbound links that closed, with when (latin1 -> ms): a CONFIRM is signed
-   * once and carries no time, so one read on the path and sent again from its first address would
-   * make a link, and that replaces the peer's live links from the same host (onConfirm).
+   * Our cookies of links that closed, with when (latin1 -> ms). A CONFIRM is signed once and carries
+   * no time, so one read on the path and sent again from its first address would make a link, and
+   * that replaces the peer's live links from the same host (onConfirm); and a stray datagram naming
+   * one may have its RESET although it is of this life (the peer missed our CLOSE).
    */
   private readonly spentCookies = new Map<string, number>();
   /** CONFIRMs refused because their link had been made and closed (replays). */
@@ -159,7 +160,13 @@ export class UdpListener {
         }
         // A link we do not know (we restarted): the authentic RESET, never larger than its cause.
         if (msg.length < RESET_BYTES) return;
-        if (msg[1] === this.lifeTag[0] && msg[2] === this.lifeTag[1]) {
+        // A cookie of this life whose link closed here lately (spent) may have its RESET: that token
+        // guards nothing live any more.
+        if (
+          msg[1] === this.lifeTag[0] &&
+          msg[2] === this.lifeTag[1] &&
+          !this.spentCookies.has(msg.toString("latin1", 1, DATA_HEADER))
+        ) {
           this.resetsWithheld++;
           return;
         }
@@ -298,10 +305,10 @@ export class UdpListener {
     const at = `${link.peerAddress}|${link.peerPort}`;
     if (this.links.get(at) === link) this.links.delete(at);
     this.byCookie.delete(localCookie.toString("latin1"));
-    if (!link.outbound) this.spend(localCookie.toString("latin1"));
+    this.spend(localCookie.toString("latin1"));
   }
 
-  /** Keeps a closed link's cookie for as long as its CONFIRM could still verify (two slots). */
+  /** Keeps a closed link's cookie for as long as a CONFIRM for it could still verify (two slots). */
   private spend(cookie: string): void {
     const now = Date.now();
     for (const [old, at] of this.spentCookies) {
