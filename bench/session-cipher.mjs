@@ -70,7 +70,9 @@ function sessions(size, withAead) {
   return r;
 }
 
-console.log(`node ${process.version}; GB/s, median of ${ROUNDS} rounds; box = sodium secretbox, aead = addon`);
+console.log(
+  `node ${process.version}; GB/s, median of ${ROUNDS} rounds; box = sodium secretbox, aead = addon`,
+);
 for (const size of SIZES) {
   const r = raw(size);
   const fmt = (x) => x.toFixed(2);
@@ -80,5 +82,7 @@ for (const size of SIZES) {
   );
   const s0 = sessions(size, false);
   const s1 = sessions(size, true);
-  console.log(`${String(size).padStart(6)} B  Sessions send+handle box ${fmt(s0)} aead ${fmt(s1)} (${fmt(s1 / s0)}x)`);
+  console.log(
+    `${String(size).padStart(6)} B  Sessions send+handle box ${fmt(s0)} aead ${fmt(s1)} (${fmt(s1 / s0)}x)`,
+  );
 }
