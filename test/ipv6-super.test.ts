@@ -3,6 +3,8 @@
 import { describe, expect, it } from "vitest";
 import { Identity } from "../src/crypto/identity.js";
 import {
+  ACCEPT_PARTIAL_CHECKSUMS,
+  PARTIAL_CHECKSUM,
   SIG_SUPER_ACCEPT,
   SIG_SUPER_TCP6,
   SUPER_ACCEPT_TTL_MS,
@@ -25,10 +27,19 @@ function superPacket(src: Identity, dst: Identity, segments: number): Buffer {
   return ipv6Packet(src.address, dst.address, tcp, 6);
 }
 
+const COMPLETED_MARK = 0xc5c5;
+
 /** The cut a real TUN does (checksums aside): the header repeated before each GSO-byte chunk. */
-const cutter = (): SuperPacketTun & { calls: number } => {
+const cutter = (): SuperPacketTun & { calls: number; completed: number } => {
   const t = {
     calls: 0,
+    completed: 0,
+    /** Stands in for the addon's sum: marks the checksum field so that a test sees which went out completed. */
+    completeChecksum(packet: Buffer): boolean {
+      t.completed++;
+      packet.writeUInt16BE(COMPLETED_MARK, 56);
+      return true;
+    },
     segment(packet: Buffer, gsoSize: number): Buffer[] {
       t.calls++;
       const out: Buffer[] = [];
@@ -83,8 +94,8 @@ describe("TCP super-packets between planetd nodes", () => {
     a.adapter.fromTun(superPacket(A, B, 5), T0, GSO);
     expect(a.tunDevice.calls).toBe(1);
     expect(a.ipv6.map((p) => p.length)).toEqual([60 + GSO, 60 + GSO, 60 + GSO, 60 + GSO, 60 + GSO]);
-    // Sending to B made A say, once, that it takes super-packets itself.
-    expect(a.planetd).toEqual([Buffer.of(SIG_SUPER_ACCEPT)]);
+    // Sending to B made A say, once, that it takes super-packets (and partial checksums) itself.
+    expect(a.planetd).toEqual([Buffer.of(SIG_SUPER_ACCEPT, ACCEPT_PARTIAL_CHECKSUMS)]);
 
     a.adapter.handlePlanetd(B.publicKey, Buffer.of(SIG_SUPER_ACCEPT), T0 + 1);
     const sp = superPacket(A, B, 5);
@@ -103,6 +114,42 @@ describe("TCP super-packets between planetd nodes", () => {
     // The word expires: without a fresh ACCEPT, cut again.
     a.adapter.fromTun(superPacket(A, B, 2), T0 + 1 + SUPER_ACCEPT_TTL_MS, GSO);
     expect(a.tunDevice.calls).toBe(2);
+  });
+
+  it("a TCP packet read with a partial checksum goes as read to a node that said it rewrites them, completed to any other", () => {
+    const a = end(A);
+    introduce(a, B, T0);
+    const read = () => {
+      const p = superPacket(A, B, 1);
+      p.writeUInt16BE(0x1234, 56); // what the kernel left: the pseudo-header sum
+      return p;
+    };
+    const sentSums = () => a.ipv6.map((p) => p.readUInt16BE(56));
+    a.adapter.fromTun(read(), T0, PARTIAL_CHECKSUM); // B has said nothing yet
+    // An older planetd says ACCEPT without flags: it takes super-packets but verifies checksums.
+    a.adapter.handlePlanetd(B.publicKey, Buffer.of(SIG_SUPER_ACCEPT), T0 + 1);
+    a.adapter.fromTun(read(), T0 + 2, PARTIAL_CHECKSUM);
+    expect(sentSums()).toEqual([COMPLETED_MARK, COMPLETED_MARK]);
+
+    a.adapter.handlePlanetd(B.publicKey, Buffer.of(SIG_SUPER_ACCEPT, ACCEPT_PARTIAL_CHECKSUMS), T0 + 3);
+    a.adapter.fromTun(read(), T0 + 4, PARTIAL_CHECKSUM);
+    expect(sentSums()).toEqual([COMPLETED_MARK, COMPLETED_MARK, 0x1234]);
+    expect(a.adapter.stats()).toMatchObject({
+      partialChecksumsCompleted: 2,
+      superPacketsCut: 0,
+      superPacketsSent: 0,
+    });
+
+    // The word expires with the ACCEPT, and a later ACCEPT without the flag withdraws it.
+    a.adapter.fromTun(read(), T0 + 3 + SUPER_ACCEPT_TTL_MS, PARTIAL_CHECKSUM);
+    a.adapter.handlePlanetd(B.publicKey, Buffer.of(SIG_SUPER_ACCEPT, ACCEPT_PARTIAL_CHECKSUMS), T0 + 5);
+    a.adapter.handlePlanetd(B.publicKey, Buffer.of(SIG_SUPER_ACCEPT), T0 + 6);
+    a.adapter.fromTun(read(), T0 + 7, PARTIAL_CHECKSUM);
+    expect(sentSums().slice(3)).toEqual([COMPLETED_MARK, COMPLETED_MARK]);
+    // A destination not yet known is completed before the packet waits for its key.
+    const C = Identity.fromSeed(Buffer.alloc(32, 0x0c));
+    a.adapter.fromTun(superPacket(A, C, 1), T0 + 8, PARTIAL_CHECKSUM);
+    expect(a.tunDevice.completed).toBe(5);
   });
 
   it("says it takes them at most once per SUPER_ANNOUNCE_MS per destination, and never without a TUN that can", () => {

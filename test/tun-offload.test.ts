@@ -6,6 +6,7 @@ import { createRequire } from "node:module";
 import { describe, expect, it } from "vitest";
 
 interface OffloadHooks {
+  completeChecksum(packet: Uint8Array): boolean;
   gsoSplit(input: Uint8Array, out: Uint8Array, meta: Int32Array): number;
   groCoalesce(
     input: Uint8Array,
@@ -158,6 +159,35 @@ describe("TUN offloads in the addon", () => {
     expect(addon.gsoSplit(Buffer.concat([noMss, pkt]), Buffer.alloc(65536), new Int32Array(64))).toBe(-1);
     const udpGso = vnetHeader({ flags: NEEDS_CSUM, gsoType: 5, hdrLen: 72, gsoSize: MSS });
     expect(addon.gsoSplit(Buffer.concat([udpGso, pkt]), Buffer.alloc(65536), new Int32Array(64))).toBe(-1);
+  });
+
+  it("writes a lone TCP packet as CHECKSUM_PARTIAL, whose completion is the sender's checksum; anything else as is", () => {
+    const pkt = tcpPacket(7, ACK | PSH, Buffer.alloc(3000, 0x5a));
+    const original = Buffer.from(pkt);
+    const [w] = coalesce([pkt]);
+    expect([w![0], w![1], w!.readUInt16LE(4), w!.readUInt16LE(6), w!.readUInt16LE(8)]).toEqual([
+      NEEDS_CSUM,
+      0,
+      0,
+      40,
+      16,
+    ]);
+    const body = Buffer.from(w!.subarray(VNET));
+    // The field holds the pseudo-header sum, whatever the sender put there: the kernel adds the rest.
+    expect(body.readUInt16BE(56)).toBe(onesSum([pseudoHeader(body, body.length - 40, 6)]));
+    expect(body.readUInt16BE(56)).not.toBe(original.readUInt16BE(56));
+    expect(addon.completeChecksum(body)).toBe(true);
+    expect(body.equals(original)).toBe(true);
+
+    const udp = Buffer.from(original);
+    udp[6] = 17;
+    const [u] = coalesce([udp]);
+    expect(u!.subarray(0, VNET).equals(Buffer.alloc(VNET))).toBe(true);
+    expect(u!.subarray(VNET).equals(udp)).toBe(true);
+    expect(addon.completeChecksum(udp)).toBe(false);
+    const lying = Buffer.from(original);
+    lying.writeUInt16BE(9, 4); // payload length says 9 bytes: not a packet to sum
+    expect(addon.completeChecksum(lying)).toBe(false);
   });
 
   it("coalesces in-order segments of one flow into one GSO write that cuts back into the same segments", () => {

@@ -445,8 +445,12 @@ export class Node implements PacketConn {
     // Super-packets travel whole between planetd nodes when the TUN can hand them over and cut them.
     let superPackets: SuperPacketTun | undefined;
     if (tun.enableSuperPackets && tun.segment && tun.offload) {
-      tun.enableSuperPackets(MAX_SUPER_PACKET);
-      superPackets = { segment: (packet, gsoSize) => tun.segment!(packet, gsoSize) };
+      const complete = tun.completeChecksum?.bind(tun);
+      tun.enableSuperPackets(MAX_SUPER_PACKET, complete !== undefined);
+      superPackets = {
+        segment: (packet, gsoSize) => tun.segment!(packet, gsoSize),
+        completeChecksum: complete,
+      };
     }
     const adapter = adapterFor((packet, gsoSize) => tun.write(packet, gsoSize), superPackets);
     adapter.firewall = this.firewall;

@@ -83,10 +83,11 @@ export function adminViewFor(node: ViewedNode): AdminView {
       const tun = node.tun;
       if (!tun) return { enabled: false };
       const counters = tun.stats?.();
-      // The adapter's super-packet counters (src/tun/gso.ts) belong with the TUN's offload ones.
+      // The adapter's super-packet and partial-checksum counters (src/tun/gso.ts) belong with the
+      // TUN's offload ones.
       if (counters && node.ipv6) {
         for (const [name, n] of Object.entries(node.ipv6.stats()))
-          if (name.startsWith("super")) counters[name] = n;
+          if (name.startsWith("super") || name.startsWith("partial")) counters[name] = n;
       }
       return { enabled: true, name: tun.name, mtu: tun.mtu, offload: tun.offload, counters };
     },

@@ -6,7 +6,8 @@ export interface TunDevice {
   readonly mtu: number;
   /**
    * Called with every batch of packets read from the device. Buffers are valid only during the call.
-   * gsoSizes[i] > 0 marks a TCP super-packet (only after enableSuperPackets).
+   * gsoSizes[i] > 0 marks a TCP super-packet, PARTIAL_CHECKSUM (-1) a TCP packet whose checksum field
+   * holds only the pseudo-header sum (only after enableSuperPackets, src/tun/gso.ts).
    */
   onPackets(handler: (packets: Buffer[], gsoSizes?: Int32Array) => void): void;
   /**
@@ -14,8 +15,13 @@ export interface TunDevice {
    * gsoSize > 0: a TCP super-packet to be cut into segments of that size (src/tun/gso.ts).
    */
   write(packet: Uint8Array, gsoSize?: number): void;
-  /** Hand TCP super-packets over whole, up to maxBytes; with segment(), the device takes them too. */
-  enableSuperPackets?(maxBytes: number): void;
+  /**
+   * Hand TCP super-packets over whole, up to maxBytes; with segment(), the device takes them too.
+   * partialChecksums: TCP packets may come with partial checksums (then completeChecksum exists).
+   */
+  enableSuperPackets?(maxBytes: number, partialChecksums?: boolean): void;
+  /** Completes the TCP checksum of a PARTIAL_CHECKSUM packet in place; false if it is not one. */
+  completeChecksum?(packet: Buffer): boolean;
   /** A super-packet cut into ordinary segments (views valid until the next call). */
   segment?(packet: Buffer, gsoSize: number): Buffer[];
   /** Checksum and TCP segmentation offloads are on (IFF_VNET_HDR); absent for in-memory devices. */

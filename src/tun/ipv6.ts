@@ -7,6 +7,8 @@ import { partialKeyFor, subnetForKey } from "../crypto/address.js";
 import { type Identity, verify } from "../crypto/identity.js";
 import { type Firewall, VERDICT_PASS, VERDICT_REJECT } from "./firewall.js";
 import {
+  ACCEPT_PARTIAL_CHECKSUMS,
+  PARTIAL_CHECKSUM,
   SIG_SUPER_ACCEPT,
   SIG_SUPER_TCP6,
   SUPER_ACCEPT_BODY,
@@ -34,6 +36,8 @@ export interface CoreSender {
 export interface SuperPacketTun {
   /** Cuts a super-packet into ordinary segments (views valid until the next call). */
   segment(packet: Buffer, gsoSize: number): Buffer[];
+  /** Completes a PARTIAL_CHECKSUM packet's TCP checksum in place; with the TUN handing such packets over. */
+  completeChecksum?(packet: Buffer): boolean;
 }
 
 /** Spec 5.9: the largest IPv6 packet the core carries. */
@@ -75,6 +79,8 @@ export interface Ipv6Stats {
   firewallInDropped: number;
   firewallOutDropped: number;
   superPacketsSent: number;
+  /** TCP packets read with partial checksums and completed here for a node that verifies them. */
+  partialChecksumsCompleted: number;
   superPacketsCut: number;
   superPacketsDelivered: number;
   superPacketsMalformed: number;
@@ -117,6 +123,7 @@ export class Ipv6Adapter {
     firewallInDropped: 0,
     firewallOutDropped: 0,
     superPacketsSent: 0,
+    partialChecksumsCompleted: 0,
     superPacketsCut: 0,
     superPacketsDelivered: 0,
     superPacketsMalformed: 0,
@@ -177,6 +184,16 @@ export class Ipv6Adapter {
     else {
       c.tunBadDestination++;
       return;
+    }
+    if (gsoSize === PARTIAL_CHECKSUM) {
+      gsoSize = 0;
+      if (!(entry && entry.partialChecksumsUntil > now)) {
+        if (!this.superPackets?.completeChecksum?.(packet)) {
+          c.superPacketsMalformed++;
+          return;
+        }
+        c.partialChecksumsCompleted++;
+      }
     }
     if (gsoSize > 0 && !(entry && entry.superPacketsUntil > now && this.core.sendPlanetd)) {
       this.cut(packet, gsoSize, now);
@@ -260,7 +277,11 @@ export class Ipv6Adapter {
     }
     if (body[0] === SIG_SUPER_ACCEPT) {
       c.superAcceptsHeard++;
-      this.learn(source, now).superPacketsUntil = now + SUPER_ACCEPT_TTL_MS;
+      const entry = this.learn(source, now);
+      entry.superPacketsUntil = now + SUPER_ACCEPT_TTL_MS;
+      // An older planetd sends no flags: it takes super-packets but verifies ordinary checksums.
+      const partial = body.length > 1 && (body[1]! & ACCEPT_PARTIAL_CHECKSUMS) !== 0;
+      entry.partialChecksumsUntil = partial ? now + SUPER_ACCEPT_TTL_MS : 0;
     } else if (body[0] === SIG_SUPER_TCP6 && body.length > SUPER_HEADER_BYTES) {
       this.fromNetwork(source, body.subarray(SUPER_HEADER_BYTES), now, body.readUInt16BE(1));
     } else {

@@ -21,6 +21,8 @@ export interface KeyEntry {
   expires: number;
   /** Until when this key's node takes TCP super-packets whole (src/tun/gso.ts); 0: never said so. */
   superPacketsUntil: number;
+  /** Until when it rewrites the TCP checksums we send it, so we may leave them partial; 0: never said. */
+  partialChecksumsUntil: number;
   /** When we last told this key's node that we take them. */
   superPacketsAnnounced: number;
 }
@@ -111,6 +113,7 @@ export class KeyStore {
       subnet: subnetForKey(copy),
       expires: now + KEY_STORE_TTL_MS,
       superPacketsUntil: 0,
+      partialChecksumsUntil: 0,
       superPacketsAnnounced: Number.NEGATIVE_INFINITY,
     };
     this.byKey.set(id, entry);

@@ -11,9 +11,12 @@ export const TUN_MIN_MTU = 1280;
 export const TUN_MAX_MTU = 53049;
 /**
  * Offloads pay where the kernel's 64 KiB super-packets hold many segments; at large MTUs they hold
- * one or two and what remains is our checksum pass where the kernel folded it into its copy.
- * Measured under load (bench/iperf.sh, tcp://, offloads on vs PLANETD_TUN_OFFLOAD=off): on ahead at
- * 1420 and 8000, level or behind at 16000, behind at 53049 (~1419 vs ~1854 Mbit/s).
+ * one. Measured under load (bench/iperf.sh, tcp://, offloads on vs PLANETD_TUN_OFFLOAD=off): on ahead
+ * at 1420 and 8000, level or behind at 16000, behind at 53049 (~1419 vs ~1854 Mbit/s) while each read
+ * was copied aside, cut and summed. Since one-segment reads stay in place and their checksums go
+ * partial to planetd peers (src/tun/gso.ts), 53049 measured level (5 interleaved rounds, twice:
+ * 3258 vs 3222 and 2975 vs 3287 Mbit/s; CPU per Gbit/s 398 vs 405 and 380 vs 374 ms/s): no gain to
+ * switch the default for; the lead's quiet-machine run decides.
  */
 export const OFFLOAD_MAX_MTU = 8192;
 
@@ -38,6 +41,7 @@ const OFFLOAD_COUNTER_NAMES = [
   "superPiecesRead",
   "superPacketsWritten",
   "superPacketsCutOnWrite",
+  "checksumsLeftPartial",
 ] as const;
 /** Int32s per packet in the addon's meta arrays: offset, length, gso_size (0: an ordinary packet). */
 const META_STRIDE = 3;
@@ -92,8 +96,13 @@ interface Addon {
    * super-packet from a planetd peer, else 0); returns how many were written.
    */
   writeBatch(handle: Handle, buffer: Buffer, meta: Int32Array, count: number): number;
-  /** Reads hand super-packets over whole (cut into pieces of at most maxBytes); 0 cuts them into segments. */
-  superPackets(handle: Handle, maxBytes: number): void;
+  /**
+   * Reads hand super-packets over whole (cut into pieces of at most maxBytes); 0 cuts them into
+   * segments. partialChecksums: plain TCP packets keep the kernel's partial checksum (gso_size -1).
+   */
+  superPackets(handle: Handle, maxBytes: number, partialChecksums: boolean): void;
+  /** Completes the TCP checksum of a plain IPv6/TCP packet in place; false if it is not one. */
+  completeChecksum(packet: Uint8Array): boolean;
   /** A super-packet cut into gsoSize segments at meta[2i], meta[2i+1] of out; -1 if malformed. */
   cutSegments(packet: Uint8Array, gsoSize: number, out: Buffer, meta: Int32Array): number;
   counters(handle: Handle, into: Float64Array): void;
@@ -342,10 +351,16 @@ export class NativeTun implements TunDevice {
 
   /**
    * Reads hand TCP super-packets over whole, in pieces of at most maxBytes, with their gso_size
-   * (onPackets' second argument), instead of cut into segments. Only with offloads.
+   * (onPackets' second argument), instead of cut into segments; with partialChecksums, plain TCP
+   * packets come with the kernel's partial checksum and PARTIAL_CHECKSUM. Only with offloads.
    */
-  enableSuperPackets(maxBytes: number): void {
-    if (this.offload) this.lib.superPackets(this.handle, maxBytes);
+  enableSuperPackets(maxBytes: number, partialChecksums = false): void {
+    if (this.offload) this.lib.superPackets(this.handle, maxBytes, partialChecksums);
+  }
+
+  /** Completes a PARTIAL_CHECKSUM packet's TCP checksum in place (src/tun/gso.ts); false if not one. */
+  completeChecksum(packet: Buffer): boolean {
+    return this.lib.completeChecksum(packet);
   }
 
   /** A super-packet cut into gsoSize segments with full checksums; views valid until the next call. */

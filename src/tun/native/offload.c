@@ -122,6 +122,14 @@ size_t gso_split_next(gso_split_t *s, uint8_t *out, size_t room, size_t *piece_g
   return seg_len;
 }
 
+/* Plain IPv6/TCP: version 6, next header TCP, the payload length matching, a whole TCP header. */
+static int run_tcp_plain(const uint8_t *p, size_t len) {
+  if (len < IP6_HDR_LEN + 20 || (p[0] >> 4) != 6 || p[6] != PROTO_TCP) return 0;
+  if (be16(p + 4) != len - IP6_HDR_LEN) return 0;
+  size_t tcp_len = (size_t)(p[IP6_HDR_LEN + 12] >> 4) * 4;
+  return tcp_len >= 20 && IP6_HDR_LEN + tcp_len <= len;
+}
+
 /* TCP header length of a packet that may join a run: plain IPv6 + TCP (no extension headers),
  * consistent lengths, data to carry, flags ACK or ACK|PSH. 0 when it may not. */
 static size_t run_tcp_len(const uint8_t *p, size_t len) {
@@ -207,4 +215,24 @@ int gso_prepare_write(uint8_t *pkt, size_t len, size_t gso_size, struct virtio_n
   h->csum_start = IP6_HDR_LEN;
   h->csum_offset = 16;
   return 0;
+}
+
+int gso_one_segment(const struct virtio_net_hdr *h, const uint8_t *pkt, size_t len) {
+  if ((h->gso_type & ~VIRTIO_NET_HDR_GSO_ECN) != VIRTIO_NET_HDR_GSO_TCPV6 || h->gso_size == 0) return 0;
+  if (len < IP6_HDR_LEN + 20 || (pkt[0] >> 4) != 6 || pkt[6] != PROTO_TCP) return 0;
+  size_t tcp_len = (size_t)(pkt[IP6_HDR_LEN + 12] >> 4) * 4;
+  return tcp_len >= 20 && IP6_HDR_LEN + tcp_len <= len && len - IP6_HDR_LEN - tcp_len <= h->gso_size;
+}
+
+int tcp_csum_partial_plain(const uint8_t *pkt, size_t len, size_t csum_start, size_t csum_offset) {
+  return csum_start == IP6_HDR_LEN && csum_offset == 16 && run_tcp_plain(pkt, len);
+}
+
+void tcp_prepare_partial(uint8_t *pkt, size_t len, struct virtio_net_hdr *h) {
+  memset(h, 0, sizeof *h);
+  if (!run_tcp_plain(pkt, len)) return;
+  put16(pkt + IP6_HDR_LEN + 16, fold(pseudo_sum(pkt, (uint32_t)(len - IP6_HDR_LEN))));
+  h->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+  h->csum_start = IP6_HDR_LEN;
+  h->csum_offset = 16;
 }

@@ -51,6 +51,19 @@ size_t gso_split_next(gso_split_t *s, uint8_t *out, size_t room, size_t *piece_g
  * the packet is not plain IPv6/TCP with data beyond one gso_size segment. */
 int gso_prepare_write(uint8_t *pkt, size_t len, size_t gso_size, struct virtio_net_hdr *h);
 
+/* True when a GSO_TCPV6 packet's payload fits in one gso_size segment: it is an ordinary packet
+ * (at an MTU near 64 KiB the kernel's TSO packets are all like this). */
+int gso_one_segment(const struct virtio_net_hdr *h, const uint8_t *pkt, size_t len);
+
+/* True for a plain IPv6/TCP packet (no extension headers, lengths consistent) whose checksum is at
+ * csum_start/csum_offset as the kernel puts TCP's: what JS may carry with its checksum partial. */
+int tcp_csum_partial_plain(const uint8_t *pkt, size_t len, size_t csum_start, size_t csum_offset);
+
+/* A plain IPv6/TCP packet written alone to an offloading TUN: the pseudo-header sum in its checksum
+ * field and h set to NEEDS_CSUM, so that the kernel neither verifies nor needs a sum it never gets
+ * from planetd peers that skip it (see tun_io.c). Anything else leaves h zero (written as is). */
+void tcp_prepare_partial(uint8_t *pkt, size_t len, struct virtio_net_hdr *h);
+
 /* How many packets from packets[i] on (lengths lens[i]...) coalesce into one GSO write: 1 when the
  * packet cannot start or join a run. Only ACK (and PSH on the last) segments of one flow, in
  * sequence, equal MSS but for a shorter last one, identical headers and options, valid checksums. */

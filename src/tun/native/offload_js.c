@@ -7,8 +7,8 @@
  *   A TCPv6 super-packet without a vnet header (as planetd peers carry them) cut into gsoSize
  *   segments with full checksums, laid out as gsoSplit's; for NativeTun.segment.
  * groCoalesce(input, meta, count, out, outMeta) -> writes
- *   The packets meta describes in input, as tun.c would write them: each write (virtio_net_hdr +
- *   head + the payloads joined to it) back to back in out, outMeta[2i] = offset, [2i+1] = length.
+ *   The packets meta describes in input, as tun_io.c writes them to an offloading TUN: each write
+ *   (virtio_net_hdr + head + the payloads joined to it, or a lone packet) back to back in out, outMeta[2i] = offset, [2i+1] = length.
  *   input is modified as the write path modifies it (run heads rewritten). -1: out too small.
  */
 #include "offload_js.h"
@@ -141,6 +141,7 @@ napi_value planetd_gro_coalesce(napi_env env, napi_callback_info info) {
     struct virtio_net_hdr h;
     memset(&h, 0, sizeof h);
     if (n > 1) gro_prepare_head(packets, lens, i, n, &h);
+    else tcp_prepare_partial(packets[i], lens[i], &h);
     size_t tcp_hdr = n > 1 ? h.hdr_len : 0;
     size_t total = VNET_HDR_LEN + lens[i];
     for (size_t k = 1; k < n; k++) total += lens[i + k] - tcp_hdr;

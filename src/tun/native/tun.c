@@ -11,8 +11,11 @@
  *                      super-packet pieces); then onBatch(count, errno) is called once (errno != 0 only
  *                      for a fatal read error, after which reading stops). With offloads, super-packets
  *                      arrive cut into MTU-sized segments, or after superPackets into larger pieces.
- * superPackets(handle, maxBytes) reads hand super-packets over in pieces of whole segments up to
- *                      maxBytes with their gso_size (0: cut into single segments, the default).
+ * superPackets(handle, maxBytes, partialChecksums) reads hand super-packets over in pieces of whole
+ *                      segments up to maxBytes with their gso_size (0: cut into single segments, the
+ *                      default); with partialChecksums, plain IPv6/TCP packets keep the kernel's
+ *                      partial checksum and get gso_size -1 (PARTIAL_CSUM) instead of a full one.
+ * completeChecksum(packet) completes such a packet's TCP checksum in place; false if it is not one.
  * write(handle, bytes) write one packet; returns 0 or a negative errno (EAGAIN = kernel queue full).
  * writeBatch(handle, buffer, meta, count) write count packets (meta as for reads) in one call: a
  *                      super-packet (gso_size > 0) as one GSO write (or cut here without offloads), runs
@@ -425,6 +428,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"counters", NULL, tun_js_counters, NULL, NULL, NULL, napi_default, NULL},
       {"offloadError", NULL, tun_js_offload_error, NULL, NULL, NULL, napi_default, NULL},
       {"superPackets", NULL, tun_js_super_packets, NULL, NULL, NULL, napi_default, NULL},
+      {"completeChecksum", NULL, tun_js_complete_checksum, NULL, NULL, NULL, napi_default, NULL},
       {"cutSegments", NULL, planetd_cut_segments, NULL, NULL, NULL, napi_default, NULL},
       {"gsoSplit", NULL, planetd_gso_split, NULL, NULL, NULL, napi_default, NULL},
       {"groCoalesce", NULL, planetd_gro_coalesce, NULL, NULL, NULL, napi_default, NULL},

@@ -14,6 +14,9 @@
 #define WRITE_BATCH_MAX 256
 /* Int32s per packet in the read and write meta arrays: offset, length, gso_size (0: an ordinary packet). */
 #define META_STRIDE 3
+/* The gso_size a read gives an ordinary IPv6/TCP packet whose checksum field holds only the
+ * pseudo-header sum (the kernel skipped the rest: the TUN offers checksum offload). */
+#define PARTIAL_CSUM (-1)
 
 enum offload_counter {
   GSO_READS,          /* super-packets read */
@@ -25,6 +28,7 @@ enum offload_counter {
   PIECES_READ,        /* super-packet pieces of several segments handed to JS whole (superPackets) */
   SUPER_WRITES,       /* super-packets from planetd peers written as one GSO write */
   SUPER_CUT,          /* super-packets from planetd peers cut here (the TUN has no offloads) */
+  CSUM_LEFT_PARTIAL,  /* TCP packets handed to JS with the kernel's partial checksum (PARTIAL_CSUM) */
   OFFLOAD_COUNTERS
 };
 
@@ -50,6 +54,7 @@ typedef struct {
   int offload_error;   /* 0, -1 (not asked for) or the errno that refused the offloads */
   gso_split_t split;   /* a super-packet (in scratch) not yet wholly cut into the batch */
   size_t piece_max;    /* 0: reads cut super-packets into segments; else into pieces up to this size */
+  int partial_csum;    /* reads hand plain TCP packets over with partial checksums (PARTIAL_CSUM) */
   double counters[OFFLOAD_COUNTERS];
   /* Two areas of SCRATCH_BYTES: where a read super-packet waits while it is cut, and where a
    * written one is cut when the TUN has no offloads. */
@@ -77,5 +82,6 @@ napi_value tun_js_write_batch(napi_env env, napi_callback_info info);
 napi_value tun_js_counters(napi_env env, napi_callback_info info);
 napi_value tun_js_offload_error(napi_env env, napi_callback_info info);
 napi_value tun_js_super_packets(napi_env env, napi_callback_info info);
+napi_value tun_js_complete_checksum(napi_env env, napi_callback_info info);
 
 #endif

@@ -46,8 +46,10 @@ static void fill_segments(tun_t *t, size_t *off, int *count) {
 }
 
 /* A read of n bytes at `at` (= buf + *off) with its virtio_net_hdr: an ordinary packet joins the
- * batch (its checksum completed if the kernel left it partial); a super-packet moves to scratch and
- * is cut into the batch from there. */
+ * batch in place (a super-packet of one segment is one: at large MTUs the kernel's are), its
+ * checksum completed if the kernel left it partial, or, for plain IPv6/TCP once JS asked for them,
+ * left so and marked PARTIAL_CSUM for JS to complete only where the destination needs it; a
+ * super-packet of several segments moves to scratch and is cut into the batch from there. */
 static void take_offloaded(tun_t *t, uint8_t *at, size_t n, size_t *off, int *count) {
   struct virtio_net_hdr h;
   if (n < VNET_HDR_LEN) {
@@ -57,18 +59,23 @@ static void take_offloaded(tun_t *t, uint8_t *at, size_t n, size_t *off, int *co
   memcpy(&h, at, sizeof h);
   uint8_t *pkt = at + VNET_HDR_LEN;
   size_t len = n - VNET_HDR_LEN;
-  if (h.gso_type == VIRTIO_NET_HDR_GSO_NONE) {
+  if (h.gso_type == VIRTIO_NET_HDR_GSO_NONE || gso_one_segment(&h, pkt, len)) {
+    int32_t mark = 0;
     if (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
-      if (offload_complete_csum(pkt, len, h.csum_start, h.csum_offset) != 0) {
+      if (t->partial_csum && tcp_csum_partial_plain(pkt, len, h.csum_start, h.csum_offset)) {
+        mark = PARTIAL_CSUM;
+        t->counters[CSUM_LEFT_PARTIAL]++;
+      } else if (offload_complete_csum(pkt, len, h.csum_start, h.csum_offset) != 0) {
         t->counters[OFFLOAD_MALFORMED]++;
         return;
+      } else {
+        t->counters[CSUM_COMPLETED]++;
       }
-      t->counters[CSUM_COMPLETED]++;
     }
     int32_t *m = t->meta + META_STRIDE * *count;
     m[0] = (int32_t)(*off + VNET_HDR_LEN);
     m[1] = (int32_t)len;
-    m[2] = 0;
+    m[2] = mark;
     *off += n;
     (*count)++;
     return;
@@ -158,11 +165,13 @@ napi_value tun_js_write(napi_env env, napi_callback_info info) {
 }
 
 /* Writes packets[i..i+n) as one writev: a coalesced run (a GSO super-packet: the head whole, the
- * others' payloads after it) or, for n = 1, one packet behind a zero vnet header when there is one. */
+ * others' payloads after it) or, for n = 1, one packet behind a vnet header when there is one (a
+ * plain IPv6/TCP packet as CHECKSUM_PARTIAL: see tcp_prepare_partial). */
 static int write_run(tun_t *t, uint8_t *const *packets, const size_t *lens, size_t i, size_t n) {
   struct virtio_net_hdr h;
   memset(&h, 0, sizeof h);
   if (n > 1) gro_prepare_head(packets, lens, i, n, &h);
+  else if (t->vnet) tcp_prepare_partial(packets[i], lens[i], &h);
   struct iovec iov[GRO_MAX_SEGMENTS + 1];
   int iovcnt = 0;
   if (t->vnet) iov[iovcnt++] = (struct iovec){&h, VNET_HDR_LEN};
@@ -287,14 +296,33 @@ napi_value tun_js_offload_error(napi_env env, napi_callback_info info) {
 }
 
 napi_value tun_js_super_packets(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  tun_t *t = tun_args(env, info, 2, argv);
+  napi_value argv[3];
+  tun_t *t = tun_args(env, info, 3, argv);
   if (t == NULL) return NULL;
   int32_t max = 0;
+  bool partial = false;
   if (napi_get_value_int32(env, argv[1], &max) != napi_ok || max < 0 || max > MAX_READ) {
-    napi_throw_range_error(env, NULL, "TUN: superPackets(handle, maxBytes in [0, 65575])");
+    napi_throw_range_error(env, NULL, "TUN: superPackets(handle, maxBytes in [0, 65575], partialChecksums)");
     return NULL;
   }
+  napi_get_value_bool(env, argv[2], &partial); /* undefined: false */
   t->piece_max = (size_t)max;
+  t->partial_csum = partial;
   return NULL;
+}
+
+napi_value tun_js_complete_checksum(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], out;
+  size_t len = 0;
+  uint8_t *pkt = NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
+      (pkt = (uint8_t *)typed_array_of(env, argv[0], napi_uint8_array, &len)) == NULL) {
+    napi_throw_type_error(env, NULL, "TUN: completeChecksum(packet: Uint8Array)");
+    return NULL;
+  }
+  int ok = tcp_csum_partial_plain(pkt, len, IP6_HDR_LEN, 16) &&
+           offload_complete_csum(pkt, len, IP6_HDR_LEN, 16) == 0;
+  CHECK(napi_get_boolean(env, ok, &out));
+  return out;
 }
