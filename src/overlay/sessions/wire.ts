@@ -78,16 +78,19 @@ export const uvarintResult: { value: U64 } = { value: 0 };
  * first or the value overflows 64 bits.
  */
 export function readUvarint(buf: Uint8Array, off: number): number {
-  // Seven bytes carry 49 bits: exact as a number. Longer encodings finish in bigint.
+  // Seven bytes carry 49 bits: exact as a number. Longer encodings finish in bigint. The byte's
+  // weight is carried along: 2 ** (7 * i) costs a Math.pow call per byte in optimized code.
   let small = 0;
+  let weight = 1;
   for (let i = 0; i < 7; i++) {
     if (off + i >= buf.length) return -1;
     const b = buf[off + i];
-    small += (b & 0x7f) * 2 ** (7 * i);
+    small += (b & 0x7f) * weight;
     if (b < 0x80) {
       uvarintResult.value = small;
       return off + i + 1;
     }
+    weight *= 0x80;
   }
   let v = BigInt(small);
   for (let i = 7; i < 10; i++) {
