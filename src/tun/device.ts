@@ -11,7 +11,8 @@ export interface TunDevice {
    */
   onPackets(handler: (packets: Buffer[], gsoSizes?: Int32Array) => void): void;
   /**
-   * Write one IPv6 packet to the kernel (the native device queues it until this turn's end);
+   * Write one IPv6 packet to the kernel (the native device queues it until this turn's end, or
+   * writes a large one at once, and may rewrite its TCP checksum field);
    * gsoSize > 0: a TCP super-packet to be cut into segments of that size (src/tun/gso.ts).
    */
   write(packet: Uint8Array, gsoSize?: number): void;

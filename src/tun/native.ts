@@ -30,6 +30,8 @@ const READ_BUFFER_BYTES = 512 * 1024;
 /** Packets queued for one writeBatch call (the addon's limit), and the bytes they may take. */
 const MAX_WRITE_BATCH = 256;
 const WRITE_BUFFER_BYTES = 512 * 1024;
+/** Packets of this size or more are written from the caller's buffer (see writeNow). */
+const DIRECT_WRITE_BYTES = 32 * 1024;
 /** The addon's offload counters, in its enum order. */
 const OFFLOAD_COUNTER_NAMES = [
   "gsoReads",
@@ -95,7 +97,7 @@ interface Addon {
    * Packets at meta[3i] (offset), meta[3i+1] (length) of buffer, meta[3i+2] their gso_size (a
    * super-packet from a planetd peer, else 0); returns how many were written.
    */
-  writeBatch(handle: Handle, buffer: Buffer, meta: Int32Array, count: number): number;
+  writeBatch(handle: Handle, buffer: Uint8Array, meta: Int32Array, count: number): number;
   /**
    * Reads hand super-packets over whole (cut into pieces of at most maxBytes); 0 cuts them into
    * segments. partialChecksums: plain TCP packets keep the kernel's partial checksum (gso_size -1).
@@ -256,6 +258,8 @@ export class NativeTun implements TunDevice {
   private readonly cutSegments: Buffer[] = [];
   private readonly writeBuffer: Buffer;
   private readonly writeMeta: Int32Array;
+  /** writeNow's one-packet meta: offset 0, length, gso_size. */
+  private readonly directMeta = new Int32Array(META_STRIDE);
   private writeCount = 0;
   private writeBytes = 0;
   private flushScheduled = false;
@@ -311,11 +315,15 @@ export class NativeTun implements TunDevice {
   /**
    * Queues one packet (copied: the caller's buffer is reused) for the flush at the end of this turn
    * of the event loop, so that a turn's packets cross into the addon once and in-order TCP segments
-   * can leave as one GSO write.
+   * can leave as one GSO write; one of DIRECT_WRITE_BYTES or more is written at once (writeNow).
    */
   write(packet: Uint8Array, gsoSize = 0): void {
     if (packet.length > WRITE_BUFFER_BYTES) {
       this.counters.writeDrops++;
+      return;
+    }
+    if (packet.length >= DIRECT_WRITE_BYTES) {
+      this.writeNow(packet, gsoSize);
       return;
     }
     if (this.writeCount === MAX_WRITE_BATCH || this.writeBytes + packet.length > WRITE_BUFFER_BYTES)
@@ -330,6 +338,25 @@ export class NativeTun implements TunDevice {
       this.flushScheduled = true;
       setImmediate(this.flushQueued);
     }
+  }
+
+  /**
+   * A packet too large to join a coalesced run (src/tun/native/offload.c gro_run: a run stays within
+   * 64 KiB) is written at once from the caller's buffer, after what is queued, instead of copied
+   * into the queue: it leaves as one writev either way, and at IfMTU 65535 that copy was most of the
+   * receiving daemon's memmove (issue 11). The addon may rewrite its TCP checksum field.
+   */
+  private writeNow(packet: Uint8Array, gsoSize: number): void {
+    this.flush();
+    if (this.closed) return;
+    const meta = this.directMeta;
+    meta[1] = packet.length;
+    meta[2] = gsoSize;
+    const written = this.lib.writeBatch(this.handle, packet, meta, 1);
+    this.counters.writeBatches++;
+    this.counters.packetsWritten += written;
+    this.counters.writeDrops += 1 - written;
+    this.counters.bytesWritten += packet.length;
   }
 
   /** Writes what write() queued now, in one addon call. */
