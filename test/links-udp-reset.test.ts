@@ -5,63 +5,32 @@
 // restarted there); a peer holding two priorities to one listener keeps both links; no socket hands
 // out the token of a cookie that may be live (see the last block).
 import { randomBytes } from "node:crypto";
-import dgram from "node:dgram";
 import { afterEach, describe, expect, it } from "vitest";
 import { Identity } from "../src/crypto/identity.js";
-import { DEFAULT_TIMEOUTS, encodeMetadata } from "../src/overlay/links/stream.js";
 import {
   HS_BYTES,
-  acceptKeys,
-  challengeKey,
-  confirmPacket,
   confirmValid,
-  handshakePacket,
   parseHandshake,
   resetCommitment,
 } from "../src/overlay/links/udp-handshake.js";
-import { randomEphemeral } from "../src/overlay/links/udp-seal.js";
-import { PKT_DATA, PKT_INIT, PKT_RESET, RESET_BYTES } from "../src/overlay/links/udp-wire.js";
-import { type UdpLink, UdpListener } from "../src/overlay/links/udp.js";
+import { PKT_INIT, PKT_RESET, RESET_BYTES } from "../src/overlay/links/udp-wire.js";
+import type { UdpLink } from "../src/overlay/links/udp.js";
 import { collect, startLinkNode, stopLinkNodes } from "./support/links.js";
-
-const listeners: UdpListener[] = [];
-
-const rawSockets: dgram.Socket[] = [];
+import {
+  askForReset,
+  bareListener,
+  challenged,
+  closeRawUdp,
+  rawDial,
+  rawSocket,
+  resetFor,
+  strayFor,
+} from "./support/udp-raw.js";
 
 afterEach(async () => {
-  for (const s of rawSockets.splice(0)) s.close();
-  await Promise.all(listeners.splice(0).map((l) => l.close()));
+  await closeRawUdp();
   await stopLinkNodes();
 });
-
-/** A bare listener on loopback whose links arrive through `nextLink`. */
-async function listener(id: Identity, resetSecret: Buffer, port = 0, dropAll = () => false) {
-  const waiting: UdpLink[] = [];
-  const waiters: Array<(l: UdpLink) => void> = [];
-  const l = await UdpListener.bind({
-    host: "127.0.0.1",
-    port,
-    localKey: id.publicKey,
-    sign: (m) => id.sign(m),
-    resetSecret,
-    priority: 0,
-    timeouts: DEFAULT_TIMEOUTS,
-    hooks: { dropDatagram: dropAll },
-    check: () => undefined,
-    onLink: (link) => {
-      const w = waiters.shift();
-      if (w) w(link);
-      else waiting.push(link);
-    },
-    onSocketError: () => {},
-  });
-  listeners.push(l);
-  const nextLink = () => {
-    const ready = waiting.shift();
-    return ready ? Promise.resolve(ready) : new Promise<UdpLink>((r) => waiters.push(r));
-  };
-  return { l, nextLink };
-}
 
 const until = async (cond: () => boolean, ms = 3000) => {
   for (let t = 0; t < ms && !cond(); t += 10) await new Promise((r) => setTimeout(r, 10));
@@ -73,7 +42,7 @@ describe("udp RESET", () => {
     const bId = Identity.generate();
     const secret = randomBytes(32);
     let crashed = false;
-    const b1 = await listener(bId, secret, 0, () => crashed);
+    const b1 = await bareListener(bId, secret, 0, () => crashed);
     const port = b1.l.port;
     // RESETs name the listener's cookie, which every datagram A sends carries.
     const cookie = Buffer.alloc(8);
@@ -105,7 +74,7 @@ describe("udp RESET", () => {
     // with the same node key: the first datagram A sends gets the authentic RESET.
     crashed = true;
     await b1.l.close();
-    const b2 = await listener(bId, secret, port);
+    const b2 = await bareListener(bId, secret, port);
     const t0 = Date.now();
     expect(await closed).toBe("reset by peer (it no longer knows this link)");
     const resetMs = Date.now() - t0;
@@ -119,57 +88,23 @@ describe("udp RESET", () => {
   it("a listener restarted with another secret cannot reset the link: its RESET is counted, not believed", async () => {
     const bId = Identity.generate();
     let crashed = false;
-    const b1 = await listener(bId, randomBytes(32), 0, () => crashed);
+    const b1 = await bareListener(bId, randomBytes(32), 0, () => crashed);
     const a = await startLinkNode({ peers: [`udp://127.0.0.1:${b1.l.port}`] });
     await b1.nextLink();
     const aLink = (await a.nextLink()) as UdpLink;
     crashed = true;
     const port = b1.l.port;
     await b1.l.close();
-    await listener(bId, randomBytes(32), port);
+    await bareListener(bId, randomBytes(32), port);
     await until(() => aLink.resetsRefused >= 1);
     expect(aLink.closed).toBe(false);
   });
 });
 
-/**
- * A hand-made dialer on its own socket: INIT, CHALLENGE, then the CONFIRM with `commitment` (none:
- * 0^16), answered by an ACCEPT. Returns the socket (the link's address at the listener) and the
- * dialer cookie a RESET names.
- */
-async function rawDial(port: number, id: Identity, commitment?: Buffer) {
-  const socket = dgram.createSocket("udp4");
-  rawSockets.push(socket);
-  await new Promise<void>((r) => socket.connect(port, "127.0.0.1", () => r()));
-  const next = () => new Promise<Buffer>((r) => socket.once("message", r));
-  const eph = randomEphemeral();
-  const dc = randomBytes(8);
-  const meta = encodeMetadata(id.publicKey);
-  let answer = next();
-  socket.send(handshakePacket(1, dc, Buffer.alloc(8), meta, eph.publicKey));
-  const challenge = await answer;
-  const lc = Buffer.from(challenge.subarray(9, 17));
-  const key = challengeKey(challenge)!;
-  const sign = (m: Uint8Array) => id.sign(m);
-  const confirm = confirmPacket(dc, lc, meta, id.publicKey, key, eph, sign, 0, commitment);
-  answer = next();
-  socket.send(confirm);
-  expect((await answer)[0]).toBe(4); // ACCEPT
-  return { socket, dc, confirm };
-}
-
-function resetFor(cookie: Buffer, token: Buffer): Buffer {
-  const r = Buffer.alloc(RESET_BYTES);
-  r[0] = PKT_RESET;
-  cookie.copy(r, 1);
-  token.copy(r, 9);
-  return r;
-}
-
 describe("udp RESET of a listener's link (the dialer's committed token)", () => {
   it("the CONFIRM's signature covers the commitment: one swapped on the path does not verify", async () => {
     const bId = Identity.generate();
-    const b = await listener(bId, randomBytes(32));
+    const b = await bareListener(bId, randomBytes(32));
     const token = randomBytes(16);
     const { confirm } = await rawDial(b.l.port, Identity.generate(), resetCommitment(token));
     expect(confirm).toHaveLength(HS_BYTES);
@@ -180,7 +115,7 @@ describe("udp RESET of a listener's link (the dialer's committed token)", () => 
   });
 
   it("believes only the committed token: a wrong one, the commitment itself, or a dialer that committed to none are counted", async () => {
-    const b = await listener(Identity.generate(), randomBytes(32));
+    const b = await bareListener(Identity.generate(), randomBytes(32));
     const token = randomBytes(16);
     const committed = resetCommitment(token);
     const d = await rawDial(b.l.port, Identity.generate(), committed);
@@ -207,7 +142,7 @@ describe("udp RESET of a listener's link (the dialer's committed token)", () => 
 
 describe("one udp link per peer key and priority", () => {
   it("a CONFIRM replayed from the address it first came from does not displace the peer's current link", async () => {
-    const { l: b, nextLink } = await listener(Identity.generate(), randomBytes(32));
+    const { l: b, nextLink } = await bareListener(Identity.generate(), randomBytes(32));
     const peer = Identity.generate();
     const first = await rawDial(b.port, peer);
     (await nextLink()).close("the peer went away");
@@ -253,89 +188,12 @@ describe("one udp link per peer key and priority", () => {
 // the link is up; the very socket while the cookie is still in its handshake (a listener's
 // CHALLENGE cookie before the CONFIRM arrives, a punch dialer's INIT cookie before the ACCEPT).
 // A token learnt either way lets a host that can send from the peer's address close the link.
-/** A raw socket that keeps every datagram it receives. */
-async function rawSocket() {
-  const socket = dgram.createSocket("udp4");
-  rawSockets.push(socket);
-  const got: Buffer[] = [];
-  socket.on("message", (m) => got.push(m));
-  await new Promise<void>((r) => socket.bind(0, "127.0.0.1", () => r()));
-  return { socket, got, port: socket.address().port };
-}
-
-/** A link datagram naming `cookie`, as long as a RESET (so a socket that cannot place it answers one). */
-function strayFor(cookie: Buffer): Buffer {
-  const d = randomBytes(RESET_BYTES + 16);
-  d[0] = PKT_DATA;
-  cookie.copy(d, 1);
-  return d;
-}
-
-const resetIn = (got: Buffer[]) => got.find((m) => m[0] === PKT_RESET && m.length === RESET_BYTES);
-
-/**
- * Sends `stray` to `port`. `expected`: waits for the RESET. Otherwise sends an INIT that any
- * listener answers with a CHALLENGE and waits for that (the tests also await the listener's count).
- */
-async function askForReset(
-  asker: Awaited<ReturnType<typeof rawSocket>>,
-  port: number,
-  stray: Buffer,
-  expected = false,
-) {
-  const challenges = () => asker.got.filter((m) => m[0] === 2).length;
-  const before = challenges();
-  asker.socket.send(stray, port, "127.0.0.1");
-  if (expected) {
-    await until(() => resetIn(asker.got) !== undefined);
-    return resetIn(asker.got);
-  }
-  const init = handshakePacket(
-    PKT_INIT,
-    randomBytes(8),
-    Buffer.alloc(8),
-    encodeMetadata(Identity.generate().publicKey),
-    randomEphemeral().publicKey,
-  );
-  asker.socket.send(init, port, "127.0.0.1");
-  await until(() => challenges() > before);
-  return resetIn(asker.got);
-}
-
-/**
- * A hand-made dialer on a raw socket that stops after the CHALLENGE: `lc` is the listener cookie,
- * and confirm() finishes the handshake and returns the reset token the ACCEPT gave.
- */
-async function challenged(port: number) {
-  const aId = Identity.generate();
-  const dialer = await rawSocket();
-  const eph = randomEphemeral();
-  const dc = randomBytes(8);
-  const meta = encodeMetadata(aId.publicKey);
-  dialer.socket.send(handshakePacket(PKT_INIT, dc, Buffer.alloc(8), meta, eph.publicKey), port, "127.0.0.1");
-  await until(() => dialer.got.some((m) => m[0] === 2));
-  const challenge = dialer.got.find((m) => m[0] === 2)!;
-  const lc = Buffer.from(challenge.subarray(9, 17));
-  const confirm = async () => {
-    const key = challengeKey(challenge)!;
-    dialer.socket.send(
-      confirmPacket(dc, lc, meta, aId.publicKey, key, eph, (m) => aId.sign(m)),
-      port,
-      "127.0.0.1",
-    );
-    await until(() => dialer.got.some((m) => m[0] === 4));
-    const accept = parseHandshake(dialer.got.find((m) => m[0] === 4)!)!;
-    return acceptKeys(accept, aId.publicKey, eph)!.resetToken;
-  };
-  return { dialer, lc, confirm };
-}
-
 describe("udp RESET tokens are not handed out for live cookies", () => {
   it("another socket of the same node does not reveal a live link's token", async () => {
     const bId = Identity.generate();
     const secret = randomBytes(32); // one node: every udp socket is keyed from its node key
-    const { l: b1, nextLink } = await listener(bId, secret);
-    const { l: b2 } = await listener(bId, secret);
+    const { l: b1, nextLink } = await bareListener(bId, secret);
+    const { l: b2 } = await bareListener(bId, secret);
     const cookie = Buffer.alloc(8);
     const sniff = {
       dropDatagram: (d: Buffer) => {
@@ -364,7 +222,7 @@ describe("udp RESET tokens are not handed out for live cookies", () => {
   });
 
   it("a listener does not reveal the token of a cookie it handed out in a CHALLENGE whose CONFIRM is still to come", async () => {
-    const { l: b } = await listener(Identity.generate(), randomBytes(32));
+    const { l: b } = await bareListener(Identity.generate(), randomBytes(32));
     const { lc, confirm } = await challenged(b.port);
     // An observer saw the CHALLENGE go by and asks before the dialer's CONFIRM arrives.
     const observer = await rawSocket();
@@ -377,7 +235,7 @@ describe("udp RESET tokens are not handed out for live cookies", () => {
   });
 
   it("a punch dialer's socket does not reveal the token of the cookie in its INIT before the ACCEPT", async () => {
-    const { l: a } = await listener(Identity.generate(), randomBytes(32));
+    const { l: a } = await bareListener(Identity.generate(), randomBytes(32));
     const far = await rawSocket(); // the address the punch goes to: it only listens
     const punch = a.punchDial({
       address: "127.0.0.1",
@@ -397,7 +255,7 @@ describe("udp RESET tokens are not handed out for live cookies", () => {
   });
 
   it("a link this socket closed (its CLOSE lost) still draws the RESET: its token guards nothing live here", async () => {
-    const { l: b, nextLink } = await listener(Identity.generate(), randomBytes(32));
+    const { l: b, nextLink } = await bareListener(Identity.generate(), randomBytes(32));
     const { dialer, lc, confirm } = await challenged(b.port);
     const token = await confirm();
     // The listener drops the link (the dialer's raw socket ignores the CLOSE, as if it were lost);
@@ -411,11 +269,11 @@ describe("udp RESET tokens are not handed out for live cookies", () => {
   it("a restarted listener still resets the links of its previous life", async () => {
     const id = Identity.generate();
     const secret = randomBytes(32);
-    const { l: b1 } = await listener(id, secret);
+    const { l: b1 } = await bareListener(id, secret);
     const { dialer, lc } = await challenged(b1.port);
     const port = b1.port;
     await b1.close();
-    await listener(id, secret, port);
+    await bareListener(id, secret, port);
     const reset = await askForReset(dialer, port, strayFor(lc), true);
     expect(reset?.subarray(1, 9).equals(lc)).toBe(true);
   });

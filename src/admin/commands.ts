@@ -210,13 +210,21 @@ export const COMMANDS: Record<string, Command> = {
   },
   getudp: {
     description:
-      "planetd: the native udp sockets' drops by reason, refused keys, datagrams sent and opened, and batches done by a threadpool job or inline",
+      "planetd: the native udp sockets' drops by reason, refused keys, datagrams sent and opened, and batches done by a threadpool job or inline; RESETs and CONFIRMs the udp:// handshake refused",
     fields: [],
     goType: "",
     run: ({ view }) => {
+      const r = view.udpRefusals?.();
+      // Not native-only: links on node:dgram refuse the same RESETs and CONFIRMs.
+      const refusals = r && {
+        resets_refused: { ...r.resetsRefused },
+        confirms_refused: { ...r.confirmsRefused },
+        spent_cookies_evicted: r.spentCookiesEvicted,
+      };
       const u = view.udpSockets?.();
-      if (!u) return { sockets: 0 };
+      if (!u) return { sockets: 0, ...refusals };
       return {
+        ...refusals,
         sockets: u.sockets,
         dropped: { ...u.dropped },
         keys_refused: { ...u.keysRefused },

@@ -105,14 +105,18 @@ relayed traffic) when Planetd.NatTraversal is false.`,
   {
     name: "getUdp",
     args: "",
-    summary: "planetd: the native udp sockets' drops and refused keys",
+    summary: "planetd: the native udp sockets' drops and refused keys, udp:// handshake refusals",
     text: `planetd only: the counters of the native udp sockets (the planetd_udp addon), summed over
 every socket the daemon opened: datagrams dropped on send (queue full, the kernel refused), not
 sealed, truncated on receive, or not opened under their link's key; keys the sockets' tables had no
 room for (the links then seal or open in JS); datagrams sent and opened; and where the work ran:
 receive batches, opened datagrams and send batches done by a threadpool job or inline on the main
 thread (an idle link reads, opens and seals inline, a busy one hands batches to jobs). All zero
-when the addon is not built (udp:// links use node:dgram then).`,
+when the addon is not built (udp:// links use node:dgram then). With or without the addon, what
+the udp:// handshake refused: RESETs withheld (a stray datagram named a cookie of a listener's life
+that may be live, so its token is not handed out), RESETs received without the link's reset token
+(ignored), CONFIRMs replayed after their link closed (refused), and closed links' cookies
+forgotten early (4,096 are kept for two minutes; a replay of an evicted one gets through).`,
   },
   {
     name: "getTun",

@@ -52,6 +52,22 @@ function jobInline(v: unknown, tail = ""): string {
   const c = (v ?? {}) as Record<string, unknown>;
   return `${str(c.job ?? 0)} by a job, ${str(c.inline ?? 0)} inline${tail}`;
 }
+/** getUdp's udp:// handshake refusals (absent from an older daemon's answer). */
+function udpRefusalRows(r: Json): string[][] {
+  if (!r.resets_refused) return [];
+  const resets = r.resets_refused as Json;
+  const confirms = (r.confirms_refused ?? {}) as Json;
+  return [
+    [
+      "RESETs refused:",
+      `${str(resets.send ?? 0)} withheld (cookie may be live), ${str(resets.receive ?? 0)} received without the link's token`,
+    ],
+    [
+      "CONFIRMs refused:",
+      `${str(confirms.replayed ?? 0)} replayed (${str(r.spent_cookies_evicted ?? 0)} closed links' cookies forgotten early)`,
+    ],
+  ];
+}
 const list = (v: unknown): Json[] => (Array.isArray(v) ? (v as Json[]) : []);
 
 /** The human form of one command's response; commands without a table fall back to JSON. */
@@ -204,6 +220,7 @@ export function formatResponse(command: string, response: unknown): string {
         ],
         ["Receive batches:", jobInline(r.receive_batches, ` (opened ${jobInline(r.opened_by)})`)],
         ["Send batches:", jobInline(r.send_batches)],
+        ...udpRefusalRows(r),
       ]);
     }
     case "getnodeinfo": {

@@ -118,6 +118,7 @@ export function createMetricsRegistry(current: () => MetricsSnapshot | undefined
   addFirewallMetrics(registry, current);
   addNatMetrics(registry, current);
   addUdpSocketMetrics(registry, current);
+  addUdpRefusalMetrics(registry, current);
   new Counter({
     name: "planetd_session_packets_total",
     help: "Session traffic sealed and opened, by cipher (box: NaCl as Yggdrasil; chacha20-poly1305: between planetd nodes)",
@@ -144,19 +145,7 @@ function addUdpSocketMetrics(registry: Registry, current: () => MetricsSnapshot 
     help: string,
     label: string,
     read: (u: NonNullable<MetricsSnapshot["udpSockets"]>) => Record<string, number>,
-  ) =>
-    new Counter({
-      name,
-      help,
-      labelNames: [label],
-      registers: [registry],
-      collect() {
-        this.reset();
-        const u = current()?.udpSockets;
-        if (!u) return;
-        for (const [value, n] of Object.entries(read(u))) this.inc({ [label]: value }, n);
-      },
-    });
+  ) => snapshotLabelled(registry, current, name, help, label, (s) => s.udpSockets && read(s.udpSockets));
   labelled(
     "planetd_udp_socket_dropped_total",
     "Datagrams the native udp sockets dropped: send (queue full or the kernel refused), seal_failed, truncated (larger than a receive slot), open_failed (did not open under the link's key)",
@@ -199,6 +188,57 @@ function addUdpSocketMetrics(registry: Registry, current: () => MetricsSnapshot 
     registers: [registry],
     collect() {
       this.set(current()?.udpSockets?.sockets ?? 0);
+    },
+  });
+}
+
+/** What the udp:// handshake and reset paths refused (udp-refusals.ts), native sockets or not. */
+function addUdpRefusalMetrics(registry: Registry, current: () => MetricsSnapshot | undefined): void {
+  snapshotLabelled(
+    registry,
+    current,
+    "planetd_udp_resets_refused_total",
+    "udp:// RESETs refused: send (withheld from a stray datagram naming a cookie that may be live), receive (naming a link without its reset token, ignored)",
+    "direction",
+    (s) => s.udpRefusals?.resetsRefused,
+  );
+  snapshotLabelled(
+    registry,
+    current,
+    "planetd_udp_confirms_refused_total",
+    "udp:// handshake CONFIRMs refused, by reason: replayed (its link here was made and closed)",
+    "reason",
+    (s) => s.udpRefusals?.confirmsRefused,
+  );
+  snapshotCounter(
+    registry,
+    current,
+    "planetd_udp_spent_cookies_evicted_total",
+    "Closed udp:// links' cookies forgotten before their two minutes because 4096 were kept (a replayed CONFIRM for one gets through)",
+    (s) => s.udpRefusals?.spentCookiesEvicted,
+  );
+}
+
+/** A counter with one label whose values and counts are read from the snapshot at scrape time. */
+function snapshotLabelled(
+  registry: Registry,
+  current: () => MetricsSnapshot | undefined,
+  name: string,
+  help: string,
+  label: string,
+  read: (s: MetricsSnapshot) => Record<string, number> | undefined,
+): Counter {
+  return new Counter({
+    name,
+    help,
+    labelNames: [label],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const s = current();
+      const counts = s && read(s);
+      if (!counts) return;
+      for (const [value, n] of Object.entries(counts)) this.inc({ [label]: value }, n);
     },
   });
 }

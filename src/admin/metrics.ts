@@ -3,6 +3,7 @@
 import type net from "node:net";
 import type { Registry } from "prom-client";
 import type { UdpSocketTotals } from "../overlay/links/udp-native.js";
+import type { UdpRefusalTotals } from "../overlay/links/udp-refusals.js";
 import type { FirewallView } from "../tun/firewall.js";
 import { systemErrorText } from "../util/system-error.js";
 import type { AdminLogger } from "./server.js";
@@ -44,6 +45,8 @@ export interface MetricsSnapshot {
   nat?: Record<string, number>;
   /** The native udp sockets' counters, summed (udp-native.ts udpSocketTotals). */
   udpSockets?: UdpSocketTotals;
+  /** What the udp:// handshake and reset paths refused (udp-refusals.ts udpRefusalTotals). */
+  udpRefusals?: UdpRefusalTotals;
   /** Session traffic sealed and opened, by cipher (box, chacha20-poly1305: src/overlay/sessions/aead.ts). */
   sessionPackets?: { sealed: Record<string, number>; opened: Record<string, number> };
 }

@@ -1,6 +1,7 @@
 // What the admin socket reads from and steers in a running node. The daemon (src/daemon/node.ts)
 // implements AdminView; the admin server formats it into 0.4.7's JSON shapes (spec 9.2).
 import type { UdpSocketTotals } from "../overlay/links/udp-native.js";
+import type { UdpRefusalTotals } from "../overlay/links/udp-refusals.js";
 import type { RemoteQueries } from "../overlay/proto.js";
 import type { FirewallView } from "../tun/firewall.js";
 
@@ -98,6 +99,8 @@ export interface AdminView {
   nat?(): NatView | undefined;
   /** planetd only: the native udp sockets' counters, summed (udp-native.ts udpSocketTotals). */
   udpSockets?(): UdpSocketTotals;
+  /** planetd only: what the udp:// handshake and reset paths refused (udp-refusals.ts). */
+  udpRefusals?(): UdpRefusalTotals;
   /** planetd only: traffic frames and bytes this node relayed from one peer to another. */
   forwarded?(): { frames: number; bytes: number };
   proto: RemoteQueries;

@@ -5,6 +5,7 @@ import type { AdminView } from "../admin/view.js";
 import type { Link } from "../overlay/links/link.js";
 import type { LinkManager } from "../overlay/links/manager.js";
 import { udpSocketTotals } from "../overlay/links/udp-native.js";
+import { udpRefusalTotals } from "../overlay/links/udp-refusals.js";
 import type { Proto } from "../overlay/proto.js";
 import type { Sessions } from "../overlay/sessions.js";
 import type { Router } from "../routing/router.js";
@@ -101,6 +102,7 @@ export function adminViewFor(node: ViewedNode): AdminView {
     firewall: () => node.firewall?.view(),
     nat: () => node.natDriver?.view(),
     udpSockets: udpSocketTotals,
+    udpRefusals: udpRefusalTotals,
     forwarded: () => {
       const s = node.router.stats();
       return { frames: s.forwarded_frames ?? 0, bytes: s.forwarded_bytes ?? 0 };
@@ -182,6 +184,7 @@ export function metricsSnapshotFor(node: ViewedNode): MetricsSnapshot {
       ? { ...node.natDriver.nat.counters, punchedLinks: node.natDriver.punchedLinks }
       : undefined,
     udpSockets: udpSocketTotals(),
+    udpRefusals: udpRefusalTotals(),
     sessionPackets: {
       sealed: { box: sessionStats.boxSealed, "chacha20-poly1305": sessionStats.aeadSealed },
       opened: { box: sessionStats.boxOpened, "chacha20-poly1305": sessionStats.aeadOpened },

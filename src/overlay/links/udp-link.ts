@@ -10,6 +10,7 @@ import { FRAG_HEADER, FRAG_MALFORMED, Reassembler, nackDatagrams } from "./udp-f
 import { resetCommitment } from "./udp-handshake.js";
 import { type UdpLinkOptions, UdpLinkSender } from "./udp-link-send.js";
 import { ACT_DEAD, ACT_KEEPALIVE, ACT_PROBE, batchNow } from "./udp-liveness.js";
+import { udpRefusals } from "./udp-refusals.js";
 import { ACK_BLOCK } from "./udp-reliable.js";
 import { OPEN_FORGED, OPEN_OK, SEAL_BODY_AT, SEAL_TAG } from "./udp-seal.js";
 import {
@@ -105,7 +106,10 @@ export class UdpLink extends UdpLinkSender implements Link {
       timingSafeEqual(expected, resetCommitment(msg.subarray(DATA_HEADER)))
     ) {
       this.close("reset by peer (it no longer knows this link)", false);
-    } else this.resetsRefused++;
+    } else {
+      this.resetsRefused++;
+      udpRefusals.resetsRefused.receive++;
+    }
   }
 
   /** The ACCEPT to say again for a repeated CONFIRM (listener links). */

@@ -30,6 +30,7 @@ import {
   isLinkPacket,
 } from "./udp-link.js";
 import { PUNCH_BYTES, PunchDial } from "./udp-punch.js";
+import { udpRefusals } from "./udp-refusals.js";
 import { EPHEMERAL_BYTES, derivedEphemeral } from "./udp-seal.js";
 import { type RemoteInfo, type UdpSocket, openUdpSocket } from "./udp-socket.js";
 
@@ -54,6 +55,8 @@ export interface UdpListenerOptions extends UdpCommonOptions {
    * restarted listener sends the same token for its old links. Random when not given.
    */
   resetSecret?: Buffer;
+  /** Closed links' cookies kept (MAX_SPENT_COOKIES unless given; tests reach the bound with a few). */
+  spentCookieLimit?: number;
   /** Admission for an inbound handshake that proved its address: a string is the reason to refuse. */
   check(remoteKey: Buffer, ip: string, port: number): string | undefined;
   onLink(link: UdpLink, ip: string, port: number): void;
@@ -98,8 +101,9 @@ export class UdpListener {
   private readonly spentCookies = new Map<string, number>();
   /** CONFIRMs refused because their link had been made and closed (replays). */
   confirmsReplayed = 0;
-  /** Spent cookies forgotten early because MAX_SPENT_COOKIES were kept (their replays get through). */
+  /** Spent cookies forgotten early because spentCookieLimit were kept (their replays get through). */
   spentCookiesEvicted = 0;
+  private readonly spentCookieLimit: number;
   private readonly meta: Buffer;
   private readonly links = new Map<string, UdpLink>();
   /** The same links by their cookie (latin1), for datagrams from an address that moved. */
@@ -120,6 +124,7 @@ export class UdpListener {
     this.o = o;
     this.socket = socket;
     this.resetSecret = o.resetSecret ?? randomBytes(32);
+    this.spentCookieLimit = Math.max(1, o.spentCookieLimit ?? MAX_SPENT_COOKIES);
     this.port = socket.address().port;
     this.tokenLabel = `planetd udp reset ${o.host} ${this.port}|`;
     this.meta = encodeMetadata(o.localKey);
@@ -168,6 +173,7 @@ export class UdpListener {
           !this.spentCookies.has(msg.toString("latin1", 1, DATA_HEADER))
         ) {
           this.resetsWithheld++;
+          udpRefusals.resetsRefused.send++;
           return;
         }
         const reset = Buffer.allocUnsafe(RESET_BYTES);
@@ -245,6 +251,7 @@ export class UdpListener {
     const spentAt = this.spentCookies.get(cookie.toString("latin1"));
     if (spentAt !== undefined && now - spentAt < 2 * COOKIE_SLOT_MS) {
       this.confirmsReplayed++;
+      udpRefusals.confirmsRefused.replayed++;
       return;
     }
     // The dialer proves its key (and that it chose this ephemeral key for us) before we sign anything.
@@ -305,16 +312,20 @@ export class UdpListener {
     const at = `${link.peerAddress}|${link.peerPort}`;
     if (this.links.get(at) === link) this.links.delete(at);
     this.byCookie.delete(localCookie.toString("latin1"));
-    this.spend(localCookie.toString("latin1"));
+    // A closing socket takes no CONFIRM again: its links' cookies need no keeping (nor evictions).
+    if (!this.closing) this.spend(localCookie.toString("latin1"));
   }
 
   /** Keeps a closed link's cookie for as long as a CONFIRM for it could still verify (two slots). */
   private spend(cookie: string): void {
     const now = Date.now();
     for (const [old, at] of this.spentCookies) {
-      if (now - at < 2 * COOKIE_SLOT_MS && this.spentCookies.size < MAX_SPENT_COOKIES) break;
+      if (now - at < 2 * COOKIE_SLOT_MS && this.spentCookies.size < this.spentCookieLimit) break;
       this.spentCookies.delete(old);
-      if (now - at < 2 * COOKIE_SLOT_MS) this.spentCookiesEvicted++;
+      if (now - at < 2 * COOKIE_SLOT_MS) {
+        this.spentCookiesEvicted++;
+        udpRefusals.spentCookiesEvicted++;
+      }
     }
     this.spentCookies.set(cookie, now);
   }
