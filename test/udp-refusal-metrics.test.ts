@@ -1,8 +1,9 @@
 // What the udp:// handshake and reset paths refuse, where an operator sees it (udp-refusals.ts):
 // a replayed CONFIRM, a closed link's cookie evicted from the bounded spent set, a RESET without
 // the link's token and a RESET withheld from a stray datagram naming a cookie that may be live,
-// each provoked on a real listener, read back from the Prometheus scrape and from planetctl getUdp,
-// and still there after the listener closed. The last test reads a running Node's /metrics.
+// and a replayed and a forged datagram on a live link, each provoked on a real listener, read back
+// from the Prometheus scrape and from planetctl getUdp, and still there after the listener closed.
+// The last test reads a running Node's /metrics.
 import { randomBytes } from "node:crypto";
 import { afterEach, expect, it } from "vitest";
 import { COMMANDS } from "../src/admin/commands.js";
@@ -13,8 +14,10 @@ import { Identity } from "../src/crypto/identity.js";
 import { resetCommitment } from "../src/overlay/links/udp-handshake.js";
 import { udpSocketTotals } from "../src/overlay/links/udp-native.js";
 import { udpRefusalTotals } from "../src/overlay/links/udp-refusals.js";
+import { Sealer } from "../src/overlay/links/udp-seal.js";
 import { startMember, stopAll } from "./support/nodes.js";
 import { type Sample, emptySnapshot, parsePrometheus } from "./support/prometheus.js";
+import { shell } from "./support/udp-datagrams.js";
 import { until } from "./support/udp-pair.js";
 import * as raw from "./support/udp-raw.js";
 
@@ -31,7 +34,7 @@ async function scrape(): Promise<Sample[]> {
   return parsePrometheus(await createMetricsRegistry(() => snapshot).metrics()).samples;
 }
 
-it("a replayed CONFIRM, an evicted spent cookie, a RESET without its token and a withheld RESET are counted in the metrics and getUdp", async () => {
+it("a replayed CONFIRM, an evicted spent cookie, a RESET without its token, a withheld RESET and a replayed and a forged datagram are counted in the metrics and getUdp", async () => {
   const before = udpRefusalTotals();
   // Two closed links' cookies kept (4096 in the daemon): the third closed link evicts the first's.
   const { l: b, nextLink } = await raw.bareListener(Identity.generate(), randomBytes(32), 0, () => false, 2);
@@ -55,6 +58,19 @@ it("a replayed CONFIRM, an evicted spent cookie, a RESET without its token and a
   await until(() => liveLink.resetsRefused === 1, 3000);
   expect(liveLink.closed).toBe(false);
 
+  // On that link: a datagram sealed under its key, the same again (replayed), and the next one
+  // with a bit of its tag flipped (forged: a fresh counter, so only the tag refuses it).
+  const tx = new Sealer(live.keys.d2l);
+  const [datagram, flipped] = [shell(Buffer.alloc(0), live.lc), shell(Buffer.alloc(0), live.lc)];
+  tx.seal(datagram);
+  tx.seal(flipped);
+  flipped[flipped.length - 1]! ^= 1;
+  live.socket.send(datagram);
+  await until(() => liveLink.datagramsIn === 1, 3000);
+  live.socket.send(datagram);
+  live.socket.send(flipped);
+  await until(() => liveLink.replayed === 1 && liveLink.forged === 1, 3000);
+
   // An observer names a CHALLENGE cookie whose CONFIRM is still to come: no RESET.
   const { lc } = await raw.challenged(b.port);
   expect(await raw.askForReset(await raw.rawSocket(), b.port, raw.strayFor(lc))).toBeUndefined();
@@ -65,6 +81,8 @@ it("a replayed CONFIRM, an evicted spent cookie, a RESET without its token and a
   expect(now.spentCookiesEvicted - before.spentCookiesEvicted).toBe(1);
   expect(now.resetsRefused.receive - before.resetsRefused.receive).toBe(1);
   expect(now.resetsRefused.send - before.resetsRefused.send).toBe(1);
+  expect(now.datagramsRefused.forged - before.datagramsRefused.forged).toBe(1);
+  expect(now.datagramsRefused.replayed - before.datagramsRefused.replayed).toBe(1);
 
   const samples = await scrape();
   expect(value(samples, "planetd_udp_confirms_refused_total", { reason: "replayed" })).toBe(
@@ -77,6 +95,11 @@ it("a replayed CONFIRM, an evicted spent cookie, a RESET without its token and a
   expect(value(samples, "planetd_udp_resets_refused_total", { direction: "send" })).toBe(
     now.resetsRefused.send,
   );
+  for (const reason of ["forged", "replayed"] as const) {
+    expect(value(samples, "planetd_udp_link_datagrams_refused_total", { reason })).toBe(
+      now.datagramsRefused[reason],
+    );
+  }
 
   // getUdp: with the native sockets' counters and without them (node:dgram only).
   for (const view of [
@@ -91,11 +114,13 @@ it("a replayed CONFIRM, an evicted spent cookie, a RESET without its token and a
       resets_refused: Record<string, number>;
       confirms_refused: Record<string, number>;
       spent_cookies_evicted: number;
+      link_datagrams_refused: Record<string, number>;
     };
     expect(response.sockets).toBe(view.udpSockets ? udpSocketTotals().sockets : 0);
     expect(response.resets_refused).toEqual(now.resetsRefused);
     expect(response.confirms_refused.replayed).toBe(now.confirmsRefused.replayed);
     expect(response.spent_cookies_evicted).toBe(now.spentCookiesEvicted);
+    expect(response.link_datagrams_refused).toEqual(now.datagramsRefused);
     const text = formatResponse("getudp", response);
     expect(text).toMatch(
       new RegExp(
@@ -105,6 +130,11 @@ it("a replayed CONFIRM, an evicted spent cookie, a RESET without its token and a
     expect(text).toMatch(
       new RegExp(
         `CONFIRMs refused: +${now.confirmsRefused.replayed} replayed \\(${now.spentCookiesEvicted} closed`,
+      ),
+    );
+    expect(text).toMatch(
+      new RegExp(
+        `Link datagrams refused: +${now.datagramsRefused.forged} forged .*, ${now.datagramsRefused.replayed} replayed`,
       ),
     );
   }

@@ -210,7 +210,7 @@ export const COMMANDS: Record<string, Command> = {
   },
   getudp: {
     description:
-      "planetd: the native udp sockets' drops by reason, refused keys, datagrams sent and opened, and batches done by a threadpool job or inline; RESETs and CONFIRMs the udp:// handshake refused",
+      "planetd: the native udp sockets' drops by reason, refused keys, datagrams sent and opened, and batches done by a threadpool job or inline; RESETs, CONFIRMs and link datagrams udp:// refused",
     fields: [],
     goType: "",
     run: ({ view }) => {
@@ -220,6 +220,7 @@ export const COMMANDS: Record<string, Command> = {
         resets_refused: { ...r.resetsRefused },
         confirms_refused: { ...r.confirmsRefused },
         spent_cookies_evicted: r.spentCookiesEvicted,
+        link_datagrams_refused: { ...r.datagramsRefused },
       };
       const u = view.udpSockets?.();
       if (!u) return { sockets: 0, ...refusals };

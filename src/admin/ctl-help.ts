@@ -105,7 +105,7 @@ relayed traffic) when Planetd.NatTraversal is false.`,
   {
     name: "getUdp",
     args: "",
-    summary: "planetd: the native udp sockets' drops and refused keys, udp:// handshake refusals",
+    summary: "planetd: the native udp sockets' drops and refused keys, what udp:// links refused",
     text: `planetd only: the counters of the native udp sockets (the planetd_udp addon), summed over
 every socket the daemon opened: datagrams dropped on send (queue full, the kernel refused), not
 sealed, truncated on receive, or not opened under their link's key; keys the sockets' tables had no
@@ -115,8 +115,9 @@ thread (an idle link reads, opens and seals inline, a busy one hands batches to 
 when the addon is not built (udp:// links use node:dgram then). With or without the addon, what
 the udp:// handshake refused: RESETs withheld (a stray datagram named a cookie of a listener's life
 that may be live, so its token is not handed out), RESETs received without the link's reset token
-(ignored), CONFIRMs replayed after their link closed (refused), and closed links' cookies
-forgotten early (4,096 are kept for two minutes; a replay of an evicted one gets through).`,
+(ignored), CONFIRMs replayed after their link closed (refused), closed links' cookies forgotten
+early (4,096 are kept for two minutes; a replay of an evicted one gets through), and datagrams
+naming a link that it dropped: forged (did not open under its key) or replayed.`,
   },
   {
     name: "getTun",

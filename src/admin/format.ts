@@ -52,11 +52,12 @@ function jobInline(v: unknown, tail = ""): string {
   const c = (v ?? {}) as Record<string, unknown>;
   return `${str(c.job ?? 0)} by a job, ${str(c.inline ?? 0)} inline${tail}`;
 }
-/** getUdp's udp:// handshake refusals (absent from an older daemon's answer). */
+/** getUdp's udp:// handshake, reset and datagram refusals (absent from an older daemon's answer). */
 function udpRefusalRows(r: Json): string[][] {
   if (!r.resets_refused) return [];
   const resets = r.resets_refused as Json;
   const confirms = (r.confirms_refused ?? {}) as Json;
+  const datagrams = (r.link_datagrams_refused ?? {}) as Json;
   return [
     [
       "RESETs refused:",
@@ -65,6 +66,10 @@ function udpRefusalRows(r: Json): string[][] {
     [
       "CONFIRMs refused:",
       `${str(confirms.replayed ?? 0)} replayed (${str(r.spent_cookies_evicted ?? 0)} closed links' cookies forgotten early)`,
+    ],
+    [
+      "Link datagrams refused:",
+      `${str(datagrams.forged ?? 0)} forged (did not open), ${str(datagrams.replayed ?? 0)} replayed`,
     ],
   ];
 }

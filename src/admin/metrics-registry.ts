@@ -192,7 +192,7 @@ function addUdpSocketMetrics(registry: Registry, current: () => MetricsSnapshot 
   });
 }
 
-/** What the udp:// handshake and reset paths refused (udp-refusals.ts), native sockets or not. */
+/** What the udp:// handshake, reset and datagram checks refused (udp-refusals.ts), native sockets or not. */
 function addUdpRefusalMetrics(registry: Registry, current: () => MetricsSnapshot | undefined): void {
   snapshotLabelled(
     registry,
@@ -209,6 +209,14 @@ function addUdpRefusalMetrics(registry: Registry, current: () => MetricsSnapshot
     "udp:// handshake CONFIRMs refused, by reason: replayed (its link here was made and closed)",
     "reason",
     (s) => s.udpRefusals?.confirmsRefused,
+  );
+  snapshotLabelled(
+    registry,
+    current,
+    "planetd_udp_link_datagrams_refused_total",
+    "Datagrams naming a udp:// link that it dropped: forged (did not open under its key: corrupted, or sent by whoever read the cookie), replayed (seen before or older than the replay window)",
+    "reason",
+    (s) => s.udpRefusals?.datagramsRefused,
   );
   snapshotCounter(
     registry,

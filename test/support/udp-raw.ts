@@ -65,8 +65,8 @@ export async function bareListener(
 
 /**
  * A hand-made dialer on its own socket: INIT, CHALLENGE, then the CONFIRM with `commitment` (none:
- * 0^16), answered by an ACCEPT. Returns the socket (the link's address at the listener) and the
- * dialer cookie a RESET names.
+ * 0^16), answered by an ACCEPT. Returns the socket (the link's address at the listener), the
+ * dialer cookie a RESET names, the listener cookie the link's datagrams carry and the link's keys.
  */
 export async function rawDial(port: number, id: Identity, commitment?: Buffer) {
   const socket = dgram.createSocket("udp4");
@@ -85,8 +85,10 @@ export async function rawDial(port: number, id: Identity, commitment?: Buffer) {
   const confirm = confirmPacket(dc, lc, meta, id.publicKey, key, eph, sign, 0, commitment);
   answer = next();
   socket.send(confirm);
-  expect((await answer)[0]).toBe(4); // ACCEPT
-  return { socket, dc, confirm };
+  const accept = await answer;
+  expect(accept[0]).toBe(4); // ACCEPT
+  const keys = acceptKeys(parseHandshake(accept)!, id.publicKey, eph)!;
+  return { socket, dc, lc, confirm, keys };
 }
 
 export function resetFor(cookie: Buffer, token: Buffer): Buffer {

@@ -145,8 +145,13 @@ export class UdpLink extends UdpLinkSender implements Link {
   private open(msg: Buffer, opened?: number): boolean {
     const r = this.keys.open(msg, opened);
     if (r === OPEN_OK) return true;
-    if (r === OPEN_FORGED) this.forged++;
-    else this.replayed++;
+    if (r === OPEN_FORGED) {
+      this.forged++;
+      udpRefusals.datagramsRefused.forged++;
+    } else {
+      this.replayed++;
+      udpRefusals.datagramsRefused.replayed++;
+    }
     return false;
   }
 
