@@ -11,8 +11,14 @@
 // nothing: set at process start it doubled startup CPU and added ~5 MiB of RSS; now ~1 MiB.
 import { setFlagsFromString } from "node:v8";
 
-/** Bytes of bytecode per tick once started; ~3 ticks then mark a function hot (V8's default: 67,584). */
-export const DATA_PATH_INTERRUPT_BUDGET = 1024;
+/**
+ * Bytes of bytecode per tick once started; ~3 ticks then mark a function hot (V8's default: 67,584).
+ * A small function of the data path (StreamLink.onRead, Sessions.handle: tens of bytes a packet) took
+ * 60-90 idle pings to be optimized at 1024 (--trace-opt), so part of bench/rtt.sh's idle window (pings
+ * 51-100) still ran baseline code; at 256 about a quarter of that. Under load, 2 runs of 5 interleaved
+ * rounds: idle RTT medians 0.7435 / 0.7465 ms at 256 vs 0.796 / 0.798 at 1024.
+ */
+export const DATA_PATH_INTERRUPT_BUDGET = 256;
 
 /**
  * Bytes of bytecode a function runs before V8 gives it a feedback vector (V8: 940, or 8x its bytecode
