@@ -36,8 +36,11 @@ export const CIPHER_CHACHA20_POLY1305 = 1;
 export const ANNOUNCE_MS = 10_000;
 /** Three of the remote's announcement periods: two lost in a row do not move us back to box. */
 export const PEER_ANNOUNCE_TTL_MS = 3 * ANNOUNCE_MS;
-/** What we announce: we open TRAFFIC_AEAD. */
-export const ANNOUNCE_BODY = Uint8Array.of(CORE_PLANETD, SIG_SESSION_CIPHER, CIPHER_CHACHA20_POLY1305);
+/**
+ * What we announce: we open TRAFFIC_AEAD. A Buffer, as every other message sendOn takes: a plain
+ * Uint8Array there deoptimized sendOn ("wrong map") at the first announcement.
+ */
+export const ANNOUNCE_BODY = Buffer.from([CORE_PLANETD, SIG_SESSION_CIPHER, CIPHER_CHACHA20_POLY1305]);
 
 export type CipherName = "box" | "chacha20-poly1305";
 
