@@ -3,8 +3,8 @@ import { hkdfSync } from "node:crypto";
 // addon (src/tun/native/session_aead.c, OpenSSL's EVP): about twice as fast here as the NaCl
 // secretbox that Yggdrasil's sessions use, which stays the cipher towards every node that has not
 // said it takes this one (src/overlay/sessions/aead.ts).
-import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
+import { addonPath } from "../util/addon-path.js";
 
 export const AEAD_TAG_BYTES = 16;
 export const AEAD_KEY_BYTES = 32;
@@ -61,21 +61,13 @@ let loaded: Addon | null | undefined;
 export function loadSessionAead(): SessionAead | undefined {
   if (loaded !== undefined) return loaded ?? undefined;
   loaded = null;
-  const require = createRequire(import.meta.url);
-  // src/crypto in a checkout and dist/crypto when built; dist/src/crypto under tsc -p .
-  for (const rel of [
-    "../../build/Release/planetd_session.node",
-    "../../../build/Release/planetd_session.node",
-  ]) {
-    const path = new URL(rel, import.meta.url);
-    if (!existsSync(path)) continue;
-    try {
-      const addon = require(path.pathname) as Addon;
-      if (addon.available()) loaded = addon;
-    } catch {
-      // built for another Node ABI: box still works
-    }
-    break;
+  const path = addonPath("planetd_session.node", import.meta.url, 2);
+  if (!path) return undefined;
+  try {
+    const addon = createRequire(import.meta.url)(path) as Addon;
+    if (addon.available()) loaded = addon;
+  } catch {
+    // built for another Node ABI: box still works
   }
   return loaded ?? undefined;
 }

@@ -2,8 +2,8 @@
 // into one preallocated buffer; here each batch becomes an array of views into it. Writes are queued
 // into another preallocated buffer and handed to the addon once per turn of the event loop, where
 // runs of TCP segments become one GSO write (src/tun/native/offload.c).
-import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
+import { addonPath } from "../util/addon-path.js";
 import type { TunDevice } from "./device.js";
 
 /** Spec 5.9: the largest IPv6 packet a session carries, and IPv6's minimum link MTU. */
@@ -130,15 +130,10 @@ let addon: Addon | undefined;
 
 function loadAddon(): Addon {
   if (addon) return addon;
-  const require = createRequire(import.meta.url);
-  // src/tun/native.ts in development, dist/src/tun/native.js when built.
-  const candidates = ["../../build/Release/planetd_tun.node", "../../../build/Release/planetd_tun.node"];
-  for (const rel of candidates) {
-    const path = new URL(rel, import.meta.url);
-    if (existsSync(path)) {
-      addon = require(path.pathname) as Addon;
-      return addon;
-    }
+  const path = addonPath("planetd_tun.node", import.meta.url, 2);
+  if (path) {
+    addon = createRequire(import.meta.url)(path) as Addon;
+    return addon;
   }
   throw new Error(
     "TUN: native addon build/Release/planetd_tun.node is missing (run `npm install` or `npx node-gyp rebuild`)",

@@ -5,9 +5,9 @@
 // handed, once per turn of the microtask queue, to a threadpool job (udp_send.c) that seals them
 // (ChaCha20-Poly1305 under a key slot registered with addKey) and sends them with sendmmsg,
 // equal-size runs to one peer as one GSO message, while JS fills the other buffer.
-import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { constants } from "node:os";
+import { addonPath } from "../../util/addon-path.js";
 import type {
   RemoteInfo,
   UdpErrorHandler,
@@ -195,20 +195,12 @@ export function udpSocketTotals(): UdpSocketTotals {
 export function loadNativeUdp(): NativeUdpAddon | undefined {
   if (addon !== undefined) return addon ?? undefined;
   addon = null;
-  const require = createRequire(import.meta.url);
-  // src/overlay/links in a checkout and dist/overlay/links when built; dist/src/overlay/links under tsc -p .
-  for (const rel of [
-    "../../../build/Release/planetd_udp.node",
-    "../../../../build/Release/planetd_udp.node",
-  ]) {
-    const path = new URL(rel, import.meta.url);
-    if (!existsSync(path)) continue;
-    try {
-      addon = require(path.pathname) as NativeUdpAddon;
-    } catch {
-      addon = null; // built for another Node ABI: dgram still works
-    }
-    break;
+  const path = addonPath("planetd_udp.node", import.meta.url, 3);
+  if (!path) return undefined;
+  try {
+    addon = createRequire(import.meta.url)(path) as NativeUdpAddon;
+  } catch {
+    addon = null; // built for another Node ABI: dgram still works
   }
   return addon ?? undefined;
 }
