@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { createTweetnaclBackend, loadBox } from "../src/crypto/box.js";
 import { Identity } from "../src/crypto/identity.js";
 import { SESSION_MTU, Sessions } from "../src/overlay/sessions.js";
-import { type Packet, T0, describePacket, establish, pair } from "./support/session-net.js";
+import { type Packet, T0, describePacket, establish, pair, trafficMessage } from "./support/session-net.js";
 
 describe("Sessions", () => {
   it("reproduces the handshake and key-sequence pattern of the 0.4.7 capture (spec 6.6)", () => {
@@ -44,8 +44,8 @@ describe("Sessions", () => {
     const sentAB: Buffer[] = [];
     const sentBA: Buffer[] = [];
     for (let i = 0; i < 1000; i++) {
-      const m1 = randomBytes((i * 37) % 1500);
-      const m2 = randomBytes((i * 53) % 1500);
+      const m1 = trafficMessage((i * 37) % 1500);
+      const m2 = trafficMessage((i * 53) % 1500);
       a.send(b, m1);
       b.send(a, m2);
       sentAB.push(m1);
@@ -397,7 +397,7 @@ describe("Sessions", () => {
     expect(a.sessions.mtu).toBe(53050);
     expect(a.send(b, Buffer.alloc(SESSION_MTU + 1))).toBe(false);
     expect(a.sessions.stats().oversizeDropped).toBe(1);
-    const big = randomBytes(SESSION_MTU);
+    const big = trafficMessage(SESSION_MTU);
     expect(a.send(b, big)).toBe(true);
     net.run();
     expect(b.inbox.at(-1)?.message.equals(big)).toBe(true);

@@ -1,5 +1,6 @@
 // The in-memory network of Sessions endpoints that the session tests share: a FIFO of packets,
 // a virtual clock, a packet log and a filter to drop packets.
+import { randomBytes } from "node:crypto";
 import { type BoxBackend, loadBox } from "../../src/crypto/box.js";
 import { Identity } from "../../src/crypto/identity.js";
 import { type SessionOptions, Sessions } from "../../src/overlay/sessions.js";
@@ -118,4 +119,15 @@ export function establish(net: Net, a: Peer, b: Peer): void {
   net.run();
   a.inbox.length = 0;
   b.inbox.length = 0;
+}
+
+/**
+ * n random bytes as a session message: the first byte is Yggdrasil's typeSessionTraffic (1), as in
+ * every message a node sends. A fully random message starts 0x70 0x05 once in 65,536 and is then a
+ * planetd cipher announcement, which Sessions takes for itself and never delivers.
+ */
+export function trafficMessage(n: number): Buffer {
+  const m = randomBytes(n);
+  if (n > 0) m[0] = 1;
+  return m;
 }
