@@ -33,7 +33,9 @@ for kind in ${KINDS:-tcp udp}; do
       [ "$(readlink "/proc/$p/ns/net")" = "$(readlink "/proc/$d/ns/net")" ] && pids+=" $p" && break
     done
   done
-  perf record -F 999 -p "$(echo $pids | tr ' ' ,)" -o "$work/$kind.data" -- sleep "$IPERF_SECONDS" >/dev/null 2>&1
+  # One second short of the transfer: perf ends by killing its sleep (and dies of that signal) when
+  # the sampled processes exit first.
+  perf record -F 999 -p "$(echo $pids | tr ' ' ,)" -o "$work/$kind.data" -- sleep "$((IPERF_SECONDS - 1))" >/dev/null 2>&1 || true
   wait "$run" || { echo "$kind: bench/iperf.sh failed:" >&2; tail -n 5 "$work/$kind.log" >&2; exit 1; }
   perf report -i "$work/$kind.data" --no-children --sort dso,sym --stdio -n -g none 2>/dev/null >"$work/$kind.txt"
 done
