@@ -422,6 +422,7 @@ export class Node implements PacketConn {
           sendIPv6: (dest, packet, now) => this.sendCore(dest, CORE_IPV6, packet, now),
           sendOutOfBand: (dest, payload) => this.sendOutOfBand(dest, payload),
           sendPlanetd: (dest, body, now) => this.sendCore(dest, CORE_PLANETD, body, now),
+          hasSession: (dest) => this.sessions.has(dest),
         },
         write,
         this.mtu,

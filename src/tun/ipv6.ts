@@ -30,6 +30,12 @@ export interface CoreSender {
   sendOutOfBand(dest: Buffer, payload: Buffer): void;
   /** A planetd-only core message (CORE_PLANETD): super-packets and their announcements (gso.ts). */
   sendPlanetd?(dest: Buffer, body: Buffer, now: number): void;
+  /**
+   * A session with `dest` is up, so a message sent now leaves at once. Without one it waits for the
+   * handshake, and only the latest message waits (spec 6): an ACCEPT sent just before a packet would
+   * be displaced by it. Absent: assume one is.
+   */
+  hasSession?(dest: Buffer): boolean;
 }
 
 /** What the TUN does for super-packets (src/tun/gso.ts); without it the adapter neither takes nor sends them. */
@@ -379,7 +385,12 @@ export class Ipv6Adapter {
     }
     this.counters.sent++;
     const core = this.core;
-    if (this.superPackets && core.sendPlanetd && now - entry.superPacketsAnnounced >= SUPER_ANNOUNCE_MS) {
+    if (
+      this.superPackets &&
+      core.sendPlanetd &&
+      now - entry.superPacketsAnnounced >= SUPER_ANNOUNCE_MS &&
+      core.hasSession?.(entry.key) !== false
+    ) {
       entry.superPacketsAnnounced = now;
       this.counters.superAcceptsSent++;
       core.sendPlanetd(entry.key, SUPER_ACCEPT_BODY, now);

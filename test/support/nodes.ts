@@ -20,7 +20,10 @@ export async function stopAll(): Promise<void> {
   await Promise.all(running.splice(0).map((n) => n.stop()));
 }
 
-export async function startMember(overrides: Partial<PlanetConfig> = {}): Promise<Member> {
+export async function startMember(
+  overrides: Partial<PlanetConfig> = {},
+  tun = new MemoryTun("mem", 53049),
+): Promise<Member> {
   const identity = Identity.generate();
   const config = {
     ...generateConfig(),
@@ -30,7 +33,6 @@ export async function startMember(overrides: Partial<PlanetConfig> = {}): Promis
     IfName: "mem",
     ...overrides,
   };
-  const tun = new MemoryTun("mem", 53049);
   const node = await Node.start({
     config,
     identity,
