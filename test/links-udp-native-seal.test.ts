@@ -12,34 +12,12 @@ import {
   loadNativeUdp,
 } from "../src/overlay/links/udp-native.js";
 import { OPEN_OK, Opener, SEAL_BODY_AT, SEAL_TAG, Sealer } from "../src/overlay/links/udp-seal.js";
-import { type UdpSocket, openUdpSocket } from "../src/overlay/links/udp-socket.js";
-import { COOKIE, body, shell } from "./support/udp-datagrams.js";
-
-const open: UdpSocket[] = [];
-async function nativeSocket(): Promise<NativeUdpSocket> {
-  const s = await openUdpSocket({ family: 4, address: "127.0.0.1", impl: "native" });
-  open.push(s);
-  return s as NativeUdpSocket;
-}
+import type { UdpSocket } from "../src/overlay/links/udp-socket.js";
+import { COOKIE, body, closeNativeSockets, collect, nativeSocket, shell } from "./support/udp-datagrams.js";
 
 afterEach(async () => {
-  for (const s of open.splice(0)) await s.close();
+  await closeNativeSockets();
 });
-
-/** Collects copies of `count` datagrams; rejects after `ms` with how many came. */
-function collect(s: UdpSocket, count: number, ms = 10000): Promise<Buffer[]> {
-  const got: Buffer[] = [];
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`only ${got.length} of ${count} datagrams`)), ms);
-    s.onMessage((msg) => {
-      got.push(Buffer.from(msg));
-      if (got.length === count) {
-        clearTimeout(timer);
-        resolve(got);
-      }
-    });
-  });
-}
 
 /** Opens a copy with sodium by the phase bit; the plaintext, or undefined when it does not open. */
 function openWith(openers: Opener[], d: Buffer): Buffer | undefined {
@@ -163,8 +141,7 @@ describe.skipIf(!native)("native sealing on the send thread", () => {
     const closing = a.close();
     a.send(last, b.address().port, "127.0.0.1", tx.seal(last)); // closed: not sent
     await closing;
-    const again = await openUdpSocket({ family: 4, address: "127.0.0.1", port, impl: "native" });
-    open.push(again);
+    await nativeSocket(port); // the port is free again
     expect(numbers(key, await got)).toEqual(upTo(count));
   });
 

@@ -1,5 +1,7 @@
+import type { NativeUdpSocket } from "../../src/overlay/links/udp-native.js";
 // Link datagrams for the native socket's seal and open tests (links-udp-native-*.test.ts).
 import { SEAL_BODY_AT, SEAL_TAG } from "../../src/overlay/links/udp-seal.js";
+import { type UdpSocket, openUdpSocket } from "../../src/overlay/links/udp-socket.js";
 
 export const COOKIE = Buffer.from("cookie!!");
 
@@ -22,3 +24,31 @@ export function body(i: number, size: number): Buffer {
 
 /** A datagram's plaintext (once opened). */
 export const plain = (d: Buffer): Buffer => d.subarray(SEAL_BODY_AT, d.length - SEAL_TAG);
+
+/** Collects copies of `count` datagrams; rejects after `ms` with how many came. */
+export function collect(s: UdpSocket, count: number, ms = 10000): Promise<Buffer[]> {
+  const got: Buffer[] = [];
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`only ${got.length} of ${count} datagrams`)), ms);
+    s.onMessage((msg) => {
+      got.push(Buffer.from(msg));
+      if (got.length === count) {
+        clearTimeout(timer);
+        resolve(got);
+      }
+    });
+  });
+}
+
+const nativeOpen: UdpSocket[] = [];
+
+/** A native socket on 127.0.0.1 (any port unless given) that closeNativeSockets() closes. */
+export async function nativeSocket(port?: number): Promise<NativeUdpSocket> {
+  const s = await openUdpSocket({ family: 4, address: "127.0.0.1", port, impl: "native" });
+  nativeOpen.push(s);
+  return s as NativeUdpSocket;
+}
+
+export async function closeNativeSockets(): Promise<void> {
+  for (const s of nativeOpen.splice(0)) await s.close();
+}

@@ -12,6 +12,7 @@ import { BASE_DATAGRAM, MAX_DATAGRAM, PmtuSearch, routeCeiling } from "./udp-pmt
 import { DEFAULT_REKEY, LinkKeys, type RekeyOptions } from "./udp-rekey.js";
 import { ACK_BLOCK, ReliableReceiver, ReliableSender, type Segment } from "./udp-reliable.js";
 import { SEAL_BODY_AT, SEAL_OVERHEAD, SEAL_TAG } from "./udp-seal.js";
+import type { FragmentRun } from "./udp-socket-types.js";
 import type { UdpSocket } from "./udp-socket.js";
 import {
   DATA_HEADER,
@@ -31,6 +32,9 @@ export const DG_OVERHEAD = DATA_HEADER + SEAL_OVERHEAD + ACK_BLOCK;
 /** Reliable segments fit the base size, so a retransmission fits whatever size the link falls back to. */
 const SEGMENT_BYTES = BASE_DATAGRAM - DG_OVERHEAD - 7;
 const SLAB_BYTES = 512 * 1024;
+/** A fragment datagram's bytes beyond its share of the frame: header, counter, record, tag. */
+const FRAG_DATAGRAM = SEAL_BODY_AT + 3 + FRAG_HEADER + SEAL_TAG;
+const NO_FRAME = new Uint8Array(0);
 
 export interface UdpLinkOptions {
   socket: UdpSocket;
@@ -100,6 +104,8 @@ export abstract class UdpLinkSender extends LinkCore {
   private dgRecords = 0;
   private flushQueued = false;
   private fragId = 0;
+  /** sendRun's description of a frame's fragments, reused. */
+  private readonly run: FragmentRun;
   private readonly fragStore = new FragStore();
   private ackPending = false;
   private ackQueued = false;
@@ -117,6 +123,15 @@ export abstract class UdpLinkSender extends LinkCore {
       openedAt: now,
     });
     this.o = o;
+    this.run = {
+      frame: NO_FRAME,
+      count: 0,
+      id: 0,
+      cookie: o.remoteCookie,
+      counterHi: 0,
+      counterLo: 0,
+      keySlot: -1,
+    };
     this.keys = new LinkKeys(
       {
         outbound: o.outbound,
@@ -211,7 +226,34 @@ export abstract class UdpLinkSender extends LinkCore {
     this.fragId = (id + 1) >>> 0;
     this.fragmentedOut++;
     this.fragStore.keep(id, frame, count);
+    if (this.sendRun(frame, id, count)) return;
     for (let i = 0; i < count; i++) this.appendFragment(frame, id, i, count);
+  }
+
+  /**
+   * The fragments as one run the socket builds and seals (the native socket, under its key slot):
+   * no per-fragment work or copy here. False when this side must build them (another socket, a
+   * key the socket does not hold, loss injection, no room).
+   */
+  private sendRun(frame: Uint8Array, id: number, count: number): boolean {
+    const socket = this.o.socket;
+    if (!socket.sendFragments || this.o.hooks?.dropDatagram) return false;
+    this.flushDatagram(); // what is open leaves first, with the lower counter
+    const run = this.run;
+    run.frame = frame;
+    run.count = count;
+    run.id = id;
+    if (!this.keys.reserve(run)) return false;
+    const ok = this.o.connected
+      ? socket.sendFragments(run)
+      : socket.sendFragments(run, this.o.port, this.o.address);
+    run.frame = NO_FRAME; // not kept past the call
+    // Not queued: those counters stay unused (the receiver's window takes the gap).
+    if (!ok) return false;
+    this.bytesOut += count * FRAG_DATAGRAM + frame.length;
+    this.datagramsOut += count;
+    this.liveness.sent(batchNow());
+    return true;
   }
 
   private appendFragment(frame: Uint8Array, id: number, index: number, count: number): void {

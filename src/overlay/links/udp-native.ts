@@ -9,6 +9,7 @@ import { createRequire } from "node:module";
 import { constants } from "node:os";
 import { addonPath } from "../../util/addon-path.js";
 import type {
+  FragmentRun,
   RemoteInfo,
   UdpErrorHandler,
   UdpMessageHandler,
@@ -43,6 +44,21 @@ export interface NativeUdpAddon {
    * completed refused (its destination slot in state[S_ERR_SLOT]).
    */
   flush(h: Handle, wait: boolean): number;
+  /**
+   * Appends `frame` as `count` fragment datagrams (udp-link-send.ts's layout) to the buffer JS
+   * fills, as send() would append each: count, or -ENOBUFS (no room, nothing queued) or -EINVAL.
+   */
+  sendFragments(
+    h: Handle,
+    frame: Uint8Array,
+    count: number,
+    id: number,
+    cookie: Uint8Array,
+    counterHi: number,
+    counterLo: number,
+    destSlot: number,
+    keySlot: number,
+  ): number;
   /** A 32-byte send key's slot, or -1 when the table is full (counted) or there is no cipher. */
   addKey(h: Handle, key: Uint8Array): number;
   /** Frees the slot once the datagrams queued under it have left. */
@@ -71,6 +87,8 @@ const SM_STRIDE = 4;
 const MAX_DESTS = 256;
 const SEND_BYTES = 1024 * 1024;
 const SEND_ENTRIES = 4096;
+/** What udp_queue_fragments adds to each fragment: header, counter, record and fragment header, tag. */
+const FRAG_DATAGRAM_OVERHEAD = 9 + 8 + 3 + 8 + 16;
 export const S_QUEUED = 0;
 export const S_BYTES = 1;
 export const S_DROPPED = 2;
@@ -311,14 +329,10 @@ export class NativeUdpSocket implements UdpSocket {
   /** `keySlot` (from sealing.addKey): the datagram's counter is written, the socket seals it. */
   send(data: Uint8Array, port?: number, address?: string, keySlot = NO_KEY): void {
     if (this.closed || data.length === 0 || data.length > RECV_SLOT - 1) return;
-    let slot = -1;
-    if (address !== undefined) {
-      if (address === this.lastDestAddress && port === this.lastDestPort) slot = this.lastDestSlot;
-      else slot = this.destSlot(address, port ?? 0);
-      if (slot < 0) {
-        this.state[S_DROPPED]!++;
-        return;
-      }
+    const slot = address === undefined ? -1 : this.slotFor(address, port ?? 0);
+    if (slot < -1) {
+      this.state[S_DROPPED]!++;
+      return;
     }
     const st = this.state;
     if (st[S_QUEUED]! >= SEND_ENTRIES || st[S_BYTES]! + data.length > SEND_BYTES) {
@@ -341,10 +355,47 @@ export class NativeUdpSocket implements UdpSocket {
     meta[m + 3] = keySlot;
     st[S_QUEUED] = q + 1;
     st[S_BYTES] = at + data.length;
+    this.queueFlush();
+  }
+
+  sendFragments(r: FragmentRun, port?: number, address?: string): boolean {
+    if (this.closed) return false;
+    const slot = address === undefined ? -1 : this.slotFor(address, port ?? 0);
+    if (slot < -1) return false;
+    const st = this.state;
+    const bytes = r.count * FRAG_DATAGRAM_OVERHEAD + r.frame.length;
+    // As send() does: wait for the job rather than drop.
+    if (st[S_QUEUED]! + r.count > SEND_ENTRIES || st[S_BYTES]! + bytes > SEND_BYTES)
+      this.flushNow(false, true);
+    const { handle, lib } = this;
+    const n = lib.sendFragments(
+      handle,
+      r.frame,
+      r.count,
+      r.id,
+      r.cookie,
+      r.counterHi,
+      r.counterLo,
+      slot,
+      r.keySlot,
+    );
+    if (n !== r.count) return false;
+    this.queueFlush();
+    return true;
+  }
+
+  private queueFlush(): void {
     if (!this.flushQueued) {
       this.flushQueued = true;
       queueMicrotask(this.flushTask);
     }
+  }
+
+  /** The addon's slot for a destination (the last one's is kept); -2 when it has none. */
+  private slotFor(address: string, port: number): number {
+    if (address === this.lastDestAddress && port === this.lastDestPort) return this.lastDestSlot;
+    const slot = this.destSlot(address, port);
+    return slot < 0 ? -2 : slot;
   }
 
   /** The addon's slot for a destination; -1 when the address is not one of this socket's family. */

@@ -25,7 +25,7 @@ import {
   sessionKeys,
   transcript,
 } from "./udp-seal.js";
-import type { SealKeys } from "./udp-socket-types.js";
+import type { FragmentRun, SealKeys } from "./udp-socket-types.js";
 import { PKT_REKEY, PKT_REKEY_ACK } from "./udp-wire.js";
 
 /** generation u32 ‖ X25519 public key. */
@@ -131,6 +131,13 @@ export class LinkKeys {
     const slot = this.sealer.seal(d);
     this.counted();
     return slot;
+  }
+
+  /** Counters for run.count datagrams the link socket seals (Sealer.reserve); counted like seal(). */
+  reserve(run: FragmentRun): boolean {
+    if (!this.sealer.reserve(run)) return false;
+    this.counted();
+    return true;
   }
 
   /** Seals `d` in place, for a datagram another socket sends. */

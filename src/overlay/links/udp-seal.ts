@@ -13,7 +13,7 @@
 // counter it has seen or that is older than REPLAY_WINDOW datagrams behind the newest (RFC 6479).
 import { createHash, createHmac, hkdfSync } from "node:crypto";
 import { createRequire } from "node:module";
-import { OPENED_NONE, type SealKeys } from "./udp-socket-types.js";
+import { type FragmentRun, OPENED_NONE, type SealKeys } from "./udp-socket-types.js";
 
 export const SEAL_COUNTER = 8;
 export const SEAL_TAG = 16;
@@ -148,6 +148,21 @@ export class Sealer {
     d.writeUInt32BE((Math.floor(n / 0x1_0000_0000) | this.phase) >>> 0, 9);
     d.writeUInt32BE(n >>> 0, 13);
     return this.slot;
+  }
+
+  /**
+   * Takes run.count consecutive counters for datagrams the socket builds and seals (sendFragments):
+   * the first one's counter words (phase bit included) and the key slot go into `run`. False
+   * (nothing taken) when this side seals, or the run would pass MAX_COUNTER.
+   */
+  reserve(run: FragmentRun): boolean {
+    if (this.slot < 0 || this.counter + run.count > MAX_COUNTER) return false;
+    const n = this.counter;
+    this.counter += run.count;
+    run.counterHi = (Math.floor(n / 0x1_0000_0000) | this.phase) >>> 0;
+    run.counterLo = n >>> 0;
+    run.keySlot = this.slot;
+    return true;
   }
 
   /** Seals `d` in place here, whatever the socket offers (a datagram another socket sends). */

@@ -39,6 +39,13 @@ export interface UdpSocket {
    * `sealing`) the counter is already written and the socket seals it. Never throws.
    */
   send(data: Uint8Array, port?: number, address?: string, keySlot?: number): void;
+  /**
+   * Present when the socket builds fragments itself (the native one): queues `run` as its fragment
+   * datagrams, one call and one copy instead of a send() per fragment. False when nothing was
+   * queued (no room even after waiting for the send job, or no destination slot): the caller sends
+   * the fragments one by one.
+   */
+  sendFragments?(run: FragmentRun, port?: number, address?: string): boolean;
   connect(port: number, address: string): Promise<void>;
   address(): { address: string; port: number; family: string };
   /** IP_TTL or IPV6_UNICAST_HOPS for what this socket sends. */
@@ -46,6 +53,21 @@ export interface UdpSocket {
   /** True when datagrams wait in the send queue beyond what a link should add to. */
   congested(limitBytes: number): boolean;
   close(): Promise<void>;
+}
+
+/**
+ * A traffic frame as `count` fragment datagrams (udp-link-send.ts's layout: frame `id`, the peer's
+ * `cookie`) whose counters run from counterHi:counterLo on (phase bit included), sealed by the
+ * socket under `keySlot`. A link reuses one.
+ */
+export interface FragmentRun {
+  frame: Uint8Array;
+  count: number;
+  id: number;
+  readonly cookie: Uint8Array;
+  counterHi: number;
+  counterLo: number;
+  keySlot: number;
 }
 
 /** A socket's tables of send and receive keys (udp-seal.ts's Sealer and Opener use them). */

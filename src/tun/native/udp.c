@@ -30,6 +30,10 @@
  *   refused with another error is dropped and counted, and reported as onEvent(0, errno, slot), or
  *   returned by the flush that completed its job (its slot in state[S_ERR_SLOT]). S_BLOCKED: bytes
  *   EAGAIN left waiting, which with S_BYTES is what congested() weighs.
+ * sendFragments(frame, count, id, cookie, counterHi, counterLo, destSlot, keySlot): a traffic frame as
+ *   count fragment datagrams (udp-link-send.ts's layout, counters from the given one), appended as
+ *   send() would append each: one call and one copy of the frame instead of count; count, or
+ *   -ENOBUFS (no room: nothing queued) or -EINVAL.
  * setDest(slot, address, port), connect(address, port), setTTL(ttl): 0 or -errno.
  * close(): true when a send or receive job still holds the fd; onEvent(0, 0, -3) follows once it
  *   is closed.
@@ -409,6 +413,27 @@ static napi_value js_flush(napi_env env, napi_callback_info info) {
   return int_result(env, udp_flush(t, wait));
 }
 
+static napi_value js_send_fragments(napi_env env, napi_callback_info info) {
+  napi_value argv[9];
+  sock_t *t = open_sock(env, info, 9, argv);
+  if (t == NULL) return NULL;
+  frag_run_t f;
+  void *frame, *cookie;
+  size_t cookie_len;
+  if (!get_typed(env, argv[1], napi_uint8_array, &frame, &f.len) ||
+      napi_get_value_int32(env, argv[2], &f.count) != napi_ok || napi_get_value_uint32(env, argv[3], &f.id) != napi_ok ||
+      !get_typed(env, argv[4], napi_uint8_array, &cookie, &cookie_len) || cookie_len != 8 ||
+      napi_get_value_uint32(env, argv[5], &f.counter_hi) != napi_ok ||
+      napi_get_value_uint32(env, argv[6], &f.counter_lo) != napi_ok ||
+      napi_get_value_int32(env, argv[7], &f.dest) != napi_ok || napi_get_value_int32(env, argv[8], &f.key) != napi_ok ||
+      f.dest < -1 || f.dest >= MAX_DESTS || f.key < 0 || f.key >= KEY_SLOTS) {
+    return int_result(env, -EINVAL);
+  }
+  f.frame = (const uint8_t *)frame;
+  f.cookie = (const uint8_t *)cookie;
+  return int_result(env, udp_queue_fragments(t, &f));
+}
+
 static napi_value js_add_key(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   sock_t *t = open_sock(env, info, 2, argv);
@@ -549,6 +574,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"setDest", NULL, js_set_dest, NULL, NULL, NULL, napi_default, NULL},
       {"connect", NULL, js_connect, NULL, NULL, NULL, napi_default, NULL},
       {"flush", NULL, js_flush, NULL, NULL, NULL, napi_default, NULL},
+      {"sendFragments", NULL, js_send_fragments, NULL, NULL, NULL, napi_default, NULL},
       {"addKey", NULL, js_add_key, NULL, NULL, NULL, napi_default, NULL},
       {"dropKey", NULL, js_drop_key, NULL, NULL, NULL, napi_default, NULL},
       {"addOpenKey", NULL, js_add_open_key, NULL, NULL, NULL, napi_default, NULL},

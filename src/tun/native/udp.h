@@ -211,6 +211,20 @@ int udp_add_key(sock_t *t, const uint8_t *key);
 void udp_drop_key(sock_t *t, int slot);
 /* udp_send.c: seals (enc 1) or opens (enc 0) one datagram in place with a 32-byte key; 1 if done. */
 int udp_aead(EVP_CIPHER_CTX *c, key_cache_t *kc, const uint8_t *key, uint8_t *d, size_t len, int enc);
+/* A traffic frame's fragments as udp-link-send.ts would build them, each its own datagram. */
+typedef struct {
+  const uint8_t *frame;
+  size_t len;
+  int count;                       /* fragments, 2..255: equal sizes, the last may be shorter */
+  uint32_t id;                     /* the frame id the fragment headers carry */
+  const uint8_t *cookie;           /* the peer's 8-byte cookie */
+  uint32_t counter_hi, counter_lo; /* the first fragment's counter words (phase bit included) */
+  int32_t dest, key;               /* destination slot (-1: connected) and key slot, as sendMeta */
+} frag_run_t;
+/* udp_send.c: appends f's datagrams to the buffer JS fills (one entry each, counters f's first and
+ * on, sealed by the job under f->key): f->count, -ENOBUFS when the buffer has no room for all (none
+ * queued), -EINVAL for a run udp-link-send.ts never makes. */
+int udp_queue_fragments(sock_t *t, const frag_run_t *f);
 /* Waits for a running job's worker to finish (a flush whose buffer is full, env teardown). */
 void udp_wait_job(sock_t *t);
 /* udp_recv.c: the readable wakeup hands the next receive buffer to a threadpool job; with err, that

@@ -330,3 +330,50 @@ static int complete_job(sock_t *t, int status, int inline_done) {
   if (t->closed && !udp_jobs_out(t)) udp_finish_close(t);
   return err;
 }
+
+/* udp-link-send.ts's fragment datagram: type ‖ cookie ‖ counter ‖ record kind ‖ length u16 ‖
+ * frame id u32 ‖ index u8 ‖ count u8 ‖ offset u16 ‖ fragment ‖ tag. */
+#define PKT_DATA 0x10
+#define REC_FRAGMENT 2
+#define FRAG_HEAD (SEAL_BODY_AT + 3 + 8)
+
+int udp_queue_fragments(sock_t *t, const frag_run_t *f) {
+  if (f->count < 2 || f->count > 255 || f->len == 0 || f->len > 65535) return -EINVAL;
+  size_t size = (f->len + (size_t)f->count - 1) / (size_t)f->count;
+  if ((size_t)(f->count - 1) * size >= f->len) return -EINVAL; /* a fragment would be empty */
+  int32_t *st = t->state;
+  sendbuf_t *b = &t->sb[st[S_FILL] & 1];
+  int32_t q = st[S_QUEUED];
+  size_t at = (size_t)st[S_BYTES];
+  size_t need = (size_t)f->count * (FRAG_HEAD + SEAL_TAG) + f->len;
+  if (q < 0 || (size_t)q + (size_t)f->count > b->entries || at + need > b->len) return -ENOBUFS;
+  uint64_t first = ((uint64_t)(f->counter_hi & 0x7fffffffu) << 32) | f->counter_lo;
+  uint32_t phase = f->counter_hi & 0x80000000u;
+  for (int i = 0; i < f->count; i++) {
+    size_t from = (size_t)i * size;
+    size_t part = f->len - from < size ? f->len - from : size;
+    uint64_t n = first + (uint64_t)i;
+    uint32_t hi = (uint32_t)(n >> 32) | phase, lo = (uint32_t)n;
+    uint8_t *d = b->buf + at;
+    d[0] = PKT_DATA;
+    memcpy(d + 1, f->cookie, 8);
+    d[9] = (uint8_t)(hi >> 24), d[10] = (uint8_t)(hi >> 16), d[11] = (uint8_t)(hi >> 8), d[12] = (uint8_t)hi;
+    d[13] = (uint8_t)(lo >> 24), d[14] = (uint8_t)(lo >> 16), d[15] = (uint8_t)(lo >> 8), d[16] = (uint8_t)lo;
+    uint8_t *r = d + SEAL_BODY_AT;
+    r[0] = REC_FRAGMENT;
+    r[1] = (uint8_t)(part >> 8), r[2] = (uint8_t)part;
+    r[3] = (uint8_t)(f->id >> 24), r[4] = (uint8_t)(f->id >> 16), r[5] = (uint8_t)(f->id >> 8), r[6] = (uint8_t)f->id;
+    r[7] = (uint8_t)i, r[8] = (uint8_t)f->count;
+    r[9] = (uint8_t)(from >> 8), r[10] = (uint8_t)from;
+    memcpy(d + FRAG_HEAD, f->frame + from, part);
+    int32_t *m = b->meta + SM_STRIDE * (q + i);
+    m[0] = (int32_t)at;
+    m[1] = (int32_t)(FRAG_HEAD + part + SEAL_TAG);
+    m[2] = f->dest;
+    m[3] = f->key;
+    at += (size_t)m[1];
+  }
+  st[S_QUEUED] = q + f->count;
+  st[S_BYTES] = (int32_t)at;
+  return f->count;
+}
