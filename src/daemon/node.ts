@@ -15,7 +15,7 @@ import { LinkManager } from "../overlay/links/manager.js";
 import { CORE_PLANETD } from "../overlay/nat.js";
 import type { PacketConn } from "../overlay/packetconn.js";
 import { Proto } from "../overlay/proto.js";
-import { Sessions, newSessionBudget } from "../overlay/sessions.js";
+import { SEAL_HEADROOM, SEAL_TAILROOM, Sessions, newSessionBudget } from "../overlay/sessions.js";
 import { Router, type RouterOutput } from "../routing/router.js";
 import { FrameType, TrafficKind } from "../routing/types.js";
 import type { TunDevice } from "../tun/device.js";
@@ -129,9 +129,9 @@ export class Node implements PacketConn {
     this.sessions = new Sessions(
       this.identity,
       {
-        sendTraffic: (dest, payload, now) => {
+        sendTraffic: (dest, payload, now, held) => {
           this.eventNow = now;
-          this.router.sendTraffic(dest, TrafficKind.Standard, payload, now);
+          this.router.sendTraffic(dest, TrafficKind.Standard, payload, now, held);
         },
         deliver: (source, message, now) => this.deliverCore(source, message, now),
       },
@@ -320,9 +320,9 @@ export class Node implements PacketConn {
   private routerOutput(): RouterOutput {
     return {
       send: (port, frame) => this.linkToSend(port, frame[0]!)?.send(frame),
-      sendJoined: (port, head, tail) => {
+      sendJoined: (port, head, tail, held) => {
         const link = this.linkToSend(port, head[0]!);
-        if (link?.sendJoined) link.sendJoined(head, tail);
+        if (link?.sendJoined) link.sendJoined(head, tail, held);
         else link?.send(Buffer.concat([head, tail]));
       },
       deliver: (source, payload) => this.sessions.handle(source, payload, this.eventNow, this.eventVia),
@@ -405,12 +405,12 @@ export class Node implements PacketConn {
     this.messageHandler?.(source, message);
   }
 
-  private sendCore(dest: Buffer, kind: number, body: Uint8Array, now: number): void {
+  private sendCore(dest: Buffer, kind: number, body: Uint8Array, now: number, inPlace = false): void {
     if (kind === CORE_IPV6 && this.natDriver && !this.peerKeys.has(dest.toString("latin1"))) {
       this.natDriver.noteTraffic(dest, now);
     }
     // Sessions writes the core byte in front of the body in its own buffer: no copy here.
-    this.sessions.send(dest, body, now, kind);
+    this.sessions.send(dest, body, now, kind, inPlace);
   }
 
   private async startTun(opts: NodeOptions): Promise<void> {
@@ -419,7 +419,7 @@ export class Node implements PacketConn {
       new Ipv6Adapter(
         this.identity,
         {
-          sendIPv6: (dest, packet, now) => this.sendCore(dest, CORE_IPV6, packet, now),
+          sendIPv6: (dest, packet, now, inPlace) => this.sendCore(dest, CORE_IPV6, packet, now, inPlace),
           sendOutOfBand: (dest, payload) => this.sendOutOfBand(dest, payload),
           sendPlanetd: (dest, body, now) => this.sendCore(dest, CORE_PLANETD, body, now),
           hasSession: (dest) => this.sessions.has(dest),
@@ -456,13 +456,16 @@ export class Node implements PacketConn {
     const adapter = adapterFor((packet, gsoSize) => tun.write(packet, gsoSize), superPackets);
     adapter.firewall = this.firewall;
     this.ipv6 = adapter;
+    // Packets with room around them are sealed where the TUN read them (Sessions.send's inPlace).
+    const room = tun.readRoom;
+    const inPlace = room !== undefined && room.before >= SEAL_HEADROOM && room.after >= SEAL_TAILROOM;
     // An exception thrown back into the native read callback would be fatal to the process:
     // a packet that trips a bug is dropped and counted instead.
     tun.onPackets((packets, gsoSizes) => {
       const now = Date.now();
       for (let i = 0; i < packets.length; i++) {
         try {
-          adapter.fromTun(packets[i]!, now, gsoSizes ? gsoSizes[i]! : 0);
+          adapter.fromTun(packets[i]!, now, gsoSizes ? gsoSizes[i]! : 0, inPlace);
         } catch (err) {
           this.counters.tunSendErrors++;
           if (this.counters.tunSendErrors === 1)

@@ -18,6 +18,7 @@ import {
   sealTraffic,
   sendAeadKey,
 } from "./sessions/aead.js";
+import type { SessionOptions, SessionOutput, SessionSummary } from "./sessions/api.js";
 import { ReplayVerdict } from "./sessions/replay.js";
 import { type PendingBuffer, SESSION_TIMEOUT_MS, Session } from "./sessions/state.js";
 import { type SessionStats, newSessionStats } from "./sessions/stats.js";
@@ -35,36 +36,12 @@ import {
   sameKey,
   sealInit,
   toU64,
+  uvarintBytes,
   uvarintResult,
 } from "./sessions/wire.js";
 
 export { SESSION_TIMEOUT_MS, type SessionStats };
-
-export interface SessionOutput {
-  /**
-   * A kind-1 payload for the router; `payload` may be a reused buffer valid only during the call.
-   * `now` is the time of the call into Sessions that caused it.
-   */
-  sendTraffic(dest: Buffer, payload: Buffer, now: number): void;
-  /** A decrypted application message; valid only during the call. `now` as given to handle. */
-  deliver(source: Buffer, message: Buffer, now: number): void;
-}
-
-export interface SessionOptions {
-  /** Source of fresh X25519 key pairs (default: the box backend's). */
-  keyPair?: () => BoxKeyPair;
-  /** Most sessions kept (default MAX_SESSIONS). */
-  maxSessions?: number;
-  /** Most bytes of packets waiting for a handshake, over all destinations (default 4 MiB). */
-  maxPendingBytes?: number;
-  /** Handshakes that may create a session, per second over all links (default 250, burst twice that). */
-  newSessionsPerSecond?: number;
-  /**
-   * ChaCha20-Poly1305 for traffic with planetd nodes that announce it (sessions/aead.ts); without
-   * it (default) we neither announce nor seal it, and ignore the type as Yggdrasil does.
-   */
-  aead?: SessionAead;
-}
+export type { SessionOptions, SessionOutput, SessionSummary } from "./sessions/api.js";
 
 /**
  * Sessions kept at most. A session costs about 2.5 KB of heap and 5 KB of RSS (keys, shared secrets,
@@ -86,16 +63,6 @@ export function newSessionBudget(): TokenBucket {
   return new TokenBucket(NEW_SESSIONS_PER_LINK, 2 * NEW_SESSIONS_PER_LINK);
 }
 
-export interface SessionSummary {
-  key: Buffer;
-  bytesIn: number;
-  bytesOut: number;
-  since: number;
-  /** What we seal with (chacha20-poly1305 once the remote announced it), and what we last opened. */
-  cipherOut: CipherName;
-  cipherIn: CipherName;
-}
-
 /** Largest application message (spec 5.9: 53129 - 79). */
 export const SESSION_MTU = 53050;
 const RATCHET_INTERVAL_MS = 60_000;
@@ -103,6 +70,12 @@ const KEY_BYTES = 32;
 const TAG_BYTES = 16;
 /** `prefix` value meaning none: send the message as given. */
 const NO_PREFIX = -1;
+/**
+ * What send's inPlace needs free around the message: before it the prefix byte, the next key, the
+ * box tag and the traffic header (TRAFFIC_MAX_OVERHEAD), after it the AEAD tag.
+ */
+export const SEAL_HEADROOM = TRAFFIC_MAX_OVERHEAD + 1;
+export const SEAL_TAILROOM = TAG_BYTES;
 
 function unixSeconds(now: number): bigint {
   return BigInt(Math.floor(now / 1000));
@@ -116,6 +89,8 @@ export class Sessions {
   private readonly nonce = Buffer.alloc(24);
   private readonly sendBuf = Buffer.alloc(TRAFFIC_MAX_OVERHEAD + SESSION_MTU);
   private readonly recvBuf = Buffer.alloc(TRAFFIC_MAX_OVERHEAD + SESSION_MTU);
+  /** A view of the whole buffer the last inPlace message lay in (a TUN's read buffer: one for good). */
+  private inPlaceBuf: Buffer = Buffer.alloc(0);
   // Output callbacks may call back into us (a reply sent from inside deliver, a session to
   // ourselves); nested calls then use fresh buffers instead of overwriting the outer one.
   private sendDepth = 0;
@@ -141,9 +116,12 @@ export class Sessions {
   /**
    * Encrypts `message` for `dest`, or buffers it (latest only) and sends an init. False if too large.
    * A `prefix` byte (0-255) is sent in front of `message` as part of it, so a caller adding a type
-   * byte needs no copy of its own.
+   * byte needs no copy of its own. inPlace: `message` has SEAL_HEADROOM free bytes before it and
+   * SEAL_TAILROOM after it in its buffer, none of them (nor the message) wanted back, all unchanged
+   * until the event loop turns (a TUN read: TunDevice.readRoom); it is sealed there, not copied,
+   * and links may send it from there.
    */
-  send(dest: Buffer, message: Uint8Array, now: number, prefix = NO_PREFIX): boolean {
+  send(dest: Buffer, message: Uint8Array, now: number, prefix = NO_PREFIX, inPlace = false): boolean {
     if (message.length + (prefix === NO_PREFIX ? 0 : 1) > SESSION_MTU) {
       this.counters.oversizeDropped++;
       return false;
@@ -158,7 +136,7 @@ export class Sessions {
       }
       this.table.lastSent = session;
     }
-    this.sendOn(session, message, now, prefix);
+    this.sendOn(session, message, now, prefix, inPlace);
     return true;
   }
 
@@ -239,7 +217,7 @@ export class Sessions {
     };
   }
 
-  private sendOn(s: Session, message: Uint8Array, now: number, prefix = NO_PREFIX): void {
+  private sendOn(s: Session, message: Uint8Array, now: number, prefix = NO_PREFIX, inPlace = false): void {
     if (this.aead !== undefined && now - s.announcedAt >= ANNOUNCE_MS) this.announce(s, now);
     if (!s.proven) this.table.prove(s);
     s.sendNonce = incU64(s.sendNonce);
@@ -250,22 +228,31 @@ export class Sessions {
     if (s.peerOpensAead && now - s.peerAnnouncedAt >= PEER_ANNOUNCE_TTL_MS) s.peerOpensAead = false;
     const aead = s.peerOpensAead ? this.aead : undefined;
     const length = prefix === NO_PREFIX ? message.length : message.length + 1;
-    const buf = this.sendDepth === 0 ? this.sendBuf : Buffer.allocUnsafe(TRAFFIC_MAX_OVERHEAD + length);
-    buf[0] = aead ? SessionType.TrafficAead : SessionType.Traffic;
-    let off = putUvarint(buf, 1, s.localKeySeq);
+    // The packet: type ‖ header ‖ box: tag ‖ ciphertext / AEAD: ciphertext ‖ tag, at buf[start, end).
+    let buf: Buffer;
+    let start = 0;
+    if (inPlace) {
+      buf = this.wholeBufferOf(message);
+      const header =
+        1 + uvarintBytes(s.localKeySeq) + uvarintBytes(s.remoteKeySeq) + uvarintBytes(s.sendNonce);
+      const messageAt = message.byteOffset - buf.byteOffset;
+      start = messageAt + message.length - length - KEY_BYTES - (aead ? 0 : TAG_BYTES) - header;
+    } else {
+      buf = this.sendDepth === 0 ? this.sendBuf : Buffer.allocUnsafe(TRAFFIC_MAX_OVERHEAD + length);
+    }
+    buf[start] = aead ? SessionType.TrafficAead : SessionType.Traffic;
+    let off = putUvarint(buf, start + 1, s.localKeySeq);
     off = putUvarint(buf, off, s.remoteKeySeq);
     off = putUvarint(buf, off, s.sendNonce);
-    // box: tag ‖ ciphertext after the header; AEAD: ciphertext ‖ tag.
     const plainAt = aead ? off : off + TAG_BYTES;
     let end = plainAt + KEY_BYTES + length;
     s.nextLocal.publicKey.copy(buf, plainAt);
-    if (prefix === NO_PREFIX) buf.set(message, plainAt + KEY_BYTES);
-    else {
-      buf[plainAt + KEY_BYTES] = prefix;
-      buf.set(message, plainAt + KEY_BYTES + 1);
-    }
+    if (prefix !== NO_PREFIX) buf[plainAt + KEY_BYTES] = prefix;
+    if (!inPlace) buf.set(message, end - message.length);
+    const packet = buf.subarray(start, aead ? end + TAG_BYTES : end);
     if (aead) {
-      if (!sealTraffic(aead, sendAeadKey(s, this.identity.publicKey), s.sendNonce, buf, off, end)) {
+      const key = sendAeadKey(s, this.identity.publicKey);
+      if (!sealTraffic(aead, key, s.sendNonce, packet, off - start, end - start)) {
         this.counters.aeadSealFailures++;
         return;
       }
@@ -284,10 +271,16 @@ export class Sessions {
     s.expires = now + SESSION_TIMEOUT_MS;
     this.sendDepth++;
     try {
-      this.out.sendTraffic(s.key, buf.subarray(0, end), now);
+      this.out.sendTraffic(s.key, packet, now, inPlace);
     } finally {
       this.sendDepth--;
     }
+  }
+
+  /** A view of all of the buffer `message` lies in, kept while messages keep coming from it. */
+  private wholeBufferOf(message: Uint8Array): Buffer {
+    if (this.inPlaceBuf.buffer !== message.buffer) this.inPlaceBuf = Buffer.from(message.buffer);
+    return this.inPlaceBuf;
   }
 
   /** Tells the remote we open TRAFFIC_AEAD (sessions/aead.ts), inside the session. */
@@ -536,13 +529,16 @@ export class Sessions {
       this.answer(s, now);
       return;
     }
-    const plain =
-      this.deliverDepth === 0
+    // The AEAD opens where the ciphertext lies (the received frame is ours until we return); the
+    // box into a buffer of our own.
+    const isAead = payload[0] === SessionType.TrafficAead;
+    const plain = isAead
+      ? payload.subarray(off, payload.length - TAG_BYTES)
+      : this.deliverDepth === 0
         ? this.recvBuf.subarray(0, sealedBytes - TAG_BYTES)
         : Buffer.allocUnsafe(sealedBytes - TAG_BYTES);
-    const isAead = payload[0] === SessionType.TrafficAead;
     const opened = isAead
-      ? openTraffic(this.aead!, recvAeadKey(s, which, shared), n, payload, off, plain)
+      ? openTraffic(this.aead!, recvAeadKey(s, which, shared), n, payload, off)
       : this.box.open(plain, payload.subarray(off), nonceFor(this.nonce, n), shared);
     if (!opened) {
       // Keys out of sync (e.g. the remote restarted) or a forged packet: offer a fresh handshake.

@@ -34,7 +34,8 @@ export interface RouterOutput {
    * The frame head ‖ tail, both valid only during the call: an output whose link copies both into
    * its send buffer saves building the frame (a copy of the payload and an allocation per packet).
    */
-  sendJoined?(port: number, head: Buffer, tail: Buffer): void;
+  /** held: `tail` stays unchanged until the event loop turns (Link.sendJoined). */
+  sendJoined?(port: number, head: Buffer, tail: Buffer, held?: boolean): void;
   /** Kind-1 traffic addressed to us; payload is a view valid only during the call. */
   deliver(source: Buffer, payload: Buffer): void;
   /** Kind-2 traffic stopping here (dest may be a partial key); views valid only during the call. */
@@ -311,7 +312,7 @@ export class Router implements RouterCore {
   }
 
   /** Local send: by a known source route if the pathfinder has one, else greedy DHT routing. */
-  sendTraffic(dest: Buffer, kind: number, payload: Buffer, now: number): void {
+  sendTraffic(dest: Buffer, kind: number, payload: Buffer, now: number, held = false): void {
     this.now = now;
     const path = this.pf.getPath(dest);
     const traffic = { source: this.ownKey, dest, kind, payload };
@@ -320,7 +321,7 @@ export class Router implements RouterCore {
       const peer = first === 0 ? undefined : this.peers.get(first);
       if (peer !== undefined && !peer.closed) {
         const headBytes = this.out.sendJoined ? writePathTrafficHead(trafficHead, path, 1, traffic) : 0;
-        if (headBytes > 0) this.sendJoinedFrame(peer, trafficHead.subarray(0, headBytes), payload);
+        if (headBytes > 0) this.sendJoinedFrame(peer, trafficHead.subarray(0, headBytes), payload, held);
         else this.sendFrame(peer, encodePathTraffic({ path: path.slice(1), traffic }));
         this.dht.flushDeferred();
         return;
@@ -360,13 +361,13 @@ export class Router implements RouterCore {
     this.out.send(peer.port, frame);
   }
 
-  private sendJoinedFrame(peer: Peer, head: Buffer, tail: Buffer): void {
+  private sendJoinedFrame(peer: Peer, head: Buffer, tail: Buffer, held: boolean): void {
     if (this.peers.get(peer.port) !== peer || peer.closed) {
       this.drop("send_to_gone_peer");
       return;
     }
     this.framesOut[head[0]!]!++;
-    this.out.sendJoined!(peer.port, head, tail);
+    this.out.sendJoined!(peer.port, head, tail, held);
   }
 
   drop(reason: string): void {

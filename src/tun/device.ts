@@ -25,6 +25,13 @@ export interface TunDevice {
   completeChecksum?(packet: Buffer): boolean;
   /** A super-packet cut into ordinary segments (views valid until the next call). */
   segment?(packet: Buffer, gsoSize: number): Buffer[];
+  /**
+   * Each packet handed to onPackets has this many bytes free before and after it in its buffer,
+   * and it and they stay put until the call that delivered the batch is back in the event loop
+   * (process.nextTick work included): the node may seal a packet where it lies and its links send
+   * it from there (src/tun/native.ts). Absent: packets are only to be read.
+   */
+  readonly readRoom?: { before: number; after: number };
   /** Checksum and TCP segmentation offloads are on (IFF_VNET_HDR); absent for in-memory devices. */
   readonly offload?: boolean;
   /** When offloads were asked for and refused: the kernel's errno (logged once by the node). */

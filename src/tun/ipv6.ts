@@ -24,8 +24,9 @@ export interface CoreSender {
   /**
    * Send one IPv6 packet to `dest` (the daemon prefixes the core byte 0x01 and encrypts). `packet`
    * is valid only during the call; `now` is the time given to the adapter call that sends it.
+   * inPlace: as fromTun's, passed on; the packet is not read after this call.
    */
-  sendIPv6(dest: Buffer, packet: Buffer, now: number): void;
+  sendIPv6(dest: Buffer, packet: Buffer, now: number, inPlace?: boolean): void;
   /** Kind-2 (unencrypted) traffic: key lookups and responses. `dest` may be a partial key. */
   sendOutOfBand(dest: Buffer, payload: Buffer): void;
   /** A planetd-only core message (CORE_PLANETD): super-packets and their announcements (gso.ts). */
@@ -161,8 +162,9 @@ export class Ipv6Adapter {
   /**
    * 8.1: a packet read from the TUN. `packet` is only read during the call (copied if held).
    * gsoSize > 0: a TCP super-packet, sent whole to a node that takes them, else cut here.
+   * inPlace: the packet has room around it to be sealed where it lies (Sessions.send's inPlace).
    */
-  fromTun(packet: Buffer, now: number, gsoSize = 0): void {
+  fromTun(packet: Buffer, now: number, gsoSize = 0, inPlace = false): void {
     const c = this.counters;
     c.tunPackets++;
     if (packet.length < IPV6_HEADER_BYTES) {
@@ -206,7 +208,7 @@ export class Ipv6Adapter {
       return;
     }
     if (entry) {
-      this.send(entry, packet, now, gsoSize);
+      this.send(entry, packet, now, gsoSize, inPlace);
       return;
     }
     const isSubnet = kind === 0x03;
@@ -373,7 +375,7 @@ export class Ipv6Adapter {
    * Out to `entry`'s session (whole if gsoSize > 0: the caller checked the node takes super-packets),
    * unless the firewall says otherwise (a reject is answered on the TUN).
    */
-  private send(entry: KeyEntry, packet: Buffer, now: number, gsoSize = 0): void {
+  private send(entry: KeyEntry, packet: Buffer, now: number, gsoSize = 0, inPlace = false): void {
     const firewall = this.firewall;
     if (firewall) {
       const verdict = firewall.filterOutbound(entry.key, packet, now);
@@ -396,7 +398,7 @@ export class Ipv6Adapter {
       core.sendPlanetd(entry.key, SUPER_ACCEPT_BODY, now);
     }
     if (gsoSize === 0 || !core.sendPlanetd) {
-      this.core.sendIPv6(entry.key, packet, now);
+      this.core.sendIPv6(entry.key, packet, now, inPlace);
       return;
     }
     if (!this.superBody) this.superBody = Buffer.allocUnsafe(SUPER_HEADER_BYTES + CORE_IPV6_MTU);

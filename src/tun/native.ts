@@ -27,6 +27,12 @@ export const OFFLOAD_MAX_MTU = 8192;
 const MAX_BATCH = 128;
 /** Room for the batch; the addon only starts a read while a maximum-size packet still fits. */
 const READ_BUFFER_BYTES = 512 * 1024;
+/**
+ * Free bytes the addon leaves before and after each packet it reads, which no other packet of the
+ * batch uses (tun.h PACKET_HEADROOM, PACKET_TAILROOM): the session seals a packet where it lies.
+ */
+export const READ_HEADROOM = 128;
+export const READ_TAILROOM = 16;
 /** Packets queued for one writeBatch call (the addon's limit), and the bytes they may take. */
 const MAX_WRITE_BATCH = 256;
 const WRITE_BUFFER_BYTES = 512 * 1024;
@@ -118,6 +124,16 @@ interface Addon {
   tcpCongestion(fd: number, name: string): number;
   /** send(2) without blocking: bytes sent (possibly fewer) or -errno. */
   sendNow(fd: number, bytes: Uint8Array): number;
+  /** One sendmsg(2) of slab[start, end) with tails[i] inserted at offset cuts[i]; as sendNow. */
+  sendParts(
+    fd: number,
+    slab: Uint8Array,
+    start: number,
+    end: number,
+    cuts: Int32Array,
+    tails: Uint8Array[],
+    count: number,
+  ): number;
   /** Reads a dup of a socket's fd into buffer; onRead(n, 0), then (0, 0) at its end or (0, errno). */
   streamReaderOpen(fd: number, buffer: Buffer, onRead: (n: number, errno: number) => void): ReaderHandle;
   streamReaderStart(handle: ReaderHandle): void;
@@ -191,6 +207,19 @@ export function socketSender(): ((fd: number, bytes: Uint8Array) => number) | un
   }
 }
 
+/** Most tails one sendParts call takes (sockopt.c SEND_PARTS_MAX). */
+export const SEND_PARTS_MAX = 64;
+
+/** The addon's sendParts (see Addon), or undefined without an addon that has it. */
+export function socketPartsSender(): Addon["sendParts"] | undefined {
+  try {
+    const lib = loadAddon();
+    return typeof lib.sendParts === "function" ? lib.sendParts : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** A connected socket read by the addon: see openSocketReader. */
 export interface SocketReader {
   /** Begin reading (idempotent). */
@@ -241,6 +270,7 @@ export class NativeTun implements TunDevice {
   };
   /** 0: offloads on; -1: not asked for; else the errno with which the kernel refused them. */
   readonly offloadError: number;
+  readonly readRoom = { before: READ_HEADROOM, after: READ_TAILROOM };
   private readonly lib: Addon;
   private readonly handle: Handle;
   private readonly readBuffer: Buffer;

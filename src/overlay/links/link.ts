@@ -32,8 +32,11 @@ export interface Link extends LinkInfo {
   /**
    * Queue the frame head ‖ tail, copied before the call returns: the data path sends a traffic
    * frame's head and its payload without building the frame. Where absent, the caller joins them.
+   * held: `tail` stays unchanged until the event loop turns (process.nextTick work included), so
+   * the link may send it from where it lies instead of copying it (a packet sealed in the TUN's
+   * read buffer); only the head is copied then.
    */
-  sendJoined?(head: Uint8Array, tail: Uint8Array): void;
+  sendJoined?(head: Uint8Array, tail: Uint8Array, held?: boolean): void;
   /** True when the socket buffer is full; the caller should drop or queue traffic frames. */
   readonly congested: boolean;
   close(reason: string): void;

@@ -1,7 +1,13 @@
 // The stream link: metadata handshake (spec 4.3), u16-BE framing (4.4), keepalive and idle timeout
 // (4.5) and priority negotiation (4.6) over any byte stream — TCP, TLS and unix sockets alike.
 import type { Socket } from "node:net";
-import { type SocketReader, openSocketReader, socketSender } from "../../tun/native.js";
+import {
+  SEND_PARTS_MAX,
+  type SocketReader,
+  openSocketReader,
+  socketPartsSender,
+  socketSender,
+} from "../../tun/native.js";
 import { LinkCore } from "./link-core.js";
 import type { Link, LinkEvents } from "./link.js";
 
@@ -73,6 +79,13 @@ const pool: Slab[] = [];
 export function sendSlabsAllocated(): number {
   return Slab.allocated;
 }
+
+/**
+ * Held tails (Link.sendJoined's held) by all stream links since start: sent from where they lay, and
+ * copied to a slab because the kernel did not take them at the flush (the socket was full).
+ */
+export const heldTails = { sent: 0, copied: 0 };
+const NO_TAIL = Buffer.alloc(0);
 
 /**
  * Where the addon reads every plain stream link's socket: one buffer for all, since each read is
@@ -186,6 +199,15 @@ export class StreamLink extends LinkCore implements Link {
    * of a TUN-to-link hop). TLS goes through Node, which encrypts.
    */
   private readonly sendNow: ((fd: number, bytes: Uint8Array) => number) | undefined;
+  /**
+   * Plain sockets: held tails (a packet sealed in the TUN's read buffer) are not copied into the
+   * slab; the flush's one sendmsg(2) takes them from where they lie, between the slab's heads, at
+   * heldCuts[i] (issue 11: the copy was a 53 kB memmove per packet at the default MTU).
+   */
+  private readonly sendParts: ReturnType<typeof socketPartsSender>;
+  private readonly heldCuts = new Int32Array(SEND_PARTS_MAX);
+  private readonly heldTails: Buffer[] = new Array<Buffer>(SEND_PARTS_MAX).fill(NO_TAIL);
+  private heldCount = 0;
   private readonly fd: number;
   /**
    * Plain sockets: the addon reads, into the shared read buffer, instead of Node's Readable stream
@@ -220,6 +242,7 @@ export class StreamLink extends LinkCore implements Link {
     const plain = typeof fd === "number" && fd >= 0 && !(socket as { encrypted?: boolean }).encrypted;
     this.fd = plain ? fd : -1;
     this.sendNow = plain ? socketSender() : undefined;
+    this.sendParts = plain ? socketPartsSender() : undefined;
     this.reader = plain ? this.takeOverReading(socket, fd) : undefined;
     if (this.reader === undefined) {
       socket.on("data", (chunk: Buffer) => {
@@ -289,27 +312,42 @@ export class StreamLink extends LinkCore implements Link {
     if (at >= 0) this.slab.buf.set(frame, at);
   }
 
-  sendJoined(head: Uint8Array, tail: Uint8Array): void {
+  sendJoined(head: Uint8Array, tail: Uint8Array, held = false): void {
+    // Held only while nothing waits in Node: a tail that would queue there is copied anyway.
+    if (held && this.sendParts !== undefined && this.socket.writableLength === 0) {
+      this.sendHeld(head, tail as Buffer);
+      return;
+    }
     const at = this.reserve(head.length + tail.length);
     if (at < 0) return;
     this.slab.buf.set(head, at);
     this.slab.buf.set(tail, at + head.length);
   }
 
-  /** Room in the slab for a frame of this length after its u16 prefix: the offset to write it at, or -1 to drop it. */
-  private reserve(length: number): number {
+  /** The u16 prefix and head go to the slab; the tail stays where it is until the flush. */
+  private sendHeld(head: Uint8Array, tail: Buffer): void {
+    if (this.heldCount === SEND_PARTS_MAX) this.flush();
+    const at = this.reserve(head.length + tail.length, head.length);
+    if (at < 0) return;
+    this.slab.buf.set(head, at);
+    this.heldCuts[this.heldCount] = this.slabEnd;
+    this.heldTails[this.heldCount++] = tail;
+  }
+
+  /**
+   * Room in the slab for a frame of this length after its u16 prefix: the offset to write it at, or
+   * -1 to drop it. Only `inSlab` bytes of it go to the slab (the rest is a held tail).
+   */
+  private reserve(length: number, inSlab = length): number {
     if (this.closed || length > MAX_FRAME || length === 0) return -1;
     if (this.socket.writableLength > STALLED_PEER_BYTES) {
       this.close(`peer stopped reading (${this.socket.writableLength} bytes queued)`);
       return -1;
     }
-    const need = length + 2;
+    const need = inSlab + 2;
     if (SLAB_BYTES - this.slabEnd < need) {
       this.flush();
-      this.slab.retire();
-      this.slab = Slab.take();
-      this.slabStart = 0;
-      this.slabEnd = 0;
+      this.nextSlab();
     }
     const at = this.slabEnd + 2;
     this.slab.buf.writeUInt16BE(length, this.slabEnd);
@@ -326,10 +364,15 @@ export class StreamLink extends LinkCore implements Link {
     if (this.slabEnd === this.slabStart || this.closed) return;
     // The socket keeps a view of [start, end) until the write completes; later frames go after it.
     const slab = this.slab;
+    const start = this.slabStart;
     let out = slab.buf.subarray(this.slabStart, this.slabEnd);
     this.slabStart = this.slabEnd;
     this.bytesOut += out.length;
     this.keepaliveTimer.refresh();
+    if (this.heldCount > 0) {
+      this.flushHeld(slab, start, this.slabEnd);
+      return;
+    }
     // Straight to the kernel only while nothing waits in Node, so bytes never overtake queued ones;
     // what the kernel does not take (full buffer, error) goes to Node, which queues it or reports.
     if (this.sendNow !== undefined && this.socket.writableLength === 0 && !this.socket.destroyed) {
@@ -342,6 +385,71 @@ export class StreamLink extends LinkCore implements Link {
     }
     slab.writes++;
     this.socket.write(out, slab.written);
+  }
+
+  /**
+   * slab[start, end) with the held tails at their cuts, in one sendmsg(2) while nothing waits in
+   * Node. What the kernel does not take goes to Node in order: the slab's bytes as views (the slab
+   * is reused only once their writes complete), the tails copied, as their buffer is the TUN's.
+   */
+  private flushHeld(slab: Slab, start: number, end: number): void {
+    const count = this.heldCount;
+    const cuts = this.heldCuts;
+    const tails = this.heldTails;
+    this.heldCount = 0;
+    let tailBytes = 0;
+    for (let i = 0; i < count; i++) tailBytes += tails[i]!.length;
+    this.bytesOut += tailBytes;
+    let skip = 0;
+    if (this.socket.writableLength === 0 && !this.socket.destroyed) {
+      skip = Math.max(0, this.sendParts!(this.fd, slab.buf, start, end, cuts, tails, count));
+    }
+    if (skip === end - start + tailBytes) directFlushes++;
+    let at = start;
+    for (let i = 0; i <= count; i++) {
+      const cut = i < count ? cuts[i]! : end;
+      if (skip >= cut - at) skip -= cut - at;
+      else {
+        slab.writes++;
+        this.socket.write(slab.buf.subarray(at + skip, cut), slab.written);
+        skip = 0;
+      }
+      at = cut;
+      if (i === count) break;
+      const tail = tails[i]!;
+      tails[i] = NO_TAIL;
+      if (skip >= tail.length) {
+        skip -= tail.length;
+        heldTails.sent++;
+      } else {
+        this.spill(tail, skip);
+        skip = 0;
+        heldTails.copied++;
+      }
+    }
+  }
+
+  /** Copies bytes[from, end) into the slab (taking fresh ones as they fill) and queues it on the socket. */
+  private spill(bytes: Buffer, from: number): void {
+    while (from < bytes.length) {
+      if (this.slabEnd === SLAB_BYTES) this.nextSlab();
+      const slab = this.slab;
+      const n = Math.min(SLAB_BYTES - this.slabEnd, bytes.length - from);
+      bytes.copy(slab.buf, this.slabEnd, from, from + n);
+      slab.writes++;
+      this.socket.write(slab.buf.subarray(this.slabEnd, this.slabEnd + n), slab.written);
+      this.slabEnd += n;
+      this.slabStart = this.slabEnd;
+      from += n;
+    }
+  }
+
+  /** The current slab is full: it returns to the pool once its writes complete. */
+  private nextSlab(): void {
+    this.slab.retire();
+    this.slab = Slab.take();
+    this.slabStart = 0;
+    this.slabEnd = 0;
   }
 
   private keepalive(): void {

@@ -74,16 +74,9 @@ export function sealTraffic(
   return aead.seal(key, nonceHi(n), nonceLo(n), buf, adEnd, end);
 }
 
-/** Opens payload[adEnd, end) under counter n into dst from offset 0. */
-export function openTraffic(
-  aead: SessionAead,
-  key: Uint8Array,
-  n: U64,
-  payload: Buffer,
-  adEnd: number,
-  dst: Buffer,
-) {
-  return aead.open(key, nonceHi(n), nonceLo(n), payload, adEnd, payload.length, dst, 0);
+/** Opens payload[adEnd, end) under counter n where it lies: the plaintext replaces the ciphertext. */
+export function openTraffic(aead: SessionAead, key: Uint8Array, n: U64, payload: Buffer, adEnd: number) {
+  return aead.open(key, nonceHi(n), nonceLo(n), payload, adEnd, payload.length, payload, adEnd);
 }
 
 /** Our send key for s (derived once per key change: fixShared clears it). */

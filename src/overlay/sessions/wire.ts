@@ -70,6 +70,18 @@ export function putUvarint(buf: Buffer, off: number, v: U64): number {
   return off;
 }
 
+/** How many bytes putUvarint writes for v. */
+export function uvarintBytes(v: U64): number {
+  if (typeof v === "number") {
+    let n = 1;
+    for (let x = v; x >= 0x80; x = Math.floor(x / 0x80)) n++;
+    return n;
+  }
+  let n = 1;
+  for (let x = v; x >= 0x80n; x >>= 7n) n++;
+  return n;
+}
+
 /** The value of the last successful readUvarint (kept here so parsing allocates no result objects). */
 export const uvarintResult: { value: U64 } = { value: 0 };
 

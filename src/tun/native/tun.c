@@ -25,8 +25,8 @@
  * offloadError(handle) 0 with offloads on, -1 if not asked for, else the errno that refused them.
  * name(handle)         the interface name the kernel assigned.
  * close(handle)        stop reading and close the fd (idempotent); lets the event loop exit.
- * notify, tcpCongestion, sendNow, streamReader*: see notify.c, sockopt.c and stream_read.c (they share
- *                      this addon, not its TUN state).
+ * notify, tcpCongestion, sendNow, sendParts, streamReader*: see notify.c, sockopt.c and
+ *                      stream_read.c (they share this addon, not its TUN state).
  *
  * Reads never block: the fd is O_NONBLOCK and watched with a level-triggered uv_poll_t.
  */
@@ -287,8 +287,9 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   void *buf = NULL;
   size_t buf_len = 0;
   napi_is_buffer(env, argv[4], &is_buf);
-  if (!is_buf || napi_get_buffer_info(env, argv[4], &buf, &buf_len) != napi_ok || buf_len < VNET_HDR_LEN + MAX_READ) {
-    napi_throw_type_error(env, NULL, "TUN: read buffer must be a Buffer of at least 65585 bytes");
+  if (!is_buf || napi_get_buffer_info(env, argv[4], &buf, &buf_len) != napi_ok ||
+      buf_len < PACKET_GAP + VNET_HDR_LEN + MAX_READ + PACKET_TAILROOM) {
+    napi_throw_type_error(env, NULL, "TUN: read buffer must hold a largest packet with its headroom and tailroom");
     return NULL;
   }
   bool is_ta = false;
@@ -437,6 +438,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"notify", NULL, planetd_notify, NULL, NULL, NULL, napi_default, NULL},
       {"tcpCongestion", NULL, planetd_tcp_congestion, NULL, NULL, NULL, napi_default, NULL},
       {"sendNow", NULL, planetd_send_now, NULL, NULL, NULL, napi_default, NULL},
+      {"sendParts", NULL, planetd_send_parts, NULL, NULL, NULL, napi_default, NULL},
       {"streamReaderOpen", NULL, planetd_stream_reader_open, NULL, NULL, NULL, napi_default, NULL},
       {"streamReaderStart", NULL, planetd_stream_reader_start, NULL, NULL, NULL, napi_default, NULL},
       {"streamReaderClose", NULL, planetd_stream_reader_close, NULL, NULL, NULL, napi_default, NULL},

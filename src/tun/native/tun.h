@@ -10,6 +10,14 @@
 
 /* Largest packet the kernel can hand us: IPv6 header + 65535-byte payload (a GSO super-packet too). */
 #define MAX_READ 65575
+/* Each packet a read hands to JS has PACKET_HEADROOM bytes before it (before its vnet header, when
+ * there is one) and PACKET_TAILROOM after it that no other packet of the batch uses: JS seals the
+ * packet where it lies, its session header in front and its tag behind (issue 11: no copy into a
+ * session buffer), and the link sends it from there. The batch's packets stay put until the next
+ * read, which starts only after JS returned. src/tun/native.ts READ_HEADROOM and READ_TAILROOM. */
+#define PACKET_HEADROOM 128
+#define PACKET_TAILROOM 16
+#define PACKET_GAP (PACKET_HEADROOM + PACKET_TAILROOM)
 /* Packets one writeBatch call may carry. */
 #define WRITE_BATCH_MAX 256
 /* Int32s per packet in the read and write meta arrays: offset, length, gso_size (0: an ordinary packet). */

@@ -31,21 +31,22 @@ static void deliver(tun_t *t, int count, int err) { planetd_call_js(t->env, t->a
 
 /* Cuts the pending super-packet into the batch while segments and meta slots fit. */
 static void fill_segments(tun_t *t, size_t *off, int *count) {
-  while (t->split.active && (size_t)*count < t->max_packets) {
+  while (t->split.active && (size_t)*count < t->max_packets && t->buf_len - *off > PACKET_GAP + PACKET_TAILROOM) {
     size_t gso;
-    size_t n = gso_split_next(&t->split, t->buf + *off, t->buf_len - *off, &gso);
+    size_t at = *off + PACKET_GAP;
+    size_t n = gso_split_next(&t->split, t->buf + at, t->buf_len - at - PACKET_TAILROOM, &gso);
     if (n == 0) break;
     int32_t *m = t->meta + META_STRIDE * *count;
-    m[0] = (int32_t)*off;
+    m[0] = (int32_t)at;
     m[1] = (int32_t)n;
     m[2] = (int32_t)gso;
-    *off += n;
+    *off = at + n;
     (*count)++;
     t->counters[gso ? PIECES_READ : SEGMENTS_PRODUCED]++;
   }
 }
 
-/* A read of n bytes at `at` (= buf + *off) with its virtio_net_hdr: an ordinary packet joins the
+/* A read of n bytes at `at` (= buf + *off + PACKET_GAP) with its virtio_net_hdr: an ordinary packet joins the
  * batch in place (a super-packet of one segment is one: at large MTUs the kernel's are), its
  * checksum completed if the kernel left it partial, or, for plain IPv6/TCP once JS asked for them,
  * left so and marked PARTIAL_CSUM for JS to complete only where the destination needs it; a
@@ -73,10 +74,10 @@ static void take_offloaded(tun_t *t, uint8_t *at, size_t n, size_t *off, int *co
       }
     }
     int32_t *m = t->meta + META_STRIDE * *count;
-    m[0] = (int32_t)(*off + VNET_HDR_LEN);
+    m[0] = (int32_t)(*off + PACKET_GAP + VNET_HDR_LEN);
     m[1] = (int32_t)len;
     m[2] = mark;
-    *off += n;
+    *off += PACKET_GAP + n;
     (*count)++;
     return;
   }
@@ -101,6 +102,7 @@ void tun_on_readable(uv_poll_t *h, int status, int events) {
     return;
   }
   size_t room = t->vnet ? VNET_HDR_LEN + MAX_READ : MAX_READ;
+  size_t need = PACKET_GAP + room + PACKET_TAILROOM;
   /* One batch per round; another round only while a super-packet is still being cut, since the
    * fd may have nothing left to wake us for it. Each round takes at least one segment. */
   for (;;) {
@@ -108,8 +110,8 @@ void tun_on_readable(uv_poll_t *h, int status, int events) {
     int count = 0;
     int fatal = 0;
     fill_segments(t, &off, &count);
-    while (!t->split.active && (size_t)count < t->max_packets && t->buf_len - off >= room) {
-      ssize_t n = read(t->fd, t->buf + off, room);
+    while (!t->split.active && (size_t)count < t->max_packets && t->buf_len - off >= need) {
+      ssize_t n = read(t->fd, t->buf + off + PACKET_GAP, room);
       if (n < 0) {
         if (errno == EINTR) continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK) fatal = errno;
@@ -117,14 +119,14 @@ void tun_on_readable(uv_poll_t *h, int status, int events) {
       }
       if (n == 0) break;
       if (t->vnet) {
-        take_offloaded(t, t->buf + off, (size_t)n, &off, &count);
+        take_offloaded(t, t->buf + off + PACKET_GAP, (size_t)n, &off, &count);
         continue;
       }
       int32_t *m = t->meta + META_STRIDE * count;
-      m[0] = (int32_t)off;
+      m[0] = (int32_t)(off + PACKET_GAP);
       m[1] = (int32_t)n;
       m[2] = 0;
-      off += (size_t)n;
+      off += PACKET_GAP + (size_t)n;
       count++;
     }
     if (fatal) {
