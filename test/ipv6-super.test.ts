@@ -61,16 +61,21 @@ interface End {
   adapter: Ipv6Adapter;
   ipv6: Buffer[];
   planetd: Buffer[];
+  /** Where each planetd message sent in place lay (sendPlanetd's inPlace). */
+  planetdInPlace: { buffer: ArrayBufferLike; offset: number }[];
   tun: { packet: Buffer; gsoSize: number }[];
   tunDevice: ReturnType<typeof cutter>;
 }
 
 function end(id: Identity, opts: { superPackets?: boolean; mtu?: number } = {}): End {
-  const e = { ipv6: [], planetd: [], tun: [], tunDevice: cutter() } as unknown as End;
+  const e = { ipv6: [], planetd: [], planetdInPlace: [], tun: [], tunDevice: cutter() } as unknown as End;
   const core: CoreSender = {
     sendIPv6: (_dest, packet) => e.ipv6.push(Buffer.from(packet)),
     sendOutOfBand: () => {},
-    sendPlanetd: (_dest, body) => e.planetd.push(Buffer.from(body)),
+    sendPlanetd: (_dest, body, _now, inPlace) => {
+      e.planetd.push(Buffer.from(body));
+      if (inPlace) e.planetdInPlace.push({ buffer: body.buffer, offset: body.byteOffset });
+    },
   };
   e.adapter = new Ipv6Adapter(
     id,
@@ -114,6 +119,29 @@ describe("TCP super-packets between planetd nodes", () => {
     // The word expires: without a fresh ACCEPT, cut again.
     a.adapter.fromTun(superPacket(A, B, 2), T0 + 1 + SUPER_ACCEPT_TTL_MS, GSO);
     expect(a.tunDevice.calls).toBe(2);
+  });
+
+  it("a super-packet read with room around it goes with its header in that room, not copied", () => {
+    const a = end(A);
+    introduce(a, B, T0);
+    a.adapter.handlePlanetd(B.publicKey, Buffer.of(SIG_SUPER_ACCEPT), T0);
+    const sp = superPacket(A, B, 5);
+    const HEADROOM = 128; // as the native TUN's reads (src/tun/native.ts READ_HEADROOM)
+    const read = Buffer.alloc(HEADROOM + sp.length + 16, 0xab);
+    const packet = read.subarray(HEADROOM, HEADROOM + sp.length);
+    sp.copy(packet);
+    a.adapter.fromTun(packet, T0 + 1, GSO, true);
+    expect(a.planetdInPlace).toEqual([
+      { buffer: read.buffer, offset: read.byteOffset + HEADROOM - SUPER_HEADER_BYTES },
+    ]);
+    const msg = a.planetd.at(-1)!;
+    expect(msg[0]).toBe(SIG_SUPER_TCP6);
+    expect(msg.readUInt16BE(1)).toBe(GSO);
+    expect(msg.subarray(SUPER_HEADER_BYTES).equals(sp)).toBe(true);
+    // Without room, the same packet is copied behind the header in the adapter's own buffer.
+    a.adapter.fromTun(Buffer.from(sp), T0 + 2, GSO);
+    expect(a.planetdInPlace).toHaveLength(1);
+    expect(a.planetd.at(-1)!.equals(msg)).toBe(true);
   });
 
   it("a TCP packet read with a partial checksum goes as read to a node that said it rewrites them, completed to any other", () => {

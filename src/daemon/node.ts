@@ -21,7 +21,7 @@ import { FrameType, TrafficKind } from "../routing/types.js";
 import type { TunDevice } from "../tun/device.js";
 import { FirewallRuleError } from "../tun/firewall-rules.js";
 import { type CompiledFirewall, Firewall } from "../tun/firewall.js";
-import { MAX_SUPER_PACKET, SIG_SUPER_ACCEPT, SIG_SUPER_TCP6 } from "../tun/gso.js";
+import { MAX_SUPER_PACKET, SIG_SUPER_ACCEPT, SIG_SUPER_TCP6, SUPER_HEADER_BYTES } from "../tun/gso.js";
 import { Ipv6Adapter, type SuperPacketTun } from "../tun/ipv6.js";
 import { releaseFreedHeap } from "../tun/native.js";
 import type { TokenBucket } from "../util/token-bucket.js";
@@ -421,7 +421,7 @@ export class Node implements PacketConn {
         {
           sendIPv6: (dest, packet, now, inPlace) => this.sendCore(dest, CORE_IPV6, packet, now, inPlace),
           sendOutOfBand: (dest, payload) => this.sendOutOfBand(dest, payload),
-          sendPlanetd: (dest, body, now) => this.sendCore(dest, CORE_PLANETD, body, now),
+          sendPlanetd: (dest, body, now, inPlace) => this.sendCore(dest, CORE_PLANETD, body, now, inPlace),
           hasSession: (dest) => this.sessions.has(dest),
         },
         write,
@@ -458,7 +458,8 @@ export class Node implements PacketConn {
     this.ipv6 = adapter;
     // Packets with room around them are sealed where the TUN read them (Sessions.send's inPlace).
     const room = tun.readRoom;
-    const inPlace = room !== undefined && room.before >= SEAL_HEADROOM && room.after >= SEAL_TAILROOM;
+    const inPlace =
+      room !== undefined && room.before >= SEAL_HEADROOM + SUPER_HEADER_BYTES && room.after >= SEAL_TAILROOM;
     // An exception thrown back into the native read callback would be fatal to the process:
     // a packet that trips a bug is dropped and counted instead.
     tun.onPackets((packets, gsoSizes) => {

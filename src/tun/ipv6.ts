@@ -29,8 +29,11 @@ export interface CoreSender {
   sendIPv6(dest: Buffer, packet: Buffer, now: number, inPlace?: boolean): void;
   /** Kind-2 (unencrypted) traffic: key lookups and responses. `dest` may be a partial key. */
   sendOutOfBand(dest: Buffer, payload: Buffer): void;
-  /** A planetd-only core message (CORE_PLANETD): super-packets and their announcements (gso.ts). */
-  sendPlanetd?(dest: Buffer, body: Buffer, now: number): void;
+  /**
+   * A planetd-only core message (CORE_PLANETD): super-packets and their announcements (gso.ts).
+   * inPlace: as sendIPv6's (a super-packet's header written into the TUN packet's headroom).
+   */
+  sendPlanetd?(dest: Buffer, body: Buffer, now: number, inPlace?: boolean): void;
   /**
    * A session with `dest` is up, so a message sent now leaves at once. Without one it waits for the
    * handshake, and only the latest message waits (spec 6): an ACCEPT sent just before a packet would
@@ -162,7 +165,8 @@ export class Ipv6Adapter {
   /**
    * 8.1: a packet read from the TUN. `packet` is only read during the call (copied if held).
    * gsoSize > 0: a TCP super-packet, sent whole to a node that takes them, else cut here.
-   * inPlace: the packet has room around it to be sealed where it lies (Sessions.send's inPlace).
+   * inPlace: the packet has room around it to be sealed where it lies (Sessions.send's inPlace),
+   * and SUPER_HEADER_BYTES more before it for a super-packet's header.
    */
   fromTun(packet: Buffer, now: number, gsoSize = 0, inPlace = false): void {
     const c = this.counters;
@@ -401,13 +405,22 @@ export class Ipv6Adapter {
       this.core.sendIPv6(entry.key, packet, now, inPlace);
       return;
     }
+    this.counters.superPacketsSent++;
+    const length = SUPER_HEADER_BYTES + packet.length;
+    // In place: the header goes into the packet's headroom, not the packet (up to 64 kB) into superBody.
+    if (inPlace) {
+      const body = Buffer.from(packet.buffer, packet.byteOffset - SUPER_HEADER_BYTES, length);
+      body[0] = SIG_SUPER_TCP6;
+      body.writeUInt16BE(gsoSize, 1);
+      core.sendPlanetd(entry.key, body, now, true);
+      return;
+    }
     if (!this.superBody) this.superBody = Buffer.allocUnsafe(SUPER_HEADER_BYTES + CORE_IPV6_MTU);
     const body = this.superBody;
     body[0] = SIG_SUPER_TCP6;
     body.writeUInt16BE(gsoSize, 1);
     packet.copy(body, SUPER_HEADER_BYTES);
-    this.counters.superPacketsSent++;
-    core.sendPlanetd(entry.key, body.subarray(0, SUPER_HEADER_BYTES + packet.length), now);
+    core.sendPlanetd(entry.key, body.subarray(0, length), now);
   }
 
   /** A super-packet for a node that does not take them (or not yet known): its segments, one by one. */
