@@ -140,3 +140,36 @@ describe("the data path without a frame copy", () => {
     expect(r.stats().forwarded_frames).toBe(0);
   });
 });
+
+describe("forwarding a held frame (the link's read buffer, LinkEvents.onFrame's held)", () => {
+  it("path traffic goes on from where it lies, one port shorter, byte for byte what the copy is", () => {
+    const [us, left, right] = [Identity.generate(), Identity.generate(), Identity.generate()];
+    const sent: Array<{ port: number; frame: Buffer; held: boolean }> = [];
+    const out: RouterOutput = {
+      send: (port, frame, held) => sent.push({ port, frame: frame, held: held === true }),
+      deliver: () => {},
+      deliverOutOfBand: () => {},
+      closePeer: () => {},
+    };
+    const r = new Router(us, out, NOW, () => 0.5);
+    const fromLeft = r.addPeer(left.publicKey, 0, NOW);
+    const toRight = r.addPeer(right.publicKey, 0, NOW);
+    sent.length = 0;
+    const payload = Buffer.alloc(1000, 7);
+    const relayed = encodePathTraffic({
+      path: [toRight, 0],
+      traffic: { source: left.publicKey, dest: right.publicKey, kind: TrafficKind.Standard, payload },
+    });
+    r.handleFrame(fromLeft, Buffer.from(relayed), NOW);
+    const read = Buffer.from(relayed);
+    r.handleFrame(fromLeft, read, NOW, true);
+    const [copied, inPlace] = sent.filter((s) => s.port === toRight);
+    expect(copied!.held).toBe(false);
+    expect(inPlace!.held).toBe(true);
+    expect(inPlace!.frame.equals(copied!.frame)).toBe(true);
+    expect(inPlace!.frame.length).toBe(relayed.length - 1); // the port's one byte
+    // The very bytes it arrived in: the frame ends where the read one ends.
+    expect(inPlace!.frame.buffer).toBe(read.buffer);
+    expect(inPlace!.frame.byteOffset + inPlace!.frame.length).toBe(read.byteOffset + read.length);
+  });
+});

@@ -319,7 +319,7 @@ export class Node implements PacketConn {
 
   private routerOutput(): RouterOutput {
     return {
-      send: (port, frame) => this.linkToSend(port, frame[0]!)?.send(frame),
+      send: (port, frame, held) => this.linkToSend(port, frame[0]!)?.send(frame, held),
       sendJoined: (port, head, tail, held) => {
         const link = this.linkToSend(port, head[0]!);
         if (link?.sendJoined) link.sendJoined(head, tail, held);
@@ -363,13 +363,13 @@ export class Node implements PacketConn {
     this.eventNow = now;
     this.router.addPeer(link.remoteKey, link.priority, now);
     link.setHandler({
-      onFrame: (frame) => {
+      onFrame: (frame, held) => {
         slot.framesIn++;
         if (frame[0] === FrameType.DhtTraffic || frame[0] === FrameType.PathTraffic) slot.traffic++;
         const now = Date.now();
         this.eventNow = now;
         this.eventVia = slot.newSessions;
-        this.router.handleFrame(port, frame, now);
+        this.router.handleFrame(port, frame, now, held);
         this.eventVia = undefined;
       },
       onPriority: (priority) => this.router.setPeerPriority(port, priority),

@@ -28,13 +28,16 @@ import {
 } from "./wire.js";
 
 export interface RouterOutput {
-  /** frame = type ‖ body; may be a view valid only during the call (the link copies). */
-  send(port: number, frame: Buffer): void;
+  /**
+   * frame = type ‖ body; may be a view valid only during the call (the link copies). held: it stays
+   * unchanged until the event loop turns, so the link may send it from there (Link.send).
+   */
+  send(port: number, frame: Buffer, held?: boolean): void;
   /**
    * The frame head ‖ tail, both valid only during the call: an output whose link copies both into
    * its send buffer saves building the frame (a copy of the payload and an allocation per packet).
+   * held: `tail` stays unchanged until the event loop turns (Link.sendJoined).
    */
-  /** held: `tail` stays unchanged until the event loop turns (Link.sendJoined). */
   sendJoined?(port: number, head: Buffer, tail: Buffer, held?: boolean): void;
   /** Kind-1 traffic addressed to us; payload is a view valid only during the call. */
   deliver(source: Buffer, payload: Buffer): void;
@@ -140,7 +143,11 @@ export class Router implements RouterCore {
     this.dht.invalidate();
   }
 
-  handleFrame(port: number, frame: Buffer, now: number): void {
+  /**
+   * A frame from the peer on `port`. held: the link's read buffer, ours to rewrite and unchanged
+   * until the event loop turns (LinkEvents.onFrame): traffic forwarded on is sent from there.
+   */
+  handleFrame(port: number, frame: Buffer, now: number, held = false): void {
     this.now = now;
     const peer = this.peers.get(port);
     if (peer === undefined || peer.closed) {
@@ -160,7 +167,7 @@ export class Router implements RouterCore {
     // Only traffic leaves tree, peer and DHT state untouched (the pathfinder has its own state).
     if (type !== FrameType.DhtTraffic && type !== FrameType.PathTraffic) this.dht.invalidate();
     try {
-      this.dispatch(peer, type, frame);
+      this.dispatch(peer, type, frame, held);
     } catch (err) {
       if (err instanceof ProtocolError || err instanceof RangeError) {
         this.violation(peer, `bad type-${type} frame: ${err.message}`);
@@ -173,7 +180,7 @@ export class Router implements RouterCore {
     this.dht.flushDeferred();
   }
 
-  private dispatch(peer: Peer, type: number, frame: Buffer): void {
+  private dispatch(peer: Peer, type: number, frame: Buffer, held: boolean): void {
     const body = frame.subarray(1);
     switch (type) {
       case FrameType.Dummy:
@@ -231,14 +238,20 @@ export class Router implements RouterCore {
       }
       case FrameType.DhtTraffic:
         if (frame.length < TRAFFIC_HEADER) throw new ProtocolError("truncated traffic");
-        if (this.routeDhtTraffic(body, frame, false)) this.forwarded(frame.length);
+        if (this.routeDhtTraffic(body, frame, false, held)) this.forwarded(frame.length);
         return;
       case FrameType.PathTraffic: {
         const [port, afterPort] = pathTrafficFirstPort(body);
         const next = port === 0 ? undefined : this.peers.get(port);
         if (next !== undefined && !next.closed) {
-          const rest = reframe(FrameType.PathTraffic, body, afterPort);
-          this.sendFrame(next, rest);
+          // Held: the type byte goes over the port's last byte, and the frame leaves from the link's
+          // buffer (no copy of up to 64 kB, no allocation); else a copy.
+          let rest: Buffer;
+          if (held) {
+            frame[afterPort] = FrameType.PathTraffic;
+            rest = frame.subarray(afterPort);
+          } else rest = reframe(FrameType.PathTraffic, body, afterPort);
+          this.sendFrame(next, rest, held);
           this.forwarded(rest.length);
           return;
         }
@@ -262,11 +275,17 @@ export class Router implements RouterCore {
    * Greedy keyspace forwarding of type-9 traffic (spec 5.5): its body, and the frame when there is one. viaPath: it came by source route (or
    * locally), which selects the slow notify throttle when it ends here. True when it went to a peer.
    */
-  private routeDhtTraffic(traffic: Buffer, frame: Buffer | undefined, viaPath: boolean): boolean {
+  private routeDhtTraffic(
+    traffic: Buffer,
+    frame: Buffer | undefined,
+    viaPath: boolean,
+    held = false,
+  ): boolean {
     const dest = traffic.subarray(32, 64);
     const next = this.dht.lookupTraffic(dest);
     if (next !== null) {
-      this.sendFrame(next, frame ?? reframe(FrameType.DhtTraffic, traffic, 0));
+      if (frame !== undefined) this.sendFrame(next, frame, held);
+      else this.sendFrame(next, reframe(FrameType.DhtTraffic, traffic, 0));
       return true;
     }
     const source = traffic.subarray(0, 32);
@@ -351,14 +370,14 @@ export class Router implements RouterCore {
   }
 
   // RouterCore
-  sendFrame(peer: Peer, frame: Buffer): void {
+  sendFrame(peer: Peer, frame: Buffer, held = false): void {
     if (this.peers.get(peer.port) !== peer || peer.closed) {
       this.drop("send_to_gone_peer");
       return;
     }
     const type = frame[0];
     if (type < FRAME_TYPES) this.framesOut[type]++;
-    this.out.send(peer.port, frame);
+    this.out.send(peer.port, frame, held);
   }
 
   private sendJoinedFrame(peer: Peer, head: Buffer, tail: Buffer, held: boolean): void {

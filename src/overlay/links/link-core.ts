@@ -38,7 +38,7 @@ export abstract class LinkCore implements LinkInfo {
     this.priority = id.priority;
   }
 
-  abstract send(frame: Uint8Array): void;
+  abstract send(frame: Uint8Array, held?: boolean): void;
 
   /** Called once with the close reason (for the link manager; the handler gets onClose as well). */
   onClosed(watch: (reason: string) => void): void {

@@ -19,16 +19,23 @@ export interface LinkInfo {
 }
 
 export interface LinkEvents {
-  /** One whole frame: type byte ‖ body (the u16 length prefix already removed). Valid only during the call. */
-  onFrame(frame: Buffer): void;
+  /**
+   * One whole frame: type byte ‖ body (the u16 length prefix already removed), valid only during the
+   * call and the handler's to rewrite. held: it also stays unchanged until the event loop turns
+   * (process.nextTick work included), so it may be forwarded held (Link.send).
+   */
+  onFrame(frame: Buffer, held?: boolean): void;
   /** The peer announced a priority (dummy frame `p`,prio); `priority` has already been updated. */
   onPriority?(priority: number): void;
   onClose(reason: string): void;
 }
 
 export interface Link extends LinkInfo {
-  /** Queue one frame (type byte ‖ body). Frames over 65535 bytes are dropped silently (spec 4.4). */
-  send(frame: Uint8Array): void;
+  /**
+   * Queue one frame (type byte ‖ body). Frames over 65535 bytes are dropped silently (spec 4.4).
+   * held: as sendJoined's, for the whole frame.
+   */
+  send(frame: Uint8Array, held?: boolean): void;
   /**
    * Queue the frame head ‖ tail, copied before the call returns: the data path sends a traffic
    * frame's head and its payload without building the frame. Where absent, the caller joins them.

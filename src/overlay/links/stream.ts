@@ -307,7 +307,11 @@ export class StreamLink extends LinkCore implements Link {
     this.close(errno === 0 ? "connection closed by peer" : `reading failed (errno ${errno})`);
   }
 
-  send(frame: Uint8Array): void {
+  send(frame: Uint8Array, held = false): void {
+    if (held && this.sendParts !== undefined && this.socket.writableLength === 0) {
+      this.sendHeld(NO_TAIL, frame as Buffer);
+      return;
+    }
     const at = this.reserve(frame.length);
     if (at >= 0) this.slab.buf.set(frame, at);
   }
@@ -488,7 +492,7 @@ export class StreamLink extends LinkCore implements Link {
         if (this.rxHave === this.rxNeed + 2) {
           this.rxHave = 0;
           gotFrame = true;
-          this.deliver(this.rx.subarray(2, 2 + this.rxNeed));
+          this.deliver(this.rx.subarray(2, 2 + this.rxNeed), false);
         }
         continue;
       }
@@ -504,7 +508,7 @@ export class StreamLink extends LinkCore implements Link {
       }
       if (end - pos - 2 >= len) {
         gotFrame = true;
-        this.deliver(chunk.subarray(pos + 2, pos + 2 + len));
+        this.deliver(chunk.subarray(pos + 2, pos + 2 + len), true);
         pos += 2 + len;
       } else {
         chunk.copy(this.rx, 0, pos, end);
@@ -516,12 +520,16 @@ export class StreamLink extends LinkCore implements Link {
     if (gotFrame && !this.closed) this.idleTimer.refresh();
   }
 
-  private deliver(frame: Buffer): void {
+  /**
+   * held: the frame lies in the chunk being parsed, which stays as it is until the event loop turns;
+   * one assembled in rx does not (the next frame's start may overwrite rx in this same chunk).
+   */
+  private deliver(frame: Buffer, held: boolean): void {
     if (frame[0] === 0) {
       this.receiveDummy(frame);
       return;
     }
-    this.handler!.onFrame(frame);
+    this.handler!.onFrame(frame, held);
   }
 
   close(reason: string): void {
