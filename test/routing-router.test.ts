@@ -43,20 +43,26 @@ describe("exceptions from the layers above", () => {
   });
 });
 
+/** A router between two peers, left and right, recording what it sends (and whether held). */
+function relay() {
+  const [us, left, right] = [Identity.generate(), Identity.generate(), Identity.generate()];
+  const sent: Array<{ port: number; frame: Buffer; held: boolean }> = [];
+  const out: RouterOutput = {
+    send: (port, frame, held) => sent.push({ port, frame, held: held === true }),
+    deliver: () => {},
+    deliverOutOfBand: () => {},
+    closePeer: () => {},
+  };
+  const r = new Router(us, out, NOW, () => 0.5);
+  const fromLeft = r.addPeer(left.publicKey, 0, NOW);
+  const toRight = r.addPeer(right.publicKey, 0, NOW);
+  sent.length = 0;
+  return { us, left, right, sent, r, fromLeft, toRight };
+}
+
 describe("forwarded traffic counters", () => {
   it("count frames relayed from one peer to another, not frames delivered here or sent from here", () => {
-    const [us, left, right] = [Identity.generate(), Identity.generate(), Identity.generate()];
-    const sent: Array<{ port: number; frame: Buffer }> = [];
-    const out: RouterOutput = {
-      send: (port, frame) => sent.push({ port, frame }),
-      deliver: () => {},
-      deliverOutOfBand: () => {},
-      closePeer: () => {},
-    };
-    const r = new Router(us, out, NOW, () => 0.5);
-    const fromLeft = r.addPeer(left.publicKey, 0, NOW);
-    const toRight = r.addPeer(right.publicKey, 0, NOW);
-    sent.length = 0;
+    const { us, left, right, sent, r, fromLeft, toRight } = relay();
     const payload = Buffer.alloc(100, 7);
     const relayed = encodePathTraffic({
       path: [toRight, 0],
@@ -143,18 +149,7 @@ describe("the data path without a frame copy", () => {
 
 describe("forwarding a held frame (the link's read buffer, LinkEvents.onFrame's held)", () => {
   it("path traffic goes on from where it lies, one port shorter, byte for byte what the copy is", () => {
-    const [us, left, right] = [Identity.generate(), Identity.generate(), Identity.generate()];
-    const sent: Array<{ port: number; frame: Buffer; held: boolean }> = [];
-    const out: RouterOutput = {
-      send: (port, frame, held) => sent.push({ port, frame: frame, held: held === true }),
-      deliver: () => {},
-      deliverOutOfBand: () => {},
-      closePeer: () => {},
-    };
-    const r = new Router(us, out, NOW, () => 0.5);
-    const fromLeft = r.addPeer(left.publicKey, 0, NOW);
-    const toRight = r.addPeer(right.publicKey, 0, NOW);
-    sent.length = 0;
+    const { left, right, sent, r, fromLeft, toRight } = relay();
     const payload = Buffer.alloc(1000, 7);
     const relayed = encodePathTraffic({
       path: [toRight, 0],
