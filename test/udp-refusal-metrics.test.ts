@@ -8,7 +8,6 @@ import { randomBytes } from "node:crypto";
 import { afterEach, expect, it } from "vitest";
 import { COMMANDS } from "../src/admin/commands.js";
 import { formatResponse } from "../src/admin/format.js";
-import { createMetricsRegistry } from "../src/admin/metrics-registry.js";
 import type { AdminView } from "../src/admin/view.js";
 import { Identity } from "../src/crypto/identity.js";
 import { resetCommitment } from "../src/overlay/links/udp-handshake.js";
@@ -16,23 +15,16 @@ import { udpSocketTotals } from "../src/overlay/links/udp-native.js";
 import { udpRefusalTotals } from "../src/overlay/links/udp-refusals.js";
 import { Sealer } from "../src/overlay/links/udp-seal.js";
 import { startMember, stopAll } from "./support/nodes.js";
-import { type Sample, emptySnapshot, parsePrometheus } from "./support/prometheus.js";
+import { parsePrometheus } from "./support/prometheus.js";
 import { shell } from "./support/udp-datagrams.js";
 import { until } from "./support/udp-pair.js";
 import * as raw from "./support/udp-raw.js";
+import { scrapeRefusals, value } from "./support/udp-refusals.js";
 
 afterEach(async () => {
   await raw.closeRawUdp();
   await stopAll();
 });
-
-const value = (samples: Sample[], name: string, labels: Record<string, string> = {}) =>
-  samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value;
-
-async function scrape(): Promise<Sample[]> {
-  const snapshot = emptySnapshot({ udpRefusals: udpRefusalTotals() });
-  return parsePrometheus(await createMetricsRegistry(() => snapshot).metrics()).samples;
-}
 
 it("a replayed CONFIRM, an evicted spent cookie, a RESET without its token, a withheld RESET and a replayed and a forged datagram are counted in the metrics and getUdp", async () => {
   const before = udpRefusalTotals();
@@ -84,7 +76,7 @@ it("a replayed CONFIRM, an evicted spent cookie, a RESET without its token, a wi
   expect(now.datagramsRefused.forged - before.datagramsRefused.forged).toBe(1);
   expect(now.datagramsRefused.replayed - before.datagramsRefused.replayed).toBe(1);
 
-  const samples = await scrape();
+  const samples = await scrapeRefusals();
   expect(value(samples, "planetd_udp_confirms_refused_total", { reason: "replayed" })).toBe(
     now.confirmsRefused.replayed,
   );

@@ -210,17 +210,20 @@ export const COMMANDS: Record<string, Command> = {
   },
   getudp: {
     description:
-      "planetd: the native udp sockets' drops by reason, refused keys, datagrams sent and opened, and batches done by a threadpool job or inline; RESETs, CONFIRMs and link datagrams udp:// refused",
+      "planetd: the native udp sockets' drops by reason, refused keys, datagrams sent and opened, and batches done by a threadpool job or inline; what the udp:// receive path refused: RESETs, CONFIRMs, answers to dials, stray datagrams, link datagrams and fragments",
     fields: [],
     goType: "",
     run: ({ view }) => {
       const r = view.udpRefusals?.();
-      // Not native-only: links on node:dgram refuse the same RESETs and CONFIRMs.
+      // Not native-only: links on node:dgram refuse the same datagrams.
       const refusals = r && {
         resets_refused: { ...r.resetsRefused },
         confirms_refused: { ...r.confirmsRefused },
+        dial_answers_refused: { ...r.dialAnswersRefused },
+        stray_datagrams: { ...r.strayDatagrams },
         spent_cookies_evicted: r.spentCookiesEvicted,
         link_datagrams_refused: { ...r.datagramsRefused },
+        reassembly_refused: { ...r.reassemblyRefused },
       };
       const u = view.udpSockets?.();
       if (!u) return { sockets: 0, ...refusals };

@@ -113,11 +113,15 @@ room for (the links then seal or open in JS); datagrams sent and opened; and whe
 receive batches, opened datagrams and send batches done by a threadpool job or inline on the main
 thread (an idle link reads, opens and seals inline, a busy one hands batches to jobs). All zero
 when the addon is not built (udp:// links use node:dgram then). With or without the addon, what
-the udp:// handshake refused: RESETs withheld (a stray datagram named a cookie of a listener's life
-that may be live, so its token is not handed out), RESETs received without the link's reset token
-(ignored), CONFIRMs replayed after their link closed (refused), closed links' cookies forgotten
-early (4,096 are kept for two minutes; a replay of an evicted one gets through), and datagrams
-naming a link that it dropped: forged (did not open under its key) or replayed.`,
+the udp:// receive path refused: RESETs withheld (a stray datagram named a cookie of a listener's
+life that may be live, so its token is not handed out), RESETs received without the link's reset
+token (ignored); CONFIRMs refused as replayed after their link closed, stale (a cookie of neither
+this minute nor the last), with a bad signature, from a key not allowed (AllowedPublicKeys) or
+malformed; closed links' cookies forgotten early (4,096 are kept for two minutes; a replay of an
+evicted one gets through); CHALLENGEs and ACCEPTs a dialer refused (unsolicited, forged, a key the
+key= pin refuses, malformed); stray datagrams (short, unknown type, wrong size, naming no link);
+datagrams naming a link that it dropped: forged (did not open under its key) or replayed; and
+fragments refused, incomplete frames evicted (16 per link) and abandoned after 4 repair requests.`,
   },
   {
     name: "getTun",

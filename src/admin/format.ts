@@ -58,6 +58,9 @@ function udpRefusalRows(r: Json): string[][] {
   const resets = r.resets_refused as Json;
   const confirms = (r.confirms_refused ?? {}) as Json;
   const datagrams = (r.link_datagrams_refused ?? {}) as Json;
+  const answers = (r.dial_answers_refused ?? {}) as Json;
+  const stray = (r.stray_datagrams ?? {}) as Json;
+  const reassembly = (r.reassembly_refused ?? {}) as Json;
   return [
     [
       "RESETs refused:",
@@ -65,11 +68,23 @@ function udpRefusalRows(r: Json): string[][] {
     ],
     [
       "CONFIRMs refused:",
-      `${str(confirms.replayed ?? 0)} replayed (${str(r.spent_cookies_evicted ?? 0)} closed links' cookies forgotten early)`,
+      `${str(confirms.replayed ?? 0)} replayed (${str(r.spent_cookies_evicted ?? 0)} closed links' cookies forgotten early), ${str(confirms.stale ?? 0)} stale, ${str(confirms.signature ?? 0)} bad signature, ${str(confirms.not_allowed ?? 0)} key not allowed, ${str(confirms.malformed ?? 0)} malformed`,
+    ],
+    [
+      "Dial answers refused:",
+      `${str(answers.unsolicited ?? 0)} unsolicited, ${str(answers.forged ?? 0)} forged, ${str(answers.not_allowed ?? 0)} key not allowed, ${str(answers.malformed ?? 0)} malformed`,
+    ],
+    [
+      "Stray datagrams:",
+      `${str(stray.short ?? 0)} short, ${str(stray.type ?? 0)} unknown type, ${str(stray.size ?? 0)} wrong size, ${str(stray.cookie ?? 0)} naming no link`,
     ],
     [
       "Link datagrams refused:",
       `${str(datagrams.forged ?? 0)} forged (did not open), ${str(datagrams.replayed ?? 0)} replayed`,
+    ],
+    [
+      "Fragments:",
+      `${str(reassembly.fragment ?? 0)} refused, ${str(reassembly.evicted ?? 0)} frames evicted, ${str(reassembly.abandoned ?? 0)} abandoned`,
     ],
   ];
 }

@@ -192,7 +192,7 @@ function addUdpSocketMetrics(registry: Registry, current: () => MetricsSnapshot 
   });
 }
 
-/** What the udp:// handshake, reset and datagram checks refused (udp-refusals.ts), native sockets or not. */
+/** What the udp:// receive path refused, stage by stage (udp-refusals.ts), native sockets or not. */
 function addUdpRefusalMetrics(registry: Registry, current: () => MetricsSnapshot | undefined): void {
   snapshotLabelled(
     registry,
@@ -206,9 +206,25 @@ function addUdpRefusalMetrics(registry: Registry, current: () => MetricsSnapshot
     registry,
     current,
     "planetd_udp_confirms_refused_total",
-    "udp:// handshake CONFIRMs refused, by reason: replayed (its link here was made and closed)",
+    "udp:// handshake CONFIRMs a listener refused, by reason: replayed (its link here was made and closed), stale (not a cookie this socket made for that address in this minute or the last), signature (does not verify under the key it names), not_allowed (admission refused the key: AllowedPublicKeys), malformed (metadata or ephemeral key)",
     "reason",
     (s) => s.udpRefusals?.confirmsRefused,
+  );
+  snapshotLabelled(
+    registry,
+    current,
+    "planetd_udp_dial_answers_refused_total",
+    "udp:// CHALLENGEs and ACCEPTs a dialer refused, by reason: unsolicited (not naming its dial's cookie, or an ACCEPT before any CHALLENGE), forged (an ACCEPT with another listener cookie or key, or a bad signature), not_allowed (a CHALLENGE from a key the key= pin or a punch's expected key refuses), malformed (metadata)",
+    "reason",
+    (s) => s.udpRefusals?.dialAnswersRefused,
+  );
+  snapshotLabelled(
+    registry,
+    current,
+    "planetd_udp_stray_datagrams_total",
+    "Datagrams a udp:// socket gave to no one, by reason: short (shorter than a header; hole punches not counted), type (no udp:// datagram type), size (an INIT or CONFIRM not 168 bytes), cookie (a link datagram, CLOSE or RESET naming no link of the socket)",
+    "reason",
+    (s) => s.udpRefusals?.strayDatagrams,
   );
   snapshotLabelled(
     registry,
@@ -217,6 +233,14 @@ function addUdpRefusalMetrics(registry: Registry, current: () => MetricsSnapshot
     "Datagrams naming a udp:// link that it dropped: forged (did not open under its key: corrupted, or sent by whoever read the cookie), replayed (seen before or older than the replay window)",
     "reason",
     (s) => s.udpRefusals?.datagramsRefused,
+  );
+  snapshotLabelled(
+    registry,
+    current,
+    "planetd_udp_reassembly_refused_total",
+    "udp:// links' fragment reassembly, by reason: fragment (a fragment repeated, contradicting its frame, or for a finished frame; dropped), evicted (an incomplete frame pushed out by a newer one: 16 per link), abandoned (an incomplete frame given up after 4 repair requests)",
+    "reason",
+    (s) => s.udpRefusals?.reassemblyRefused,
   );
   snapshotCounter(
     registry,

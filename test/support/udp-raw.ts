@@ -34,6 +34,7 @@ export async function bareListener(
   port = 0,
   dropAll = () => false,
   spentCookieLimit?: number,
+  check: (remoteKey: Buffer) => string | undefined = () => undefined,
 ) {
   const waiting: UdpLink[] = [];
   const waiters: Array<(l: UdpLink) => void> = [];
@@ -47,7 +48,7 @@ export async function bareListener(
     timeouts: DEFAULT_TIMEOUTS,
     hooks: { dropDatagram: dropAll },
     spentCookieLimit,
-    check: () => undefined,
+    check,
     onLink: (link) => {
       const w = waiters.shift();
       if (w) w(link);

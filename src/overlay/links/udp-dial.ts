@@ -4,16 +4,8 @@ import { randomBytes } from "node:crypto";
 import { isIP } from "node:net";
 import { encodeMetadata } from "./stream.js";
 import { type UdpCommonOptions, linkSettings } from "./udp-common.js";
-import {
-  CHALLENGE_BYTES,
-  HS_BYTES,
-  acceptKeys,
-  challengeKey,
-  confirmPacket,
-  handshakePacket,
-  parseHandshake,
-  resetCommitment,
-} from "./udp-handshake.js";
+import { answersDial, provenAccept } from "./udp-dial-answers.js";
+import { challengeKey, confirmPacket, handshakePacket, resetCommitment } from "./udp-handshake.js";
 import {
   DATA_HEADER,
   PKT_ACCEPT,
@@ -24,6 +16,7 @@ import {
   UdpLink,
   isLinkPacket,
 } from "./udp-link.js";
+import { udpRefusals } from "./udp-refusals.js";
 import { randomEphemeral } from "./udp-seal.js";
 import { type UdpErrorHandler, type UdpSocket, openUdpSocket } from "./udp-socket.js";
 
@@ -117,38 +110,50 @@ export function dialUdp(o: UdpDialOptions): UdpDial {
     linkSocket.onError((e) => {
       if (e.code === "ECONNREFUSED") udpLink.close("connection refused", false);
     });
+    const stray = udpRefusals.strayDatagrams;
     linkSocket.onMessage((msg, _from, opened) => {
-      if (msg.length < DATA_HEADER) return;
+      if (msg.length < DATA_HEADER) {
+        stray.short++;
+        return;
+      }
       const type = msg[0];
       if (isLinkPacket(type)) {
         if (udpLink.matches(msg)) udpLink.receive(msg, undefined, undefined, opened);
-      } else if (type === PKT_CLOSE && udpLink.matches(msg)) {
-        udpLink.receiveClose(msg, opened);
+        else stray.cookie++;
+      } else if (type === PKT_CLOSE) {
+        if (udpLink.matches(msg)) udpLink.receiveClose(msg, opened);
+        else stray.cookie++;
       } else if (type === PKT_RESET) {
         udpLink.receiveReset(msg);
+      } else {
+        stray.type++;
       }
     });
     resolveLink(udpLink);
   };
-  const cookieIs = (msg: Buffer, at: number, cookie: Buffer): boolean =>
-    msg.length >= at + 8 && cookie.equals(msg.subarray(at, at + 8));
-
   const handshakeError: UdpErrorHandler = (e) =>
     fail(e.code === "ECONNREFUSED" ? "connection refused" : `udp: ${e.message}`);
   const handshakeMessage = (msg: Buffer): void => {
-    if (settled || msg.length < DATA_HEADER) return;
+    if (settled) return;
+    if (msg.length < DATA_HEADER) {
+      udpRefusals.strayDatagrams.short++;
+      return;
+    }
+    if (!answersDial(msg, dialerCookie, listenerCookie !== undefined)) return;
     const type = msg[0];
-    if (type === PKT_CHALLENGE && msg.length === CHALLENGE_BYTES && cookieIs(msg, 1, dialerCookie)) {
-      if (listenerCookie) return;
+    if (type === PKT_CHALLENGE) {
+      if (listenerCookie) return; // the answer to a repeated INIT
       state.answered = true;
       const key = challengeKey(msg);
       if (!key) {
+        udpRefusals.dialAnswersRefused.malformed++;
         fail("malformed challenge metadata");
         return;
       }
       // Checked now to fail fast; the key is only proven by the ACCEPT's signature.
       const refused = o.check(key);
       if (refused !== undefined) {
+        udpRefusals.dialAnswersRefused.not_allowed++;
         fail(refused);
         return;
       }
@@ -156,13 +161,10 @@ export function dialUdp(o: UdpDialOptions): UdpDial {
       listenerCookie = Buffer.from(msg.subarray(9, 17));
       confirm = confirmPacket(dialerCookie, listenerCookie, meta, o.localKey, key, eph, o.sign, o.priority);
       hello();
-    } else if (type === PKT_ACCEPT && msg.length === HS_BYTES && listenerCookie) {
-      if (!cookieIs(msg, 1, dialerCookie) || !cookieIs(msg, 9, listenerCookie)) return;
-      const f = parseHandshake(msg);
-      if (!f?.key.equals(remoteKey!)) return;
-      const keys = acceptKeys(f, o.localKey, eph);
+    } else if (type === PKT_ACCEPT) {
+      const keys = provenAccept(msg, listenerCookie!, remoteKey!, o.localKey, eph);
       if (keys) up(keys); // otherwise forged or corrupted: keep waiting for the real one
-    } else if (type === PKT_CLOSE && msg.length === DATA_HEADER && cookieIs(msg, 1, dialerCookie)) {
+    } else {
       state.answered = true;
       fail("refused by the peer");
     }

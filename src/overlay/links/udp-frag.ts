@@ -12,6 +12,7 @@
 // split too, but into reliable in-order segments (udp-link-send.ts), which need no reassembly table.
 import { MAX_FRAME } from "./stream.js";
 import { BASE_DATAGRAM } from "./udp-pmtu.js";
+import { udpRefusals } from "./udp-refusals.js";
 
 export const FRAG_HEADER = 8;
 export const MAX_ASSEMBLIES = 16;
@@ -48,7 +49,7 @@ export const FRAG_MALFORMED = -1;
 export class Reassembler {
   /** Incomplete frames evicted to make room for newer ones (flood, or loss). */
   evicted = 0;
-  /** Fragments that contradicted their frame's earlier fragments, or repeated one. */
+  /** Fragments that contradicted their frame's earlier fragments, repeated one, or came for a finished frame. */
   refused = 0;
   completed = 0;
   /** Frames given up after MAX_NACKS unanswered repair requests. */
@@ -72,24 +73,14 @@ export class Reassembler {
     if (count < 2 || index >= count || len === 0 || offset + len > MAX_FRAME) return FRAG_MALFORMED;
     let a = this.find(id);
     if (!a) {
-      if (this.recent.includes(id)) {
-        this.refused++;
-        return FRAG_OK;
-      }
+      if (this.recent.includes(id)) return this.refuse();
       a = this.claim(id, count);
     } else if (a.count !== count) {
-      this.refused++;
-      return FRAG_OK;
+      return this.refuse();
     }
-    if (a.seen[index] === 1) {
-      this.refused++;
-      return FRAG_OK;
-    }
+    if (a.seen[index] === 1) return this.refuse();
     if (index === count - 1) {
-      if (a.total >= 0 && a.total !== offset + len) {
-        this.refused++;
-        return FRAG_OK;
-      }
+      if (a.total >= 0 && a.total !== offset + len) return this.refuse();
       a.total = offset + len;
     }
     a.seen[index] = 1;
@@ -99,13 +90,17 @@ export class Reassembler {
     data.copy(a.buf, offset);
     if (a.got < count) return FRAG_OK;
     this.finish(a);
-    if (a.bytes !== a.total) {
-      // Overlapping or gapped fragments: no honest sender makes them.
-      this.refused++;
-      return FRAG_OK;
-    }
+    // Overlapping or gapped fragments: no honest sender makes them.
+    if (a.bytes !== a.total) return this.refuse();
     this.completed++;
     this.frame = a.buf.subarray(0, a.total);
+    return FRAG_OK;
+  }
+
+  /** A fragment that repeated one, contradicted its frame, or came for a finished frame: dropped. */
+  private refuse(): number {
+    this.refused++;
+    udpRefusals.reassemblyRefused.fragment++;
     return FRAG_OK;
   }
 
@@ -121,6 +116,7 @@ export class Reassembler {
         left = true;
       } else if (a.nacks >= MAX_NACKS) {
         this.abandoned++;
+        udpRefusals.reassemblyRefused.abandoned++;
         this.finish(a);
       } else {
         a.nacks++;
@@ -159,6 +155,7 @@ export class Reassembler {
       for (let i = 1; i < MAX_ASSEMBLIES; i++) if (this.slots[i]!.born < this.slots[slot]!.born) slot = i;
       reuse = this.slots[slot];
       this.evicted++;
+      udpRefusals.reassemblyRefused.evicted++;
     }
     const a: Assembly = reuse ?? {
       id,

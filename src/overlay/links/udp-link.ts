@@ -92,11 +92,9 @@ export class UdpLink extends UdpLinkSender implements Link {
    * token survives its restart); anything else is counted and ignored.
    */
   receiveReset(msg: Buffer): void {
-    if (
-      this.closed ||
-      msg.length < DATA_HEADER ||
-      !this.o.remoteCookie.equals(msg.subarray(1, DATA_HEADER))
-    ) {
+    if (this.closed) return;
+    if (msg.length < DATA_HEADER || !this.o.remoteCookie.equals(msg.subarray(1, DATA_HEADER))) {
+      udpRefusals.strayDatagrams.cookie++;
       return;
     }
     const expected = this.o.resetCommitment;

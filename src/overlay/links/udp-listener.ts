@@ -139,13 +139,18 @@ export class UdpListener {
 
   /** `opened`: the socket opened `msg` already (UdpMessageHandler); the link takes its verdict. */
   private onMessage(msg: Buffer, rinfo: RemoteInfo, opened?: number): void {
-    if (msg.length < DATA_HEADER || this.closing) return;
+    if (this.closing) return;
+    if (msg.length < DATA_HEADER) {
+      if (msg.length !== 1 || msg[0] !== PUNCH_BYTES[0]) udpRefusals.strayDatagrams.short++;
+      return;
+    }
     const type = msg[0];
     if (type === PKT_OBSERVE) {
       // May come from another socket of the peer than its link's: answered, never a reason to move.
       const at = this.links.get(rinfo.key);
       const link = at?.matches(msg) ? at : this.byCookie.get(msg.toString("latin1", 1, DATA_HEADER));
-      link?.receive(msg, rinfo.address, rinfo.port, opened);
+      if (link) link.receive(msg, rinfo.address, rinfo.port, opened);
+      else udpRefusals.strayDatagrams.cookie++;
       return;
     }
     const punch = this.punches.size > 0 ? this.punches.get(rinfo.key) : undefined;
@@ -156,13 +161,15 @@ export class UdpListener {
     if (isLinkPacket(type)) {
       const link = this.links.get(rinfo.key);
       if (link?.matches(msg)) link.receive(msg, undefined, undefined, opened);
-      else if (!link) {
+      else if (link) udpRefusals.strayDatagrams.cookie++;
+      else {
         // Roaming: an authentic datagram of a link from a new address (NAT rebinding) moves it there.
         const moved = this.byCookie.get(msg.toString("latin1", 1, DATA_HEADER));
         if (moved) {
           if (moved.receive(msg, undefined, undefined, opened)) this.rebind(moved, rinfo);
           return;
         }
+        udpRefusals.strayDatagrams.cookie++;
         // A link we do not know (we restarted): the authentic RESET, never larger than its cause.
         if (msg.length < RESET_BYTES) return;
         // A cookie of this life whose link closed here lately (spent) may have its RESET: that token
@@ -187,21 +194,36 @@ export class UdpListener {
     if (type === PKT_RESET) {
       // For a link this socket dialled (hole punching), or one whose dialer punched from the socket
       // it is back on after a restart (its CONFIRM committed to the token).
-      this.links.get(rinfo.key)?.receiveReset(msg);
+      const link = this.links.get(rinfo.key);
+      if (link) link.receiveReset(msg);
+      else udpRefusals.strayDatagrams.cookie++;
       return;
     }
     if (type === PKT_CLOSE) {
       const link = this.links.get(rinfo.key);
       if (link?.matches(msg)) link.receiveClose(msg, opened);
+      else udpRefusals.strayDatagrams.cookie++;
       return;
     }
-    if (msg.length !== HS_BYTES) return;
+    if (type === PKT_CHALLENGE || type === PKT_ACCEPT) {
+      // An answer to a dial, and no punch from this socket towards its sender.
+      udpRefusals.dialAnswersRefused.unsolicited++;
+      return;
+    }
+    if (type !== PKT_INIT && type !== PKT_CONFIRM) {
+      udpRefusals.strayDatagrams.type++;
+      return;
+    }
+    if (msg.length !== HS_BYTES) {
+      udpRefusals.strayDatagrams.size++;
+      return;
+    }
     if (type === PKT_INIT) {
       const dialer = msg.subarray(1, 9);
       const slot = Math.floor(Date.now() / COOKIE_SLOT_MS);
       const cookie = this.cookieFor(rinfo, dialer, msg.subarray(EPH_AT, EPH_AT + EPHEMERAL_BYTES), slot);
       this.send(handshakePacket(PKT_CHALLENGE, dialer, cookie, this.meta), rinfo);
-    } else if (type === PKT_CONFIRM) {
+    } else {
       this.onConfirm(msg, rinfo);
     }
   }
@@ -233,14 +255,21 @@ export class UdpListener {
   }
 
   private onConfirm(msg: Buffer, rinfo: RemoteInfo): void {
+    const refused = udpRefusals.confirmsRefused;
     const f = parseHandshake(msg);
-    if (!f) return;
+    if (!f) {
+      refused.malformed++;
+      return;
+    }
     const dialer = f.dialerCookie;
     const now = Date.now();
     const slot = Math.floor(now / COOKIE_SLOT_MS);
     let cookie = this.cookieFor(rinfo, dialer, f.ephemeral, slot);
     if (!cookie.equals(f.listenerCookie)) cookie = this.cookieFor(rinfo, dialer, f.ephemeral, slot - 1);
-    if (!cookie.equals(f.listenerCookie)) return; // spoofed or stale: no state, no answer
+    if (!cookie.equals(f.listenerCookie)) {
+      refused.stale++; // or made up: no state, no answer
+      return;
+    }
     const key = rinfo.key;
     const existing = this.links.get(key);
     if (existing?.hasLocalCookie(cookie)) {
@@ -251,15 +280,18 @@ export class UdpListener {
     const spentAt = this.spentCookies.get(cookie.toString("latin1"));
     if (spentAt !== undefined && now - spentAt < 2 * COOKIE_SLOT_MS) {
       this.confirmsReplayed++;
-      udpRefusals.confirmsRefused.replayed++;
+      refused.replayed++;
       return;
     }
     // The dialer proves its key (and that it chose this ephemeral key for us) before we sign anything.
-    if (!confirmValid(f, this.o.localKey)) return;
+    if (!confirmValid(f, this.o.localKey)) {
+      refused.signature++;
+      return;
+    }
     existing?.close("peer restarted the handshake", false);
     const remoteKey = f.key;
-    const refused = this.o.check(remoteKey, rinfo.address, rinfo.port);
-    if (refused !== undefined) {
+    if (this.o.check(remoteKey, rinfo.address, rinfo.port) !== undefined) {
+      refused.not_allowed++;
       this.send(closePacket(dialer), rinfo);
       return;
     }
@@ -278,7 +310,10 @@ export class UdpListener {
     }
     const eph = derivedEphemeral(this.secret, dialer, cookie, f.ephemeral);
     const accepted = acceptPacket(f, this.meta, this.o.localKey, eph, this.o.sign, this.resetToken(cookie));
-    if (!accepted) return;
+    if (!accepted) {
+      refused.malformed++; // a degenerate ephemeral key
+      return;
+    }
     const link = new UdpLink({
       socket: this.socket,
       address: rinfo.address,

@@ -6,18 +6,11 @@
 // receiver ignores as too short) opened its NAT towards us.
 import { randomBytes } from "node:crypto";
 import { encodeMetadata } from "./stream.js";
-import {
-  CHALLENGE_BYTES,
-  HS_BYTES,
-  type Signer,
-  acceptKeys,
-  challengeKey,
-  confirmPacket,
-  handshakePacket,
-  parseHandshake,
-} from "./udp-handshake.js";
+import { answersDial, provenAccept } from "./udp-dial-answers.js";
+import { type Signer, challengeKey, confirmPacket, handshakePacket } from "./udp-handshake.js";
+import { udpRefusals } from "./udp-refusals.js";
 import { randomEphemeral } from "./udp-seal.js";
-import { DATA_HEADER, PKT_ACCEPT, PKT_CHALLENGE, PKT_CLOSE, PKT_INIT } from "./udp-wire.js";
+import { PKT_ACCEPT, PKT_CHALLENGE, PKT_INIT } from "./udp-wire.js";
 
 /** A punch that only opens a mapping: shorter than any udp:// datagram, so receivers drop it. */
 export const PUNCH_BYTES = Buffer.from([0]);
@@ -84,14 +77,16 @@ export class PunchDial {
 
   /** A handshake datagram from the address this dial punches towards. */
   onMessage(msg: Buffer): void {
-    if (this.settled || msg.length < DATA_HEADER) return;
+    if (this.settled || !answersDial(msg, this.dialerCookie, this.listenerCookie !== undefined)) return;
     const type = msg[0];
-    const cookieAt = (at: number, cookie: Buffer): boolean =>
-      msg.length >= at + 8 && cookie.equals(msg.subarray(at, at + 8));
-    if (type === PKT_CHALLENGE && msg.length === CHALLENGE_BYTES && cookieAt(1, this.dialerCookie)) {
-      if (this.listenerCookie) return;
+    if (type === PKT_CHALLENGE) {
+      if (this.listenerCookie) return; // the answer to a repeated INIT
       const key = challengeKey(msg);
-      if (!key?.equals(this.o.expectKey)) return; // not the node the signalling named: keep punching
+      if (!key?.equals(this.o.expectKey)) {
+        // Not the node the signalling named: keep punching.
+        udpRefusals.dialAnswersRefused[key ? "not_allowed" : "malformed"]++;
+        return;
+      }
       this.answered = true;
       this.listenerCookie = Buffer.from(msg.subarray(9, 17));
       const meta = encodeMetadata(this.o.localKey);
@@ -107,17 +102,14 @@ export class PunchDial {
         this.o.resetCommitment(this.dialerCookie),
       );
       this.hello();
-    } else if (type === PKT_ACCEPT && msg.length === HS_BYTES && this.listenerCookie) {
-      if (!cookieAt(1, this.dialerCookie) || !cookieAt(9, this.listenerCookie)) return;
-      const f = parseHandshake(msg);
-      if (!f?.key.equals(this.o.expectKey)) return;
-      const keys = acceptKeys(f, this.o.localKey, this.eph);
+    } else if (type === PKT_ACCEPT) {
+      const keys = provenAccept(msg, this.listenerCookie!, this.o.expectKey, this.o.localKey, this.eph);
       if (!keys) return; // forged or corrupted: keep waiting for the real one
       this.settled = true;
       clearInterval(this.retry);
       clearTimeout(this.deadline);
-      this.o.up(keys, this.dialerCookie, this.listenerCookie);
-    } else if (type === PKT_CLOSE && msg.length === DATA_HEADER && cookieAt(1, this.dialerCookie)) {
+      this.o.up(keys, this.dialerCookie, this.listenerCookie!);
+    } else {
       this.cancel("refused by the peer");
     }
   }
