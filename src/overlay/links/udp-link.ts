@@ -8,11 +8,12 @@ import { ipBytes, ipText } from "../../util/ip-bytes.js";
 import type { Link, LinkEvents } from "./link.js";
 import { FRAG_HEADER, FRAG_MALFORMED, Reassembler, nackDatagrams } from "./udp-frag.js";
 import { resetCommitment } from "./udp-handshake.js";
-import { type UdpLinkOptions, UdpLinkSender } from "./udp-link-send.js";
+import { FRAG_DATAGRAM, type UdpLinkOptions, UdpLinkSender } from "./udp-link-send.js";
 import { ACT_DEAD, ACT_KEEPALIVE, ACT_PROBE, batchNow } from "./udp-liveness.js";
 import { udpRefusals } from "./udp-refusals.js";
 import { ACK_BLOCK } from "./udp-reliable.js";
 import { OPEN_FORGED, OPEN_OK, SEAL_BODY_AT, SEAL_TAG } from "./udp-seal.js";
+import { openedCount } from "./udp-socket-types.js";
 import {
   DATA_HEADER,
   PKT_CLOSE,
@@ -40,6 +41,8 @@ const MAX_PENDING_INPUT = 4096;
 export class UdpLink extends UdpLinkSender implements Link {
   datagramsIn = 0;
   readonly reassembly = new Reassembler();
+  /** Traffic frames the socket reassembled itself (a read held all their fragments, in order). */
+  framesJoined = 0;
   /** Datagrams with this link's cookie that did not open (forged, corrupted, truncated). */
   forged = 0;
   /** Authentic datagrams seen before, or older than the replay window. */
@@ -165,7 +168,10 @@ export class UdpLink extends UdpLinkSender implements Link {
    */
   receive(msg: Buffer, fromIp?: string, fromPort?: number, opened?: number): boolean {
     if (this.closed || !this.open(msg, opened)) return false;
-    if (msg[0] === PKT_OBSERVE) this.answerObserve(msg, fromIp ?? this.o.address, fromPort ?? this.o.port);
+    const joined = openedCount(opened);
+    if (joined > 1) this.receiveJoined(msg, joined);
+    else if (msg[0] === PKT_OBSERVE)
+      this.answerObserve(msg, fromIp ?? this.o.address, fromPort ?? this.o.port);
     else this.process(msg);
     return true;
   }
@@ -274,6 +280,16 @@ export class UdpLink extends UdpLinkSender implements Link {
     const type = frame[0];
     if (type !== 9 && type !== 10) this.close(`protocol frame type ${type} sent unreliably`);
     else this.deliver(frame);
+  }
+
+  /** A traffic frame the socket joined from `count` fragment datagrams (authentic and new). */
+  private receiveJoined(msg: Buffer, count: number): void {
+    const frame = msg.subarray(SEAL_BODY_AT, msg.length - SEAL_TAG);
+    this.bytesIn += frame.length + count * FRAG_DATAGRAM;
+    this.datagramsIn += count;
+    this.liveness.received(batchNow());
+    this.framesJoined++;
+    this.receiveTraffic(frame);
   }
 
   private receiveFragment(msg: Buffer, at: number, body: Buffer): void {
