@@ -2,18 +2,30 @@
 // NativeUdpSocket.sendFragments): the datagrams are those udp-link-send.ts would build one by one,
 // byte for byte, sealed on the send thread with consecutive counters (carried across the low
 // word, phase bit kept) that sodium opens; a link sends its big frames that way and they arrive
-// whole; loss injection and a full queue take the per-fragment path.
+// whole; loss injection takes the per-fragment path. On receipt the socket joins a read's fragment
+// datagrams of one frame, all opened by it and in order, into one message (udp_recv.c join_runs)
+// whose counters the link's replay window takes as a range; out of order, lossy, forged or
+// repeated ones go to JS one by one and still reassemble there.
 import { randomBytes } from "node:crypto";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { FRAG_HEADER } from "../src/overlay/links/udp-frag.js";
-import { NativeUdpSocket, loadNativeUdp } from "../src/overlay/links/udp-native.js";
-import { OPEN_OK, Opener, SEAL_BODY_AT, SEAL_TAG, Sealer } from "../src/overlay/links/udp-seal.js";
+import { NativeUdpSocket, S_JOINED, loadNativeUdp } from "../src/overlay/links/udp-native.js";
+import {
+  OPEN_OK,
+  OPEN_REPLAYED,
+  Opener,
+  SEAL_BODY_AT,
+  SEAL_TAG,
+  Sealer,
+} from "../src/overlay/links/udp-seal.js";
+import { OPENED_FAILED, openedCount } from "../src/overlay/links/udp-socket-types.js";
 import type { UdpLink } from "../src/overlay/links/udp.js";
 import { collect, startLinkNode, stopLinkNodes } from "./support/links.js";
 import {
   COOKIE,
   closeNativeSockets,
   collect as collectDatagrams,
+  collectOpened,
   nativeSocket,
 } from "./support/udp-datagrams.js";
 
@@ -49,6 +61,14 @@ function expectedFragment(
   p += 3 + FRAG_HEADER;
   part.copy(d, p);
   return d;
+}
+
+/** A sender sealing under a key and a receiver opening under it (cookie COOKIE, phase 0). */
+async function sealedPair() {
+  const a = await nativeSocket();
+  const b = await nativeSocket();
+  const key = randomBytes(32);
+  return { a, b, tx: new Sealer(key, 0, a.sealing), rx: new Opener(key, b.sealing, COOKIE, 0) };
 }
 
 const native = loadNativeUdp() !== undefined;
@@ -125,7 +145,9 @@ describe.skipIf(!native)("fragments built by the native socket", () => {
     for (const f of atA.frames) expect(f.equals(frames[f.readUInt32BE(1)]!)).toBe(true);
     expect(bLink.fragmentedOut).toBe(frames.length);
     expect(spy.mock.results.filter((r) => r.value === true).length).toBe(frames.length);
-    expect(aLink.reassembly.completed).toBe(frames.length);
+    // Whole in one read: joined by the socket; any other way: reassembled here.
+    expect(aLink.framesJoined + aLink.reassembly.completed).toBe(frames.length);
+    expect(aLink.framesJoined).toBeGreaterThan(0);
     expect(aLink.forged + aLink.replayed).toBe(0);
   });
 
@@ -145,4 +167,61 @@ describe.skipIf(!native)("fragments built by the native socket", () => {
     expect(atA.frames[0]!.equals(frame)).toBe(true);
     expect(spy).not.toHaveBeenCalled();
   });
+
+  it("a read holding all of a frame's fragments in order hands it over joined, once", async () => {
+    const { a, b, tx, rx } = await sealedPair();
+    const frame = randomBytes(9000);
+    const run = { frame, count: 7, id: 42, cookie: COOKIE, counterHi: 0, counterLo: 0, keySlot: -1 };
+    expect(tx.reserve(run)).toBe(true);
+    const got = collectOpened(b, 1);
+    expect(a.sendFragments(run, b.address().port, "127.0.0.1")).toBe(true);
+    const { msg, opened } = (await got)[0]!;
+    expect(b.state[S_JOINED]).toBe(1);
+    expect(openedCount(opened)).toBe(7);
+    expect(msg.subarray(SEAL_BODY_AT, msg.length - SEAL_TAG).equals(frame)).toBe(true);
+    expect(rx.open(Buffer.from(msg), opened)).toBe(OPEN_OK);
+    // The same frame again (a replayed read) is refused as a whole, and so is any of its counters.
+    expect(rx.open(Buffer.from(msg), opened)).toBe(OPEN_REPLAYED);
+    const third = expectedFragment(frame, 42, 3, 7, 0, 3);
+    expect(rx.open(third, opened & 0xff)).toBe(OPEN_REPLAYED);
+  });
+
+  for (const [name, order, corrupt] of [
+    ["out of order", [0, 2, 1, 3, 4], -1],
+    ["with one lost", [0, 1, 3, 4], -1],
+    ["with one forged", [0, 1, 2, 3, 4], 3],
+  ] as const) {
+    it(`fragments ${name} arrive one by one and reassemble as before`, async () => {
+      const { a, b, tx, rx } = await sealedPair();
+      const frame = randomBytes(5000);
+      // Counters in fragment order, sent in `order`: the socket seals each one; the forged one is
+      // sealed here under another key with its counter (the socket cannot open it, nor can JS).
+      const forger = new Sealer(randomBytes(32));
+      forger.testOnlySkipTo(corrupt < 0 ? 0 : corrupt);
+      const sealed = [0, 1, 2, 3, 4].map((i) => {
+        const d = expectedFragment(frame, 9, i, 5, 0, 0);
+        const slot = tx.seal(d);
+        if (i !== corrupt) return { d, slot };
+        forger.sealHere(d);
+        return { d, slot: -1 };
+      });
+      const got = collectOpened(b, order.length);
+      for (const i of order) a.send(sealed[i]!.d, b.address().port, "127.0.0.1", sealed[i]!.slot);
+      const arrived = await got;
+      expect(b.state[S_JOINED]).toBe(0);
+      expect(arrived.length).toBe(order.length);
+      const parts = new Map<number, Buffer>();
+      for (const { msg, opened } of arrived) {
+        expect(openedCount(opened)).toBe(1);
+        if (rx.open(msg, opened) !== OPEN_OK) continue;
+        const body = msg.subarray(SEAL_BODY_AT + 3 + FRAG_HEADER, msg.length - SEAL_TAG);
+        parts.set(msg[SEAL_BODY_AT + 7]!, Buffer.from(body));
+      }
+      expect(arrived.filter((x) => x.opened === OPENED_FAILED).length).toBe(corrupt < 0 ? 0 : 1);
+      const want = order.filter((i) => i !== corrupt);
+      expect([...parts.keys()].sort()).toEqual([...want].sort());
+      if (want.length === 5)
+        expect(Buffer.concat([0, 1, 2, 3, 4].map((i) => parts.get(i)!)).equals(frame)).toBe(true);
+    });
+  }
 });

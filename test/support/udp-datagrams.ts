@@ -27,11 +27,29 @@ export const plain = (d: Buffer): Buffer => d.subarray(SEAL_BODY_AT, d.length - 
 
 /** Collects copies of `count` datagrams; rejects after `ms` with how many came. */
 export function collect(s: UdpSocket, count: number, ms = 10000): Promise<Buffer[]> {
-  const got: Buffer[] = [];
+  return collectWith(s, count, ms, (msg) => Buffer.from(msg));
+}
+
+/** Copies of `count` datagrams with the socket's open status (UdpMessageHandler's `opened`). */
+export function collectOpened(
+  s: UdpSocket,
+  count: number,
+  ms = 10000,
+): Promise<Array<{ msg: Buffer; opened: number }>> {
+  return collectWith(s, count, ms, (msg, opened) => ({ msg: Buffer.from(msg), opened: opened ?? -1 }));
+}
+
+function collectWith<T>(
+  s: UdpSocket,
+  count: number,
+  ms: number,
+  take: (msg: Buffer, opened?: number) => T,
+): Promise<T[]> {
+  const got: T[] = [];
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`only ${got.length} of ${count} datagrams`)), ms);
-    s.onMessage((msg) => {
-      got.push(Buffer.from(msg));
+    s.onMessage((msg, _from, opened) => {
+      got.push(take(msg, opened));
       if (got.length === count) {
         clearTimeout(timer);
         resolve(got);

@@ -33,7 +33,7 @@ export const DG_OVERHEAD = DATA_HEADER + SEAL_OVERHEAD + ACK_BLOCK;
 const SEGMENT_BYTES = BASE_DATAGRAM - DG_OVERHEAD - 7;
 const SLAB_BYTES = 512 * 1024;
 /** A fragment datagram's bytes beyond its share of the frame: header, counter, record, tag. */
-const FRAG_DATAGRAM = SEAL_BODY_AT + 3 + FRAG_HEADER + SEAL_TAG;
+export const FRAG_DATAGRAM = SEAL_BODY_AT + 3 + FRAG_HEADER + SEAL_TAG;
 const NO_FRAME = new Uint8Array(0);
 
 export interface UdpLinkOptions {

@@ -125,7 +125,12 @@ export const S_RECV_INLINE = 19;
 export const S_OPENED_INLINE = 20;
 export const S_SEND_JOBS = 21;
 export const S_SEND_INLINE = 22;
-const S_COUNT = 23;
+/**
+ * Frames a read handed to JS whole: all the fragment datagrams of one frame, in order, opened by
+ * the socket, joined into one entry (udp_recv.c join_runs; PLANETD_UDP_JOIN=0 turns it off).
+ */
+export const S_JOINED = 23;
+const S_COUNT = 24;
 const NO_KEY = -1;
 export const F_GRO = 1;
 export const F_GSO = 2;

@@ -13,7 +13,7 @@
 // counter it has seen or that is older than REPLAY_WINDOW datagrams behind the newest (RFC 6479).
 import { createHash, createHmac, hkdfSync } from "node:crypto";
 import { createRequire } from "node:module";
-import { type FragmentRun, OPENED_NONE, type SealKeys } from "./udp-socket-types.js";
+import { type FragmentRun, OPENED_NONE, type SealKeys, openedCount } from "./udp-socket-types.js";
 
 export const SEAL_COUNTER = 8;
 export const SEAL_TAG = 16;
@@ -255,11 +255,13 @@ export class Opener {
     const counterHi = hi & ~PHASE_BIT;
     if (counterHi >= 0x1_0000) return OPEN_FORGED;
     const n = counterHi * 0x1_0000_0000 + lo;
-    if (!this.fresh(n)) return OPEN_REPLAYED;
+    // A frame the socket joined stands for `count` datagrams, counters n on: all must be new.
+    const count = openedCount(opened);
+    for (let k = 0; k < count; k++) if (!this.fresh(n + k)) return OPEN_REPLAYED;
     if (opened !== OPENED_NONE) {
       // Opened under another key (one this Opener replaced) or not at all: it is not ours.
-      if (opened !== this.slot || opened < 0) return OPEN_FORGED;
-      this.accept(n);
+      if ((opened & 0xff) !== this.slot || opened < 0) return OPEN_FORGED;
+      for (let k = 0; k < count; k++) this.accept(n + k);
       return OPEN_OK;
     }
     this.nonce.writeUInt32BE(hi, 4);

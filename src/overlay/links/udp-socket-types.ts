@@ -18,6 +18,15 @@ export type UdpMessageHandler = (msg: Buffer, from: RemoteInfo, opened?: number)
 /** udp_recv.c's statuses for `opened`. */
 export const OPENED_NONE = -1;
 export const OPENED_FAILED = -2;
+/**
+ * `opened` above 255: the native socket joined (opened >>> OPENED_RUN_SHIFT) fragment datagrams of
+ * one traffic frame, every one opened with the key in slot (opened & 255), in order, into one
+ * `msg`: type ‖ cookie ‖ the first one's counter ‖ the frame ‖ 16 spare bytes (udp_recv.c).
+ */
+export const OPENED_RUN_SHIFT = 8;
+/** How many datagrams `msg` stands for (1 unless the socket joined a frame's fragments). */
+export const openedCount = (opened: number | undefined): number =>
+  opened !== undefined && opened > 0xff ? opened >>> OPENED_RUN_SHIFT : 1;
 export type UdpErrorHandler = (e: Error & { code?: string }) => void;
 
 export interface UdpSocket {

@@ -290,6 +290,8 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
                  : strcmp(recv_mode, "inline") == 0 ? RECV_INLINE
                  : strcmp(recv_mode, "job") == 0    ? RECV_JOB
                                                     : RECV_ADAPTIVE;
+  const char *join = getenv("PLANETD_UDP_JOIN");
+  t->join_runs = join == NULL || strcmp(join, "0") != 0;
   const char *send_inline = getenv("PLANETD_UDP_SEND_INLINE");
   t->send_inline_max = send_inline != NULL && *send_inline != '\0' ? atoi(send_inline) : SEND_INLINE_MAX;
   for (int i = 0; i < 2; i++) {

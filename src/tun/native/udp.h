@@ -59,6 +59,8 @@ typedef struct evp_cipher_ctx_st EVP_CIPHER_CTX; /* never made */
 /* recvMeta word 8: the receive key slot that opened the datagram in place, or one of these. */
 #define OPEN_NONE (-1)   /* not tried: no key registered for its cookie and phase (JS opens it) */
 #define OPEN_FAILED (-2) /* the registered key did not open it: forged or corrupted */
+/* Or slot | count << OPEN_RUN_SHIFT: count fragment datagrams of one frame joined (udp_recv.c). */
+#define OPEN_RUN_SHIFT 8
 /* sendMeta word 3: the key slot to seal with, or one of these. */
 #define CLOSED_EVENT (-3)
 #define KEY_NONE (-1)
@@ -78,7 +80,9 @@ enum {
   S_RBUF, S_OPENED, S_OPEN_FAILED, S_OPEN_KEYS_REFUSED, S_RECV_JOBS,
   /* Where the adaptive paths ran: reads on the loop thread (S_RECV_JOBS: by a job), datagrams they
    * opened, send buffers handed to a job and those sealed and sent on the loop thread. */
-  S_RECV_INLINE, S_OPENED_INLINE, S_SEND_JOBS, S_SEND_INLINE, S_COUNT
+  S_RECV_INLINE, S_OPENED_INLINE, S_SEND_JOBS, S_SEND_INLINE,
+  /* Frames handed to JS whole: a batch's opened fragment datagrams of one frame, in order (udp_recv.c). */
+  S_JOINED, S_COUNT
 };
 #define F_GRO 1
 #define F_GSO 2
@@ -118,7 +122,7 @@ typedef struct {
 
 /* What a receive job did, applied on the loop thread when it completes (udp_recv.c). */
 typedef struct {
-  int32_t entries, opened, open_failed, gro_bufs, trunc;
+  int32_t entries, opened, open_failed, gro_bufs, trunc, joined;
   int got_all; /* recvmmsg filled every slot: more is likely waiting */
   int err;     /* a receive error the kernel reported after the datagrams read */
 } recv_result_t;
@@ -143,6 +147,7 @@ typedef struct {
   int rwork_pending; /* its request awaits the completion callback */
   int want_write;    /* a send job waits for POLLOUT */
   int recv_mode;     /* RECV_*: PLANETD_UDP_RECV at open (udp_recv.c) */
+  int join_runs;     /* hand whole frames to JS (udp_recv.c); PLANETD_UDP_JOIN=0 at open: never */
   int send_inline_max; /* flushes of at most this many datagrams seal and send here (udp_send.c) */
   int recv_err_after; /* an error POLLERR read, reported after the batch of the job it queued */
   uv_work_t rwork;

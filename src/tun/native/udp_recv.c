@@ -63,6 +63,93 @@ static void open_entry(sock_t *t, uint8_t *buf, int32_t *m) {
   }
 }
 
+/* udp-link-send.ts's fragment datagram: type ‖ cookie ‖ counter ‖ REC_FRAGMENT ‖ length u16 ‖
+ * frame id u32 ‖ index u8 ‖ count u8 ‖ offset u16 ‖ fragment ‖ tag (udp_send.c builds them). */
+#define PKT_DATA 0x10
+#define REC_FRAGMENT 2
+#define FRAG_HEAD (SEAL_BODY_AT + 3 + 8)
+#define MAX_FRAME 65535
+
+static inline uint32_t be32(const uint8_t *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+typedef struct {
+  uint32_t id;
+  int index, count;
+  size_t offset, len;
+  uint64_t counter; /* phase bit included: one key slot's datagrams all carry the same */
+} frag_t;
+
+/* Whether entry m is a datagram this socket opened holding exactly one fragment record; its fields. */
+static int fragment_of(const uint8_t *buf, const int32_t *m, frag_t *f) {
+  if (m[8] < 0 || (size_t)m[1] <= FRAG_HEAD + SEAL_TAG) return 0;
+  const uint8_t *d = buf + m[0];
+  const uint8_t *r = d + SEAL_BODY_AT;
+  if (d[0] != PKT_DATA || r[0] != REC_FRAGMENT) return 0;
+  f->len = (size_t)r[1] << 8 | r[2];
+  if (f->len != (size_t)m[1] - FRAG_HEAD - SEAL_TAG) return 0;
+  f->id = be32(r + 3);
+  f->index = r[7];
+  f->count = r[8];
+  f->offset = (size_t)r[9] << 8 | r[10];
+  f->counter = (uint64_t)be32(d + SEAL_AD) << 32 | be32(d + SEAL_AD + 4);
+  return 1;
+}
+
+/* Whether entries [i, i + count) are one frame's fragments 0..count-1 in order: one key slot and
+ * source, one frame id, consecutive counters, each fragment where the last ended. */
+static int whole_run(const uint8_t *buf, const int32_t *meta, size_t i, const frag_t *first) {
+  const int32_t *m0 = meta + RM_STRIDE * i;
+  size_t at = first->len;
+  for (int k = 1; k < first->count; k++) {
+    const int32_t *m = meta + RM_STRIDE * (i + (size_t)k);
+    frag_t f;
+    if (m[8] != m0[8] || memcmp(m + 2, m0 + 2, 6 * sizeof(int32_t)) != 0 || !fragment_of(buf, m, &f) ||
+        f.id != first->id || f.index != k || f.count != first->count || f.offset != at ||
+        f.counter != first->counter + (uint64_t)k)
+      return 0;
+    at += f.len;
+  }
+  return at <= MAX_FRAME;
+}
+
+/* Hands JS whole frames where it can: entries that are all the fragments of one frame, in order and
+ * opened here, become one entry (type ‖ cookie ‖ first counter ‖ frame ‖ 16 spare bytes, its
+ * fragments moved down over the headers between them) whose open status also carries the count
+ * (OPEN_RUN_SHIFT); JS's Opener takes the whole counter range through its replay window. Anything
+ * else (a missing, late, repeated or foreign fragment, a frame split across reads) stays one entry
+ * per datagram for JS's reassembly. */
+static void join_runs(sock_t *t, uint8_t *buf, int32_t *meta, size_t *n) {
+  size_t out = 0;
+  for (size_t i = 0; i < *n;) {
+    int32_t *m = meta + RM_STRIDE * i;
+    frag_t f;
+    if (fragment_of(buf, m, &f) && f.index == 0 && f.count >= 2 && i + (size_t)f.count <= *n &&
+        whole_run(buf, meta, i, &f)) {
+      uint8_t *w = buf + m[0] + SEAL_BODY_AT;
+      for (int k = 0; k < f.count; k++) {
+        const int32_t *e = meta + RM_STRIDE * (i + (size_t)k);
+        size_t part = (size_t)e[1] - FRAG_HEAD - SEAL_TAG;
+        memmove(w, buf + e[0] + FRAG_HEAD, part); /* w never passes the source: headers only shrink */
+        w += part;
+      }
+      int32_t *o = meta + RM_STRIDE * out;
+      if (o != m) memcpy(o, m, RM_STRIDE * sizeof(int32_t));
+      o[1] = (int32_t)(w - (buf + m[0])) + SEAL_TAG;
+      o[8] = m[8] | f.count << OPEN_RUN_SHIFT;
+      t->rresult.joined++;
+      out++;
+      i += (size_t)f.count;
+      continue;
+    }
+    if (out != i) memcpy(meta + RM_STRIDE * out, m, RM_STRIDE * sizeof(int32_t));
+    out++;
+    i++;
+  }
+  *n = out;
+}
+
 /* One entry of recvMeta per datagram; false when recvMeta is full. */
 static int add_entry(sock_t *t, int32_t *meta, size_t *n, size_t off, size_t len, const addr_t *src) {
   if (*n >= t->rmeta_entries) return 0;
@@ -135,6 +222,7 @@ static void read_batch(sock_t *t) {
     }
   }
   for (size_t i = 0; i < n; i++) open_entry(t, buf, meta + RM_STRIDE * i);
+  if (t->join_runs) join_runs(t, buf, meta, &n);
   r->entries = (int32_t)n;
 }
 
@@ -236,6 +324,7 @@ static void recv_complete(sock_t *t, int status, int from_job, int next_job) {
   st[S_RECV_TRUNC] += r.trunc;
   st[S_OPENED] += r.opened;
   st[S_OPEN_FAILED] += r.open_failed;
+  st[S_JOINED] += r.joined;
   if (from_job) {
     st[S_RECV_JOBS]++;
   } else {
