@@ -158,7 +158,9 @@ while True:
     const capEff = /^CapEff:\s+([0-9a-f]+)/m.exec(status)?.[1];
     expect(uid).toBe("65534");
     expect(BigInt(`0x${capEff}`)).toBe(1n << 12n);
-    expect(readFileSync(`/proc/${daemon.child.pid}/cmdline`, "utf8").split("\0")[0]).toMatch(/node$/);
+    const cmdline = readFileSync(`/proc/${daemon.child.pid}/cmdline`, "utf8").split("\0");
+    expect(cmdline[0]).toMatch(/node$/);
+    expect(cmdline).toContain("--v8-pool-size=1");
     expect(readFileSync(`/proc/${daemon.child.pid}/environ`, "utf8").split("\0")).toContain(
       "MALLOC_ARENA_MAX=1",
     );
