@@ -31,6 +31,7 @@ import {
   PKT_INIT,
   PKT_NACK,
   PKT_OBSERVE,
+  PKT_REKEY_ACK,
   PKT_RESET,
   REC_FRAGMENT,
   RESET_BYTES,
@@ -339,3 +340,44 @@ it("a punch from a listener's socket counts a CHALLENGE from another key than th
   });
   await expectShown(udpRefusalTotals());
 });
+
+it("100,000 random datagrams from a stranger: each refused and counted once (an INIT is answered), the listener stays up, memory stays bounded", async () => {
+  const { l, nextLink } = await raw.bareListener(Identity.generate(), randomBytes(32));
+  const stranger = await peer();
+  const sum = (t: UdpRefusalTotals) =>
+    [t.strayDatagrams, t.confirmsRefused, t.dialAnswersRefused]
+      .flatMap((counts) => Object.values(counts))
+      .reduce((a, b) => a + b, 0);
+  const before = udpRefusalTotals();
+  const rssBefore = process.memoryUsage().rss;
+  let refused = 0;
+  let answered = 0;
+  // Small batches, each awaited until counted, so the socket's buffer never overflows: every datagram
+  // sent is one the listener read.
+  for (let batch = 0; batch < 500; batch++) {
+    for (let i = 0; i < 200; i++) {
+      const n = batch * 200 + i;
+      const d = randomBytes(1 + (n % 300));
+      // Every type a datagram can have, and as many more that none has.
+      d[0] = n % 2 === 0 ? (n >> 1) % (PKT_REKEY_ACK + 1) : d[0]!;
+      if (d.length === 1 && d[0] === 0)
+        answered++; // a hole punch: dropped uncounted by design
+      else if (d[0] === PKT_INIT && d.length === HS_BYTES)
+        answered++; // anyone's INIT gets a CHALLENGE
+      else refused++;
+      stranger.send(d, l.port);
+    }
+    await until(() => sum(udpRefusalTotals()) - sum(before) === refused, 3000);
+  }
+  expect(refused + answered).toBe(100_000);
+  expect(refused).toBeGreaterThan(99_000);
+  // The listener still makes links, and the flood left nothing behind.
+  await raw.rawDial(l.port, Identity.generate());
+  expect((await nextLink()).closed).toBe(false);
+  expect(l.linkCount).toBe(1);
+  expect(process.memoryUsage().rss - rssBefore).toBeLessThan(64 * 1024 * 1024);
+  const m = moved(before);
+  console.log(
+    `100,000 random datagrams: stray ${JSON.stringify(m.strayDatagrams)}, CONFIRMs ${JSON.stringify(m.confirmsRefused)}, dial answers ${JSON.stringify(m.dialAnswersRefused)}, ${answered} answered or punches`,
+  );
+}, 60_000);
