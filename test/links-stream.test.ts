@@ -172,6 +172,28 @@ describe("stream link on the wire", () => {
     expect(s.closes).toEqual(["no frame received for 300 ms"]);
   });
 
+  it("keeps a link whose peer keeps sending, with a keepalive each keepaliveMs, and closes it once the peer stops", async () => {
+    const s = await server();
+    const c = await client(s.port);
+    c.socket.write(encodeMetadata(Identity.generate().publicKey));
+    await c.bytes(38);
+    // 15 keepalives 30 ms apart: 450 ms, half as long again as the 300 ms idle timeout.
+    for (let i = 0; i < 15; i++) {
+      c.socket.write(frame(0));
+      await new Promise((r) => setTimeout(r, 30));
+    }
+    expect(s.closes).toEqual([]);
+    const received = c.received();
+    let keepalives = 0;
+    for (let at = 38; at + 2 <= received.length; at += 2 + received.readUInt16BE(at)) {
+      if (received.readUInt16BE(at) === 1 && received[at + 2] === 0) keepalives++;
+    }
+    // One each 100 ms of the ~450 without traffic of its own; two leaves room for a loaded machine.
+    expect(keepalives).toBeGreaterThanOrEqual(2);
+    expect(await s.nextLog(/link down: .*no frame received for 300 ms/)).toBeTruthy();
+    expect(s.closes).toEqual(["no frame received for 300 ms"]);
+  });
+
   it("announces its priority right after the metadata", async () => {
     const s = await server("?priority=3");
     const c = await client(s.port);

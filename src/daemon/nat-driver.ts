@@ -83,6 +83,11 @@ export class NatDriver {
     };
   }
 
+  /** Whether noteTraffic can do anything: with no local candidate there is nothing to offer. */
+  get offersPunching(): boolean {
+    return this.local.length > 0;
+  }
+
   noteTraffic(dest: Buffer, now: number): void {
     if (this.local.length > 0) this.nat.noteTraffic(dest, now, this.local);
   }

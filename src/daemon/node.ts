@@ -406,7 +406,13 @@ export class Node implements PacketConn {
   }
 
   private sendCore(dest: Buffer, kind: number, body: Uint8Array, now: number, inPlace = false): void {
-    if (kind === CORE_IPV6 && this.natDriver && !this.peerKeys.has(dest.toString("latin1"))) {
+    // The key string only where NAT traversal can use the traffic: not a string per packet for nothing.
+    if (
+      kind === CORE_IPV6 &&
+      this.natDriver &&
+      this.natDriver.offersPunching &&
+      !this.peerKeys.has(dest.toString("latin1"))
+    ) {
       this.natDriver.noteTraffic(dest, now);
     }
     // Sessions writes the core byte in front of the body in its own buffer: no copy here.

@@ -1,9 +1,11 @@
 // TunDevice over the planetd_tun N-API addon (src/tun/native/tun.c). The addon reads whole batches
 // into one preallocated buffer; here each batch becomes an array of views into it. Writes are queued
-// into another preallocated buffer and handed to the addon once per turn of the event loop, where
-// runs of TCP segments become one GSO write (src/tun/native/offload.c).
+// into another preallocated buffer and handed to the addon once the input that produced them (a
+// socket read, a TUN batch) is handled, where runs of TCP segments become one GSO write
+// (src/tun/native/offload.c).
 import { createRequire } from "node:module";
 import { addonPath } from "../util/addon-path.js";
+import { beginInput, endInput, flushAtEndOfInput } from "../util/end-of-input.js";
 import type { TunDevice } from "./device.js";
 
 /** Spec 5.9: the largest IPv6 packet a session carries, and IPv6's minimum link MTU. */
@@ -338,9 +340,10 @@ export class NativeTun implements TunDevice {
   }
 
   /**
-   * Queues one packet (copied: the caller's buffer is reused) for the flush at the end of this turn
-   * of the event loop, so that a turn's packets cross into the addon once and in-order TCP segments
-   * can leave as one GSO write; one of DIRECT_WRITE_BYTES or more is written at once (writeNow).
+   * Queues one packet (copied: the caller's buffer is reused) for the flush at the end of the input
+   * being handled (end-of-input.ts; outside any input, the next tick), so that an input's packets
+   * cross into the addon once and in-order TCP segments can leave as one GSO write, in the same JS
+   * call that read them; one of DIRECT_WRITE_BYTES or more is written at once (writeNow).
    */
   write(packet: Uint8Array, gsoSize = 0): void {
     if (packet.length > WRITE_BUFFER_BYTES) {
@@ -361,7 +364,7 @@ export class NativeTun implements TunDevice {
     this.writeBytes += packet.length;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      setImmediate(this.flushQueued);
+      flushAtEndOfInput(this.flushQueued);
     }
   }
 
@@ -459,7 +462,14 @@ export class NativeTun implements TunDevice {
     }
     this.counters.packetsRead += count;
     this.counters.bytesRead += bytes;
-    if (count > 0 && this.packetHandler) this.packetHandler(batch, this.batchGsoSizes);
+    if (count > 0 && this.packetHandler) {
+      beginInput();
+      try {
+        this.packetHandler(batch, this.batchGsoSizes);
+      } finally {
+        endInput();
+      }
+    }
     if (errno !== 0) {
       const err = new Error(`TUN: reading ${this.name} failed (errno ${errno}); the interface stopped`);
       if (this.errorHandler) this.errorHandler(err);

@@ -8,6 +8,7 @@ import {
   socketPartsSender,
   socketSender,
 } from "../../tun/native.js";
+import { beginInput, endInput, flushAtEndOfInput } from "../../util/end-of-input.js";
 import { LinkCore } from "./link-core.js";
 import type { Link, LinkEvents } from "./link.js";
 
@@ -186,13 +187,14 @@ export class StreamLink extends LinkCore implements Link {
   private readonly rx = Buffer.allocUnsafe(2 + MAX_FRAME);
   private rxHave = 0;
   private rxNeed = 0;
-  // Send: frames are copied into a slab and flushed once per tick as one write.
+  // Send: frames are copied into a slab and flushed as one write once the input that sent them is
+  // handled (end-of-input.ts), or on the next tick when they came from a timer.
   private slab: Slab = Slab.take();
   private slabStart = 0;
   private slabEnd = 0;
   private flushQueued = false;
-  /** Bound once: the one callback every turn's flush is scheduled with (no closure per frame). */
-  private readonly flushOnTick = (): void => this.flush();
+  /** Bound once: the one callback every flush is asked for with (no closure per frame). */
+  private readonly flushAfterInput = (): void => this.flush();
   /**
    * Plain TCP and unix sockets: a flush goes to the kernel with one send(2) from the addon while Node
    * has nothing queued, skipping Node's Writable machinery (issue 11: at idle ~18% of the CPU samples
@@ -214,8 +216,25 @@ export class StreamLink extends LinkCore implements Link {
    * and its fresh buffer per read (issue 11: at idle ~44% of a link-to-TUN hop's CPU samples).
    */
   private readonly reader: SocketReader | undefined;
-  private keepaliveTimer: NodeJS.Timeout;
-  private idleTimer: NodeJS.Timeout;
+  /**
+   * Date.now() of the last write and of the last complete frame read: one timer checks them, where
+   * re-arming a keepalive and an idle timer per packet cost two timer-list updates a packet.
+   */
+  private lastWriteAt = 0;
+  private lastFrameAt = 0;
+  private livenessTimer: NodeJS.Timeout | undefined;
+  private readonly checkLiveness = (): void => {
+    if (this.closed) return;
+    const now = Date.now();
+    const { idleMs, keepaliveMs } = this.timeouts;
+    if (now - this.lastFrameAt >= idleMs) {
+      this.close(`no frame received for ${idleMs} ms`);
+      return;
+    }
+    if (now - this.lastWriteAt >= keepaliveMs) this.keepalive();
+    const due = Math.min(this.lastWriteAt + keepaliveMs, this.lastFrameAt + idleMs);
+    this.livenessTimer = setTimeout(this.checkLiveness, Math.max(1, due - now));
+  };
 
   constructor(
     socket: Socket,
@@ -247,17 +266,20 @@ export class StreamLink extends LinkCore implements Link {
     if (this.reader === undefined) {
       socket.on("data", (chunk: Buffer) => {
         this.bytesIn += chunk.length;
-        this.receive(chunk);
+        beginInput();
+        try {
+          this.receive(chunk);
+        } finally {
+          endInput();
+        }
       });
     }
     socket.on("error", (e: Error) => this.close(e.message));
     socket.on("close", () => this.close("connection closed by peer"));
     socket.on("end", () => this.close("connection closed by peer"));
-    this.keepaliveTimer = setTimeout(() => this.keepalive(), timeouts.keepaliveMs);
-    this.idleTimer = setTimeout(
-      () => this.close(`no frame received for ${timeouts.idleMs} ms`),
-      timeouts.idleMs,
-    );
+    this.lastWriteAt = Date.now();
+    this.lastFrameAt = this.lastWriteAt;
+    this.livenessTimer = setTimeout(this.checkLiveness, Math.min(timeouts.keepaliveMs, timeouts.idleMs));
     this.announcePriority();
   }
 
@@ -301,7 +323,12 @@ export class StreamLink extends LinkCore implements Link {
   private onRead(n: number, errno: number): void {
     if (n > 0) {
       this.bytesIn += n;
-      this.receive(sharedReadBuffer!.subarray(0, n));
+      beginInput();
+      try {
+        this.receive(sharedReadBuffer!.subarray(0, n));
+      } finally {
+        endInput();
+      }
       return;
     }
     this.close(errno === 0 ? "connection closed by peer" : `reading failed (errno ${errno})`);
@@ -358,7 +385,7 @@ export class StreamLink extends LinkCore implements Link {
     this.slabEnd += need;
     if (!this.flushQueued) {
       this.flushQueued = true;
-      process.nextTick(this.flushOnTick);
+      flushAtEndOfInput(this.flushAfterInput);
     }
     return at;
   }
@@ -372,7 +399,7 @@ export class StreamLink extends LinkCore implements Link {
     let out = slab.buf.subarray(this.slabStart, this.slabEnd);
     this.slabStart = this.slabEnd;
     this.bytesOut += out.length;
-    this.keepaliveTimer.refresh();
+    this.lastWriteAt = Date.now();
     if (this.heldCount > 0) {
       this.flushHeld(slab, start, this.slabEnd);
       return;
@@ -460,7 +487,7 @@ export class StreamLink extends LinkCore implements Link {
     if (this.closed) return;
     this.socket.write(KEEPALIVE);
     this.bytesOut += KEEPALIVE.length;
-    this.keepaliveTimer.refresh();
+    this.lastWriteAt = Date.now();
   }
 
   private receive(chunk: Buffer): void {
@@ -517,7 +544,7 @@ export class StreamLink extends LinkCore implements Link {
         pos = end;
       }
     }
-    if (gotFrame && !this.closed) this.idleTimer.refresh();
+    if (gotFrame) this.lastFrameAt = Date.now();
   }
 
   /**
@@ -534,8 +561,7 @@ export class StreamLink extends LinkCore implements Link {
 
   close(reason: string): void {
     if (!this.markClosed(reason)) return;
-    clearTimeout(this.keepaliveTimer);
-    clearTimeout(this.idleTimer);
+    clearTimeout(this.livenessTimer);
     this.reader?.close();
     this.socket.destroy();
     this.slab.retire();

@@ -80,9 +80,13 @@ static void on_readable(uv_poll_t *h, int status, int events) {
   for (int fill = 0; fill < FILLS_PER_WAKEUP && !end && !err && !r->closed; fill++) {
     size_t off = 0;
     while (off < r->buf_len) {
-      ssize_t n = read(r->fd, r->buf + off, r->buf_len - off);
+      size_t want = r->buf_len - off;
+      ssize_t n = read(r->fd, r->buf + off, want);
       if (n > 0) {
         off += (size_t)n;
+        /* A short read emptied the socket: the level-triggered poll says when more comes, so no
+         * read just to hear EAGAIN (one syscall less per wakeup at idle). */
+        if ((size_t)n < want) break;
         continue;
       }
       if (n == 0) end = 1;
