@@ -57,6 +57,27 @@ describe("udp fragment reassembly", () => {
     }
   });
 
+  it("refuses fragments that overlap and leave a gap: the gap would carry an earlier frame's plaintext", () => {
+    const r = new Reassembler();
+    // Frame 1 completes and, as Sessions does with an AEAD frame, is opened in the buffer it lies in.
+    const first = randomBytes(3000);
+    for (const i of [0, 1, 2]) r.add(1, i, 3, i * 1000, first.subarray(i * 1000, (i + 1) * 1000));
+    const plaintext = Buffer.alloc(1000, 0x5a);
+    plaintext.copy(r.frame, 1500);
+    // Frame 2 from a peer that relays: fragment 1 overlaps fragment 0 by 500 bytes and stops 500
+    // short of fragment 2, so the bytes still add up to the last fragment's end.
+    const refusedBefore = r.refused;
+    r.add(2, 0, 3, 0, Buffer.alloc(1000, 1));
+    r.add(2, 1, 3, 500, Buffer.alloc(1000, 2));
+    r.add(2, 2, 3, 2000, Buffer.alloc(1000, 3));
+    expect(r.frame.length).toBe(0);
+    expect(r.refused).toBe(refusedBefore + 1);
+    // An honest frame whose last fragment is shorter still completes, its last fragment first.
+    const honest = randomBytes(2500);
+    for (const i of [2, 0, 1]) r.add(3, i, 3, i * 834, honest.subarray(i * 834, (i + 1) * 834));
+    expect(r.frame.equals(honest)).toBe(true);
+  });
+
   it("stays within MAX_ASSEMBLIES buffers under 100,000 bogus first fragments, and still completes a frame", () => {
     const r = new Reassembler();
     const chunk = Buffer.alloc(1200);

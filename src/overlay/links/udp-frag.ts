@@ -34,6 +34,8 @@ interface Assembly {
   bytes: number;
   /** Frame length, known once the last fragment arrived; −1 before. */
   total: number;
+  /** Every fragment's length but the last's (which is no longer), known from the first; −1 before. */
+  size: number;
   /** Order of creation, for eviction. */
   born: number;
   /** When a fragment last arrived or repair was last asked for. */
@@ -79,6 +81,14 @@ export class Reassembler {
       return this.refuse();
     }
     if (a.seen[index] === 1) return this.refuse();
+    // Honest senders cut a frame into fragments of one size, the last no longer: fragment i at
+    // i × size. Held to that, fragments cannot overlap, so bytes === total below means every byte
+    // came in this frame. Overlaps and a gap that cancel out would hand on what the reused buffer
+    // held there before: an earlier frame, which Sessions opened in place (its plaintext).
+    const size = index === count - 1 ? offset / index : len;
+    if (!Number.isInteger(size) || len > size || offset !== index * size || (a.size >= 0 && a.size !== size))
+      return this.refuse();
+    a.size = size;
     if (index === count - 1) {
       if (a.total >= 0 && a.total !== offset + len) return this.refuse();
       a.total = offset + len;
@@ -163,6 +173,7 @@ export class Reassembler {
       got: 0,
       bytes: 0,
       total: -1,
+      size: -1,
       born: 0,
       lastAt: 0,
       nacks: 0,
@@ -174,6 +185,7 @@ export class Reassembler {
     a.got = 0;
     a.bytes = 0;
     a.total = -1;
+    a.size = -1;
     a.born = ++this.born;
     a.nacks = 0;
     a.seen.fill(0);
