@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import {
   type NativeUdpSocket,
   S_DROPPED,
+  S_INFLIGHT,
   S_KEYS_REFUSED,
   S_SEAL_FAILED,
   S_SENT,
@@ -13,7 +14,15 @@ import {
 } from "../src/overlay/links/udp-native.js";
 import { OPEN_OK, Opener, SEAL_BODY_AT, SEAL_TAG, Sealer } from "../src/overlay/links/udp-seal.js";
 import type { UdpSocket } from "../src/overlay/links/udp-socket.js";
-import { COOKIE, body, closeNativeSockets, collect, nativeSocket, shell } from "./support/udp-datagrams.js";
+import {
+  COOKIE,
+  body,
+  closeNativeSockets,
+  collect,
+  collectOpened,
+  nativeSocket,
+  shell,
+} from "./support/udp-datagrams.js";
 
 afterEach(async () => {
   await closeNativeSockets();
@@ -153,5 +162,44 @@ describe.skipIf(!native)("native sealing on the send thread", () => {
     await a.close();
     expect(a.state[S_DROPPED]).toBe(0);
     expect(a.state[S_SENT]).toBe(count);
+  });
+
+  it("keeps each link's key in its own slot: datagrams alternating between keys, and a slot reused for a new key", async () => {
+    // Two links on one socket each way (listener sockets carry many): every datagram switches key.
+    const a = await nativeSocket();
+    const b = await nativeSocket();
+    const cookies = [COOKIE, Buffer.from("second!!")];
+    const keys = [randomBytes(32), randomBytes(32), randomBytes(32)];
+    const txs = [new Sealer(keys[0]!, 0, a.sealing), new Sealer(keys[1]!, 0, a.sealing)];
+    const rxs = [
+      new Opener(keys[0]!, b.sealing, cookies[0], 0),
+      new Opener(keys[1]!, b.sealing, cookies[1], 0),
+    ];
+    const received = collectOpened(b, 40);
+    for (let i = 0; i < 40; i++) {
+      const d = shell(body(i, 300 + i), cookies[i & 1]);
+      a.send(d, b.address().port, "127.0.0.1", txs[i & 1]!.seal(d));
+    }
+    for (const [i, { msg, opened }] of (await received).entries()) {
+      expect(opened).toBeGreaterThanOrEqual(0); // opened by b's receive path, under its cookie's key
+      expect(rxs[i & 1]!.open(msg, opened)).toBe(OPEN_OK);
+      expect(msg.subarray(SEAL_BODY_AT, msg.length - SEAL_TAG)).toEqual(body(i, 300 + i));
+    }
+    // The first link's send key is dropped and a third takes a free slot (the dropped one once its
+    // datagrams left): what it seals opens under the third key only.
+    txs[0]!.release();
+    // Its datagrams have arrived; the job that sent them completes on a later turn.
+    for (let i = 0; i < 1000 && a.state[S_INFLIGHT] !== 0; i++) await new Promise((r) => setImmediate(r));
+    const third = new Sealer(keys[2]!, 0, a.sealing);
+    const got = collect(b, 1);
+    const d = shell(body(7, 500), Buffer.from("thirdone"));
+    const slot = third.seal(d);
+    expect(slot).toBe(0); // the first key's slot, its context keyed anew
+    a.send(d, b.address().port, "127.0.0.1", slot);
+    const [sealed] = await got;
+    expect(new Opener(keys[0]!).open(Buffer.from(sealed!))).not.toBe(OPEN_OK);
+    const opener = new Opener(keys[2]!);
+    expect(opener.open(sealed!)).toBe(OPEN_OK);
+    expect(sealed!.subarray(SEAL_BODY_AT, sealed!.length - SEAL_TAG)).toEqual(body(7, 500));
   });
 });

@@ -98,6 +98,8 @@ void udp_free(sock_t *t) {
 #ifdef PLANETD_HAVE_OPENSSL
   if (t->aead) EVP_CIPHER_CTX_free(t->aead);
   if (t->open_aead) EVP_CIPHER_CTX_free(t->open_aead);
+  for (int s = 0; s < KEY_SLOTS; s++) udp_ctx_free(t->seal_ctx[s]);
+  for (int s = 0; s < OPEN_SLOTS; s++) udp_ctx_free(t->open_ctx[s]);
 #endif
   if (t->lock_inited) {
     uv_mutex_destroy(&t->lock);

@@ -107,13 +107,6 @@ typedef struct {
   int32_t nogso_until;
 } sendbuf_t;
 
-/* The key a cipher context was last given: the next datagram under the same key sets only its
- * nonce (OpenSSL's key setup and length queries cost as much as sealing a small datagram). */
-typedef struct {
-  uint8_t key[KEY_BYTES];
-  int set;
-} key_cache_t;
-
 /* What a job did, applied to state[] on the loop thread when it completes. */
 typedef struct {
   int32_t sent, gso_msgs, dropped, seal_failed, err, err_slot, gso_refused;
@@ -152,11 +145,12 @@ typedef struct {
   int recv_err_after; /* an error POLLERR read, reported after the batch of the job it queued */
   uv_work_t rwork;
   recv_result_t rresult;
-  EVP_CIPHER_CTX *open_aead; /* the receive worker's own context (a send job may run meanwhile) */
-  key_cache_t open_aead_key;
+  EVP_CIPHER_CTX *open_aead; /* set when this OpenSSL has the cipher: receive keys are taken */
   /* Receive keys: state 0 free, 1 in use (set last, with release order: a job may be running),
-   * 2 dropped by JS and freed once no job can be using it. Matched by cookie ‖ phase bit. */
-  uint8_t okeys[OPEN_SLOTS][KEY_BYTES];
+   * 2 dropped by JS and freed once no job can be using it. Matched by cookie ‖ phase bit. Each
+   * slot's context holds its key schedule (udp_key_ctx), so a datagram sets only its nonce
+   * whichever link's key it needs; a freed slot's context is reset (its key wiped). */
+  EVP_CIPHER_CTX *open_ctx[OPEN_SLOTS];
   uint8_t ocookie[OPEN_SLOTS][8];
   uint8_t ophase[OPEN_SLOTS];
   uint8_t okey_state[OPEN_SLOTS];
@@ -180,10 +174,10 @@ typedef struct {
   uv_cond_t job_idle;
   int lock_inited;
   job_result_t result;
-  EVP_CIPHER_CTX *aead;
-  key_cache_t aead_key;
-  /* Key slots: 0 free, 1 in use, 2 dropped by JS and freed once buffer number free_after completed. */
-  uint8_t keys[KEY_SLOTS][KEY_BYTES];
+  EVP_CIPHER_CTX *aead; /* set when this OpenSSL has the cipher: send keys are taken */
+  /* Key slots: 0 free, 1 in use, 2 dropped by JS and freed once buffer number free_after completed;
+   * each with its context keyed once, as the receive slots. */
+  EVP_CIPHER_CTX *seal_ctx[KEY_SLOTS];
   uint8_t key_state[KEY_SLOTS];
   uint32_t key_free_after[KEY_SLOTS];
   uint32_t submitted, completed;
@@ -214,8 +208,13 @@ void udp_resume(sock_t *t);
 int udp_add_key(sock_t *t, const uint8_t *key);
 /* JS seals nothing more with it; the slot is reused once the datagrams queued under it have left. */
 void udp_drop_key(sock_t *t, int slot);
-/* udp_send.c: seals (enc 1) or opens (enc 0) one datagram in place with a 32-byte key; 1 if done. */
-int udp_aead(EVP_CIPHER_CTX *c, key_cache_t *kc, const uint8_t *key, uint8_t *d, size_t len, int enc);
+/* udp_send.c: seals (enc 1) or opens (enc 0) one datagram in place with c's key; 1 if done. */
+int udp_aead(EVP_CIPHER_CTX *c, uint8_t *d, size_t len, int enc);
+/* udp_send.c: *c (made if NULL) keyed with a 32-byte key for sealing (enc 1) or opening; 1 if done.
+ * udp_key_wipe: forgets the key (the context stays for the slot's next key). */
+int udp_key_ctx(EVP_CIPHER_CTX **c, const uint8_t *key, int enc);
+void udp_key_wipe(EVP_CIPHER_CTX *c);
+void udp_ctx_free(EVP_CIPHER_CTX *c);
 /* A traffic frame's fragments as udp-link-send.ts would build them, each its own datagram. */
 typedef struct {
   const uint8_t *frame;

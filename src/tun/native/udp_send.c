@@ -18,29 +18,49 @@
 /* Seals (enc) or opens d (len bytes: header ‖ counter ‖ body ‖ tag) in place: udp-seal.ts's AEAD.
  * An open that fails leaves the body garbage (the caller drops the datagram). */
 #ifdef PLANETD_HAVE_OPENSSL
-int udp_aead(EVP_CIPHER_CTX *c, key_cache_t *kc, const uint8_t *key, uint8_t *d, size_t len, int enc) {
+int udp_aead(EVP_CIPHER_CTX *c, uint8_t *d, size_t len, int enc) {
   uint8_t nonce[12] = {0};
   int outl = 0;
   size_t body = len - SEAL_BODY_AT - SEAL_TAG;
   uint8_t *tag = d + len - SEAL_TAG;
   memcpy(nonce + 4, d + SEAL_AD, 8);
-  int same = kc->set && memcmp(kc->key, key, KEY_BYTES) == 0;
-  if (!same) kc->set = 0; /* until the init with it succeeded */
-  if (EVP_CipherInit_ex(c, NULL, NULL, same ? NULL : key, nonce, enc) != 1) return 0;
-  if (!same) {
-    memcpy(kc->key, key, KEY_BYTES);
-    kc->set = 1;
-  }
+  if (EVP_CipherInit_ex(c, NULL, NULL, NULL, nonce, enc) != 1) return 0;
   if (EVP_CipherUpdate(c, NULL, &outl, d, SEAL_AD) != 1) return 0;
   if (body > 0 && EVP_CipherUpdate(c, d + SEAL_BODY_AT, &outl, d + SEAL_BODY_AT, (int)body) != 1) return 0;
   if (!enc && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, SEAL_TAG, tag) != 1) return 0;
   if (EVP_CipherFinal_ex(c, d + SEAL_BODY_AT + body, &outl) != 1) return 0;
   return !enc || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, SEAL_TAG, tag) == 1;
 }
+
+int udp_key_ctx(EVP_CIPHER_CTX **c, const uint8_t *key, int enc) {
+  if (*c == NULL && (*c = EVP_CIPHER_CTX_new()) == NULL) return 0;
+  if (EVP_CipherInit_ex(*c, EVP_chacha20_poly1305(), NULL, key, NULL, enc) == 1) return 1;
+  EVP_CIPHER_CTX_reset(*c);
+  return 0;
+}
+
+void udp_key_wipe(EVP_CIPHER_CTX *c) {
+  if (c != NULL) EVP_CIPHER_CTX_reset(c); /* frees the cipher state, key schedule cleansed */
+}
+
+void udp_ctx_free(EVP_CIPHER_CTX *c) {
+  EVP_CIPHER_CTX_free(c);
+}
 #else
-int udp_aead(EVP_CIPHER_CTX *c, key_cache_t *kc, const uint8_t *key, uint8_t *d, size_t len, int enc) {
-  (void)c, (void)kc, (void)key, (void)d, (void)len, (void)enc;
-  return 0; /* unreachable: without OpenSSL no socket has a cipher, so no key gets a slot */
+/* Unreachable: without OpenSSL no socket has a cipher, so no key gets a slot. */
+int udp_aead(EVP_CIPHER_CTX *c, uint8_t *d, size_t len, int enc) {
+  (void)c, (void)d, (void)len, (void)enc;
+  return 0;
+}
+int udp_key_ctx(EVP_CIPHER_CTX **c, const uint8_t *key, int enc) {
+  (void)c, (void)key, (void)enc;
+  return 0;
+}
+void udp_key_wipe(EVP_CIPHER_CTX *c) {
+  (void)c;
+}
+void udp_ctx_free(EVP_CIPHER_CTX *c) {
+  (void)c;
 }
 #endif
 
@@ -50,9 +70,8 @@ static void seal_entries(sock_t *t, sendbuf_t *b) {
     int32_t *m = b->meta + SM_STRIDE * j;
     int32_t slot = m[3];
     if (slot == KEY_NONE || slot == KEY_FAILED) continue;
-    int ok = slot >= 0 && slot < KEY_SLOTS && t->key_state[slot] != 0 && t->aead != NULL &&
-             m[1] >= SEAL_BODY_AT + SEAL_TAG &&
-             udp_aead(t->aead, &t->aead_key, t->keys[slot], b->buf + m[0], (size_t)m[1], 1);
+    int ok = slot >= 0 && slot < KEY_SLOTS && t->key_state[slot] != 0 && m[1] >= SEAL_BODY_AT + SEAL_TAG &&
+             udp_aead(t->seal_ctx[slot], b->buf + m[0], (size_t)m[1], 1);
     m[3] = ok ? KEY_NONE : KEY_FAILED;
   }
 }
@@ -201,7 +220,7 @@ static void queue_job(sock_t *t, int here) {
 static void reclaim_keys(sock_t *t) {
   for (int s = 0; s < KEY_SLOTS; s++) {
     if (t->key_state[s] == 2 && (int32_t)(t->completed - t->key_free_after[s]) >= 0) {
-      memset(t->keys[s], 0, KEY_BYTES);
+      udp_key_wipe(t->seal_ctx[s]);
       t->key_state[s] = 0;
     }
   }
@@ -211,7 +230,7 @@ int udp_add_key(sock_t *t, const uint8_t *key) {
   reclaim_keys(t);
   for (int s = 0; s < KEY_SLOTS; s++) {
     if (t->key_state[s] == 0) {
-      memcpy(t->keys[s], key, KEY_BYTES);
+      if (!udp_key_ctx(&t->seal_ctx[s], key, 1)) break; /* counted as refused: JS seals */
       t->key_state[s] = 1;
       return s;
     }
