@@ -73,6 +73,12 @@ export class Reassembler {
     this.frame = this.frame.subarray(0, 0);
     const len = data.length;
     if (count < 2 || index >= count || len === 0 || offset + len > MAX_FRAME) return FRAG_MALFORMED;
+    // Honest senders cut a frame into fragments of one size, the last no longer: fragment i at
+    // i × size. Held to that, fragments cannot overlap, so bytes === total below means every byte
+    // came in this frame. Overlaps and a gap that cancel out would hand on what the reused buffer
+    // held there before: an earlier frame, which Sessions opened in place (its plaintext).
+    const size = index === count - 1 ? offset / index : len;
+    if (!Number.isInteger(size) || len > size || offset !== index * size) return this.refuse();
     let a = this.find(id);
     if (!a) {
       if (this.recent.includes(id)) return this.refuse();
@@ -80,14 +86,7 @@ export class Reassembler {
     } else if (a.count !== count) {
       return this.refuse();
     }
-    if (a.seen[index] === 1) return this.refuse();
-    // Honest senders cut a frame into fragments of one size, the last no longer: fragment i at
-    // i × size. Held to that, fragments cannot overlap, so bytes === total below means every byte
-    // came in this frame. Overlaps and a gap that cancel out would hand on what the reused buffer
-    // held there before: an earlier frame, which Sessions opened in place (its plaintext).
-    const size = index === count - 1 ? offset / index : len;
-    if (!Number.isInteger(size) || len > size || offset !== index * size || (a.size >= 0 && a.size !== size))
-      return this.refuse();
+    if (a.seen[index] === 1 || (a.size >= 0 && a.size !== size)) return this.refuse();
     a.size = size;
     if (index === count - 1) {
       if (a.total >= 0 && a.total !== offset + len) return this.refuse();
