@@ -4,6 +4,7 @@
 // byte for byte; the tests check that.
 import { createRequire } from "node:module";
 import type Nacl from "tweetnacl";
+import { loadSodium } from "./sodium.js";
 
 // CommonJS packages load through require, not an ES import: importing CommonJS from an ES module
 // runs Node's cjs-module-lexer over it, ~6 MiB of idle RSS for planetd's four (see bench/memory.sh).
@@ -125,8 +126,7 @@ let loaded: BoxBackend | undefined;
 export function loadBox(): BoxBackend {
   if (loaded) return loaded;
   try {
-    const require = createRequire(import.meta.url);
-    loaded = createSodiumBackend(require("sodium-native") as SodiumBox);
+    loaded = createSodiumBackend(loadSodium());
   } catch {
     loaded = createTweetnaclBackend();
   }

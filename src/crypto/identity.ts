@@ -1,12 +1,10 @@
 // The node's one long-term identity: an ed25519 key pair in Go's 64-byte layout (seed ‖ public key).
 // Everything that needs "who am I" takes an Identity; nothing else holds the private half.
 import { createHash, createPublicKey, verify as cryptoVerify, randomBytes } from "node:crypto";
-import { createRequire } from "node:module";
-import type Sodium from "sodium-native";
 import { addressForKey, subnetForKey } from "./address.js";
+import { loadSodium } from "./sodium.js";
 
-// An ES import of CommonJS costs idle memory (box.ts says how much).
-const sodium = createRequire(import.meta.url)("sodium-native") as typeof Sodium;
+const sodium = loadSodium();
 
 export const KEY_BYTES = 32;
 export const SIG_BYTES = 64;
@@ -24,8 +22,8 @@ export class Identity {
   readonly subnet: Buffer;
 
   private constructor(seed: Buffer) {
-    this.publicKey = Buffer.alloc(sodium.crypto_sign_PUBLICKEYBYTES);
-    this.secretKey = Buffer.alloc(sodium.crypto_sign_SECRETKEYBYTES);
+    this.publicKey = Buffer.alloc(KEY_BYTES);
+    this.secretKey = Buffer.alloc(2 * KEY_BYTES);
     sodium.crypto_sign_seed_keypair(this.publicKey, this.secretKey, seed);
     this.seed = Buffer.from(seed);
     this.curvePrivate = createHash("sha512").update(seed).digest().subarray(0, 32);

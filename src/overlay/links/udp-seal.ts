@@ -12,7 +12,7 @@
 // associated data. The receiver drops (and counts) anything that does not open, and anything whose
 // counter it has seen or that is older than REPLAY_WINDOW datagrams behind the newest (RFC 6479).
 import { createHash, createHmac, hkdfSync } from "node:crypto";
-import { createRequire } from "node:module";
+import { loadSodium } from "../../crypto/sodium.js";
 import { type FragmentRun, OPENED_NONE, type SealKeys, openedCount } from "./udp-socket-types.js";
 
 export const SEAL_COUNTER = 8;
@@ -26,31 +26,7 @@ export const REPLAY_WINDOW = 2048;
 /** Counters stay exact JavaScript numbers; a link closes long before (2^48 datagrams). */
 export const MAX_COUNTER = 2 ** 48;
 
-interface SodiumAead {
-  crypto_aead_chacha20poly1305_ietf_encrypt_detached(
-    c: Uint8Array,
-    mac: Uint8Array,
-    m: Uint8Array,
-    ad: Uint8Array,
-    nsec: null,
-    npub: Uint8Array,
-    k: Uint8Array,
-  ): void;
-  /** Throws when the tag does not verify. */
-  crypto_aead_chacha20poly1305_ietf_decrypt_detached(
-    m: Uint8Array,
-    nsec: null,
-    c: Uint8Array,
-    mac: Uint8Array,
-    ad: Uint8Array,
-    npub: Uint8Array,
-    k: Uint8Array,
-  ): void;
-  crypto_scalarmult(q: Uint8Array, n: Uint8Array, p: Uint8Array): void;
-  crypto_box_keypair(pk: Uint8Array, sk: Uint8Array): void;
-}
-
-const sodium = createRequire(import.meta.url)("sodium-native") as SodiumAead;
+const sodium = loadSodium();
 const BASE_POINT = Buffer.alloc(32);
 BASE_POINT[0] = 9;
 const LABEL = Buffer.from("planetd udp 1", "ascii");
