@@ -10,6 +10,7 @@ import {
   readUvarint,
   sealInit,
   toU64,
+  uvarintBytes,
   uvarintResult,
 } from "../src/overlay/sessions/wire.js";
 
@@ -98,6 +99,8 @@ describe("uvarint", () => {
     [127n, "7f"],
     [128n, "8001"],
     [300n, "ac02"],
+    [0x3fffn, "ff7f"],
+    [0x4000n, "808001"],
     [0xfffffffn, "ffffff7f"],
     [0x10000000n, "8080808001"],
     [0x7fffffffn, "ffffffff07"],
@@ -116,6 +119,7 @@ describe("uvarint", () => {
         const buf = Buffer.alloc(12, 0xee);
         const end = putUvarint(buf, 1, input);
         expect(buf.subarray(1, end).toString("hex")).toBe(h);
+        expect(uvarintBytes(input)).toBe(h.length / 2);
         expect(readUvarint(buf, 1)).toBe(end);
         expect(uvarintResult.value).toBe(safe ? Number(v) : v);
       }

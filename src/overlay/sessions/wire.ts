@@ -47,7 +47,14 @@ export function decU64(v: U64): U64 {
   return toU64(v - 1n);
 }
 
-/** Writes v as Go's PutUvarint at off; returns the offset after it. */
+/**
+ * Writes v as Go's PutUvarint at off; returns the offset after it.
+ *
+ * The loops below run every operation for a one-byte value too (a counter's first 127 packets), so
+ * V8 has type feedback for all of them before the first two-byte one: a loop body first entered at
+ * counter 128 (or 16,384) deoptimized putUvarint, uvarintBytes, readUvarint and the session code
+ * they are inlined in, mid-traffic (--trace-deopt on an idle daemon, issue 11).
+ */
 export function putUvarint(buf: Buffer, off: number, v: U64): number {
   if (typeof v === "number") {
     let n = v;
@@ -55,12 +62,12 @@ export function putUvarint(buf: Buffer, off: number, v: U64): number {
       buf[off++] = (n % 0x80) | 0x80;
       n = Math.floor(n / 0x80);
     }
-    while (n >= 0x80) {
-      buf[off++] = (n & 0x7f) | 0x80;
+    for (;;) {
+      const low = n & 0x7f;
       n >>>= 7;
+      buf[off++] = low | (n === 0 ? 0 : 0x80);
+      if (n === 0) return off;
     }
-    buf[off++] = n;
-    return off;
   }
   while (v >= 0x80n) {
     buf[off++] = Number(v & 0x7fn) | 0x80;
@@ -72,6 +79,8 @@ export function putUvarint(buf: Buffer, off: number, v: U64): number {
 
 /** How many bytes putUvarint writes for v. */
 export function uvarintBytes(v: U64): number {
+  // Seven bits a byte: 1 + floor((bit length - 1) / 7) below 2^31 (0 takes one byte).
+  if (typeof v === "number" && v < 0x80000000) return (((31 - Math.clz32(v)) / 7) | 0) + 1;
   if (typeof v === "number") {
     let n = 1;
     for (let x = v; x >= 0x80; x = Math.floor(x / 0x80)) n++;
@@ -92,17 +101,21 @@ export const uvarintResult: { value: U64 } = { value: 0 };
 export function readUvarint(buf: Uint8Array, off: number): number {
   // Seven bytes carry 49 bits: exact as a number. Longer encodings finish in bigint. The byte's
   // weight is carried along: 2 ** (7 * i) costs a Math.pow call per byte in optimized code.
+  // Every operation runs for a one-byte value too (see putUvarint).
   let small = 0;
   let weight = 1;
-  for (let i = 0; i < 7; i++) {
+  for (let i = 0; ; ) {
     if (off + i >= buf.length) return -1;
     const b = buf[off + i];
     small += (b & 0x7f) * weight;
+    weight *= 0x80;
+    i++;
+    const last = i === 7;
     if (b < 0x80) {
       uvarintResult.value = small;
-      return off + i + 1;
+      return off + i;
     }
-    weight *= 0x80;
+    if (last) break;
   }
   let v = BigInt(small);
   for (let i = 7; i < 10; i++) {
