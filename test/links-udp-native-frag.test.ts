@@ -45,7 +45,21 @@ function expectedFragment(
   lo: number,
 ): Buffer {
   const size = Math.ceil(frame.length / count);
-  const part = frame.subarray(i * size, Math.min(frame.length, (i + 1) * size));
+  return fragmentAt(frame, id, i, count, i * size, Math.min(frame.length, (i + 1) * size), hi, lo);
+}
+
+/** The fragment holding frame[at, end) as fragment i of count, unsealed. */
+function fragmentAt(
+  frame: Buffer,
+  id: number,
+  i: number,
+  count: number,
+  at: number,
+  end: number,
+  hi = 0,
+  lo = 0,
+) {
+  const part = frame.subarray(at, end);
   const d = Buffer.alloc(SEAL_BODY_AT + 3 + FRAG_HEADER + part.length + SEAL_TAG);
   d[0] = 0x10;
   COOKIE.copy(d, 1);
@@ -57,7 +71,7 @@ function expectedFragment(
   d.writeUInt32BE(id, p + 3);
   d[p + 7] = i;
   d[p + 8] = count;
-  d.writeUInt16BE(i * size, p + 9);
+  d.writeUInt16BE(at, p + 9);
   p += 3 + FRAG_HEADER;
   part.copy(d, p);
   return d;
@@ -224,4 +238,23 @@ describe.skipIf(!native)("fragments built by the native socket", () => {
         expect(Buffer.concat([0, 1, 2, 3, 4].map((i) => parts.get(i)!)).equals(frame)).toBe(true);
     });
   }
+
+  it("a whole, in-order run off the honest layout (fragments of unequal sizes) is not joined", async () => {
+    const { a, b, tx, rx } = await sealedPair();
+    const frame = randomBytes(3000);
+    // Contiguous and complete, but the last fragment is longer than the first: JS's reassembly
+    // refuses that layout, so the socket leaves it to JS.
+    const cuts = [0, 1000, 1900, 3000];
+    const got = collectOpened(b, 3);
+    for (let i = 0; i < 3; i++) {
+      const d = fragmentAt(frame, 5, i, 3, cuts[i]!, cuts[i + 1]!);
+      a.send(d, b.address().port, "127.0.0.1", tx.seal(d));
+    }
+    const arrived = await got;
+    expect(b.state[S_JOINED]).toBe(0);
+    for (const { msg, opened } of arrived) {
+      expect(openedCount(opened)).toBe(1);
+      expect(rx.open(msg, opened)).toBe(OPEN_OK);
+    }
+  });
 });

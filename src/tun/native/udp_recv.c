@@ -98,7 +98,9 @@ static int fragment_of(const uint8_t *buf, const int32_t *m, frag_t *f) {
 }
 
 /* Whether entries [i, i + count) are one frame's fragments 0..count-1 in order: one key slot and
- * source, one frame id, consecutive counters, each fragment where the last ended. */
+ * source, one frame id, consecutive counters, each fragment where the last ended, all of the first
+ * one's size but the last, which is no longer (the layout udp-frag.ts's Reassembler holds
+ * fragments to: a run off it goes to JS, which refuses and counts it). */
 static int whole_run(const uint8_t *buf, const int32_t *meta, size_t i, const frag_t *first) {
   const int32_t *m0 = meta + RM_STRIDE * i;
   size_t at = first->len;
@@ -107,7 +109,8 @@ static int whole_run(const uint8_t *buf, const int32_t *meta, size_t i, const fr
     frag_t f;
     if (m[8] != m0[8] || memcmp(m + 2, m0 + 2, 6 * sizeof(int32_t)) != 0 || !fragment_of(buf, m, &f) ||
         f.id != first->id || f.index != k || f.count != first->count || f.offset != at ||
-        f.counter != first->counter + (uint64_t)k)
+        f.counter != first->counter + (uint64_t)k || f.len > first->len ||
+        (k < first->count - 1 && f.len != first->len))
       return 0;
     at += f.len;
   }
