@@ -11,6 +11,7 @@ import { afterEach, expect, it } from "vitest";
 import { Identity } from "../src/crypto/identity.js";
 import type { UdpLink } from "../src/overlay/links/udp.js";
 import { type LinkNode, collect, startLinkNode, stopLinkNodes } from "./support/links.js";
+import { restartablePort } from "./support/ports.js";
 import { until } from "./support/udp-pair.js";
 
 afterEach(async () => {
@@ -25,8 +26,12 @@ for (const restarted of ["answering", "dialing"] as const) {
       const idGone = Identity.generate();
       let crashed = false;
       // The node that restarts: its datagrams vanish once it "crashes" (no close reaches the peer).
+      // Restarted on the same port below: one below the ephemeral range (support/ports.ts).
       const gone1 = await startLinkNode(
-        { listen: ["udp://127.0.0.1:0"], udp: { hooks: { dropDatagram: () => crashed } } },
+        {
+          listen: [`udp://127.0.0.1:${await restartablePort()}`],
+          udp: { hooks: { dropDatagram: () => crashed } },
+        },
         idGone,
       );
       const survivor = await startLinkNode({ listen: ["udp://127.0.0.1:0"] });

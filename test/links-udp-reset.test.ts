@@ -16,6 +16,7 @@ import {
 import { PKT_INIT, PKT_RESET, RESET_BYTES } from "../src/overlay/links/udp-wire.js";
 import type { UdpLink } from "../src/overlay/links/udp.js";
 import { collect, startLinkNode, stopLinkNodes } from "./support/links.js";
+import { restartablePort } from "./support/ports.js";
 import {
   askForReset,
   bareListener,
@@ -42,7 +43,8 @@ describe("udp RESET", () => {
     const bId = Identity.generate();
     const secret = randomBytes(32);
     let crashed = false;
-    const b1 = await bareListener(bId, secret, 0, () => crashed);
+    // Restarted on the same port below: one below the ephemeral range (support/ports.ts).
+    const b1 = await bareListener(bId, secret, await restartablePort(), () => crashed);
     const port = b1.l.port;
     // RESETs name the listener's cookie, which every datagram A sends carries.
     const cookie = Buffer.alloc(8);
@@ -88,7 +90,7 @@ describe("udp RESET", () => {
   it("a listener restarted with another secret cannot reset the link: its RESET is counted, not believed", async () => {
     const bId = Identity.generate();
     let crashed = false;
-    const b1 = await bareListener(bId, randomBytes(32), 0, () => crashed);
+    const b1 = await bareListener(bId, randomBytes(32), await restartablePort(), () => crashed);
     const a = await startLinkNode({ peers: [`udp://127.0.0.1:${b1.l.port}`] });
     await b1.nextLink();
     const aLink = (await a.nextLink()) as UdpLink;
@@ -269,7 +271,7 @@ describe("udp RESET tokens are not handed out for live cookies", () => {
   it("a restarted listener still resets the links of its previous life", async () => {
     const id = Identity.generate();
     const secret = randomBytes(32);
-    const { l: b1 } = await bareListener(id, secret);
+    const { l: b1 } = await bareListener(id, secret, await restartablePort());
     const { dialer, lc } = await challenged(b1.port);
     const port = b1.port;
     await b1.close();

@@ -9,6 +9,7 @@ import type { Link } from "../src/overlay/links/link.js";
 import type { LinkManagerConfig } from "../src/overlay/links/manager.js";
 import type { UdpLink } from "../src/overlay/links/udp.js";
 import { collect, startLinkNode, stopLinkNodes } from "./support/links.js";
+import { restartablePort } from "./support/ports.js";
 
 afterEach(async () => {
   await stopLinkNodes();
@@ -109,7 +110,9 @@ describe.each(["127.0.0.1", "[::1]"])("udp links over %s", (host) => {
 
   it("redials after the listener restarts", async () => {
     const aId = Identity.generate();
-    const a = await node({ listen: [`udp://${host}:0`] }, aId);
+    // Restarted below: a port below the ephemeral range (support/ports.ts).
+    const port = await restartablePort(host.replace(/[[\]]/g, ""));
+    const a = await node({ listen: [`udp://${host}:${port}`] }, aId);
     const uri = a.mgr.listenAddresses()[0]!;
     const b = await node({ peers: [uri] });
     const first = collect(await b.nextLink());
@@ -132,8 +135,9 @@ describe("udp links", () => {
     const aId = Identity.generate();
     let crashed = false;
     const timeouts = { handshakeMs: 3000, keepaliveMs: 100, idleMs: 5000 };
+    const port = await restartablePort(); // restarted below: support/ports.ts
     const a = await node(
-      { listen: ["udp://127.0.0.1:0"], timeouts, udp: { hooks: { dropDatagram: () => crashed } } },
+      { listen: [`udp://127.0.0.1:${port}`], timeouts, udp: { hooks: { dropDatagram: () => crashed } } },
       aId,
     );
     const uri = a.mgr.listenAddresses()[0]!;
