@@ -4,7 +4,14 @@
 import { TokenBucket } from "../util/token-bucket.js";
 import { Dht } from "./dht.js";
 import { Pathfinder } from "./pathfinder.js";
-import { DEFAULT_LIMITS, type Peer, type RouterCore, type RouterLimits, type StoredInfo } from "./state.js";
+import {
+  DEFAULT_LIMITS,
+  type Peer,
+  type RouterCore,
+  type RouterLimits,
+  type StoredInfo,
+  cmpKey,
+} from "./state.js";
 import { Tree } from "./tree.js";
 import { verifyTreeIncremental } from "./treeverify.js";
 import { FrameType, ProtocolError, TrafficKind } from "./types.js";
@@ -282,14 +289,17 @@ export class Router implements RouterCore {
     held = false,
   ): boolean {
     const dest = traffic.subarray(32, 64);
-    const next = this.dht.lookupTraffic(dest);
+    // Traffic for us needs no DHT lookup, no node being closer to our key than we are: at idle the
+    // lookup's one-entry cache is cold, since every protocol frame and timeout invalidates it, and a
+    // packet paid a key string, a map probe and a keyspace search (issue 11).
+    const toUs = cmpKey(dest, this.ownKey) === 0;
+    const next = toUs ? null : this.dht.lookupTraffic(dest);
     if (next !== null) {
       if (frame !== undefined) this.sendFrame(next, frame, held);
       else this.sendFrame(next, reframe(FrameType.DhtTraffic, traffic, 0));
       return true;
     }
     const source = traffic.subarray(0, 32);
-    const toUs = dest.equals(this.ownKey);
     if (toUs) this.pf.doNotify(source, viaPath);
     const kind = traffic[64];
     // A fault in the layers above is no fault of the peer that relayed the packet: never close its link.
