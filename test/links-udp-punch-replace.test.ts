@@ -18,13 +18,23 @@ afterEach(async () => {
   await stopLinkNodes();
 });
 
-/** Takes `port` on 0.0.0.0 so that a restarted node cannot bind it again. */
+/**
+ * Takes `port` on 0.0.0.0 so that a restarted node cannot bind it again. Taken already is as good:
+ * between the node's stop and this bind, another process's bind(0) may have been handed the port
+ * (support/ports.ts), which then fails this one with EADDRINUSE.
+ */
 async function squat(port: number): Promise<void> {
   const s = dgram.createSocket("udp4");
-  squatters.push(s);
   await new Promise<void>((resolve, reject) => {
-    s.once("error", reject);
-    s.bind(port, "0.0.0.0", () => resolve());
+    s.once("error", (e: NodeJS.ErrnoException) => {
+      s.close();
+      if (e.code === "EADDRINUSE") resolve();
+      else reject(e);
+    });
+    s.bind(port, "0.0.0.0", () => {
+      squatters.push(s);
+      resolve();
+    });
   });
 }
 
