@@ -18,7 +18,7 @@ import {
   superPacketSegmentBytes,
 } from "./gso.js";
 import { IPV6_HEADER_BYTES, buildAdminProhibited, buildPacketTooBig } from "./icmpv6.js";
-import { type KeyEntry, KeyStore } from "./keystore.js";
+import { type KeyEntry, KeyStore, bytesAt } from "./keystore.js";
 
 export interface CoreSender {
   /**
@@ -185,7 +185,7 @@ export class Ipv6Adapter {
     }
     const id = this.identity;
     // Source: our address, or anything in our /64 (workloads behind us).
-    if (packet.compare(id.address, 0, 16, 8, 24) !== 0 && packet.compare(id.subnet, 0, 8, 8, 16) !== 0) {
+    if (!bytesAt(packet, 8, id.address) && !bytesAt(packet, 8, id.subnet)) {
       c.tunBadSource++;
       return;
     }
@@ -253,15 +253,12 @@ export class Ipv6Adapter {
       return;
     }
     const id = this.identity;
-    if (packet.compare(id.address, 0, 16, 24, 40) !== 0 && packet.compare(id.subnet, 0, 8, 24, 32) !== 0) {
+    if (!bytesAt(packet, 24, id.address) && !bytesAt(packet, 24, id.subnet)) {
       c.netBadDestination++;
       return;
     }
     const entry = this.learn(source, now);
-    if (
-      packet.compare(entry.address, 0, 16, 8, 24) !== 0 &&
-      packet.compare(entry.subnet, 0, 8, 8, 16) !== 0
-    ) {
+    if (!bytesAt(packet, 8, entry.address) && !bytesAt(packet, 8, entry.subnet)) {
       c.netBadSource++;
       return;
     }

@@ -222,7 +222,8 @@ export class KeyStore {
 const EMPTY = Buffer.alloc(0);
 
 /** Whether buf[offset..] starts with `bytes` (the caller ensures buf is long enough). */
-function bytesAt(buf: Uint8Array, offset: number, bytes: Uint8Array): boolean {
+/** Whether buf holds `bytes` at offset: a JS loop, cheaper per packet than Buffer.compare's native call. */
+export function bytesAt(buf: Uint8Array, offset: number, bytes: Uint8Array): boolean {
   for (let i = 0; i < bytes.length; i++) if (buf[offset + i] !== bytes[i]) return false;
   return true;
 }
