@@ -294,15 +294,20 @@ describe.skipIf(!haveYggdrasil)("planetctl against Debian's yggdrasil 0.4.7", ()
     const file = join(dir, "ygg.json");
     writeFileSync(file, JSON.stringify(config));
     child = spawn("yggdrasil", ["-useconffile", file], { stdio: ["ignore", "pipe", "pipe"] });
+    // Kept whole, so that a daemon that stops answering says what it printed and how it ended.
+    let log = "";
+    let ended = "";
     await new Promise<void>((resolve, reject) => {
-      let log = "";
       const onData = (d: Buffer) => {
         log += d;
         if (log.includes("admin socket listening")) resolve();
       };
       child.stdout?.on("data", onData);
       child.stderr?.on("data", onData);
-      child.once("exit", (code) => reject(new Error(`yggdrasil exited (${code}): ${log}`)));
+      child.once("exit", (code, signal) => {
+        ended = `yggdrasil exited (code ${code}, signal ${signal})`;
+        reject(new Error(`${ended}: ${log}`));
+      });
     });
     // 0.4.7 listens before it registers its handlers (it answers "Unknown action" meanwhile), so
     // wait, bounded, until a real command succeeds.
@@ -310,7 +315,11 @@ describe.skipIf(!haveYggdrasil)("planetctl against Debian's yggdrasil 0.4.7", ()
     for (;;) {
       const probe = await ctl(`-endpoint=${endpoint}`, "-json", "getSelf");
       if (probe.code === 0) break;
-      if (Date.now() > deadline) throw new Error(`yggdrasil never answered getSelf: ${probe.stderr}`);
+      if (Date.now() > deadline || ended) {
+        throw new Error(
+          `yggdrasil never answered getSelf: ${probe.stderr} ${ended || "(still running)"}; its log: ${log}`,
+        );
+      }
       await new Promise((r) => setTimeout(r, 100));
     }
   });
