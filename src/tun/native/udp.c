@@ -20,8 +20,8 @@
  * Send: JS appends datagrams to sendBuf<state[S_FILL]> (contiguous) and entries to its sendMeta
  *   (stride SM_STRIDE: offset, length, destination slot or -1 on a connected socket, key slot or
  *   -1), and counts them in state (S_QUEUED, S_BYTES). flush(wait) hands that buffer to a threadpool
- *   job unless one is out (a flush of at most PLANETD_UDP_SEND_INLINE, default 4, datagrams is done
- *   on the loop thread instead; with wait, when JS's buffer is full, it waits for that job and completes
+ *   job unless one is out (a flush of at most PLANETD_UDP_SEND_INLINE, default 4, or any flush on
+ *   two CPUs or fewer (few_cpus), datagrams is done on the loop thread instead; with wait, when JS's buffer is full, it waits for that job and completes
  *   it first), and JS fills the other (udp_send.c): the job seals each datagram that names a
  *   key slot (addKey(key) -> slot or -1; dropKey(slot)), its counter written by JS, and sends them
  *   with sendmmsg; consecutive datagrams of one size to one destination leave as one UDP_SEGMENT
@@ -41,6 +41,22 @@
  *   with %zone), for a cache miss only.
  */
 #include "udp.h"
+#include <sched.h>
+#include <unistd.h>
+
+/*
+ * True where this process may run on two CPUs or fewer. There the other CPU is busy with the kernel's
+ * share of the traffic and with the applications, and a threadpool job only adds a wakeup: with
+ * both directions sealed, opened and sent on the loop thread, iperf3 through a udp:// pair at IfMTU
+ * 1420 on the 2-CPU machine here ran 1.25x the adaptive paths (bench/iperf-rounds.sh, 4 interleaved
+ * rounds, every round ahead). With more CPUs the adaptive paths stay the default (not measured
+ * here). PLANETD_UDP_RECV and PLANETD_UDP_SEND_INLINE override either way.
+ */
+static int few_cpus(void) {
+  cpu_set_t set;
+  long n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 && n <= 2;
+}
 
 #define CHECK(call)                                                   \
   do {                                                                \
@@ -287,15 +303,18 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   t->rslots = rbuf_len[0] / RECV_SLOT;
   t->rmeta_entries = rmeta_len[0] / RM_STRIDE;
   t->olast = -1;
+  int few = few_cpus();
   const char *recv_mode = getenv("PLANETD_UDP_RECV");
-  t->recv_mode = recv_mode == NULL                  ? RECV_ADAPTIVE
+  t->recv_mode = recv_mode == NULL                  ? (few ? RECV_INLINE : RECV_ADAPTIVE)
                  : strcmp(recv_mode, "inline") == 0 ? RECV_INLINE
                  : strcmp(recv_mode, "job") == 0    ? RECV_JOB
-                                                    : RECV_ADAPTIVE;
+                                                    : RECV_ADAPTIVE; /* "adaptive" */
   const char *join = getenv("PLANETD_UDP_JOIN");
   t->join_runs = join == NULL || strcmp(join, "0") != 0;
   const char *send_inline = getenv("PLANETD_UDP_SEND_INLINE");
-  t->send_inline_max = send_inline != NULL && *send_inline != '\0' ? atoi(send_inline) : SEND_INLINE_MAX;
+  t->send_inline_max = send_inline != NULL && *send_inline != '\0' ? atoi(send_inline)
+                       : few                                         ? INT32_MAX
+                                                                     : SEND_INLINE_MAX;
   for (int i = 0; i < 2; i++) {
     t->sb[i].buf = (uint8_t *)sbuf[i];
     t->sb[i].len = sbuf_len[i];
