@@ -368,7 +368,7 @@ describeNetns("recovery: two regions, cut and heal (issue 15)", () => {
       console.log(
         `churn: ${CHURN_MS / CHURN_EVERY_MS} restarts in ${((churnEnd - churnStart) / 1000).toFixed(0)} s; ` +
           `random-pair probes answered ${probesAnswered}/${probesSent} (${((100 * probesAnswered) / Math.max(1, probesSent)).toFixed(1)}%); ` +
-          `probes to X from ${((from - churnStart) / 1000).toFixed(1)} s on: ${xProbes.map((p) => `${p.pair} ${p.replies} answered, ${p.lost} lost of ~${p.sent}`).join("; ")}`,
+          `probes to X from ${((from - churnStart) / 1000).toFixed(1)} s on: ${xProbes.map((p) => `${p.pair} ${p.replies} answered, ${p.lost} lost of ${p.sent} sent`).join("; ")}`,
       );
       for (const p of xProbes) {
         expect(p.lost, `${p.pair}: probes lost from 10 s after X's restart on`).toBe(0);
