@@ -10,7 +10,6 @@
 import { afterEach, expect, it } from "vitest";
 import { Identity } from "../src/crypto/identity.js";
 import type { UdpLink } from "../src/overlay/links/udp.js";
-import { lifeTagOf, withNewLifeTag } from "./support/life-tag.js";
 import { type LinkNode, collect, startLinkNode, stopLinkNodes } from "./support/links.js";
 import { restartablePort } from "./support/ports.js";
 import { until } from "./support/udp-pair.js";
@@ -68,14 +67,8 @@ for (const restarted of ["answering", "dialing"] as const) {
       // datagram is a keepalive, up to a second away.
       if (idle) await until(() => !survivorLink.pmtu.searching && !goneLink.pmtu.searching);
       crashed = true;
-      const tag1 = lifeTagOf((await gone1.mgr.punchSocket(4))!);
       await gone1.mgr.stop();
-      const gone2 = await withNewLifeTag(
-        tag1,
-        () => startLinkNode({ listen: [`udp://127.0.0.1:${portGone}`] }, idGone),
-        (n) => n.mgr.punchSocket(4),
-        (n) => n.mgr.stop(),
-      );
+      const gone2 = await startLinkNode({ listen: [`udp://127.0.0.1:${portGone}`] }, idGone);
       // The survivor's next datagram (traffic here; a keepalive within a second when idle) meets the
       // new listener, which no longer knows the link and answers with the token only its node key
       // gives.

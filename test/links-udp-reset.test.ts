@@ -15,7 +15,6 @@ import {
 } from "../src/overlay/links/udp-handshake.js";
 import { PKT_INIT, PKT_RESET, RESET_BYTES } from "../src/overlay/links/udp-wire.js";
 import type { UdpLink } from "../src/overlay/links/udp.js";
-import { lifeTagOf, withNewLifeTag } from "./support/life-tag.js";
 import { collect, startLinkNode, stopLinkNodes } from "./support/links.js";
 import { restartablePort } from "./support/ports.js";
 import {
@@ -77,12 +76,7 @@ describe("udp RESET", () => {
     // with the same node key: the first datagram A sends gets the authentic RESET.
     crashed = true;
     await b1.l.close();
-    const b2 = await withNewLifeTag(
-      lifeTagOf(b1.l),
-      () => bareListener(bId, secret, port),
-      (b) => b.l,
-      (b) => b.l.close(),
-    );
+    const b2 = await bareListener(bId, secret, port);
     const t0 = Date.now();
     expect(await closed).toBe("reset by peer (it no longer knows this link)");
     const resetMs = Date.now() - t0;
@@ -103,12 +97,7 @@ describe("udp RESET", () => {
     crashed = true;
     const port = b1.l.port;
     await b1.l.close();
-    await withNewLifeTag(
-      lifeTagOf(b1.l),
-      () => bareListener(bId, randomBytes(32), port),
-      (b) => b.l,
-      (b) => b.l.close(),
-    );
+    await bareListener(bId, randomBytes(32), port);
     await until(() => aLink.resetsRefused >= 1);
     expect(aLink.closed).toBe(false);
   });
@@ -206,12 +195,7 @@ describe("udp RESET tokens are not handed out for live cookies", () => {
     const bId = Identity.generate();
     const secret = randomBytes(32); // one node: every udp socket is keyed from its node key
     const { l: b1, nextLink } = await bareListener(bId, secret);
-    const { l: b2 } = await withNewLifeTag(
-      lifeTagOf(b1),
-      () => bareListener(bId, secret),
-      (b) => b.l,
-      (b) => b.l.close(),
-    );
+    const { l: b2 } = await bareListener(bId, secret);
     const cookie = Buffer.alloc(8);
     const sniff = {
       dropDatagram: (d: Buffer) => {
@@ -291,12 +275,7 @@ describe("udp RESET tokens are not handed out for live cookies", () => {
     const { dialer, lc } = await challenged(b1.port);
     const port = b1.port;
     await b1.close();
-    await withNewLifeTag(
-      lifeTagOf(b1),
-      () => bareListener(id, secret, port),
-      (b) => b.l,
-      (b) => b.l.close(),
-    );
+    await bareListener(id, secret, port);
     const reset = await askForReset(dialer, port, strayFor(lc), true);
     expect(reset?.subarray(1, 9).equals(lc)).toBe(true);
   });

@@ -16,6 +16,7 @@ import {
   parseHandshake,
   resetCommitment,
 } from "./udp-handshake.js";
+import { processLifeTags } from "./udp-life-tag.js";
 import {
   DATA_HEADER,
   PKT_ACCEPT,
@@ -84,9 +85,9 @@ export class UdpListener {
    * cookies and punch dialer cookies). A stray datagram naming such a cookie gets no RESET: that
    * cookie's handshake may still be under way (the peer is about to be given, or to commit to, its
    * token), and a RESET would hand that token to whoever read the cookie on the path. A restarted
-   * node draws another tag (the same one with odds 2^-16: then its peer waits for silence).
+   * node, or the node's next socket, draws another tag (udp-life-tag.ts says when it could not).
    */
-  private readonly lifeTag = randomBytes(2);
+  private readonly lifeTag = processLifeTags.next();
   private readonly resetSecret: Buffer;
   /** Binds the reset tokens to this socket: see resetToken. */
   private readonly tokenLabel: string;
