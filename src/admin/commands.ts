@@ -225,10 +225,13 @@ export const COMMANDS: Record<string, Command> = {
         link_datagrams_refused: { ...r.datagramsRefused },
         reassembly_refused: { ...r.reassemblyRefused },
       };
+      const overflows = view.endOfInputOverflows?.();
+      const deferred = overflows === undefined ? {} : { end_of_input_overflows: overflows };
       const u = view.udpSockets?.();
-      if (!u) return { sockets: 0, ...refusals };
+      if (!u) return { sockets: 0, ...refusals, ...deferred };
       return {
         ...refusals,
+        ...deferred,
         sockets: u.sockets,
         dropped: { ...u.dropped },
         keys_refused: { ...u.keysRefused },
@@ -236,6 +239,7 @@ export const COMMANDS: Record<string, Command> = {
         opened: u.opened,
         gso_messages: u.gsoMessages,
         gro_buffers: u.groBuffers,
+        frames_joined: u.framesJoined,
         receive_batches: { ...u.paths.reads },
         opened_by: { ...u.paths.opened },
         send_batches: { ...u.paths.sends },

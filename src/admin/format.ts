@@ -239,7 +239,12 @@ export function formatResponse(command: string, response: unknown): string {
           `${str(r.sent ?? 0)} sent (${str(r.gso_messages ?? 0)} GSO sends), ${str(r.opened ?? 0)} opened (${str(r.gro_buffers ?? 0)} GRO buffers)`,
         ],
         ["Receive batches:", jobInline(r.receive_batches, ` (opened ${jobInline(r.opened_by)})`)],
+        ["Frames joined:", `${str(r.frames_joined ?? 0)} (whole from one read's fragment datagrams)`],
         ["Send batches:", jobInline(r.send_batches)],
+        [
+          "Flushes deferred:",
+          `${str(r.end_of_input_overflows ?? 0)} (end-of-input list full: sent a tick later)`,
+        ],
         ...udpRefusalRows(r),
       ]);
     }

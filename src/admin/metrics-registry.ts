@@ -119,6 +119,13 @@ export function createMetricsRegistry(current: () => MetricsSnapshot | undefined
   addNatMetrics(registry, current);
   addUdpSocketMetrics(registry, current);
   addUdpRefusalMetrics(registry, current);
+  snapshotCounter(
+    registry,
+    current,
+    "planetd_end_of_input_overflows_total",
+    "Flushes (a udp:// link's send, a stream link's slab, the TUN's write batch) that found the end-of-input list full (1024 writers) and went out on the next tick instead of at the end of the read that asked",
+    (s) => s.endOfInputOverflows,
+  );
   new Counter({
     name: "planetd_session_packets_total",
     help: "Session traffic sealed and opened, by cipher (box: NaCl as Yggdrasil; chacha20-poly1305: between planetd nodes)",
@@ -181,6 +188,13 @@ function addUdpSocketMetrics(registry: Registry, current: () => MetricsSnapshot 
     "Send buffers the native udp sockets sealed and sent, by path: job (a threadpool job) or inline (the main thread, a small flush with no job out)",
     "path",
     (u) => u.paths.sends,
+  );
+  snapshotCounter(
+    registry,
+    current,
+    "planetd_udp_socket_frames_joined_total",
+    "Traffic frames the native udp sockets handed over whole: all of a frame's fragment datagrams came in one read, in order, and were joined there (no reassembly in JS)",
+    (s) => s.udpSockets?.framesJoined,
   );
   new Gauge({
     name: "planetd_udp_sockets",

@@ -47,6 +47,8 @@ export interface MetricsSnapshot {
   udpSockets?: UdpSocketTotals;
   /** What the udp:// handshake and reset paths refused (udp-refusals.ts udpRefusalTotals). */
   udpRefusals?: UdpRefusalTotals;
+  /** Flushes that found the end-of-input list full (src/util/end-of-input.ts endOfInputOverflows). */
+  endOfInputOverflows?: number;
   /** Session traffic sealed and opened, by cipher (box, chacha20-poly1305: src/overlay/sessions/aead.ts). */
   sessionPackets?: { sealed: Record<string, number>; opened: Record<string, number> };
 }

@@ -101,6 +101,8 @@ export interface AdminView {
   udpSockets?(): UdpSocketTotals;
   /** planetd only: what the udp:// handshake and reset paths refused (udp-refusals.ts). */
   udpRefusals?(): UdpRefusalTotals;
+  /** planetd only: flushes that found the end-of-input list full (src/util/end-of-input.ts). */
+  endOfInputOverflows?(): number;
   /** planetd only: traffic frames and bytes this node relayed from one peer to another. */
   forwarded?(): { frames: number; bytes: number };
   proto: RemoteQueries;

@@ -12,6 +12,7 @@ import type { Router } from "../routing/router.js";
 import type { TunDevice } from "../tun/device.js";
 import type { Firewall } from "../tun/firewall.js";
 import type { Ipv6Adapter } from "../tun/ipv6.js";
+import { endOfInputOverflows } from "../util/end-of-input.js";
 import type { NatDriver } from "./nat-driver.js";
 
 /** Counters the data path bumps as plain numbers; metrics read them. */
@@ -103,6 +104,7 @@ export function adminViewFor(node: ViewedNode): AdminView {
     nat: () => node.natDriver?.view(),
     udpSockets: udpSocketTotals,
     udpRefusals: udpRefusalTotals,
+    endOfInputOverflows,
     forwarded: () => {
       const s = node.router.stats();
       return { frames: s.forwarded_frames ?? 0, bytes: s.forwarded_bytes ?? 0 };
@@ -185,6 +187,7 @@ export function metricsSnapshotFor(node: ViewedNode): MetricsSnapshot {
       : undefined,
     udpSockets: udpSocketTotals(),
     udpRefusals: udpRefusalTotals(),
+    endOfInputOverflows: endOfInputOverflows(),
     sessionPackets: {
       sealed: { box: sessionStats.boxSealed, "chacha20-poly1305": sessionStats.aeadSealed },
       opened: { box: sessionStats.boxOpened, "chacha20-poly1305": sessionStats.aeadOpened },

@@ -147,6 +147,8 @@ export interface UdpSocketTotals {
   opened: number;
   gsoMessages: number;
   groBuffers: number;
+  /** Traffic frames a read handed over whole, joined from their fragment datagrams (S_JOINED). */
+  framesJoined: number;
   /** Datagrams lost: send (queue full, no destination slot, the kernel refused), seal_failed, truncated, open_failed. */
   dropped: { send: number; seal_failed: number; truncated: number; open_failed: number };
   /** Keys the socket's tables had no room for (the link seals or opens them in JS instead). */
@@ -180,6 +182,7 @@ const COUNTERS = [
   S_OPENED_INLINE,
   S_SEND_JOBS,
   S_SEND_INLINE,
+  S_JOINED,
 ];
 /** Every open native socket, and the counts of the closed ones (a total never goes down). */
 const openSockets = new Set<NativeUdpSocket>();
@@ -199,6 +202,7 @@ export function udpSocketTotals(): UdpSocketTotals {
     opened: sum[S_OPENED]!,
     gsoMessages: sum[S_GSO_MSGS]!,
     groBuffers: sum[S_GRO_BUFS]!,
+    framesJoined: sum[S_JOINED]!,
     dropped: {
       send: sum[S_DROPPED]!,
       seal_failed: sum[S_SEAL_FAILED]!,
