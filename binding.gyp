@@ -14,8 +14,9 @@
     },
     {
       "target_name": "planetd_session",
-      "sources": ["src/tun/native/session_aead.c"],
+      "sources": ["src/tun/native/session_aead.c", "src/tun/native/session_chacha.c"],
       "defines": ["NAPI_VERSION=8"],
+      "libraries": ["-ldl"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
     }
   ]

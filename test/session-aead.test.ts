@@ -1,9 +1,17 @@
-// The planetd_session addon's ChaCha20-Poly1305 against libsodium's crypto_aead_chacha20poly1305_ietf:
-// the same key, nonce and AD give the same bytes both ways, and any flipped bit fails to open.
+// The planetd_session addon's ChaCha20-Poly1305 against libsodium's crypto_aead_chacha20poly1305_ietf,
+// in both of its implementations (direct: OpenSSL's ChaCha20_ctr32 and Poly1305 from Node's binary;
+// evp: EVP_chacha20_poly1305): the same key, nonce and AD give the same bytes every way, and any
+// flipped bit fails to open.
 import { randomBytes } from "node:crypto";
 import { createRequire } from "node:module";
-import { describe, expect, it } from "vitest";
-import { deriveSessionAeadKey, loadSessionAead, sessionAeadFromEnv } from "../src/crypto/session-aead.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  type SessionAeadImplementation,
+  deriveSessionAeadKey,
+  loadSessionAead,
+  sessionAeadFromEnv,
+  sessionAeadImplementation,
+} from "../src/crypto/session-aead.js";
 
 interface SodiumAead {
   crypto_aead_chacha20poly1305_ietf_encrypt(
@@ -26,6 +34,9 @@ interface SodiumAead {
 const sodium = createRequire(import.meta.url)("sodium-native") as SodiumAead;
 
 const aead = loadSessionAead();
+/** The addon's implementation switch (not part of SessionAead: nodes choose through the environment). */
+const addon = aead as unknown as { use(impl: SessionAeadImplementation): boolean } | undefined;
+const defaultImplementation = sessionAeadImplementation();
 
 /** The IETF nonce the addon builds from (hi, lo): 4 zero bytes ‖ u64 big-endian. */
 function ietfNonce(hi: number, lo: number): Buffer {
@@ -62,7 +73,38 @@ it("the addon is built with OpenSSL here (PLANETD_NO_OPENSSL builds skip the nex
   expect(aead !== undefined || process.env.PLANETD_NO_OPENSSL !== undefined).toBe(true);
 });
 
-describe.skipIf(aead === undefined)("session AEAD addon (OpenSSL ChaCha20-Poly1305)", () => {
+it("seals and opens through Node's own ChaCha20 and Poly1305, not EVP, by default", () => {
+  // Node's official and Debian builds export OpenSSL's symbols to addons; one that does not would
+  // fall back to EVP and fail here, which is worth knowing.
+  expect(aead === undefined || defaultImplementation === "direct").toBe(true);
+});
+
+it("the direct and EVP implementations seal the same bytes", () => {
+  if (!addon?.use("evp") || !addon.use("direct")) return;
+  const key = randomBytes(32);
+  for (const bytes of [0, 1, 63, 64, 65, 1400, 53_081]) {
+    const ad = randomBytes(bytes % 13);
+    const plain = randomBytes(bytes);
+    addon.use("evp");
+    const viaEvp = nativeSeal(key, 3, 0x89abcdef, ad, plain);
+    addon.use("direct");
+    expect(nativeSeal(key, 3, 0x89abcdef, ad, plain).equals(viaEvp), `${bytes} bytes`).toBe(true);
+  }
+});
+
+const implementations = (["direct", "evp"] as const).filter((impl) => {
+  const usable = addon?.use(impl) ?? false;
+  if (defaultImplementation !== "none") addon?.use(defaultImplementation);
+  return usable;
+});
+
+describe.skipIf(aead === undefined).each(implementations)("session AEAD addon (%s)", (impl) => {
+  beforeAll(() => {
+    expect(addon!.use(impl)).toBe(true);
+  });
+  afterAll(() => {
+    if (defaultImplementation !== "none") addon!.use(defaultImplementation);
+  });
   const cases = [
     { name: "empty message, no AD", adBytes: 0, bytes: 0, hi: 0, lo: 0 },
     { name: "one byte", adBytes: 4, bytes: 1, hi: 0, lo: 1 },
@@ -137,5 +179,15 @@ describe("session AEAD keys and choice", () => {
     expect(() => sessionAeadFromEnv({ PLANETD_SESSION_CIPHER: "chacha" })).toThrow(
       /PLANETD_SESSION_CIPHER=chacha: expected box, chacha20-poly1305 or auto/,
     );
+    expect(() => sessionAeadFromEnv({ PLANETD_SESSION_AEAD: "sodium" })).toThrow(
+      /PLANETD_SESSION_AEAD=sodium: expected direct or evp/,
+    );
+  });
+
+  it.skipIf(aead === undefined)("PLANETD_SESSION_AEAD=evp picks EVP, unset the default", () => {
+    sessionAeadFromEnv({ PLANETD_SESSION_AEAD: "evp" });
+    expect(sessionAeadImplementation()).toBe("evp");
+    sessionAeadFromEnv({});
+    expect(sessionAeadImplementation()).toBe(defaultImplementation);
   });
 });

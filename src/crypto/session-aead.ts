@@ -1,6 +1,7 @@
 import { hkdfSync } from "node:crypto";
 // ChaCha20-Poly1305 (IETF) for session traffic between planetd nodes, through the planetd_session
-// addon (src/tun/native/session_aead.c, OpenSSL's EVP): about twice as fast here as the NaCl
+// addon (src/tun/native/session_chacha.c on the ChaCha20 and Poly1305 that Node's OpenSSL exports,
+// session_aead.c's EVP where it does not): about twice as fast here as the NaCl
 // secretbox that Yggdrasil's sessions use, which stays the cipher towards every node that has not
 // said it takes this one (src/overlay/sessions/aead.ts).
 import { createRequire } from "node:module";
@@ -39,7 +40,17 @@ export interface SessionAead {
 
 interface Addon extends SessionAead {
   available(): boolean;
+  /** Picks the implementation; false when that one is not available here. */
+  use(implementation: SessionAeadImplementation): boolean;
+  implementation(): SessionAeadImplementation | "none";
 }
+
+/**
+ * direct: RFC 8439 on OpenSSL's ChaCha20_ctr32 and Poly1305_* (the same assembly as EVP, without its
+ * provider dispatch: ~0.2 us less per 100-byte seal or open, bench/session-aead-call.mjs); evp:
+ * EVP_chacha20_poly1305. The output is the same bytes.
+ */
+export type SessionAeadImplementation = "direct" | "evp";
 
 /**
  * The label keeps the session's box key from being used as a ChaCha20 key as is (one key, one
@@ -72,9 +83,17 @@ export function loadSessionAead(): SessionAead | undefined {
   return loaded ?? undefined;
 }
 
+/** Which implementation the loaded addon seals and opens with ("none" without the addon). */
+export function sessionAeadImplementation(): SessionAeadImplementation | "none" {
+  loadSessionAead();
+  return loaded ? loaded.implementation() : "none";
+}
+
 /**
  * What a node uses unless told otherwise: the addon, or nothing when PLANETD_SESSION_CIPHER=box
- * (for A/B benchmarks, and to rule the cipher out when looking for a fault).
+ * (for A/B benchmarks, and to rule the cipher out when looking for a fault). PLANETD_SESSION_AEAD=evp
+ * makes the addon go through EVP (an A/B of the implementations; direct is the default and falls
+ * back to EVP where Node does not export the primitives).
  */
 export function sessionAeadFromEnv(env: NodeJS.ProcessEnv = process.env): SessionAead | undefined {
   const choice = env.PLANETD_SESSION_CIPHER;
@@ -82,5 +101,13 @@ export function sessionAeadFromEnv(env: NodeJS.ProcessEnv = process.env): Sessio
   if (choice !== undefined && choice !== "" && choice !== "auto" && choice !== "chacha20-poly1305") {
     throw new Error(`PLANETD_SESSION_CIPHER=${choice}: expected box, chacha20-poly1305 or auto`);
   }
-  return loadSessionAead();
+  const impl = env.PLANETD_SESSION_AEAD;
+  if (impl !== undefined && impl !== "" && impl !== "direct" && impl !== "evp") {
+    throw new Error(`PLANETD_SESSION_AEAD=${impl}: expected direct or evp`);
+  }
+  const addon = loadSessionAead() as Addon | undefined;
+  if (addon && !addon.use(impl === "evp" ? "evp" : "direct") && impl === "evp") {
+    throw new Error("PLANETD_SESSION_AEAD=evp: this build has no OpenSSL EVP");
+  }
+  return addon;
 }

@@ -14,7 +14,10 @@
  *   to dst[dstOff, dstOff + end - 16 - adEnd): dst is either disjoint from the ciphertext or exactly
  *   on it (dst = src, dstOff = adEnd: in place), as OpenSSL wants. On a tag mismatch the bytes written
  *   to dst are garbage and false is returned.
- * One cipher context each for sealing and opening per module instance; the key is set only when it
+ * use(name) -> bool: "direct" (the default where Node exports ChaCha20_ctr32 and Poly1305_*:
+ *   session_chacha.c, no EVP dispatch per packet) or "evp"; false when that one is not available.
+ * implementation() -> "direct", "evp" or "none".
+ * One EVP context each for sealing and opening per module instance; the key is set only when it
  * differs from the last one used (a key schedule per call cost ~1% at 1.4 kB), so a busy session
  * pays one nonce setup per packet. Nothing is allocated per call.
  */
@@ -25,6 +28,8 @@
 #include <string.h>
 
 #include <node_api.h>
+
+#include "session_chacha.h"
 
 #if !defined(PLANETD_NO_OPENSSL) && defined(__has_include)
 #if __has_include(<openssl/evp.h>)
@@ -47,7 +52,17 @@ typedef struct {
 
 typedef struct {
   aead_ctx_t seal, open;
+  direct_aead_t *direct_seal, *direct_open; /* NULL where the process lacks the symbols */
+  bool use_direct;
 } instance_t;
+
+static bool evp_ready(const instance_t *inst) {
+#ifdef PLANETD_HAVE_OPENSSL
+  return inst->seal.ctx != NULL && inst->open.ctx != NULL;
+#else
+  return false;
+#endif
+}
 
 static bool get_bytes(napi_env env, napi_value v, uint8_t **data, size_t *len) {
   bool is_ta = false;
@@ -114,11 +129,37 @@ static bool open_into(aead_ctx_t *c, const uint8_t *key, uint32_t hi, uint32_t l
 static napi_value js_available(napi_env env, napi_callback_info info) {
   instance_t *inst = NULL;
   napi_get_cb_info(env, info, NULL, NULL, NULL, (void **)&inst);
-#ifdef PLANETD_HAVE_OPENSSL
-  return bool_result(env, inst != NULL && inst->seal.ctx != NULL && inst->open.ctx != NULL);
-#else
+  return bool_result(env, inst != NULL && (inst->use_direct || evp_ready(inst)));
+}
+
+static napi_value js_implementation(napi_env env, napi_callback_info info) {
+  instance_t *inst = NULL;
+  napi_value r;
+  napi_get_cb_info(env, info, NULL, NULL, NULL, (void **)&inst);
+  const char *name = inst->use_direct ? "direct" : evp_ready(inst) ? "evp" : "none";
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &r);
+  return r;
+}
+
+static napi_value js_use(napi_env env, napi_callback_info info) {
+  instance_t *inst = NULL;
+  size_t argc = 1, len = 0;
+  napi_value arg;
+  char name[8] = "";
+  if (napi_get_cb_info(env, info, &argc, &arg, NULL, (void **)&inst) != napi_ok || argc < 1 ||
+      napi_get_value_string_utf8(env, arg, name, sizeof name, &len) != napi_ok) {
+    napi_throw_type_error(env, NULL, "session AEAD: use(\"direct\" or \"evp\")");
+    return NULL;
+  }
+  if (strcmp(name, "direct") == 0 && inst->direct_seal && inst->direct_open) {
+    inst->use_direct = true;
+    return bool_result(env, true);
+  }
+  if (strcmp(name, "evp") == 0 && evp_ready(inst)) {
+    inst->use_direct = false;
+    return bool_result(env, true);
+  }
   return bool_result(env, false);
-#endif
 }
 
 /* The arguments seal and open share: key, nonceHi, nonceLo, buf, adEnd, end (want: 6 or 8). */
@@ -146,6 +187,10 @@ static napi_value js_seal(napi_env env, napi_callback_info info) {
                           "adEnd <= end and end + 16 <= buf.length");
     return NULL;
   }
+  if (c.inst->use_direct) {
+    direct_aead_seal(c.inst->direct_seal, c.key, c.hi, c.lo, c.buf, c.ad, c.end);
+    return bool_result(env, true);
+  }
 #ifdef PLANETD_HAVE_OPENSSL
   return bool_result(env, seal(&c.inst->seal, c.key, c.hi, c.lo, c.buf, c.ad, c.end));
 #else
@@ -166,6 +211,9 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
                           "with adEnd + 16 <= end <= src.length and room in dst");
     return NULL;
   }
+  if (c.inst->use_direct)
+    return bool_result(env, direct_aead_open(c.inst->direct_open, c.key, c.hi, c.lo, c.buf, c.ad, c.end,
+                                             dst + dst_off));
 #ifdef PLANETD_HAVE_OPENSSL
   return bool_result(env, open_into(&c.inst->open, c.key, c.hi, c.lo, c.buf, c.ad, c.end, dst + dst_off));
 #else
@@ -175,6 +223,8 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
 
 static void free_instance(napi_env env, void *data, void *hint) {
   instance_t *inst = data;
+  direct_aead_free(inst->direct_seal);
+  direct_aead_free(inst->direct_open);
 #ifdef PLANETD_HAVE_OPENSSL
   if (inst->seal.ctx) EVP_CIPHER_CTX_free(inst->seal.ctx);
   if (inst->open.ctx) EVP_CIPHER_CTX_free(inst->open.ctx);
@@ -203,6 +253,9 @@ static napi_value Init(napi_env env, napi_value exports) {
   inst->seal.ctx = new_ctx(1);
   inst->open.ctx = new_ctx(0);
 #endif
+  inst->direct_seal = direct_aead_new();
+  inst->direct_open = direct_aead_new();
+  inst->use_direct = inst->direct_seal != NULL && inst->direct_open != NULL;
   if (napi_set_instance_data(env, inst, free_instance, NULL) != napi_ok) {
     free_instance(env, inst, NULL);
     return NULL;
@@ -211,6 +264,8 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"available", NULL, js_available, NULL, NULL, NULL, napi_default, inst},
       {"seal", NULL, js_seal, NULL, NULL, NULL, napi_default, inst},
       {"open", NULL, js_open, NULL, NULL, NULL, napi_default, inst},
+      {"use", NULL, js_use, NULL, NULL, NULL, napi_default, inst},
+      {"implementation", NULL, js_implementation, NULL, NULL, NULL, napi_default, inst},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
