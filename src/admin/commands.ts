@@ -240,6 +240,7 @@ export const COMMANDS: Record<string, Command> = {
         gso_messages: u.gsoMessages,
         gro_buffers: u.groBuffers,
         frames_joined: u.framesJoined,
+        icmp_hints: { ...u.icmpHints },
         receive_batches: { ...u.paths.reads },
         opened_by: { ...u.paths.opened },
         send_batches: { ...u.paths.sends },

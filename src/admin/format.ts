@@ -224,6 +224,7 @@ export function formatResponse(command: string, response: unknown): string {
     case "getudp": {
       const d = (r.dropped ?? {}) as Json;
       const k = (r.keys_refused ?? {}) as Json;
+      const h = (r.icmp_hints ?? {}) as Json;
       return renderTable(null, [
         ["Native sockets:", str(r.sockets)],
         [
@@ -241,6 +242,10 @@ export function formatResponse(command: string, response: unknown): string {
         ["Receive batches:", jobInline(r.receive_batches, ` (opened ${jobInline(r.opened_by)})`)],
         ["Frames joined:", `${str(r.frames_joined ?? 0)} (whole from one read's fragment datagrams)`],
         ["Send batches:", jobInline(r.send_batches)],
+        [
+          "ICMP hints:",
+          `${str(h.received ?? 0)} received: ${str(h.probed ?? 0)} probed (${str(h.closed ?? 0)} closed, ${str(h.cancelled ?? 0)} cancelled), ${str(h.repeated ?? 0)} repeated, ${str(h.no_link ?? 0)} no link`,
+        ],
         [
           "Flushes deferred:",
           `${str(r.end_of_input_overflows ?? 0)} (end-of-input list full: sent a tick later)`,

@@ -189,6 +189,12 @@ function addUdpSocketMetrics(registry: Registry, current: () => MetricsSnapshot 
     "path",
     (u) => u.paths.sends,
   );
+  labelled(
+    "planetd_udp_icmp_hints_total",
+    "ICMP errors the native udp sockets read from their error queues (IP_RECVERR), taken as hints only, by outcome: received, no_link (no link at that address), probed (its link probed and gave the peer a short deadline), repeated (that link was probing already), cancelled (an authentic datagram came: the peer lives), closed (silent through the short deadline)",
+    "outcome",
+    (u) => u.icmpHints,
+  );
   snapshotCounter(
     registry,
     current,

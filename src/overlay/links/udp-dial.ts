@@ -105,10 +105,13 @@ export function dialUdp(o: UdpDialOptions): UdpDial {
         setImmediate(() => void linkSocket.close());
       },
     });
-    // dgram reports only receive errors here. An ICMP port unreachable (ECONNREFUSED) means the
-    // listener is gone; other errors (e.g. a transient ENOBUFS) do not end the link, silence does.
+    // The native socket reads its ICMP errors (udp-icmp-hints.ts): unauthenticated, so each is a
+    // hint, a port unreachable too. dgram reports only receive errors here: an ICMP port
+    // unreachable (ECONNREFUSED) means the listener is gone (as before the hints); other errors
+    // (e.g. a transient ENOBUFS) do not end the link, silence does.
+    const hinted = linkSocket.onUnreachable?.((_to, errno) => udpLink.unreachable(errno)) ?? false;
     linkSocket.onError((e) => {
-      if (e.code === "ECONNREFUSED") udpLink.close("connection refused", false);
+      if (e.code === "ECONNREFUSED" && !hinted) udpLink.close("connection refused", false);
     });
     const stray = udpRefusals.strayDatagrams;
     linkSocket.onMessage((msg, _from, opened) => {

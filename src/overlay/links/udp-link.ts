@@ -8,8 +8,9 @@ import { ipBytes, ipText } from "../../util/ip-bytes.js";
 import type { Link, LinkEvents } from "./link.js";
 import { FRAG_HEADER, FRAG_MALFORMED, Reassembler, nackDatagrams } from "./udp-frag.js";
 import { resetCommitment } from "./udp-handshake.js";
+import { errnoName, udpIcmpHints } from "./udp-icmp-hints.js";
 import { FRAG_DATAGRAM, type UdpLinkOptions, UdpLinkSender } from "./udp-link-send.js";
-import { ACT_DEAD, ACT_KEEPALIVE, ACT_PROBE, batchNow } from "./udp-liveness.js";
+import { ACT_DEAD, ACT_DEAD_HINTED, ACT_KEEPALIVE, ACT_PROBE, batchNow } from "./udp-liveness.js";
 import { udpRefusals } from "./udp-refusals.js";
 import { ACK_BLOCK } from "./udp-reliable.js";
 import { OPEN_FORGED, OPEN_OK, SEAL_BODY_AT, SEAL_TAG } from "./udp-seal.js";
@@ -53,6 +54,9 @@ export class UdpLink extends UdpLinkSender implements Link {
   onObserved: ((nonce: number, ip: string, port: number) => void) | undefined;
   /** Set for links opened by hole punching (getPeers shows it; idle ones are closed). */
   punched = false;
+  /** ICMP errors that named the peer's address (unreachable()), and the errno of the last. */
+  icmpHints = 0;
+  private icmpErrno = 0;
 
   private readonly cookieHi: number;
   private readonly cookieLo: number;
@@ -111,6 +115,26 @@ export class UdpLink extends UdpLinkSender implements Link {
       this.resetsRefused++;
       udpRefusals.resetsRefused.receive++;
     }
+  }
+
+  /**
+   * An ICMP error named the peer's address (the socket's error queue: udp-icmp-hints.ts). Anyone
+   * on the path can forge one, so it only hints: the link probes now and gives the peer a short
+   * deadline (Liveness.hint), which any authentic datagram ends.
+   */
+  unreachable(errno: number): void {
+    if (this.closed) return;
+    this.icmpHints++;
+    this.icmpErrno = errno;
+    const now = Date.now();
+    if (!this.liveness.hint(now, this.tx.srtt, this.tx.rttvar)) {
+      udpIcmpHints.repeated++;
+      return;
+    }
+    udpIcmpHints.probed++;
+    this.sendBare(PKT_PING);
+    clearTimeout(this.liveTimer);
+    this.liveTimer = setTimeout(() => this.onLiveTimer(), this.liveness.wakeAt - now);
   }
 
   /** The ACCEPT to say again for a repeated CONFIRM (listener links). */
@@ -337,6 +361,12 @@ export class UdpLink extends UdpLinkSender implements Link {
     if (act === ACT_DEAD) {
       const silence = Math.round(this.liveness.deadline(this.tx.srtt, this.tx.rttvar));
       this.close(`no datagram received for ${silence} ms`);
+      return;
+    }
+    if (act === ACT_DEAD_HINTED) {
+      const wait = Math.round(this.liveness.hintWindow(this.tx.srtt, this.tx.rttvar));
+      udpIcmpHints.closed++;
+      this.close(`no datagram received for ${wait} ms after an ICMP error (${errnoName(this.icmpErrno)})`);
       return;
     }
     // Both carry an ack block, so they also repair a lost ack.

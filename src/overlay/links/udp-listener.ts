@@ -16,6 +16,7 @@ import {
   parseHandshake,
   resetCommitment,
 } from "./udp-handshake.js";
+import { udpIcmpHints } from "./udp-icmp-hints.js";
 import { processLifeTags } from "./udp-life-tag.js";
 import {
   DATA_HEADER,
@@ -131,6 +132,12 @@ export class UdpListener {
     this.meta = encodeMetadata(o.localKey);
     socket.onMessage((msg, rinfo, opened) => this.onMessage(msg, rinfo, opened));
     socket.onError((e) => o.onSocketError(e.message));
+    // An ICMP error for a peer's address: a hint for its link (udp-icmp-hints.ts), never a close.
+    socket.onUnreachable?.((to, errno) => {
+      const link = this.links.get(to.key);
+      if (link) link.unreachable(errno);
+      else udpIcmpHints.no_link++;
+    });
   }
 
   /** Established inbound links on this socket. */

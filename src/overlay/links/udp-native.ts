@@ -8,6 +8,7 @@
 import { createRequire } from "node:module";
 import { constants } from "node:os";
 import { addonPath } from "../../util/addon-path.js";
+import { ERR_EVENT, IcmpHintReader, udpIcmpHints } from "./udp-icmp-hints.js";
 import type {
   FragmentRun,
   RemoteInfo,
@@ -15,6 +16,7 @@ import type {
   UdpMessageHandler,
   UdpSocket,
   UdpSocketOptions,
+  UdpUnreachableHandler,
 } from "./udp-socket-types.js";
 
 type Handle = object & { readonly __udpHandle: unique symbol };
@@ -75,6 +77,9 @@ export interface NativeUdpAddon {
   address(h: Handle): { address: string; port: number; family: string };
   /** True when a send job still holds the fd: onEvent(0, 0, CLOSED_EVENT) follows once it is closed. */
   close(h: Handle): boolean;
+  /** ICMP errors as hints (udp_err.c, udp-icmp-hints.ts); absent from an addon built before them. */
+  errorHints?(h: Handle, entries: Int32Array): boolean;
+  errorSourceText?(h: Handle, entry: number): string;
 }
 
 // Layouts shared with udp.c.
@@ -149,6 +154,8 @@ export interface UdpSocketTotals {
   groBuffers: number;
   /** Traffic frames a read handed over whole, joined from their fragment datagrams (S_JOINED). */
   framesJoined: number;
+  /** What became of the ICMP errors the sockets read from their error queues (udp-icmp-hints.ts). */
+  icmpHints: typeof udpIcmpHints;
   /** Datagrams lost: send (queue full, no destination slot, the kernel refused), seal_failed, truncated, open_failed. */
   dropped: { send: number; seal_failed: number; truncated: number; open_failed: number };
   /** Keys the socket's tables had no room for (the link seals or opens them in JS instead). */
@@ -203,6 +210,7 @@ export function udpSocketTotals(): UdpSocketTotals {
     gsoMessages: sum[S_GSO_MSGS]!,
     groBuffers: sum[S_GRO_BUFS]!,
     framesJoined: sum[S_JOINED]!,
+    icmpHints: { ...udpIcmpHints },
     dropped: {
       send: sum[S_DROPPED]!,
       seal_failed: sum[S_SEAL_FAILED]!,
@@ -274,6 +282,8 @@ export class NativeUdpSocket implements UdpSocket {
   ];
   private messageHandler: UdpMessageHandler | undefined;
   private errorHandler: UdpErrorHandler | undefined;
+  /** ICMP errors read from the socket's error queue, as hints for the link at their address. */
+  private readonly icmp: IcmpHintReader<Handle>;
   /** The source of the last datagram, as raw words (udp.c's layout) and as the object handed out. */
   private readonly from: RemoteInfo = { address: "", port: 0, key: "" };
   private readonly fromWords = new Int32Array(5);
@@ -324,6 +334,7 @@ export class NativeUdpSocket implements UdpSocket {
       this.state,
       (count, errno, slot) => this.onEvent(count, errno, slot),
     );
+    this.icmp = new IcmpHintReader(lib, this.handle);
     openSockets.add(this);
   }
 
@@ -333,6 +344,11 @@ export class NativeUdpSocket implements UdpSocket {
 
   onError(handler: UdpErrorHandler | undefined): void {
     this.errorHandler = handler;
+  }
+
+  onUnreachable(handler: UdpUnreachableHandler | undefined): boolean {
+    this.icmp.handler = handler;
+    return this.icmp.enabled;
   }
 
   /** `keySlot` (from sealing.addKey): the datagram's counter is written, the socket seals it. */
@@ -469,6 +485,10 @@ export class NativeUdpSocket implements UdpSocket {
   private onEvent(count: number, errno: number, slot: number): void {
     if (slot === CLOSED_EVENT) {
       this.fdReleased?.();
+      return;
+    }
+    if (slot === ERR_EVENT) {
+      if (!this.closed) this.icmp.deliver(count);
       return;
     }
     if (slot !== RECV_EVENT) {

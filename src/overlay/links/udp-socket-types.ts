@@ -28,6 +28,8 @@ export const OPENED_RUN_SHIFT = 8;
 export const openedCount = (opened: number | undefined): number =>
   opened !== undefined && opened > 0xff ? opened >>> OPENED_RUN_SHIFT : 1;
 export type UdpErrorHandler = (e: Error & { code?: string }) => void;
+/** `to`: the destination an ICMP error names (valid only during the call); errno: what it said. */
+export type UdpUnreachableHandler = (to: RemoteInfo, errno: number) => void;
 
 export interface UdpSocket {
   readonly kind: "native" | "dgram";
@@ -37,6 +39,12 @@ export interface UdpSocket {
   onMessage(handler: UdpMessageHandler | undefined): void;
   /** Receive errors (ECONNREFUSED: an ICMP port unreachable on a connected socket). */
   onError(handler: UdpErrorHandler | undefined): void;
+  /**
+   * Present on the native socket: ICMP errors its error queue names a destination for, as hints
+   * only (unauthenticated: udp-icmp-hints.ts). True when it reads them (IP_RECVERR is on);
+   * node:dgram reads no error queue.
+   */
+  onUnreachable?(handler: UdpUnreachableHandler | undefined): boolean;
   /**
    * Present when the socket seals datagrams itself (the native one, on its send thread): a Sealer
    * registers its key and gets a slot, or -1 when the socket has no room (the Sealer seals then);

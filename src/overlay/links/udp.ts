@@ -74,7 +74,10 @@
 // (udp-reliable.ts) because the tree and the DHT assume a stream. Records sent in the same tick
 // are coalesced into datagrams up to the budget. `congested` means the socket's send queue holds
 // over 1 MiB. Liveness (udp-liveness.ts): a keepalive after 1 s without sending, PINGs every second
-// once nothing arrived for a second, close after about 8 s of silence (never over 9.5 s).
+// once nothing arrived for a second, close after about 8 s of silence (never over 9.5 s); on the
+// native socket an ICMP error for the peer's address (a stopped daemon's port unreachable) is a hint
+// only: a probe at once and a deadline of about 1 s, which any authentic datagram ends
+// (udp-icmp-hints.ts).
 // Malformed datagrams from unknown addresses are ignored statelessly; malformed data on a link
 // closes only it.
 // This file is the front door: udp-listener.ts (UdpListener), udp-dial.ts (dialUdp), udp-link.ts

@@ -39,6 +39,8 @@
  *   is closed.
  * sourceText(i): entry i of the batch JS was handed last: its source address as text (Node's form,
  *   with %zone), for a cache miss only.
+ * errorHints(entries), errorSourceText(i): ICMP errors read from the error queue (IP_RECVERR), as
+ *   hints for JS (udp_err.c has the why): onEvent(count, 0, -4), each entry ERR_STRIDE words.
  */
 #include "udp.h"
 #include <sched.h>
@@ -153,11 +155,11 @@ void udp_finish_close(sock_t *t) {
     t->fd = -1;
   }
   t->rbuf[0] = t->rbuf[1] = NULL;
-  t->rmeta[0] = t->rmeta[1] = t->state = NULL;
+  t->rmeta[0] = t->rmeta[1] = t->state = t->err_meta = NULL;
   napi_remove_env_cleanup_hook(t->env, cleanup_hook, t);
   napi_ref *refs[] = {&t->cb_ref,       &t->rbuf_ref[0],  &t->rbuf_ref[1],  &t->rmeta_ref[0],
                       &t->rmeta_ref[1], &t->sbuf_ref[0],  &t->sbuf_ref[1],  &t->smeta_ref[0],
-                      &t->smeta_ref[1], &t->state_ref};
+                      &t->smeta_ref[1], &t->state_ref,   &t->err_ref};
   for (size_t i = 0; i < sizeof refs / sizeof refs[0]; i++) {
     if (*refs[i]) napi_delete_reference(t->env, *refs[i]);
     *refs[i] = NULL;
@@ -324,6 +326,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   t->state = (int32_t *)state;
   memset(t->state, 0, S_COUNT * sizeof(int32_t));
   t->state[S_FLAGS] = flags;
+  udp_err_init(t);
   /* Without the cipher JS keeps sealing: addKey refuses every key. */
 #ifdef PLANETD_HAVE_OPENSSL
   t->aead = EVP_CIPHER_CTX_new();
@@ -391,6 +394,11 @@ static sock_t *open_sock(napi_env env, napi_callback_info info, size_t want, nap
   return t;
 }
 
+/* open_sock for udp_err.c's calls. */
+sock_t *udp_sock_arg(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
+  return open_sock(env, info, want, argv);
+}
+
 static napi_value int_result(napi_env env, int32_t v) {
   napi_value out;
   CHECK(napi_create_int32(env, v, &out));
@@ -424,7 +432,9 @@ static napi_value js_connect(napi_env env, napi_callback_info info) {
       port <= 0 || port > 65535 || host[0] == '\0' || udp_parse_addr(t->family, host, port, &a, &len) != 0) {
     return int_result(env, -EINVAL);
   }
-  return int_result(env, connect(t->fd, &a.sa, len) == 0 ? 0 : -errno);
+  if (connect(t->fd, &a.sa, len) != 0) return int_result(env, -errno);
+  t->connected = 1;
+  return int_result(env, 0);
 }
 
 static napi_value js_flush(napi_env env, napi_callback_info info) {
@@ -517,7 +527,7 @@ static napi_value js_set_ttl(napi_env env, napi_callback_info info) {
   return int_result(env, -e);
 }
 
-static napi_value addr_text(napi_env env, const addr_t *a) {
+napi_value udp_addr_text(napi_env env, const addr_t *a) {
   char text[INET6_ADDRSTRLEN + IF_NAMESIZE + 2];
   if (a->sa.sa_family == AF_INET6) {
     inet_ntop(AF_INET6, &a->v6.sin6_addr, text, INET6_ADDRSTRLEN);
@@ -555,7 +565,7 @@ static napi_value js_source_text(napi_env env, napi_callback_info info) {
     a.v4.sin_family = AF_INET;
     memcpy(&a.v4.sin_addr, &m[3], 4);
   }
-  return addr_text(env, &a);
+  return udp_addr_text(env, &a);
 }
 
 static napi_value js_address(napi_env env, napi_callback_info info) {
@@ -569,7 +579,7 @@ static napi_value js_address(napi_env env, napi_callback_info info) {
     return NULL;
   }
   CHECK(napi_create_object(env, &out));
-  napi_value text = addr_text(env, &a);
+  napi_value text = udp_addr_text(env, &a);
   if (text == NULL) return NULL;
   CHECK(napi_set_named_property(env, out, "address", text));
   CHECK(napi_create_int32(env, ntohs(a.sa.sa_family == AF_INET6 ? a.v6.sin6_port : a.v4.sin_port), &port));
@@ -606,6 +616,8 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"sourceText", NULL, js_source_text, NULL, NULL, NULL, napi_default, NULL},
       {"address", NULL, js_address, NULL, NULL, NULL, napi_default, NULL},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
+      {"errorHints", NULL, udp_err_hints, NULL, NULL, NULL, napi_default, NULL},
+      {"errorSourceText", NULL, udp_err_source_text, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

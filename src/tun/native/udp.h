@@ -63,6 +63,11 @@ typedef struct evp_cipher_ctx_st EVP_CIPHER_CTX; /* never made */
 #define OPEN_RUN_SHIFT 8
 /* sendMeta word 3: the key slot to seal with, or one of these. */
 #define CLOSED_EVENT (-3)
+/* onEvent(count, 0, ERR_EVENT): count ICMP errors read from the error queue (udp_err.c), each
+ * ERR_STRIDE words: port, address (4 words), scope id, errno. At most ERR_SLOTS a wakeup. */
+#define ERR_EVENT (-4)
+#define ERR_STRIDE 7
+#define ERR_SLOTS 32
 #define KEY_NONE (-1)
 #define KEY_FAILED (-2)
 
@@ -191,6 +196,13 @@ typedef struct {
   struct iovec siov[SEND_MSGS];
   char sctl[SEND_MSGS][CMSG_SPACE(sizeof(uint16_t))];
   int32_t sentries[SEND_MSGS];
+  /* ICMP errors as liveness hints (udp_err.c): IP(V6)_RECVERR on, connect() done, and the hint
+   * entries JS registered (errorHints; ERR_STRIDE words each) with their sources. */
+  int recverr, connected;
+  napi_ref err_ref;
+  int32_t *err_meta;
+  size_t err_entries;
+  addr_t err_src[ERR_SLOTS];
 } sock_t;
 
 
@@ -250,5 +262,19 @@ int udp_jobs_out(sock_t *t);
 void udp_emit(sock_t *t, int count, int err, int slot);
 /* Address text (with an optional %zone) and port into a sockaddr of family 4 or 6; 0 or an errno. */
 int udp_parse_addr(int family, const char *text, int port, addr_t *out, socklen_t *len);
+/* udp.c: an address as Node writes it (with %zone), as a JS string. */
+napi_value udp_addr_text(napi_env env, const addr_t *a);
+/* udp_err.c: ICMP errors as hints. udp_err_init turns IP(V6)_RECVERR on at open (unless
+ * PLANETD_UDP_RECVERR=0). udp_err_drain reads the error queue into the hint entries and hands them
+ * to JS: the entries read (0 when off); *refused: ECONNREFUSED a connected socket must report. udp_err_reported: the socket error (sk_err) a receive or
+ * POLLERR saw, or 0 when it is an ICMP error's echo JS must not see (unconnected: only the hints
+ * speak). udp_err_stale: a send refused with e consumed such an echo and may be sent again. */
+void udp_err_init(sock_t *t);
+int udp_err_drain(sock_t *t, int *refused);
+int udp_err_reported(const sock_t *t, int err);
+int udp_err_stale(const sock_t *t, int e);
+napi_value udp_err_hints(napi_env env, napi_callback_info info);
+sock_t *udp_sock_arg(napi_env env, napi_callback_info info, size_t want, napi_value *argv);
+napi_value udp_err_source_text(napi_env env, napi_callback_info info);
 
 #endif

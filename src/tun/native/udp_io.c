@@ -33,8 +33,14 @@ void udp_on_poll(uv_poll_t *h, int status, int events) {
     int err = 0;
     socklen_t len = sizeof err;
     t->poll_events = 0;
-    if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0) {
-      udp_recv_start(t, err);
+    /* With IP_RECVERR the error queue raises POLLERR too: its ICMP errors go to JS as hints. */
+    int refused = 0;
+    int queued = udp_err_drain(t, &refused);
+    if (t->closed) return;
+    if (getsockopt(t->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err == 0) err = refused;
+    if (err != 0 || queued > 0) {
+      err = udp_err_reported(t, err);
+      if (err != 0) udp_recv_start(t, err);
       udp_update_poll(t);
     } else {
       udp_emit(t, 0, -status, -2);

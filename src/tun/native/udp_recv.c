@@ -202,7 +202,7 @@ static void read_batch(sock_t *t) {
      * closed port drew), the error after them. */
     pending = errno;
   }
-  r->err = pending;
+  r->err = udp_err_reported(t, pending);
   if (got <= 0) return;
   r->got_all = got == (int)slots;
   size_t n = 0;

@@ -81,7 +81,7 @@ static void send_entries(sock_t *t, sendbuf_t *b) {
   job_result_t *r = &t->result;
   int32_t queued = b->queued;
   int32_t i = b->next;
-  int blocked = 0;
+  int blocked = 0, stale_retries = 0;
   while (i < queued && !blocked) {
     int nmsg = 0;
     int32_t j = i;
@@ -150,6 +150,8 @@ static void send_entries(sock_t *t, sendbuf_t *b) {
         blocked = 1;
         break;
       }
+      /* An ICMP error another destination drew, not this datagram's (udp_err.c): sent again. */
+      if (stale_retries++ < 4 && udp_err_stale(t, e)) continue;
       int count = t->sentries[done];
       if (count > 1 && (e == EIO || e == EINVAL || e == EMSGSIZE || e == EOPNOTSUPP)) {
         /* The device or route cannot take this GSO message: its datagrams go one by one. */
