@@ -6,7 +6,10 @@
 import { spawnSync } from "node:child_process";
 import { constants } from "node:os";
 import { afterEach, describe, expect, it } from "vitest";
+import { COMMANDS } from "../src/admin/commands.js";
+import { formatResponse } from "../src/admin/format.js";
 import { createMetricsRegistry } from "../src/admin/metrics-registry.js";
+import type { AdminView } from "../src/admin/view.js";
 import { DEFAULT_TIMEOUTS } from "../src/overlay/links/stream.js";
 import { udpIcmpHints } from "../src/overlay/links/udp-icmp-hints.js";
 import {
@@ -28,13 +31,16 @@ afterEach(stopLinkNodes);
 const ECONNREFUSED = constants.errno.ECONNREFUSED;
 
 /** A listens (its socket opened with IP_RECVERR on or off), B dials; both with the default timeouts. */
-async function pair(recverr: boolean) {
+async function pair(recverr: boolean, host = "127.0.0.1") {
   const saved = process.env.PLANETD_UDP_RECVERR;
   process.env.PLANETD_UDP_RECVERR = recverr ? "1" : "0";
   try {
     let crashed = false;
     const timeouts = DEFAULT_TIMEOUTS;
-    const a = await startLinkNode({ listen: ["udp://127.0.0.1:0"], timeouts });
+    const a = await startLinkNode({
+      listen: [`udp://${host.includes(":") ? `[${host}]` : host}:0`],
+      timeouts,
+    });
     const aLinkP = a.nextLink();
     const b = await startLinkNode({
       peers: [a.mgr.listenAddresses()[0]!],
@@ -120,6 +126,16 @@ describe.skipIf(!native)("udp:// ICMP errors as liveness hints", () => {
           (s) => s.name === "planetd_udp_icmp_hints_total" && s.labels.outcome === "closed",
         );
         expect(closedSample?.value).toBe(totals.icmpHints.closed);
+        const view = { udpSockets: udpSocketTotals } as unknown as AdminView;
+        const json = (await COMMANDS.getudp!.run({ view, remoteTimeoutMs: 0 }, {})) as {
+          icmp_hints: Record<string, number>;
+        };
+        expect(json.icmp_hints).toEqual(udpSocketTotals().icmpHints);
+        expect(formatResponse("getudp", json)).toMatch(
+          new RegExp(
+            `ICMP hints: +${json.icmp_hints.received} received: ${json.icmp_hints.probed} probed \\(${json.icmp_hints.closed} closed`,
+          ),
+        );
       } else {
         expect(reason).toMatch(/^no datagram received for \d+ ms$/);
         expect(aLink.icmpHints).toBe(0);
@@ -132,6 +148,15 @@ describe.skipIf(!native)("udp:// ICMP errors as liveness hints", () => {
     // The silence deadline is 8 to 9.5 s with these timeouts.
     expect(took.hint).toBeLessThan(4000);
   }, 30_000);
+
+  it("on IPv6 too (IPV6_RECVERR)", async () => {
+    const { aLink, kill } = await pair(true, "::1");
+    const closed = collect(aLink).closed;
+    await kill();
+    const t0 = Date.now();
+    expect(await closed).toMatch(/after an ICMP error \(ECONNREFUSED\)$/);
+    expect(Date.now() - t0).toBeLessThan(4000);
+  }, 10_000);
 
   it("a dialer's link takes its port unreachable as a hint too, not as a close", async () => {
     let crashed = false;
