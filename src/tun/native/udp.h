@@ -268,7 +268,7 @@ napi_value udp_addr_text(napi_env env, const addr_t *a);
  * PLANETD_UDP_RECVERR=0). udp_err_drain reads the error queue into the hint entries and hands them
  * to JS: the entries read (0 when off); *refused: ECONNREFUSED a connected socket must report. udp_err_reported: the socket error (sk_err) a receive or
  * POLLERR saw, or 0 when it is an ICMP error's echo JS must not see (unconnected: only the hints
- * speak). udp_err_stale: a send refused with e consumed such an echo and may be sent again. */
+ * speak). udp_err_stale: a send refused with e consumed such an echo and goes again. */
 void udp_err_init(sock_t *t);
 int udp_err_drain(sock_t *t, int *refused);
 int udp_err_reported(const sock_t *t, int err);

@@ -11,8 +11,9 @@
  *
  * The kernel also sets the socket error (sk_err) for each, and the next send or receive returns it
  * whatever its destination: on an unconnected socket that error says nothing about the call that
- * met it, so a send refused with it goes again (udp_err_stale) and a receive does not report it
- * (udp_err_reported). A connected socket (a dialer's) reports ECONNREFUSED to JS as it always did:
+ * met it, so a receive does not report it (udp_err_reported); and on any socket a send refused
+ * with it goes again (udp_err_stale): the error queue has told JS already, and a forged error must
+ * not cost a datagram. A connected socket (a dialer's) reports ECONNREFUSED to JS as it always did:
  * reading the queue clears the socket error, so udp_err_drain hands it back (*refused).
  * PLANETD_UDP_RECVERR=0 at open turns it all off (the tests measure the silence without hints).
  */
@@ -43,7 +44,7 @@ int udp_err_reported(const sock_t *t, int err) {
 }
 
 int udp_err_stale(const sock_t *t, int e) {
-  return t->recverr && !t->connected && icmp_errno(e);
+  return t->recverr && icmp_errno(e);
 }
 
 int udp_err_drain(sock_t *t, int *refused) {

@@ -150,7 +150,7 @@ static void send_entries(sock_t *t, sendbuf_t *b) {
         blocked = 1;
         break;
       }
-      /* An ICMP error another destination drew, not this datagram's (udp_err.c): sent again. */
+      /* An ICMP error the error queue reports (udp_err.c), not this datagram's refusal: sent again. */
       if (stale_retries++ < 4 && udp_err_stale(t, e)) continue;
       int count = t->sentries[done];
       if (count > 1 && (e == EIO || e == EINVAL || e == EMSGSIZE || e == EOPNOTSUPP)) {
