@@ -244,7 +244,7 @@ export function formatResponse(command: string, response: unknown): string {
         ["Send batches:", jobInline(r.send_batches)],
         [
           "ICMP hints:",
-          `${str(h.received ?? 0)} received: ${str(h.probed ?? 0)} probed (${str(h.closed ?? 0)} closed, ${str(h.cancelled ?? 0)} cancelled), ${str(h.repeated ?? 0)} repeated, ${str(h.no_link ?? 0)} no link`,
+          `${str(h.received ?? 0)} received: ${str(h.probed ?? 0)} probed (${str(h.closed ?? 0)} closed, ${str(h.cancelled ?? 0)} cancelled), ${str(h.repeated ?? 0)} repeated, ${str(h.held_off ?? 0)} held off, ${str(h.no_link ?? 0)} no link`,
         ],
         [
           "Flushes deferred:",

@@ -191,7 +191,7 @@ function addUdpSocketMetrics(registry: Registry, current: () => MetricsSnapshot 
   );
   labelled(
     "planetd_udp_icmp_hints_total",
-    "ICMP errors the native udp sockets read from their error queues (IP_RECVERR), taken as hints only, by outcome: received, no_link (no link at that address), probed (its link probed and gave the peer a short deadline), repeated (that link was probing already), cancelled (an authentic datagram came: the peer lives), closed (silent through the short deadline)",
+    "ICMP errors the native udp sockets read from their error queues (IP_RECVERR), taken as hints only, by outcome: received, no_link (no link at that address), probed (its link probed and gave the peer a short deadline), repeated (that link was probing already), held_off (that link's last hint was ended by an authentic datagram less than its silence deadline ago: ignored, so a forger gets one short deadline per ~8 s), cancelled (an authentic datagram came: the peer lives), closed (silent through the short deadline)",
     "outcome",
     (u) => u.icmpHints,
   );

@@ -20,10 +20,19 @@ const ERR_SLOTS = 32;
  * planetd_udp_icmp_hints_total): `received` from an error queue; `no_link`, naming no link's
  * address; `probed`, a link probed and shortened its deadline; `repeated`, for a link already
  * probing on one; `cancelled`, an authentic datagram came in the short deadline (the peer lives:
- * a stray or forged error, or one from before its restart); `closed`, the short deadline passed
- * in silence and the link closed.
+ * a stray or forged error, or one from before its restart); `held_off`, for a link whose last hint
+ * such a datagram ended less than its silence deadline ago (udp-liveness.ts: a forger gets one short
+ * deadline per ~8 s); `closed`, the short deadline passed in silence and the link closed.
  */
-export const udpIcmpHints = { received: 0, no_link: 0, probed: 0, repeated: 0, cancelled: 0, closed: 0 };
+export const udpIcmpHints = {
+  received: 0,
+  no_link: 0,
+  probed: 0,
+  repeated: 0,
+  held_off: 0,
+  cancelled: 0,
+  closed: 0,
+};
 
 const errnoByNumber = new Map<number, string>(Object.entries(constants.errno).map(([name, n]) => [n, name]));
 /** ECONNREFUSED for a port unreachable, EHOSTUNREACH, ...: for a close reason. */

@@ -127,10 +127,7 @@ export class UdpLink extends UdpLinkSender implements Link {
     this.icmpHints++;
     this.icmpErrno = errno;
     const now = Date.now();
-    if (!this.liveness.hint(now, this.tx.srtt, this.tx.rttvar)) {
-      udpIcmpHints.repeated++;
-      return;
-    }
+    if (!this.liveness.hint(now, this.tx.srtt, this.tx.rttvar)) return; // counted there
     udpIcmpHints.probed++;
     this.sendBare(PKT_PING);
     clearTimeout(this.liveTimer);

@@ -13,10 +13,17 @@ import type { LinkTimeouts } from "./stream.js";
 //
 // An ICMP error for the peer's address (udp-icmp-hints.ts) is a hint, never proof: hint() starts a
 // short deadline, `intervalMs` or three RTT bounds if longer (never past the silence one), probing
-// three times within it; any authentic datagram ends it. With the defaults a stopped peer's link
-// closes about 1 s after the first port unreachable instead of 8 to 10 s of silence, and a forged
-// error costs a live link three probes unless all three round trips and the peer's own traffic in
-// that second are lost.
+// HINT_PROBES times within it; any authentic datagram ends it. With the defaults a stopped peer's
+// link closes about 1 s after the first port unreachable instead of 8 to 10 s of silence.
+// Anyone who knows both ports can forge one, as often as they like, so a hint must almost never
+// close a live link. With three probes a hint did so whenever all three round trips were lost:
+// 0.19^3 = 7e-3 at 10 % loss each way, and a new hint could start as soon as the last one ended, so
+// a forger closed a live link on such a path about 130 times an hour
+// (test/udp-liveness-forged-hints.test.ts). Now the window holds HINT_PROBES probes (at least two
+// thirds of them can be answered in it, as it spans three RTT bounds: 0.19^10 = 6e-8 at the least,
+// 0.19^15 = 2e-11 at a short RTT), and once an authentic datagram has ended a hint (the peer lives,
+// the error was forged or stale) further hints are held off for `deadMs` (one a ~8 s at most: a
+// stopped peer found in that time waits for silence instead, as without hints).
 import { udpIcmpHints } from "./udp-icmp-hints.js";
 
 export interface LivenessConfig {
@@ -38,6 +45,8 @@ export const ACT_PROBE = 2;
 export const ACT_DEAD = 3;
 /** Silent through the short deadline an ICMP error started (hint). */
 export const ACT_DEAD_HINTED = 4;
+/** Probes in a hint's window (see the header for the odds): tiny PINGs, only while one runs. */
+export const HINT_PROBES = 16;
 
 export class Liveness {
   private readonly c: LivenessConfig;
@@ -46,6 +55,8 @@ export class Liveness {
   private lastProbe = 0;
   /** When an ICMP error hinted that the peer is gone (0: no hint running). */
   private hintAt = 0;
+  /** Until when hints are ignored: the last one was ended by an authentic datagram (a forgery?). */
+  private hintsHeldUntil = 0;
   /** When check() wants to run next. */
   wakeAt: number;
 
@@ -64,21 +75,34 @@ export class Liveness {
     this.lastRecv = now;
     if (this.hintAt !== 0) {
       this.hintAt = 0;
+      this.hintsHeldUntil = now + this.c.deadMs;
       udpIcmpHints.cancelled++;
     }
   }
 
   /**
    * An ICMP error named the peer's address: false when a hint is running already (it keeps its
-   * deadline); else the caller probes now and reschedules for wakeAt.
+   * deadline, counted repeated) or hints are held off (held_off); else the caller probes now and
+   * reschedules for wakeAt.
    */
   hint(now: number, srtt: number, rttvar: number): boolean {
-    if (this.hintAt !== 0) return false;
+    if (this.hintAt !== 0) {
+      udpIcmpHints.repeated++;
+      return false;
+    }
+    if (now < this.hintsHeldUntil) {
+      udpIcmpHints.held_off++;
+      return false;
+    }
     this.hintAt = now;
     this.lastProbe = now;
     this.lastSend = now;
-    this.wakeAt = now + Math.max(1, Math.ceil(this.hintWindow(srtt, rttvar) / 3));
+    this.wakeAt = now + this.hintProbeEvery(this.hintWindow(srtt, rttvar));
     return true;
+  }
+
+  private hintProbeEvery(window: number): number {
+    return Math.max(1, Math.ceil(window / HINT_PROBES));
   }
 
   /** How long a hinted peer has to answer: see the header. */
@@ -100,8 +124,8 @@ export class Liveness {
     const hinted = this.hintAt !== 0;
     const window = hinted ? this.hintWindow(srtt, rttvar) : 0;
     if (hinted && now - this.hintAt >= window) return ACT_DEAD_HINTED;
-    // Under a hint the probes go every third of its window, silent or not.
-    const probeEvery = hinted ? Math.max(1, Math.ceil(window / 3)) : every;
+    // Under a hint the probes go every HINT_PROBES-th of its window, silent or not.
+    const probeEvery = hinted ? this.hintProbeEvery(window) : every;
     const probing = hinted || silentFor >= every;
     let act = ACT_NONE;
     if (probing && now - this.lastProbe >= probeEvery) {
