@@ -201,16 +201,33 @@ export class FragStore {
   private readonly bufs: Array<Buffer | undefined> = new Array(STORE_FRAMES).fill(undefined);
 
   keep(id: number, frame: Uint8Array, count: number): void {
+    this.slot(id, count, frame.length).set(frame);
+  }
+
+  /**
+   * Keeps head ‖ tail as frame `id` and returns the kept frame (valid until the next keep): a
+   * traffic frame sent in two parts is joined here, where it is copied anyway, and not first into
+   * a fresh Buffer of its own.
+   */
+  keepJoined(id: number, head: Uint8Array, tail: Uint8Array, count: number): Buffer {
+    const len = head.length + tail.length;
+    const buf = this.slot(id, count, len);
+    buf.set(head);
+    buf.set(tail, head.length);
+    return buf.subarray(0, len);
+  }
+
+  private slot(id: number, count: number, len: number): Buffer {
     const i = id % STORE_FRAMES;
     let buf = this.bufs[i];
     if (!buf) {
       buf = Buffer.allocUnsafe(MAX_FRAME);
       this.bufs[i] = buf;
     }
-    buf.set(frame);
     this.ids[i] = id;
     this.counts[i] = count;
-    this.lens[i] = frame.length;
+    this.lens[i] = len;
+    return buf;
   }
 
   /** The kept frame with this id (valid until the next keep), or undefined. */

@@ -217,15 +217,54 @@ export abstract class UdpLinkSender extends LinkCore {
     if (!this.tx.send(frame, SEGMENT_BYTES)) this.close("peer stopped acknowledging protocol frames");
   }
 
+  /**
+   * The traffic frame head ‖ tail (the data path's type-10 head and sealed packet) without joining
+   * them in a Buffer of their own first: a small one goes into the open datagram part by part, a
+   * large one is joined in the repair store, which copies it anyway. Protocol frames never come here
+   * (the router joins only traffic), but are joined and sent whole should one.
+   */
+  sendJoined(head: Uint8Array, tail: Uint8Array): void {
+    const len = head.length + tail.length;
+    if (this.closed || head.length === 0 || len > MAX_FRAME) return;
+    const type = head[0];
+    if (type !== 9 && type !== 10) {
+      this.send(Buffer.concat([head, tail]));
+    } else if (3 + len <= this.budget - DG_OVERHEAD) {
+      const p = this.reserve(3 + len);
+      this.slab[p] = REC_UNRELIABLE;
+      this.slab.writeUInt16BE(len, p + 1);
+      this.slab.set(head, p + 3);
+      this.slab.set(tail, p + 3 + head.length);
+    } else {
+      const count = this.fragmentCount(len);
+      const id = this.nextFragId();
+      this.sendKept(this.fragStore.keepJoined(id, head, tail, count), id, count);
+    }
+  }
+
   /** A traffic frame over the datagram size leaves as equal fragments, one per datagram. */
   private sendFragments(frame: Uint8Array): void {
+    const count = this.fragmentCount(frame.length);
+    const id = this.nextFragId();
+    this.fragStore.keep(id, frame, count);
+    this.sendKept(frame, id, count);
+  }
+
+  private fragmentCount(frameBytes: number): number {
     const room = this.budget - DG_OVERHEAD - 3 - FRAG_HEADER;
     // At BASE_DATAGRAM a 65,535-byte frame takes 56 fragments, well under the u8 count.
-    const count = Math.min(MAX_FRAGMENTS, Math.ceil(frame.length / room));
+    return Math.min(MAX_FRAGMENTS, Math.ceil(frameBytes / room));
+  }
+
+  private nextFragId(): number {
     const id = this.fragId;
     this.fragId = (id + 1) >>> 0;
     this.fragmentedOut++;
-    this.fragStore.keep(id, frame, count);
+    return id;
+  }
+
+  /** The frame's fragments, by the socket as one run when it can, else one record each. */
+  private sendKept(frame: Uint8Array, id: number, count: number): void {
     if (this.sendRun(frame, id, count)) return;
     for (let i = 0; i < count; i++) this.appendFragment(frame, id, i, count);
   }
