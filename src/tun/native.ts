@@ -450,7 +450,9 @@ export class NativeTun implements TunDevice {
 
   private onBatch(count: number, errno: number): void {
     const batch = this.batch;
-    batch.length = count;
+    // A store to an array's length is a call into V8's runtime, changed or not (perf on an idle
+    // daemon: Runtime_StoreCallbackProperty, JSArray::SetLength); a batch is one packet at idle.
+    if (batch.length !== count) batch.length = count;
     const meta = this.meta;
     let bytes = 0;
     for (let i = 0; i < count; i++) {
