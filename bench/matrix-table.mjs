@@ -82,3 +82,22 @@ console.log(
   `${header}\nmedians of interleaved rounds; CPU-s per GB sums every daemon on the path; RSS is the largest daemon's\n`,
 );
 console.log(rows.join("\n"));
+
+// Two targets compare planetd systems with each other rather than with Yggdrasil: tcp:// at the
+// default MTU against the raw veth (issue 11: >= 30 %) and udp:// against tcp:// at IfMTU 1420
+// (issue 9: not below). Both as a ratio of the medians and as the median of each round's own ratio:
+// rounds interleave, so a round's two figures share the machine's state, and the raw veth alone
+// swings by half between rounds here.
+function pairLine(label, mine, base, asPercent) {
+  const a = figures.get(mine)?.get("mbps1");
+  const b = figures.get(base)?.get("mbps1");
+  if (!a || !b) return undefined;
+  const show = (r) => (asPercent ? `${(100 * r).toFixed(1)} %` : r.toFixed(2));
+  const perRound = a.slice(0, b.length).map((v, i) => v / b[i]);
+  return `${label}: ratio of medians ${show(median(a) / median(b))}; per round ${perRound.map(show).join(", ")} (median ${show(median(perRound))})`;
+}
+const pairs = [
+  pairLine("planetd-tcp@65535 / raw veth, one stream", "planetd-tcp@65535", "raw", true),
+  pairLine("planetd-udp@1420 / planetd-tcp@1420, one stream", "planetd-udp@1420", "planetd-tcp@1420", false),
+].filter(Boolean);
+if (pairs.length > 0) console.log(`\n${pairs.join("\n")}`);
