@@ -8,7 +8,7 @@
     },
     {
       "target_name": "planetd_udp",
-      "sources": ["src/tun/native/udp.c", "src/tun/native/udp_io.c", "src/tun/native/udp_send.c", "src/tun/native/udp_recv.c", "src/tun/native/udp_err.c"],
+      "sources": ["src/tun/native/udp.c", "src/tun/native/udp_io.c", "src/tun/native/udp_send.c", "src/tun/native/udp_recv.c", "src/tun/native/udp_err.c", "src/tun/native/session_chacha.c"],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
     },

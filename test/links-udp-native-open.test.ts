@@ -65,17 +65,29 @@ function collect(s: NativeUdpSocket, count: number, ms = 10000): Promise<Got[]> 
 
 const native = loadNativeUdp() !== undefined;
 
+/** Sets an environment variable the addon reads when a socket opens, for one describe block. */
+function envFor(name: string, value: string | undefined): void {
+  const before = process.env[name];
+  const set = (v: string | undefined) => {
+    if (v === undefined) Reflect.deleteProperty(process.env, name);
+    else process.env[name] = v;
+  };
+  beforeAll(() => set(value));
+  afterAll(() => set(before));
+}
+
 // Both fixed receive modes: PLANETD_UDP_RECV=job (a threadpool job per batch) and =inline (the loop
 // thread reads and opens), which the addon reads when a socket opens; the default adapts (below).
-describe.skipIf(!native).each(["job", "inline"])("native opening, receive mode %s", (mode) => {
-  const before = process.env.PLANETD_UDP_RECV;
-  beforeAll(() => {
-    process.env.PLANETD_UDP_RECV = mode;
-  });
-  afterAll(() => {
-    if (before === undefined) Reflect.deleteProperty(process.env, "PLANETD_UDP_RECV");
-    else process.env.PLANETD_UDP_RECV = before;
-  });
+// Each with both link AEADs: OpenSSL's primitives called directly (the default where Node exports
+// them) and EVP (PLANETD_UDP_AEAD=evp, the fallback).
+describe.skipIf(!native).each([
+  ["job", "direct"],
+  ["inline", "direct"],
+  ["job", "evp"],
+  ["inline", "evp"],
+])("native opening, receive mode %s, AEAD %s", (mode, aead) => {
+  envFor("PLANETD_UDP_RECV", mode);
+  envFor("PLANETD_UDP_AEAD", aead === "evp" ? "evp" : undefined);
 
   it("opens what sodium and the send thread sealed, as sodium opens it, across a key change", async () => {
     const a = await nativeSocket();

@@ -2,7 +2,7 @@
 // ChaCha20-Poly1305) against udp-seal.ts's sodium one: byte-identical datagrams that sodium opens,
 // across a key change, in order over many send jobs, and a close while a job is out.
 import { randomBytes } from "node:crypto";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   type NativeUdpSocket,
   S_DROPPED,
@@ -59,7 +59,18 @@ const upTo = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 const native = loadNativeUdp() !== undefined;
 
-describe.skipIf(!native)("native sealing on the send thread", () => {
+// Both link AEADs: OpenSSL's primitives called directly (the default where Node exports them) and
+// EVP (PLANETD_UDP_AEAD=evp, the fallback); the addon reads the choice when a socket opens.
+describe.skipIf(!native).each(["direct", "evp"])("native sealing on the send thread, AEAD %s", (aead) => {
+  const before = process.env.PLANETD_UDP_AEAD;
+  beforeAll(() => {
+    if (aead === "evp") process.env.PLANETD_UDP_AEAD = "evp";
+    else Reflect.deleteProperty(process.env, "PLANETD_UDP_AEAD");
+  });
+  afterAll(() => {
+    if (before === undefined) Reflect.deleteProperty(process.env, "PLANETD_UDP_AEAD");
+    else process.env.PLANETD_UDP_AEAD = before;
+  });
   it("seals byte for byte as sodium does, and sodium opens it, across a key change", async () => {
     const a = await nativeSocket();
     const b = await nativeSocket();

@@ -30,6 +30,8 @@
 typedef struct evp_cipher_ctx_st EVP_CIPHER_CTX; /* never made */
 #endif
 
+#include "session_chacha.h"
+
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
 #endif
@@ -156,6 +158,12 @@ typedef struct {
    * slot's context holds its key schedule (udp_key_ctx), so a datagram sets only its nonce
    * whichever link's key it needs; a freed slot's context is reset (its key wiped). */
   EVP_CIPHER_CTX *open_ctx[OPEN_SLOTS];
+  /* The link AEAD without EVP (session_chacha.c: OpenSSL's ChaCha20 and Poly1305 primitives that
+   * Node exports), one context a direction, with each slot's key kept beside its EVP context; NULL
+   * where the symbols are absent or PLANETD_UDP_AEAD=evp: EVP then (udp_seal_slot, udp_open_slot). */
+  direct_aead_t *open_direct, *seal_direct;
+  uint8_t open_key[OPEN_SLOTS][KEY_BYTES];
+  uint8_t seal_key[KEY_SLOTS][KEY_BYTES];
   uint8_t ocookie[OPEN_SLOTS][8];
   uint8_t ophase[OPEN_SLOTS];
   uint8_t okey_state[OPEN_SLOTS];
@@ -222,6 +230,12 @@ int udp_add_key(sock_t *t, const uint8_t *key);
 void udp_drop_key(sock_t *t, int slot);
 /* udp_send.c: seals (enc 1) or opens (enc 0) one datagram in place with c's key; 1 if done. */
 int udp_aead(EVP_CIPHER_CTX *c, uint8_t *d, size_t len, int enc);
+/* udp_send.c: seals or opens d in place with send key `slot` or receive key `slot`, direct where
+ * t has it, else with the slot's EVP context; 1 if done. */
+int udp_seal_slot(sock_t *t, int slot, uint8_t *d, size_t len);
+int udp_open_slot(sock_t *t, int slot, uint8_t *d, size_t len);
+/* Forgets a kept raw key. */
+void udp_wipe_raw_key(uint8_t *key);
 /* udp_send.c: *c (made if NULL) keyed with a 32-byte key for sealing (enc 1) or opening; 1 if done.
  * udp_key_wipe: forgets the key (the context stays for the slot's next key). */
 int udp_key_ctx(EVP_CIPHER_CTX **c, const uint8_t *key, int enc);

@@ -54,7 +54,7 @@ static void open_entry(sock_t *t, uint8_t *buf, int32_t *m) {
   if (d[0] != PKT_CLOSE && (d[0] < PKT_LINK_FIRST || d[0] > PKT_LINK_LAST)) return;
   int s = find_key(t, d);
   if (s < 0) return;
-  if (udp_aead(t->open_ctx[s], d, len, 0)) {
+  if (udp_open_slot(t, s, d, len)) {
     m[8] = s;
     t->rresult.opened++;
   } else {
@@ -244,6 +244,7 @@ static void reclaim_open_keys(sock_t *t) {
   for (int s = 0; s < t->okey_top; s++) {
     if (t->okey_state[s] == 2) {
       udp_key_wipe(t->open_ctx[s]);
+      udp_wipe_raw_key(t->open_key[s]);
       t->okey_state[s] = 0;
     }
   }
@@ -364,6 +365,7 @@ int udp_add_open_key(sock_t *t, const uint8_t *cookie, int phase, const uint8_t 
     if (t->okey_state[s] != 0) continue;
     /* A free slot: no job touches its context (its state is not 1 until the release below). */
     if (!udp_key_ctx(&t->open_ctx[s], key, 0)) break; /* counted as refused: JS opens */
+    memcpy(t->open_key[s], key, KEY_BYTES);
     memcpy(t->ocookie[s], cookie, 8);
     t->ophase[s] = (uint8_t)(phase & 1);
     if (s >= t->okey_top) __atomic_store_n(&t->okey_top, s + 1, __ATOMIC_RELEASE);

@@ -64,6 +64,38 @@ void udp_ctx_free(EVP_CIPHER_CTX *c) {
 }
 #endif
 
+/* d's AEAD as session_chacha.c computes it. That code wants the AD right before the body, and here
+ * the counter (the nonce) lies between them, so the AD is put there for the call and d's header
+ * restored after it: 17 bytes moved against ~1,400 sealed, where EVP re-ran its provider dispatch
+ * (re-init, the tag through an OSSL_PARAM list walked with strcmp) for every datagram. */
+static int direct_datagram(direct_aead_t *c, const uint8_t *key, uint8_t *d, size_t len, int enc) {
+  uint8_t head[SEAL_BODY_AT];
+  memcpy(head, d, SEAL_BODY_AT);
+  uint32_t hi = (uint32_t)d[9] << 24 | (uint32_t)d[10] << 16 | (uint32_t)d[11] << 8 | d[12];
+  uint32_t lo = (uint32_t)d[13] << 24 | (uint32_t)d[14] << 16 | (uint32_t)d[15] << 8 | d[16];
+  uint8_t *buf = d + SEAL_BODY_AT - SEAL_AD;
+  memcpy(buf, head, SEAL_AD);
+  int ok = 1;
+  if (enc) direct_aead_seal(c, key, hi, lo, buf, SEAL_AD, len - SEAL_TAG - (SEAL_BODY_AT - SEAL_AD));
+  else ok = direct_aead_open(c, key, hi, lo, buf, SEAL_AD, len - (SEAL_BODY_AT - SEAL_AD), d + SEAL_BODY_AT);
+  memcpy(d, head, SEAL_BODY_AT);
+  return ok;
+}
+
+int udp_seal_slot(sock_t *t, int slot, uint8_t *d, size_t len) {
+  if (t->seal_direct != NULL) return direct_datagram(t->seal_direct, t->seal_key[slot], d, len, 1);
+  return udp_aead(t->seal_ctx[slot], d, len, 1);
+}
+
+int udp_open_slot(sock_t *t, int slot, uint8_t *d, size_t len) {
+  if (t->open_direct != NULL) return direct_datagram(t->open_direct, t->open_key[slot], d, len, 0);
+  return udp_aead(t->open_ctx[slot], d, len, 0);
+}
+
+void udp_wipe_raw_key(uint8_t *key) {
+  explicit_bzero(key, KEY_BYTES);
+}
+
 /* Seals what is still unsealed from b->next on; an entry that cannot be sealed is never sent. */
 static void seal_entries(sock_t *t, sendbuf_t *b) {
   for (int32_t j = b->next; j < b->queued; j++) {
@@ -71,7 +103,7 @@ static void seal_entries(sock_t *t, sendbuf_t *b) {
     int32_t slot = m[3];
     if (slot == KEY_NONE || slot == KEY_FAILED) continue;
     int ok = slot >= 0 && slot < KEY_SLOTS && t->key_state[slot] != 0 && m[1] >= SEAL_BODY_AT + SEAL_TAG &&
-             udp_aead(t->seal_ctx[slot], b->buf + m[0], (size_t)m[1], 1);
+             udp_seal_slot(t, slot, b->buf + m[0], (size_t)m[1]);
     m[3] = ok ? KEY_NONE : KEY_FAILED;
   }
 }
@@ -223,6 +255,7 @@ static void reclaim_keys(sock_t *t) {
   for (int s = 0; s < KEY_SLOTS; s++) {
     if (t->key_state[s] == 2 && (int32_t)(t->completed - t->key_free_after[s]) >= 0) {
       udp_key_wipe(t->seal_ctx[s]);
+      udp_wipe_raw_key(t->seal_key[s]);
       t->key_state[s] = 0;
     }
   }
@@ -233,6 +266,7 @@ int udp_add_key(sock_t *t, const uint8_t *key) {
   for (int s = 0; s < KEY_SLOTS; s++) {
     if (t->key_state[s] == 0) {
       if (!udp_key_ctx(&t->seal_ctx[s], key, 1)) break; /* counted as refused: JS seals */
+      memcpy(t->seal_key[s], key, KEY_BYTES);
       t->key_state[s] = 1;
       return s;
     }
