@@ -14,7 +14,9 @@
  * The symbols are OpenSSL internals, so they are used only once RFC 8439's own example came out
  * right through them (known_answer, at the first load).
  */
+#ifndef _GNU_SOURCE /* planetd_udp's target defines it */
 #define _GNU_SOURCE
+#endif
 #include "session_chacha.h"
 
 #include <dlfcn.h>
