@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import {
   DATA_PATH_FEEDBACK_BUDGET,
   DATA_PATH_IC_UPDATE_INVOCATIONS,
+  DATA_PATH_INLINE_BYTECODE,
   DATA_PATH_INTERRUPT_BUDGET,
   DATA_PATH_REOPT_INVOCATIONS,
   tierUpDataPathEarly,
@@ -16,6 +17,7 @@ const V8_DEFAULT_FEEDBACK_BUDGET = 940;
 const V8_DEFAULT_FEEDBACK_FACTOR = 8;
 const V8_DEFAULT_OSR_INVOCATIONS = 500;
 const V8_DEFAULT_IC_UPDATE_INVOCATIONS = 500;
+const V8_DEFAULT_INLINE_BYTECODE = 920;
 /** %GetOptimizationStatus bit: the function has TurboFan code (V8's OptimizationStatus). */
 const TURBOFANNED = 1 << 6;
 
@@ -62,6 +64,7 @@ function restoreV8Defaults(): void {
   setFlagsFromString(`--interrupt-budget-factor-for-feedback-allocation=${V8_DEFAULT_FEEDBACK_FACTOR}`);
   setFlagsFromString(`--invocation-count-for-osr=${V8_DEFAULT_OSR_INVOCATIONS}`);
   setFlagsFromString(`--minimum-invocations-after-ic-update=${V8_DEFAULT_IC_UPDATE_INVOCATIONS}`);
+  setFlagsFromString(`--max-inlined-bytecode-size-cumulative=${V8_DEFAULT_INLINE_BYTECODE}`);
 }
 
 /** A fresh small function reading one field of whatever object it is given. */
@@ -157,11 +160,14 @@ describe("tierUpDataPathEarly", () => {
     expect(tierUpDataPathEarly({ PLANETD_IC_UPDATE_INVOCATIONS: "0" }).icUpdateInvocations).toBeUndefined();
     expect(tierUpDataPathEarly({ PLANETD_IC_UPDATE_INVOCATIONS: "x" }).icUpdateInvocations).toBeUndefined();
     expect(tierUpDataPathEarly({ PLANETD_IC_UPDATE_INVOCATIONS: "16" }).icUpdateInvocations).toBe(16);
+    expect(tierUpDataPathEarly({ PLANETD_INLINE_BYTECODE: "0" }).inlineBytecode).toBeUndefined();
+    expect(tierUpDataPathEarly({ PLANETD_INLINE_BYTECODE: "2000" }).inlineBytecode).toBe(2000);
     expect(tierUpDataPathEarly({})).toEqual({
       interrupt: DATA_PATH_INTERRUPT_BUDGET,
       feedback: DATA_PATH_FEEDBACK_BUDGET,
       reoptInvocations: DATA_PATH_REOPT_INVOCATIONS,
       icUpdateInvocations: DATA_PATH_IC_UPDATE_INVOCATIONS,
+      inlineBytecode: DATA_PATH_INLINE_BYTECODE,
     });
   });
 
