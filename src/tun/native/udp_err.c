@@ -78,8 +78,10 @@ int udp_err_drain(sock_t *t, int *refused) {
     struct sock_extended_err ee;
     int found = 0;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&h); c != NULL; c = CMSG_NXTHDR(&h, c)) {
-      if ((c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_RECVERR) ||
-          (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_RECVERR)) {
+      /* The length check: a control message cut short (MSG_CTRUNC) must not be read past its end. */
+      if (((c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_RECVERR) ||
+           (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_RECVERR)) &&
+          c->cmsg_len >= CMSG_LEN(sizeof ee)) {
         memcpy(&ee, CMSG_DATA(c), sizeof ee);
         found = 1;
       }
