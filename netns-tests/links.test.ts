@@ -17,7 +17,12 @@ async function peered(a: DaemonNode, b: DaemonNode, timeoutMs = 20_000): Promise
   );
 }
 
-/** The entry each side shows must describe the other node, with the coords it reports itself. */
+/**
+ * The entry each side shows must describe the other node, with the coords it reports itself.
+ * Coords in a peer entry come from that peer's last tree announcement, so right after the link
+ * comes up (or the tree changes) they may trail the peer's own getSelf by one announcement: wait,
+ * bounded, for the two views to agree, then assert on the last reading.
+ */
 async function expectEntriesDescribe(
   a: DaemonNode,
   b: DaemonNode,
@@ -28,11 +33,31 @@ async function expectEntriesDescribe(
   expect(ba.address).toBe(a.address);
   expect(ab.port).toBeGreaterThanOrEqual(1);
   expect(ba.port).toBeGreaterThanOrEqual(1);
-  const [selfA, selfB] = await Promise.all([a.getSelf(), b.getSelf()]);
+  const read = async () => {
+    const [selfA, selfB, abNow, baNow] = await Promise.all([
+      a.getSelf(),
+      b.getSelf(),
+      a.peerEntry(b),
+      b.peerEntry(a),
+    ]);
+    return { selfA, selfB, abCoords: abNow?.coords, baCoords: baNow?.coords };
+  };
+  const same = (x: number[] | undefined, y: number[]) => JSON.stringify(x) === JSON.stringify(y);
+  let last = await read();
+  await lab
+    .waitFor(
+      async () => {
+        last = await read();
+        return same(last.abCoords, last.selfB.coords) && same(last.baCoords, last.selfA.coords);
+      },
+      10_000,
+      `${a.name} and ${b.name} to agree on each other's coords`,
+    )
+    .catch(() => undefined); // the expects below report what disagreed
   // One of the two is the root (coords []), the other its child ([port]).
-  expect([selfA.coords.length, selfB.coords.length].sort()).toEqual([0, 1]);
-  expect(ab.coords).toEqual(selfB.coords);
-  expect(ba.coords).toEqual(selfA.coords);
+  expect([last.selfA.coords.length, last.selfB.coords.length].sort()).toEqual([0, 1]);
+  expect(last.abCoords).toEqual(last.selfB.coords);
+  expect(last.baCoords).toEqual(last.selfA.coords);
 }
 
 describeNetns("links: planetd ↔ yggdrasil 0.4.7 (issue 3)", () => {
