@@ -168,6 +168,14 @@ describeNetns("admin: yggdrasilctl ↔ planetd, planetctl ↔ yggdrasil (issue 6
       20_000,
       "yggdrasil and planetd to list each other",
     );
+    // Listing a peer comes with the link; DHT entries only after the non-root node's bootstrap has
+    // reached the root and its setup come back (spec 5.4.4), a round trip or more later. The check
+    // below wants getDHT non-empty, so wait (bounded) for that state first.
+    await lab.waitFor(
+      async () => (await ygg.getDHT()).length > 0 && (await pd.getDHT()).length > 0,
+      20_000,
+      "both nodes to hold a DHT entry (the bootstrap and setup between them)",
+    );
 
     await checkEveryCommand(yggdrasilctl, pd, ygg);
     await checkEveryCommand(planetctl, ygg, pd);
