@@ -34,8 +34,8 @@ export async function stream(link: Link, count: number, type: number, from = 0):
   }
 }
 
-/** Polls `cond` every 10 ms for at most `ms`, then asserts it. */
-export async function until(cond: () => boolean, ms = 10_000): Promise<void> {
+/** Polls `cond` every 10 ms for at most `ms`, then asserts it (`what()` says what failed). */
+export async function until(cond: () => boolean, ms = 10_000, what?: () => string): Promise<void> {
   for (let t = 0; t < ms && !cond(); t += 10) await new Promise((r) => setTimeout(r, 10));
-  expect(cond()).toBe(true);
+  expect(cond(), what?.()).toBe(true);
 }
