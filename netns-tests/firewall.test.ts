@@ -167,9 +167,13 @@ describeNetns("firewall", () => {
       expect((await n.ctl("getFirewall")).rejects_sent).toBeGreaterThanOrEqual(1);
 
       // Reload: port 22 now belongs to B. Two connections stay open across it: A's to port 22
-      // (no longer allowed: cut) and B's to the workload (still allowed: keeps its echoes).
-      const holdA = probe(nsA, n.address, 22, 6000);
-      const holdB = probe(nsB, w, 8080, 6000);
+      // (no longer allowed: cut) and B's to the workload (still allowed: keeps its echoes). Each
+      // holds 10 s: B's five echoes must come between a second after the reload answered and the
+      // hold's end, and on a loaded machine the reload's planetctl alone can take seconds (with 6 s
+      // holds, a reload 2 s slower than the probes' own start left that window a second long).
+      const HOLD_MS = 10_000;
+      const holdA = probe(nsA, n.address, 22, HOLD_MS);
+      const holdB = probe(nsB, w, 8080, HOLD_MS);
       await delay(2000);
       n.config.Planetd = { Firewall: firewallConfig(keyB, keyB, w) };
       writeFileSync(n.configPath, `${JSON.stringify(n.config, null, 2)}\n`);
