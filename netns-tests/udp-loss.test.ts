@@ -150,7 +150,14 @@ describeNetns("udp:// links on lossy paths, never IP-fragmented", () => {
       const server = lab.spawn("iperf3-s", join(lab.dir, `iperf-${mtu}.log`), "ip", [
         ...["netns", "exec", nsB.name, "iperf3", "-s", "-1", "-B", b.address],
       ]);
-      await delay(500);
+      // The client must find the server listening: a refused connect fails the run (a fixed 500 ms
+      // here was a guess at how long iperf3 takes to start on a loaded machine).
+      await lab.waitFor(
+        async () => (await nsB.mustExec("ss", ["-Hltn", "sport = :5201"])).trim() !== "",
+        10_000,
+        `iperf3 -s in ${nsB.name} to listen (IfMTU ${mtu})`,
+        () => !server.running,
+      );
       const before = [await counters(nsA), await counters(nsB)];
       const r = await nsA.exec("iperf3", ["-c", b.address, "-t", "5", "-J"], 60_000);
       const after = [await counters(nsA), await counters(nsB)];
