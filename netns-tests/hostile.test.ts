@@ -276,16 +276,38 @@ describeNetns("hostile peers (issue 10): one victim, five attacks at twice the m
     const replayPing = await ping6(nsP, v.address, { count: 60, intervalS: 0.2 });
     rmSync(flagPath);
     monitor.phase = "replay: after";
-    await delay(REPLAY_DELAY_MS + 1500); // the last delayed copies
-    const replayAfter = await metrics();
-    counters.push({ name: "replay", before: replayBefore, after: replayAfter });
-    const fwd = JSON.parse(readFileSync(statsPath, "utf8")) as {
+    // The last delayed copies leave REPLAY_DELAY_MS after their originals (later on a loaded
+    // machine), and V counts each once it has read it. Wait (bounded) until the forwarder has
+    // stopped replaying and holds no delayed copy, and (planetd) until V's counter has caught up
+    // with what was injected, reading the forwarder before V; the expects below judge the last
+    // readings. (A fixed REPLAY_DELAY_MS + 1.5 s here left the last copies to the load.)
+    type ForwarderStats = {
+      replaying: boolean;
+      delayedPending: number;
       toVictim: { replayedNow: number; replayedLater: number };
       toPeer: { replayedNow: number; replayedLater: number };
       delayedDropped: number;
     };
-    const replaysToV = fwd.toVictim.replayedNow + fwd.toVictim.replayedLater;
-    const replayCounted = dropped(replayAfter, "session_replay") - dropped(replayBefore, "session_replay");
+    const readForwarder = () => JSON.parse(readFileSync(statsPath, "utf8")) as ForwarderStats;
+    const injectedToV = (f: ForwarderStats) => f.toVictim.replayedNow + f.toVictim.replayedLater;
+    const countedByV = (m: Metrics) => dropped(m, "session_replay") - dropped(replayBefore, "session_replay");
+    let fwd = readForwarder();
+    let replayAfter = await metrics();
+    await lab
+      .waitFor(
+        async () => {
+          fwd = readForwarder();
+          replayAfter = await metrics();
+          if (fwd.replaying || fwd.delayedPending !== 0) return false;
+          return substitutePlanetd || countedByV(replayAfter) >= injectedToV(fwd);
+        },
+        REPLAY_DELAY_MS + 15_000,
+        "the forwarder's delayed copies to be sent and V's session_replay counter to count them",
+      )
+      .catch((err: Error) => console.log(err.message.split("\n").slice(0, 2).join(" ")));
+    counters.push({ name: "replay", before: replayBefore, after: replayAfter });
+    const replaysToV = injectedToV(fwd);
+    const replayCounted = countedByV(replayAfter);
 
     const finalProbe = await monitor.probe();
     await monitor.stop();

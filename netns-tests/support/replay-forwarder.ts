@@ -34,6 +34,8 @@ const stats = {
   connections: 0,
   replaying: false,
   delayedDropped: 0,
+  /** Delayed copies scheduled and not yet sent: 0 with replaying off means every copy is out. */
+  delayedPending: 0,
   toVictim: { frames: 0, sessionTrafficToFarEnd: 0, replayedNow: 0, replayedLater: 0 } as DirectionStats,
   toPeer: { frames: 0, sessionTrafficToFarEnd: 0, replayedNow: 0, replayedLater: 0 } as DirectionStats,
 };
@@ -140,6 +142,7 @@ function main(): void {
   const delayMs = num(args, "delayMs");
   const seconds = num(args, "seconds");
   const writeStats = () => {
+    stats.delayedPending = delayed;
     writeFileSync(`${statsPath}.tmp`, JSON.stringify(stats));
     renameSync(`${statsPath}.tmp`, statsPath);
   };
