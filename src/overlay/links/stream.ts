@@ -11,6 +11,9 @@ import {
 import { beginInput, endInput, flushAtEndOfInput } from "../../util/end-of-input.js";
 import { LinkCore } from "./link-core.js";
 import type { Link, LinkEvents } from "./link.js";
+import { SLAB_BYTES, Slab } from "./stream-slab.js";
+
+export { sendSlabsAllocated } from "./stream-slab.js";
 
 export interface LinkTimeouts {
   /** Deadline for writing our metadata and reading theirs. */
@@ -36,51 +39,6 @@ const META_BYTES = 38;
 const VERSION_MAJOR = 0;
 const VERSION_MINOR = 4;
 const KEEPALIVE = Buffer.from([0x00, 0x01, 0x00]);
-/** Room for at least one largest frame (65,535 + 2), so every slab has the same size and can be reused. */
-const SLAB_BYTES = 128 * 1024;
-/**
- * Written slabs kept for reuse, shared by all stream links: a link at line rate has up to
- * CONGESTION_BYTES (32 slabs) queued in the socket, and the pool must refill faster than it drains.
- * 64 slabs = 8 MiB at most, held only after a burst.
- */
-const POOL_SLABS = 64;
-
-/** A send buffer and the socket writes of it still in flight; reusable once none is and it is full. */
-class Slab {
-  readonly buf = Buffer.allocUnsafeSlow(SLAB_BYTES);
-  writes = 0;
-  /** No more frames go in; it returns to the pool when its last write completes. */
-  retired = false;
-  /** The write callback, made once per slab: no closure per flush. */
-  readonly written = (): void => {
-    if (this.writes > 0) this.writes--;
-    if (this.writes === 0 && this.retired) {
-      this.retired = false;
-      if (pool.length < POOL_SLABS) pool.push(this);
-    }
-  };
-
-  static allocated = 0;
-
-  static take(): Slab {
-    const slab = pool.pop();
-    if (slab !== undefined) return slab;
-    Slab.allocated++;
-    return new Slab();
-  }
-
-  retire(): void {
-    this.retired = true;
-    if (this.writes === 0) this.written();
-  }
-}
-const pool: Slab[] = [];
-
-/** Send slabs allocated by all stream links since start (tests and metrics: the steady state adds none). */
-export function sendSlabsAllocated(): number {
-  return Slab.allocated;
-}
-
 /**
  * Held tails (Link.sendJoined's held) by all stream links since start: sent from where they lay, and
  * copied to a slab because the kernel did not take them at the flush (the socket was full).
@@ -89,11 +47,18 @@ export const heldTails = { sent: 0, copied: 0 };
 const NO_TAIL = Buffer.alloc(0);
 
 /**
- * Where the addon reads every plain stream link's socket: one buffer for all, since each read is
- * parsed to the last byte before the callback returns (a frame split across reads is copied to rx).
+ * Where the addon reads every plain stream link's socket, and Node decrypts every tls:// link's: one
+ * buffer for all, since each read is parsed to the last byte and its flushes run (end-of-input.ts)
+ * before the callback returns (a frame split across reads is copied to rx).
  */
 let sharedReadBuffer: Buffer | undefined;
 const READ_BUFFER_BYTES = 128 * 1024;
+
+let readsIntoSharedBuffer = 0;
+/** Reads Node made into the shared read buffer (tls://, StreamLink.readIntoSharedBuffer) since start. */
+export function sharedBufferReads(): number {
+  return readsIntoSharedBuffer;
+}
 
 let directFlushes = 0;
 /** Flushes the kernel took whole from the addon's send(2), by all stream links since start. */
@@ -216,6 +181,11 @@ export class StreamLink extends LinkCore implements Link {
    * and its fresh buffer per read (issue 11: at idle ~44% of a link-to-TUN hop's CPU samples).
    */
   private readonly reader: SocketReader | undefined;
+  /** Bound once: Node's read callback for readIntoSharedBuffer (n bytes at the buffer's start). */
+  private readonly onSharedRead = (n: number): void => {
+    readsIntoSharedBuffer++;
+    this.onRead(n, 0);
+  };
   /**
    * Date.now() of the last write and of the last complete frame read: one timer checks them, where
    * re-arming a keepalive and an idle timer per packet cost two timer-list updates a packet.
@@ -263,7 +233,7 @@ export class StreamLink extends LinkCore implements Link {
     this.sendNow = plain ? socketSender() : undefined;
     this.sendParts = plain ? socketPartsSender() : undefined;
     this.reader = plain ? this.takeOverReading(socket, fd) : undefined;
-    if (this.reader === undefined) {
+    if (this.reader === undefined && !this.readIntoSharedBuffer(socket)) {
       socket.on("data", (chunk: Buffer) => {
         this.bytesIn += chunk.length;
         beginInput();
@@ -312,12 +282,41 @@ export class StreamLink extends LinkCore implements Link {
     (socket as unknown as { _read: () => void })._read = () => {};
     handle.reading = false;
     handle.readStop();
+    this.keepWhatNodeRead(socket);
+    return reader;
+  }
+
+  /** What Node's stream already read (and nobody took) joins the pending input. */
+  private keepWhatNodeRead(socket: Socket): void {
     const buffered = socket.readableLength > 0 ? (socket.read() as Buffer | null) : null;
     if (buffered !== null) {
       this.bytesIn += buffered.length;
       this.pendingInput = this.pendingInput ? Buffer.concat([this.pendingInput, buffered]) : buffered;
     }
-    return reader;
+  }
+
+  /**
+   * TLS: Node decrypts into the shared read buffer (net.Socket's `onread` option, which Node applies
+   * only to sockets it creates, so it is set here on the TLS socket made over ours). Without it every
+   * decrypted read of up to 16 KiB is a fresh Buffer whose memory is malloc'ed and freed only by a GC:
+   * ~27,000 a second at 3.5 Gbit/s, and the receiving daemon's C heap stood at 35-59 MiB after a
+   * tls:// load against 5-6 MiB idle (issue 11). False where this Node lacks the hooks: 'data' then.
+   */
+  private readIntoSharedBuffer(socket: Socket): boolean {
+    const handle = (socket as unknown as { _handle?: { useUserBuffer?: (b: Uint8Array) => void } })._handle;
+    if (typeof handle?.useUserBuffer !== "function") return false;
+    const symbols = Object.getOwnPropertySymbols(socket);
+    const kBuffer = symbols.find((s) => s.description === "kBuffer");
+    const kBufferCb = symbols.find((s) => s.description === "kBufferCb");
+    const slots = socket as unknown as Record<symbol, unknown>;
+    if (kBuffer === undefined || kBufferCb === undefined || slots[kBuffer] !== null) return false;
+    // handshake() paused the stream, but a paused socket reads on: keep that, later reads come here.
+    this.keepWhatNodeRead(socket);
+    if (sharedReadBuffer === undefined) sharedReadBuffer = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES);
+    slots[kBuffer] = sharedReadBuffer;
+    slots[kBufferCb] = this.onSharedRead;
+    handle.useUserBuffer(sharedReadBuffer);
+    return true;
   }
 
   private onRead(n: number, errno: number): void {
@@ -493,7 +492,8 @@ export class StreamLink extends LinkCore implements Link {
   private receive(chunk: Buffer): void {
     if (!this.handler) {
       // Reading is paused until the handler exists; keep anything that still slipped through.
-      this.pendingInput = this.pendingInput ? Buffer.concat([this.pendingInput, chunk]) : chunk;
+      // Copied: the chunk may lie in the shared read buffer, which the next read overwrites.
+      this.pendingInput = Buffer.concat(this.pendingInput ? [this.pendingInput, chunk] : [chunk]);
       this.socket.pause();
       return;
     }

@@ -1,0 +1,66 @@
+// Two stream links joined over loopback, as the tcp:// and tls:// endpoints make them (TLS 1.3 with a
+// self-signed certificate), and a reader that checks the frames one link receives.
+import net from "node:net";
+import tls from "node:tls";
+import { selfSignedCertificate } from "../../src/crypto/cert.js";
+import { Identity } from "../../src/crypto/identity.js";
+import { type StreamLink, handshake } from "../../src/overlay/links/stream.js";
+
+/** Linked [outbound, inbound] links; their close and the listener's go to `cleanups`. */
+export async function linkedStreamPair(
+  scheme: "tcp" | "tls",
+  cleanups: Array<() => void>,
+): Promise<[StreamLink, StreamLink]> {
+  const [a, b] = [Identity.generate(), Identity.generate()];
+  const server = net.createServer();
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  cleanups.push(() => server.close());
+  const port = (server.address() as net.AddressInfo).port;
+  const accepted = new Promise<net.Socket>((r) => server.once("connection", r));
+  let client: net.Socket = net.connect(port, "127.0.0.1");
+  let served = await accepted;
+  if (scheme === "tls") {
+    const { cert, key } = selfSignedCertificate(b);
+    const secureContext = tls.createSecureContext({ cert, key, minVersion: "TLSv1.3" });
+    const inbound = new tls.TLSSocket(served, { isServer: true, secureContext, requestCert: false });
+    const outbound = tls.connect({ socket: client, rejectUnauthorized: false, minVersion: "TLSv1.3" });
+    await Promise.all([
+      new Promise((r) => inbound.once("secure", r)),
+      new Promise((r) => outbound.once("secureConnect", r)),
+    ]);
+    client = outbound;
+    served = inbound;
+  }
+  const opts = { priority: 0, remote: `${scheme}://127.0.0.1` };
+  const links = await Promise.all([
+    handshake(client, { ...opts, localKey: a.publicKey, outbound: true }),
+    handshake(served, { ...opts, localKey: b.publicKey, outbound: false }),
+  ]);
+  cleanups.push(() => {
+    for (const link of links) link.close("done");
+  });
+  return links;
+}
+
+/** Reads `count` frames on `link` (within 20 s) and counts those that fail `intact(frame, index)`. */
+export function framesNotAsExpected(
+  link: StreamLink,
+  count: number,
+  intact: (frame: Buffer, index: number) => boolean,
+): Promise<number> {
+  let received = 0;
+  let bad = 0;
+  return new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`only ${received} of ${count} frames`)), 20_000);
+    link.setHandler({
+      onFrame(f) {
+        if (!intact(f, received)) bad++;
+        if (++received === count) {
+          clearTimeout(timer);
+          resolve(bad);
+        }
+      },
+      onClose() {},
+    });
+  });
+}
