@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { Identity } from "../src/crypto/identity.js";
 import { DEFAULT_REDIAL, RedialBackoff } from "../src/overlay/links/redial.js";
 import { startLinkNode, stopLinkNodes } from "./support/links.js";
+import { restartablePort } from "./support/ports.js";
 
 /** A backoff whose jitter is fixed: 1 gives the full step, 0 its 80 % floor. */
 const backoff = (random: number) => new RedialBackoff(DEFAULT_REDIAL, () => random);
@@ -89,7 +90,11 @@ describe("redial triggers (loopback)", () => {
 
   it("a static peer waiting out a long backoff is dialled at once when its key links to us inbound", async () => {
     const aId = Identity.generate();
-    const probe = await startLinkNode({ listen: ["tcp://127.0.0.1:0"] }, aId);
+    // Restarted below on the same port: one below the ephemeral range (support/ports.ts).
+    const probe = await startLinkNode(
+      { listen: [`tcp://127.0.0.1:${await restartablePort("127.0.0.1", "tcp")}`] },
+      aId,
+    );
     const aUri = probe.mgr.listenAddresses()[0]!;
     await probe.mgr.stop();
     // B's only redial timer is 30 s away after the first failure.
@@ -111,7 +116,11 @@ describe("redial triggers (loopback)", () => {
 
   it("a change of the local interfaces dials every waiting peer at once", async () => {
     const aId = Identity.generate();
-    const probe = await startLinkNode({ listen: ["tcp://127.0.0.1:0"] }, aId);
+    // Restarted below on the same port: one below the ephemeral range (support/ports.ts).
+    const probe = await startLinkNode(
+      { listen: [`tcp://127.0.0.1:${await restartablePort("127.0.0.1", "tcp")}`] },
+      aId,
+    );
     const aUri = probe.mgr.listenAddresses()[0]!;
     await probe.mgr.stop();
     const real = os.networkInterfaces();
@@ -145,7 +154,11 @@ describe("redial triggers (loopback)", () => {
 
   it("without a reason it waits for its timer", async () => {
     const aId = Identity.generate();
-    const probe = await startLinkNode({ listen: ["tcp://127.0.0.1:0"] }, aId);
+    // Restarted below on the same port: one below the ephemeral range (support/ports.ts).
+    const probe = await startLinkNode(
+      { listen: [`tcp://127.0.0.1:${await restartablePort("127.0.0.1", "tcp")}`] },
+      aId,
+    );
     const aUri = probe.mgr.listenAddresses()[0]!;
     await probe.mgr.stop();
     const b = await startLinkNode({ peers: [aUri], redial: { initialMs: 30_000, maxMs: 30_000 } });

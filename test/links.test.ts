@@ -10,6 +10,7 @@ import { Identity } from "../src/crypto/identity.js";
 import type { Link } from "../src/overlay/links/link.js";
 import type { LinkManagerConfig } from "../src/overlay/links/manager.js";
 import { collect, startLinkNode, stopLinkNodes } from "./support/links.js";
+import { restartablePort } from "./support/ports.js";
 
 afterEach(stopLinkNodes);
 
@@ -166,7 +167,13 @@ describe("LinkManager", () => {
     async (listen) => {
       const aId = Identity.generate();
       const sock = join(tmpdir(), `pd-links-${process.pid}-${randomBytes(4).toString("hex")}.sock`);
-      const a = await node({ listen: [listen === "unix" ? `unix://${sock}` : listen] }, aId);
+      // Restarted below on the same port: one below the ephemeral range (support/ports.ts).
+      const port =
+        listen === "unix" ? 0 : await restartablePort(new URL(listen).hostname.replace(/[[\]]/g, ""), "tcp");
+      const a = await node(
+        { listen: [listen === "unix" ? `unix://${sock}` : listen.replace(/:0$/, `:${port}`)] },
+        aId,
+      );
       const uri = a.mgr.listenAddresses()[0]!;
       const b = await node({ peers: [uri] });
       const first = collect(await b.nextLink());
