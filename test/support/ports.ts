@@ -14,14 +14,20 @@ import net from "node:net";
 /** How many ports below the ephemeral range to choose from. */
 const SPAN = 8192;
 
-/** The first port of the kernel's ephemeral range (Linux's default when it cannot be read). */
-function ephemeralLow(): number {
+/** The kernel's ephemeral port range, first and last (Linux's default when it cannot be read). */
+export function ephemeralRange(): [number, number] {
   try {
-    const low = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
-    return Number.isInteger(low) ? low : 32768;
-  } catch {
-    return 32768;
-  }
+    const [low, high] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8")
+      .trim()
+      .split(/\s+/)
+      .map(Number);
+    if (Number.isInteger(low) && Number.isInteger(high)) return [low!, high!];
+  } catch {}
+  return [32768, 60999];
+}
+
+function ephemeralLow(): number {
+  return ephemeralRange()[0];
 }
 
 function bindsFree(port: number, host: string, proto: "udp" | "tcp"): Promise<boolean> {
