@@ -4,6 +4,7 @@ import { randomBytes } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
 import { Identity } from "../src/crypto/identity.js";
 import { LifeTags } from "../src/overlay/links/udp-life-tag.js";
+import { restartablePort } from "./support/ports.js";
 import { bareListener, challenged, closeRawUdp } from "./support/udp-raw.js";
 
 afterEach(closeRawUdp);
@@ -36,7 +37,7 @@ describe("udp life tags", () => {
   it("a listener bound again on its port hands out cookies with another tag", async () => {
     const id = Identity.generate();
     const secret = randomBytes(32);
-    let port = 0;
+    let port = await restartablePort(); // bound again below: support/ports.ts
     let previous = -1;
     for (let i = 0; i < 4; i++) {
       const { l } = await bareListener(id, secret, port);
