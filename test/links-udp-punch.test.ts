@@ -62,7 +62,11 @@ it("answers an OBSERVE from another socket with that socket's address, over the 
   punchSocket.sendTo(again, "127.0.0.1", lp.port);
   // The first is answered over the link (a round trip through both sockets, later on a loaded
   // machine: wait for it), the second, read right behind it, never is.
-  await until(() => answers >= 1, 5000, () => "the first OBSERVE's answer never came");
+  await until(
+    () => answers >= 1,
+    5000,
+    () => "the first OBSERVE's answer never came",
+  );
   await new Promise((r) => setTimeout(r, 200));
   expect(answers).toBe(1);
 });
