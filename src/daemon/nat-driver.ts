@@ -7,7 +7,7 @@ import type { Logger } from "pino";
 import type { NatView } from "../admin/view.js";
 import type { Link } from "../overlay/links/link.js";
 import type { LinkManager } from "../overlay/links/manager.js";
-import { UdpLink } from "../overlay/links/udp-link.js";
+import type { UdpLink } from "../overlay/links/udp-link.js";
 import { type Candidate, type NatOptions, NatTraversal, mappingName } from "../overlay/nat.js";
 import { ipBytes } from "../util/ip-bytes.js";
 
@@ -29,6 +29,15 @@ export interface NatDriverOptions {
 
 const MAX_PENDING_OBSERVES = 64;
 const MAX_LOCAL_CANDIDATES = 4;
+
+/**
+ * By scheme, not instanceof: udp-link.js loads with the first udp:// socket (LinkManager), and
+ * importing its class here would load all of udp:// in nodes that have none. Every udp:// link's
+ * remote is its udp:// URI, inbound or outbound (LinkInfo.remote).
+ */
+function isUdpLink(link: Link): link is UdpLink {
+  return link.remote.startsWith("udp://");
+}
 
 export class NatDriver {
   readonly nat: NatTraversal;
@@ -97,7 +106,7 @@ export class NatDriver {
   }
 
   onLink(link: Link): void {
-    if (!(link instanceof UdpLink) || this.stopped) return;
+    if (!isUdpLink(link) || this.stopped) return;
     this.udpLinks.add(link);
     link.onObserved = (nonce, ip, port) => {
       if (this.pendingObserves.get(nonce) !== link) return;

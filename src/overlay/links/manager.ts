@@ -21,7 +21,7 @@ import { Puncher, punchPortFor } from "./punch.js";
 import { DEFAULT_REDIAL } from "./redial.js";
 import { StaticPeers } from "./static-peers.js";
 import { StreamEndpoints } from "./stream-endpoints.js";
-import { UdpEndpoints } from "./udp-endpoints.js";
+import type { UdpEndpoints } from "./udp-endpoints.js";
 import type { UdpLink, UdpListener } from "./udp.js";
 import { type PeerUri, hostPort, parseListenUri, parsePeerUri } from "./uri.js";
 
@@ -55,7 +55,14 @@ export class LinkManager {
   private readonly admission: Admission;
   private readonly staticPeers: StaticPeers;
   private readonly streams: StreamEndpoints;
-  private readonly udp: UdpEndpoints;
+  private readonly ctx: ManagerContext;
+  /**
+   * udp:// (udp-endpoints.ts and the ~20 modules under it, a fifth of planetd's code) is loaded at
+   * the first udp:// listener, dial or punch socket: a node with tcp:// and tls:// links only never
+   * runs it, and its code held ~0.5 MiB of idle RSS (see the commit).
+   */
+  private udp: UdpEndpoints | undefined;
+  private udpLoading: Promise<UdpEndpoints> | undefined;
   private interfacePoll: NodeJS.Timeout | undefined;
   private interfaceSignature = "";
   private readonly listeners: ListenerHandle[] = [];
@@ -81,6 +88,7 @@ export class LinkManager {
       stopped: () => this.stopped,
       admit: (link) => this.admit(link),
     };
+    this.ctx = ctx;
     this.streams = new StreamEndpoints(ctx);
     this.staticPeers = new StaticPeers(
       {
@@ -98,16 +106,23 @@ export class LinkManager {
     this.multicast = this.makeMulticast(cfg.multicast);
     this.puncher = new Puncher({
       configuredUdp: (family) => this.listeners.find((l) => l.udp && l.family === family)?.udp,
-      bindPunchSocket: (family, port) => {
+      bindPunchSocket: async (family, port) => {
         const uri = family === 4 ? `udp://0.0.0.0:${port}` : `udp://[::]:${port}`;
-        return this.udp.listen(uri, parseListenUri(uri), undefined, true);
+        return (await this.udpEndpoints()).listen(uri, parseListenUri(uri), undefined, true);
       },
       preferredPort: punchPortFor(cfg.identity.publicKey),
       refusal: (key) => this.admission.refusal(key, true, [], ""),
       admit: (link) => this.admit(link),
       stopped: () => this.stopped,
     });
-    this.udp = new UdpEndpoints(ctx, this.puncher);
+  }
+
+  private udpEndpoints(): Promise<UdpEndpoints> {
+    this.udpLoading ??= import("./udp-endpoints.js").then(({ UdpEndpoints }) => {
+      this.udp = new UdpEndpoints(this.ctx, this.puncher);
+      return this.udp;
+    });
+    return this.udpLoading;
   }
 
   private makeMulticast(interfaces: MulticastInterfaceConfig[]): Multicast {
@@ -156,7 +171,7 @@ export class LinkManager {
     this.stopped = true;
     clearInterval(this.interfacePoll);
     this.staticPeers.dropAll("stopping");
-    for (const dial of [...this.udp.dials]) dial.cancel("stopping");
+    for (const dial of [...(this.udp?.dials ?? [])]) dial.cancel("stopping");
     await this.multicast.stop();
     const sockets = [...this.streams.sockets];
     const socketsClosed = sockets.map((s) => (s.closed ? undefined : new Promise((r) => s.once("close", r))));
@@ -269,7 +284,11 @@ export class LinkManager {
 
   private async dial(parsed: PeerUri, iface: string | undefined, attempt: DialAttempt): Promise<ManagedLink> {
     if (this.stopped) throw new Error("stopping");
-    if (parsed.scheme === "udp") return this.udp.dial(parsed, iface, attempt);
+    if (parsed.scheme === "udp") {
+      const udp = await this.udpEndpoints();
+      if (this.stopped) throw new Error("stopping");
+      return udp.dial(parsed, iface, attempt);
+    }
     return this.streams.dial(parsed, iface, attempt);
   }
 
@@ -289,7 +308,7 @@ export class LinkManager {
     } catch (e) {
       throw new Error(`listen: ${(e as Error).message}`);
     }
-    if (parsed.scheme === "udp") return this.udp.listen(uri, parsed, iface);
+    if (parsed.scheme === "udp") return (await this.udpEndpoints()).listen(uri, parsed, iface);
     return this.streams.listen(uri, parsed, iface);
   }
 
