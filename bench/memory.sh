@@ -16,6 +16,8 @@
 # creeps up ~1 MiB over the next minutes as idle allocation touches both halves of the young
 # generation. The bare node stays flat. RSS after load is read LOAD_SETTLE s after the load: the
 # heap trim (src/daemon/heap-trim.ts) runs 15 s after a burst.
+# For an A/B of a change, bench/idle-rss.sh is quicker and steadier (standalone daemons of two trees
+# side by side with a bare node; ATTRIB=1 shows which pages the difference is made of).
 set -euo pipefail
 export ONLY=${ONLY:-node,planetd-tcp@65535,planetd-tcp@1420,planetd-udp@1420}
 export SECS=${SECS:-30} ROUNDS=${ROUNDS:-3}
