@@ -7,7 +7,12 @@ import {
   sendSlabsAllocated,
   sharedBufferReads,
 } from "../src/overlay/links/stream.js";
-import { framesNotAsExpected, linkedStreamPair } from "./support/stream-pair.js";
+import {
+  framesNotAsExpected,
+  linkedStreamPair,
+  numberedFrame,
+  sendUntilClosed,
+} from "./support/stream-pair.js";
 
 const cleanups: Array<() => void> = [];
 afterEach(() => {
@@ -130,12 +135,7 @@ it.each(["tcp", "tls"] as const)(
     // next frame's start overwrites within the same read: those must not be held) and many not.
     const FRAMES = 600;
     const sizes = Array.from({ length: FRAMES }, (_, i) => 1 + ((i * 7919 + 13) % 65_535));
-    const frame = (i: number) => {
-      const f = Buffer.alloc(sizes[i]!, (i * 31) & 0xff);
-      f[0] = 9; // type 9: traffic
-      if (f.length >= 3) f.writeUInt16BE(i, 1);
-      return f;
-    };
+    const frame = (i: number) => numberedFrame(i, sizes[i]!);
     let heldSeen = 0;
     b.setHandler({
       onFrame(f, held) {
@@ -179,21 +179,7 @@ it("reads through the addon: a link's close ends the connection, and the peer's 
 
 it("closes a link whose peer stopped reading once 16 MiB of protocol frames are queued", async () => {
   const [a] = await linkedPair(); // the other end never gets a handler, so it never reads
-  let closedWith = "";
-  a.setHandler({
-    onFrame() {},
-    onClose(reason) {
-      closedWith = reason;
-    },
-  });
-  const tree = Buffer.alloc(60_000, 1); // type 1: protocol frames are never dropped for congestion
-  const deadline = Date.now() + 20_000;
-  let sent = 0;
-  while (closedWith === "" && Date.now() < deadline && sent < 5000) {
-    for (let i = 0; i < 20; i++) a.send(tree);
-    sent += 20;
-    await new Promise((r) => setImmediate(r));
-  }
+  const { closedWith, sent } = await sendUntilClosed(a, 5000);
   expect(closedWith).toMatch(/^peer stopped reading \(\d+ bytes queued\)$/);
   // Closed within a few hundred frames of the bound (kernel buffers take some first), not never.
   expect(sent * 60_000).toBeGreaterThan(16 * 1024 * 1024);

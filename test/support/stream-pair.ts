@@ -64,3 +64,37 @@ export function framesNotAsExpected(
     });
   });
 }
+
+/**
+ * Sends 60 kB protocol frames (type 1, never dropped for congestion), 20 a turn, until `link` closes
+ * or `maxFrames` went (within 20 s): the close reason ("" if none) and the frames sent.
+ */
+export async function sendUntilClosed(
+  link: StreamLink,
+  maxFrames: number,
+): Promise<{ closedWith: string; sent: number }> {
+  let closedWith = "";
+  link.setHandler({
+    onFrame() {},
+    onClose(reason) {
+      closedWith = reason;
+    },
+  });
+  const tree = Buffer.alloc(60_000, 1);
+  const deadline = Date.now() + 20_000;
+  let sent = 0;
+  while (closedWith === "" && Date.now() < deadline && sent < maxFrames) {
+    for (let i = 0; i < 20; i++) link.send(tree);
+    sent += 20;
+    await new Promise((r) => setImmediate(r));
+  }
+  return { closedWith, sent };
+}
+
+/** Traffic frame i of a run (type 9), `size` bytes: i in bytes 1-2 where it fits, the rest from i. */
+export function numberedFrame(i: number, size: number): Buffer {
+  const f = Buffer.alloc(size, (i * 31) & 0xff);
+  f[0] = 9;
+  if (size >= 3) f.writeUInt16BE(i, 1);
+  return f;
+}

@@ -16,6 +16,10 @@ export class Slab {
   writes = 0;
   /** No more frames go in; it returns to the pool when its last write completes. */
   retired = false;
+  /** While it is in a SlabQueue: its bytes to write, and the slab queued after it. */
+  from = 0;
+  to = 0;
+  next: Slab | undefined;
   /** The write callback, made once per slab: no closure per flush. */
   readonly written = (): void => {
     if (this.writes > 0) this.writes--;
@@ -44,4 +48,41 @@ const pool: Slab[] = [];
 /** Send slabs allocated by all stream links since start (tests and metrics: the steady state adds none). */
 export function sendSlabsAllocated(): number {
   return Slab.allocated;
+}
+
+/**
+ * Full slabs whose bytes wait for a link's write in Node to complete, oldest first (StreamLink's
+ * one-write mode). A queued slab counts as one write of it, so it is not reused before it is written.
+ */
+export class SlabQueue {
+  private first: Slab | undefined;
+  private last: Slab | undefined;
+  /** Bytes of all queued slabs. */
+  bytes = 0;
+
+  push(slab: Slab, from: number, to: number): void {
+    slab.from = from;
+    slab.to = to;
+    slab.writes++;
+    this.bytes += to - from;
+    if (this.last === undefined) this.first = slab;
+    else this.last.next = slab;
+    this.last = slab;
+  }
+
+  /** The oldest slab (its bytes are [from, to)), still counting its write; undefined when empty. */
+  shift(): Slab | undefined {
+    const slab = this.first;
+    if (slab === undefined) return undefined;
+    this.first = slab.next;
+    slab.next = undefined;
+    if (this.first === undefined) this.last = undefined;
+    this.bytes -= slab.to - slab.from;
+    return slab;
+  }
+
+  /** The link closed: the slabs go back to the pool unwritten. */
+  drop(): void {
+    for (let slab = this.shift(); slab !== undefined; slab = this.shift()) slab.written();
+  }
 }

@@ -11,8 +11,10 @@ import {
 import { beginInput, endInput, flushAtEndOfInput } from "../../util/end-of-input.js";
 import { LinkCore } from "./link-core.js";
 import type { Link, LinkEvents } from "./link.js";
-import { SLAB_BYTES, Slab } from "./stream-slab.js";
+import { readIntoSharedBuffer, sharedReadBuffer } from "./stream-read-buffer.js";
+import { SLAB_BYTES, Slab, SlabQueue } from "./stream-slab.js";
 
+export { sharedBufferReads } from "./stream-read-buffer.js";
 export { sendSlabsAllocated } from "./stream-slab.js";
 
 export interface LinkTimeouts {
@@ -38,27 +40,12 @@ const META_MAGIC = Buffer.from("meta", "ascii");
 const META_BYTES = 38;
 const VERSION_MAJOR = 0;
 const VERSION_MINOR = 4;
-const KEEPALIVE = Buffer.from([0x00, 0x01, 0x00]);
 /**
  * Held tails (Link.sendJoined's held) by all stream links since start: sent from where they lay, and
  * copied to a slab because the kernel did not take them at the flush (the socket was full).
  */
 export const heldTails = { sent: 0, copied: 0 };
 const NO_TAIL = Buffer.alloc(0);
-
-/**
- * Where the addon reads every plain stream link's socket, and Node decrypts every tls:// link's: one
- * buffer for all, since each read is parsed to the last byte and its flushes run (end-of-input.ts)
- * before the callback returns (a frame split across reads is copied to rx).
- */
-let sharedReadBuffer: Buffer | undefined;
-const READ_BUFFER_BYTES = 128 * 1024;
-
-let readsIntoSharedBuffer = 0;
-/** Reads Node made into the shared read buffer (tls://, StreamLink.readIntoSharedBuffer) since start. */
-export function sharedBufferReads(): number {
-  return readsIntoSharedBuffer;
-}
 
 let directFlushes = 0;
 /** Flushes the kernel took whole from the addon's send(2), by all stream links since start. */
@@ -161,6 +148,26 @@ export class StreamLink extends LinkCore implements Link {
   /** Bound once: the one callback every flush is asked for with (no closure per frame). */
   private readonly flushAfterInput = (): void => this.flush();
   /**
+   * Sockets Node writes for us (TLS): at most one write in Node at a time. Node's Writable queues the
+   * writes made while one is pending and hands them over as one writev, and TLSWrap joins a writev's
+   * buffers into a fresh backing store before it encrypts (issue 11: 941 MiB in 4 s, ~350 kB each, on
+   * a tls:// sender at ~3 Gbit/s). Here the frames wait in the slabs instead, and each completion
+   * writes the oldest slab's waiting bytes as one Buffer.
+   */
+  private readonly oneWriteAtATime: boolean;
+  /** The slab whose bytes Node is writing (one-write mode). */
+  private writing: Slab | undefined;
+  /** Full slabs whose bytes wait for the write in Node to complete. */
+  private readonly waiting = new SlabQueue();
+  /** Bound once: the completion of the write in Node (one-write mode). */
+  private readonly afterWrite = (err?: Error | null): void => {
+    const slab = this.writing;
+    this.writing = undefined;
+    slab?.written();
+    // A failed write destroyed the socket, whose "close" closes the link.
+    if (!err && !this.closed) this.writeOldest();
+  };
+  /**
    * Plain TCP and unix sockets: a flush goes to the kernel with one send(2) from the addon while Node
    * has nothing queued, skipping Node's Writable machinery (issue 11: at idle ~18% of the CPU samples
    * of a TUN-to-link hop). TLS goes through Node, which encrypts.
@@ -181,11 +188,6 @@ export class StreamLink extends LinkCore implements Link {
    * and its fresh buffer per read (issue 11: at idle ~44% of a link-to-TUN hop's CPU samples).
    */
   private readonly reader: SocketReader | undefined;
-  /** Bound once: Node's read callback for readIntoSharedBuffer (n bytes at the buffer's start). */
-  private readonly onSharedRead = (n: number): void => {
-    readsIntoSharedBuffer++;
-    this.onRead(n, 0);
-  };
   /**
    * Date.now() of the last write and of the last complete frame read: one timer checks them, where
    * re-arming a keepalive and an idle timer per packet cost two timer-list updates a packet.
@@ -232,8 +234,9 @@ export class StreamLink extends LinkCore implements Link {
     this.fd = plain ? fd : -1;
     this.sendNow = plain ? socketSender() : undefined;
     this.sendParts = plain ? socketPartsSender() : undefined;
+    this.oneWriteAtATime = !plain;
     this.reader = plain ? this.takeOverReading(socket, fd) : undefined;
-    if (this.reader === undefined && !this.readIntoSharedBuffer(socket)) {
+    if (this.reader === undefined && !this.readThroughNode(socket)) {
       socket.on("data", (chunk: Buffer) => {
         this.bytesIn += chunk.length;
         beginInput();
@@ -254,7 +257,13 @@ export class StreamLink extends LinkCore implements Link {
   }
 
   get congested(): boolean {
-    return this.socket.writableLength > this.congestionBytes;
+    return this.queuedBytes() > this.congestionBytes;
+  }
+
+  /** Bytes waiting to go out: in Node, and (one-write mode, while Node writes) in the slabs. */
+  private queuedBytes(): number {
+    const inSlabs = this.writing === undefined ? 0 : this.waiting.bytes + this.slabEnd - this.slabStart;
+    return this.socket.writableLength + inSlabs;
   }
 
   setHandler(events: LinkEvents): void {
@@ -276,8 +285,7 @@ export class StreamLink extends LinkCore implements Link {
     const handle = (socket as unknown as { _handle?: { readStop?: () => number; reading?: boolean } })
       ._handle;
     if (typeof handle?.readStop !== "function") return undefined;
-    if (sharedReadBuffer === undefined) sharedReadBuffer = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES);
-    const reader = openSocketReader(fd, sharedReadBuffer, (n, errno) => this.onRead(n, errno));
+    const reader = openSocketReader(fd, sharedReadBuffer(), (n, errno) => this.onRead(n, errno));
     if (reader === undefined) return undefined;
     (socket as unknown as { _read: () => void })._read = () => {};
     handle.reading = false;
@@ -295,27 +303,11 @@ export class StreamLink extends LinkCore implements Link {
     }
   }
 
-  /**
-   * TLS: Node decrypts into the shared read buffer (net.Socket's `onread` option, which Node applies
-   * only to sockets it creates, so it is set here on the TLS socket made over ours). Without it every
-   * decrypted read of up to 16 KiB is a fresh Buffer whose memory is malloc'ed and freed only by a GC:
-   * ~27,000 a second at 3.5 Gbit/s, and the receiving daemon's C heap stood at 35-59 MiB after a
-   * tls:// load against 5-6 MiB idle (issue 11). False where this Node lacks the hooks: 'data' then.
-   */
-  private readIntoSharedBuffer(socket: Socket): boolean {
-    const handle = (socket as unknown as { _handle?: { useUserBuffer?: (b: Uint8Array) => void } })._handle;
-    if (typeof handle?.useUserBuffer !== "function") return false;
-    const symbols = Object.getOwnPropertySymbols(socket);
-    const kBuffer = symbols.find((s) => s.description === "kBuffer");
-    const kBufferCb = symbols.find((s) => s.description === "kBufferCb");
-    const slots = socket as unknown as Record<symbol, unknown>;
-    if (kBuffer === undefined || kBufferCb === undefined || slots[kBuffer] !== null) return false;
+  /** TLS: Node decrypts into the shared read buffer (stream-read-buffer.ts), when it can. */
+  private readThroughNode(socket: Socket): boolean {
+    if (!readIntoSharedBuffer(socket, (n) => this.onRead(n, 0))) return false;
     // handshake() paused the stream, but a paused socket reads on: keep that, later reads come here.
     this.keepWhatNodeRead(socket);
-    if (sharedReadBuffer === undefined) sharedReadBuffer = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES);
-    slots[kBuffer] = sharedReadBuffer;
-    slots[kBufferCb] = this.onSharedRead;
-    handle.useUserBuffer(sharedReadBuffer);
     return true;
   }
 
@@ -324,7 +316,7 @@ export class StreamLink extends LinkCore implements Link {
       this.bytesIn += n;
       beginInput();
       try {
-        this.receive(sharedReadBuffer!.subarray(0, n));
+        this.receive(sharedReadBuffer().subarray(0, n));
       } finally {
         endInput();
       }
@@ -370,8 +362,9 @@ export class StreamLink extends LinkCore implements Link {
    */
   private reserve(length: number, inSlab = length): number {
     if (this.closed || length > MAX_FRAME || length === 0) return -1;
-    if (this.socket.writableLength > STALLED_PEER_BYTES) {
-      this.close(`peer stopped reading (${this.socket.writableLength} bytes queued)`);
+    const queued = this.queuedBytes();
+    if (queued > STALLED_PEER_BYTES) {
+      this.close(`peer stopped reading (${queued} bytes queued)`);
       return -1;
     }
     const need = inSlab + 2;
@@ -392,6 +385,11 @@ export class StreamLink extends LinkCore implements Link {
   private flush(): void {
     this.flushQueued = false;
     if (this.slabEnd === this.slabStart || this.closed) return;
+    if (this.oneWriteAtATime) {
+      this.lastWriteAt = Date.now();
+      if (this.writing === undefined) this.writeOldest();
+      return;
+    }
     // The socket keeps a view of [start, end) until the write completes; later frames go after it.
     const slab = this.slab;
     const start = this.slabStart;
@@ -476,16 +474,33 @@ export class StreamLink extends LinkCore implements Link {
 
   /** The current slab is full: it returns to the pool once its writes complete. */
   private nextSlab(): void {
+    // Only in one-write mode, while Node writes, does a full slab still hold bytes to write.
+    if (this.slabEnd > this.slabStart) this.waiting.push(this.slab, this.slabStart, this.slabEnd);
     this.slab.retire();
     this.slab = Slab.take();
     this.slabStart = 0;
     this.slabEnd = 0;
   }
 
+  /** One-write mode, nothing in Node: hands it the oldest bytes not yet written, as one Buffer. */
+  private writeOldest(): void {
+    // The current slab's bytes go once no full slab waits before them.
+    if (this.waiting.bytes === 0 && this.slabEnd > this.slabStart) {
+      this.waiting.push(this.slab, this.slabStart, this.slabEnd);
+      this.slabStart = this.slabEnd;
+    }
+    const slab = this.waiting.shift();
+    if (slab === undefined) return;
+    this.bytesOut += slab.to - slab.from;
+    this.writing = slab;
+    this.socket.write(slab.buf.subarray(slab.from, slab.to), this.afterWrite);
+  }
+
+  /** A dummy frame (00 01 00), queued like any frame: it neither overtakes nor splits a write. */
   private keepalive(): void {
-    if (this.closed) return;
-    this.socket.write(KEEPALIVE);
-    this.bytesOut += KEEPALIVE.length;
+    const at = this.reserve(1);
+    if (at < 0) return;
+    this.slab.buf[at] = 0;
     this.lastWriteAt = Date.now();
   }
 
@@ -565,6 +580,7 @@ export class StreamLink extends LinkCore implements Link {
     this.reader?.close();
     this.socket.destroy();
     this.slab.retire();
+    this.waiting.drop();
     this.announceClosed(reason);
   }
 }
