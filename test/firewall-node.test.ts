@@ -82,4 +82,30 @@ describe("firewall in a Node", () => {
     expect(a.node.firewall).toBeUndefined();
     await deliver(b, a, udp(from, to, 9));
   });
+
+  // A node without Planetd.Firewall loads the firewall's modules only at the reload that sets one.
+  it("takes a first firewall at a reload, after refusing bad rules", async () => {
+    const b = await startMember();
+    const a = await startMember();
+    connect(a, b);
+    const from = b.node.identity.address;
+    const to = a.node.identity.address;
+    await deliver(b, a, udp(from, to, 8));
+    expect(a.node.firewall).toBeUndefined();
+    const base = (a.node as unknown as { config: PlanetConfig }).config;
+    const bad = rules({ InboundDefault: "drop", Inbound: [{ Action: "accept", Local: ["300:1:2:3::/64"] }] });
+    await expect(a.node.reload({ ...base, Planetd: { ...base.Planetd, Firewall: bad } })).rejects.toThrow(
+      ReloadRefused,
+    );
+    expect(a.node.firewall).toBeUndefined();
+    await deliver(b, a, udp(from, to, 8));
+    const only7 = rules({
+      InboundDefault: "drop",
+      Inbound: [{ Action: "accept", Protocol: "udp", Ports: "7" }],
+    });
+    expect(await a.node.reload({ ...base, Planetd: { ...base.Planetd, Firewall: only7 } })).toBe("Firewall");
+    await deliver(b, a, udp(from, to, 7));
+    await expect(deliver(b, a, udp(from, to, 8), 800)).rejects.toThrow(/did not arrive/);
+    expect(a.node.firewall!.view().inbound.defaultHits).toBeGreaterThanOrEqual(1);
+  });
 });
