@@ -88,8 +88,10 @@ describeNetns("links: planetd ↔ yggdrasil 0.4.7 (issue 3)", () => {
       [yv, yv2, "yggdrasil's view"],
       [pv, pv2, "planetd's view"],
     ] as const) {
-      // Same link, never re-established: its uptime grew by the whole idle period.
-      expect(after.uptime - before.uptime, `${who}: uptime`).toBeGreaterThanOrEqual(118);
+      // Same link, never re-established: its uptime grew by the whole idle period. If not, both
+      // daemons' logs say who closed it and why (CI saw it once, at ~90 s, not reproduced since).
+      const grew = after.uptime - before.uptime;
+      expect(grew, `${who}: uptime${grew < 118 ? `\n${lab.logTails(60)}` : ""}`).toBeGreaterThanOrEqual(118);
       expect(after.port, `${who}: port`).toBe(before.port);
       // ≈ 30 keepalives of 3 bytes arrived; allow for timing at both ends.
       expect(
